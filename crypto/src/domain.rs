@@ -1,0 +1,30 @@
+//! Every domain-separation label used by medrelay: HKDF infos, signature
+//! contexts and hash prefixes. Keeping them in one place makes it easy to check
+//! that no two uses share a label.
+
+/// Hash prefix for a principal id: `SHA-256(PRINCIPAL_ID || ed25519 public key)`.
+pub const PRINCIPAL_ID: &[u8] = b"medrelay/v1/principal-id";
+/// Hash prefix for public-key fingerprints: `SHA-256(FINGERPRINT || encoding)`.
+pub const FINGERPRINT: &[u8] = b"medrelay/v1/fingerprint";
+/// Signature context for a record envelope (header, capsule, ciphertext hash).
+pub const SIG_RECORD: &[u8] = b"medrelay/v1/sig/record";
+/// Signature context for a grant.
+pub const SIG_GRANT: &[u8] = b"medrelay/v1/sig/grant";
+/// Signature context for a revocation.
+pub const SIG_REVOCATION: &[u8] = b"medrelay/v1/sig/revocation";
+/// Signature context for an authentication challenge response.
+pub const SIG_AUTH_CHALLENGE: &[u8] = b"medrelay/v1/sig/auth-challenge";
+/// Signature context for a principal's self-signed key registration.
+pub const SIG_REGISTRATION: &[u8] = b"medrelay/v1/sig/registration";
+/// Signature context for a DP summary submission.
+pub const SIG_SUMMARY: &[u8] = b"medrelay/v1/sig/summary";
+/// HKDF info for the record data key, derived from the two PRE shares.
+pub const HKDF_DATA_KEY: &[u8] = b"medrelay/v1/hkdf/data-key";
+/// HKDF info prefix for deriving a key class's PRE secrets from the master secret.
+pub const HKDF_KEY_CLASS: &[u8] = b"medrelay/v1/hkdf/key-class";
+/// HKDF info for the patient's Umbral signing key (signs key fragments).
+pub const HKDF_UMBRAL_SIGNER: &[u8] = b"medrelay/v1/hkdf/umbral-signer";
+/// HKDF info for the Ed25519 signing key seed derived from a master secret.
+pub const HKDF_SIGNING_KEY: &[u8] = b"medrelay/v1/hkdf/signing-key";
+/// Associated-data label for key files (Argon2id + AES-256-GCM).
+pub const KEY_FILE_AAD: &[u8] = b"medrelay/v1/key-file";
