@@ -15,7 +15,9 @@
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use medrelay_dp::{answer, plan, AnalystId, Budget, Delta, Epsilon, Ledger, Query, Schema, Summary, SummaryDoc};
+use medrelay_dp::{
+    answer, plan, AnalystId, Budget, Delta, Epsilon, Ledger, Query, Schema, Summary, SummaryDoc,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;
@@ -70,7 +72,12 @@ fn main() {
     println!("medrelay-dp query throughput; reproduce: cargo bench -p medrelay-dp --bench queries");
     let schema = Schema::health_basics();
     let rows = population(&schema);
-    run("count (no filter, ε=0.1)", &schema, &rows, json!({"statistic": {"kind": "count"}, "privacy": {"epsilon": 0.1}}));
+    run(
+        "count (no filter, ε=0.1)",
+        &schema,
+        &rows,
+        json!({"statistic": {"kind": "count"}, "privacy": {"epsilon": 0.1}}),
+    );
     run(
         "count (2 filters, ε=0.1)",
         &schema,
@@ -91,5 +98,10 @@ fn main() {
         &rows,
         json!({"statistic": {"kind": "quantile", "field": "systolic_bp", "alpha": 0.9}, "privacy": {"rho": 0.01}}),
     );
-    run("mean bmi (ε=0.1)", &schema, &rows, json!({"statistic": {"kind": "mean", "field": "bmi"}, "privacy": {"epsilon": 0.1}}));
+    run(
+        "mean bmi (ε=0.1)",
+        &schema,
+        &rows,
+        json!({"statistic": {"kind": "mean", "field": "bmi"}, "privacy": {"epsilon": 0.1}}),
+    );
 }

@@ -131,7 +131,9 @@ fn matches(row: &Summary, preds: &[Pred], required: &[usize]) -> bool {
             Pred::Category(i, allowed) => {
                 matches!(row.value(*i), Some(FieldValue::Category(c)) if allowed.contains(c))
             }
-            Pred::Range(i, lo, hi) => row.value(*i).and_then(FieldValue::as_f64).is_some_and(|x| *lo <= x && x <= *hi),
+            Pred::Range(i, lo, hi) => {
+                row.value(*i).and_then(FieldValue::as_f64).is_some_and(|x| *lo <= x && x <= *hi)
+            }
         })
 }
 
@@ -174,7 +176,10 @@ fn bin_of(row: &Summary, field: usize, binning: &Binning) -> usize {
 /// caller must store the updated ledger durably before returning the answer.
 pub fn answer(plan: &Plan, rows: &[Summary], ledger: &mut Ledger) -> Result<Answer, DpError> {
     if ledger.schema() != plan.schema() {
-        return Err(DpError::SchemaMismatch { expected: plan.schema().into(), found: ledger.schema().into() });
+        return Err(DpError::SchemaMismatch {
+            expected: plan.schema().into(),
+            found: ledger.schema().into(),
+        });
     }
     if rows.len() > MAX_ROWS {
         return Err(DpError::TooManyRows { limit: MAX_ROWS, actual: rows.len() });
@@ -216,7 +221,11 @@ pub fn answer(plan: &Plan, rows: &[Summary], ledger: &mut Ledger) -> Result<Answ
                 #[expect(clippy::cast_precision_loss, reason = "at most MAX_BINS bins")]
                 let w = mechanism::noise_accuracy(noise, true, c.scale, alpha / labels.len() as f64)?;
                 histogram = Some((
-                    labels.into_iter().zip(counts).map(|(label, count)| BinCount { label, count }).collect::<Vec<_>>(),
+                    labels
+                        .into_iter()
+                        .zip(counts)
+                        .map(|(label, count)| BinCount { label, count })
+                        .collect::<Vec<_>>(),
                     w,
                 ));
                 (None, None)
@@ -243,7 +252,12 @@ pub fn answer(plan: &Plan, rows: &[Summary], ledger: &mut Ledger) -> Result<Answ
         });
     }
 
-    let interval = |low: f64, high: f64, guaranteed| Accuracy::Interval { confidence: CONFIDENCE, low, high, guaranteed };
+    let interval = |low: f64, high: f64, guaranteed| Accuracy::Interval {
+        confidence: CONFIDENCE,
+        low,
+        high,
+        guaranteed,
+    };
     let bounds = plan.bounds.unwrap_or((f64::NEG_INFINITY, f64::INFINITY));
     let (value, accuracy) = match plan.shape {
         Shape::Count | Shape::Sum => {
@@ -342,7 +356,8 @@ fn correlation(v: &[f64], w: &[f64]) -> (f64, f64, f64) {
     let estimate = pearson(v[0], v[1], v[2], v[3], v[4], v[5]).unwrap_or(0.0);
     let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
     for mask in 0u32..64 {
-        let c: Vec<f64> = (0..6).map(|i| if mask >> i & 1 == 1 { v[i] + w[i] } else { v[i] - w[i] }).collect();
+        let c: Vec<f64> =
+            (0..6).map(|i| if mask >> i & 1 == 1 { v[i] + w[i] } else { v[i] - w[i] }).collect();
         match pearson(c[0], c[1], c[2], c[3], c[4], c[5]) {
             Some(r) => {
                 low = low.min(r);

@@ -381,7 +381,14 @@ impl Ledger {
         if schema.is_empty() {
             return Err(DecodeError::Invalid("ledger schema name").into());
         }
-        Ok(Self { analyst, schema, budget: Budget { epsilon, delta }, spent_pure_epsilon, spent_rho, queries })
+        Ok(Self {
+            analyst,
+            schema,
+            budget: Budget { epsilon, delta },
+            spent_pure_epsilon,
+            spent_rho,
+            queries,
+        })
     }
 }
 

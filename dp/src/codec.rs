@@ -44,7 +44,12 @@ pub(crate) struct Reader<'a> {
 }
 
 impl<'a> Reader<'a> {
-    pub(crate) fn open(bytes: &'a [u8], magic: &[u8; 4], versions: &[u8], max_len: usize) -> Result<Self, DecodeError> {
+    pub(crate) fn open(
+        bytes: &'a [u8],
+        magic: &[u8; 4],
+        versions: &[u8],
+        max_len: usize,
+    ) -> Result<Self, DecodeError> {
         if bytes.len() > max_len {
             return Err(DecodeError::TooLarge { limit: max_len, actual: bytes.len() });
         }

@@ -30,7 +30,8 @@ pub const MAX_RESOURCES: usize = 100_000;
 pub fn derive_summary(schema: &Schema, resources: &[Value]) -> Result<Summary, DeriveError> {
     let mut flat: Vec<&Value> = Vec::new();
     for (index, r) in resources.iter().enumerate() {
-        let kind = r.get("resourceType").and_then(Value::as_str).ok_or(DeriveError::NotAResource { index })?;
+        let kind =
+            r.get("resourceType").and_then(Value::as_str).ok_or(DeriveError::NotAResource { index })?;
         if kind == "Bundle" {
             let entries = r.get("entry").and_then(Value::as_array).map(Vec::as_slice).unwrap_or_default();
             flat.extend(entries.iter().filter_map(|e| e.get("resource")));
@@ -109,7 +110,9 @@ pub fn derive_summary(schema: &Schema, resources: &[Value]) -> Result<Summary, D
                 }
                 best.map(|(_, x)| match field.field_type {
                     #[expect(clippy::cast_possible_truncation, reason = "rounded and range-checked")]
-                    FieldType::Integer { .. } if x.round().abs() < 9.0e15 => FieldValue::Integer(x.round() as i64),
+                    FieldType::Integer { .. } if x.round().abs() < 9.0e15 => {
+                        FieldValue::Integer(x.round() as i64)
+                    }
                     _ => FieldValue::Float(x),
                 })
             }
@@ -264,7 +267,9 @@ mod tests {
         assert_eq!(parse_fhir_instant("1980-07-15").unwrap().year, 1980);
         assert_eq!(days_from_civil(1970, 1, 1), 0);
         assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        for bad in ["", "19", "1980-13-01", "1980-1-01", "2024-03-01T25:00:00Z", "2024-03-01T10:00:00+0200", "abcd"] {
+        for bad in
+            ["", "19", "1980-13-01", "1980-1-01", "2024-03-01T25:00:00Z", "2024-03-01T10:00:00+0200", "abcd"]
+        {
             assert!(parse_fhir_instant(bad).is_none(), "{bad}");
         }
     }

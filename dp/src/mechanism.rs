@@ -11,8 +11,8 @@
 //! only available on OpenDP's own source of randomness.
 
 use opendp::accuracy::{
-    discrete_gaussian_scale_to_accuracy, discrete_laplacian_scale_to_accuracy,
-    gaussian_scale_to_accuracy, laplacian_scale_to_accuracy,
+    discrete_gaussian_scale_to_accuracy, discrete_laplacian_scale_to_accuracy, gaussian_scale_to_accuracy,
+    laplacian_scale_to_accuracy,
 };
 use opendp::combinators::{make_chain_mt, make_chain_tt};
 use opendp::core::Transformation;
@@ -71,12 +71,13 @@ pub(crate) fn sum_sensitivity(bounds: (f64, f64)) -> Result<f64, DpError> {
     Ok(bounded_sum(bounds)?.map(&NEIGHBOUR_DISTANCE)?)
 }
 
-fn bounded_sum(
-    bounds: (f64, f64),
-) -> Result<
-    Transformation<VectorDomain<AtomDomain<f64>>, SymmetricDistance, AtomDomain<f64>, AbsoluteDistance<f64>>,
-    DpError,
-> {
+type SumTransformation =
+    Transformation<VectorDomain<AtomDomain<f64>>, SymmetricDistance, AtomDomain<f64>, AbsoluteDistance<f64>>;
+
+/// A histogram's privacy cost, its sensitivity, and the release if data was given.
+type HistogramRelease = (f64, f64, Option<Released<Vec<i64>>>);
+
+fn bounded_sum(bounds: (f64, f64)) -> Result<SumTransformation, DpError> {
     let clamp = make_clamp(f64_domain(), SymmetricDistance, bounds)?;
     let sum = make_sum(clamp.output_domain.clone(), SymmetricDistance)?;
     Ok(make_chain_tt(&sum, &clamp)?)
@@ -152,7 +153,7 @@ pub(crate) fn histogram(
     bins: usize,
     scale: f64,
     data: Option<&Vec<usize>>,
-) -> Result<(f64, f64, Option<Released<Vec<i64>>>), DpError> {
+) -> Result<HistogramRelease, DpError> {
     let categories: Vec<usize> = (0..bins).collect();
     let domain = VectorDomain::new(AtomDomain::<usize>::default());
     match kind {
@@ -164,7 +165,12 @@ pub(crate) fn histogram(
                 false,
             )?;
             let sensitivity = t.map(&NEIGHBOUR_DISTANCE)?;
-            let noise = make_laplace::<_, _, MaxDivergence>(t.output_domain.clone(), t.output_metric.clone(), scale, None)?;
+            let noise = make_laplace::<_, _, MaxDivergence>(
+                t.output_domain.clone(),
+                t.output_metric.clone(),
+                scale,
+                None,
+            )?;
             let m = make_chain_mt(&noise, &t)?;
             let released = data.map(|d| m.invoke(d)).transpose()?.map(|value| Released { value });
             #[expect(clippy::cast_precision_loss, reason = "sensitivity is a small count")]

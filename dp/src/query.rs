@@ -278,9 +278,10 @@ fn resolve_filter(schema: &Schema, f: &Filter) -> Result<Pred, QueryError> {
     let (idx, field) = schema.field(name).ok_or_else(|| QueryError::UnknownField { field: name.clone() })?;
     let bad = |reason| QueryError::Filter { field: name.clone(), reason };
     match (f, &field.field_type) {
-        (Filter::Is { value, .. }, FieldType::Bool {}) => {
-            Ok(Pred::Bool(idx, value.as_bool().ok_or_else(|| bad("a bool field compares with true or false"))?))
-        }
+        (Filter::Is { value, .. }, FieldType::Bool {}) => Ok(Pred::Bool(
+            idx,
+            value.as_bool().ok_or_else(|| bad("a bool field compares with true or false"))?,
+        )),
         (Filter::Is { value, .. }, FieldType::Category { values }) => {
             let v = value.as_str().ok_or_else(|| bad("a category field compares with a string"))?;
             if !values.iter().any(|c| c == v) {
@@ -322,13 +323,21 @@ fn product_bounds((a, b): (f64, f64), (c, d): (f64, f64)) -> (f64, f64) {
     )
 }
 
-fn candidates(field_type: &FieldType, (lo, hi): (f64, f64), requested: Option<usize>) -> Result<Vec<f64>, QueryError> {
+fn candidates(
+    field_type: &FieldType,
+    (lo, hi): (f64, f64),
+    requested: Option<usize>,
+) -> Result<Vec<f64>, QueryError> {
     let n = requested.unwrap_or(DEFAULT_CANDIDATES);
     if n > MAX_CANDIDATES {
         return Err(QueryError::TooMany { what: "quantile candidates", limit: MAX_CANDIDATES, actual: n });
     }
     if n < 2 {
-        return Err(QueryError::TooMany { what: "quantile candidates (at least 2)", limit: MAX_CANDIDATES, actual: n });
+        return Err(QueryError::TooMany {
+            what: "quantile candidates (at least 2)",
+            limit: MAX_CANDIDATES,
+            actual: n,
+        });
     }
     let width = hi - lo;
     if matches!(field_type, FieldType::Integer { .. }) && width + 1.0 <= n as f64 {
@@ -362,7 +371,9 @@ fn quantile_parts(schema: &Schema, field: &str, alpha: f64, n: Option<usize>) ->
 /// or ρ (split evenly across components). Costs are OpenDP's own maps.
 pub fn plan(schema: &Schema, query: &Query) -> Result<Plan, DpError> {
     if query.filters.len() > MAX_FILTERS {
-        return Err(QueryError::TooMany { what: "filters", limit: MAX_FILTERS, actual: query.filters.len() }.into());
+        return Err(
+            QueryError::TooMany { what: "filters", limit: MAX_FILTERS, actual: query.filters.len() }.into()
+        );
     }
     let preds = query.filters.iter().map(|f| resolve_filter(schema, f)).collect::<Result<Vec<_>, _>>()?;
     let (noise, target, exponent) = match query.privacy {
@@ -371,87 +382,95 @@ pub fn plan(schema: &Schema, query: &Query) -> Result<Plan, DpError> {
     };
 
     let sum = |map, bounds| Source::Sum { map, bounds };
-    let (shape, required, bounds, sources): Parts =
-        match &query.statistic {
-            Statistic::Count {} => (Shape::Count, vec![], None, vec![("count", Source::Count)]),
-            Statistic::Sum { field } => {
-                let (i, b) = numeric(schema, field, "sum")?;
-                (Shape::Sum, vec![i], Some(b), vec![("sum", sum(RowMap::X(i), b))])
+    let (shape, required, bounds, sources): Parts = match &query.statistic {
+        Statistic::Count {} => (Shape::Count, vec![], None, vec![("count", Source::Count)]),
+        Statistic::Sum { field } => {
+            let (i, b) = numeric(schema, field, "sum")?;
+            (Shape::Sum, vec![i], Some(b), vec![("sum", sum(RowMap::X(i), b))])
+        }
+        Statistic::Mean { field } => {
+            let (i, b) = numeric(schema, field, "mean")?;
+            (Shape::Mean, vec![i], Some(b), vec![("count", Source::Count), ("sum", sum(RowMap::X(i), b))])
+        }
+        Statistic::Variance { field } | Statistic::StdDev { field } => {
+            let std = matches!(query.statistic, Statistic::StdDev { .. });
+            let (i, b) = numeric(schema, field, if std { "std_dev" } else { "variance" })?;
+            (
+                Shape::Variance { std },
+                vec![i],
+                Some(b),
+                vec![
+                    ("count", Source::Count),
+                    ("sum", sum(RowMap::X(i), b)),
+                    ("sum_of_squares", sum(RowMap::Square(i, b), square_bounds(b))),
+                ],
+            )
+        }
+        Statistic::Correlation { x, y } => {
+            if x == y {
+                return Err(QueryError::SameField.into());
             }
-            Statistic::Mean { field } => {
-                let (i, b) = numeric(schema, field, "mean")?;
-                (Shape::Mean, vec![i], Some(b), vec![("count", Source::Count), ("sum", sum(RowMap::X(i), b))])
-            }
-            Statistic::Variance { field } | Statistic::StdDev { field } => {
-                let std = matches!(query.statistic, Statistic::StdDev { .. });
-                let (i, b) = numeric(schema, field, if std { "std_dev" } else { "variance" })?;
-                (
-                    Shape::Variance { std },
-                    vec![i],
-                    Some(b),
-                    vec![
-                        ("count", Source::Count),
-                        ("sum", sum(RowMap::X(i), b)),
-                        ("sum_of_squares", sum(RowMap::Square(i, b), square_bounds(b))),
-                    ],
-                )
-            }
-            Statistic::Correlation { x, y } => {
-                if x == y {
-                    return Err(QueryError::SameField.into());
+            let (ix, bx) = numeric(schema, x, "correlation")?;
+            let (iy, by) = numeric(schema, y, "correlation")?;
+            (
+                Shape::Correlation,
+                vec![ix, iy],
+                None,
+                vec![
+                    ("count", Source::Count),
+                    ("sum_x", sum(RowMap::X(ix), bx)),
+                    ("sum_y", sum(RowMap::X(iy), by)),
+                    ("sum_x_squares", sum(RowMap::Square(ix, bx), square_bounds(bx))),
+                    ("sum_y_squares", sum(RowMap::Square(iy, by), square_bounds(by))),
+                    ("sum_xy", sum(RowMap::Product(ix, bx, iy, by), product_bounds(bx, by))),
+                ],
+            )
+        }
+        Statistic::Histogram { field, edges } => {
+            let (i, f) =
+                schema.field(field).ok_or_else(|| QueryError::UnknownField { field: field.clone() })?;
+            let binning = match (&f.field_type, edges) {
+                (FieldType::Bool {}, None) => Binning::Bool,
+                (FieldType::Category { values }, None) => Binning::Category(values.clone()),
+                (FieldType::Integer { min, max } | FieldType::Float { min, max }, edges) => {
+                    let edges = match edges {
+                        Some(e) => e.clone(),
+                        #[expect(clippy::cast_precision_loss, reason = "small index")]
+                        None => (0..=DEFAULT_BINS)
+                            .map(|k| min + (max - min) * k as f64 / DEFAULT_BINS as f64)
+                            .collect(),
+                    };
+                    if edges.len() > MAX_BINS + 1 {
+                        return Err(QueryError::TooMany {
+                            what: "bins",
+                            limit: MAX_BINS,
+                            actual: edges.len() - 1,
+                        }
+                        .into());
+                    }
+                    if edges.len() < 2
+                        || edges.iter().any(|e| !e.is_finite())
+                        || edges.windows(2).any(|w| w[0] >= w[1])
+                    {
+                        return Err(QueryError::InvalidBins.into());
+                    }
+                    Binning::Edges { edges, bounds: (*min, *max) }
                 }
-                let (ix, bx) = numeric(schema, x, "correlation")?;
-                let (iy, by) = numeric(schema, y, "correlation")?;
-                (
-                    Shape::Correlation,
-                    vec![ix, iy],
-                    None,
-                    vec![
-                        ("count", Source::Count),
-                        ("sum_x", sum(RowMap::X(ix), bx)),
-                        ("sum_y", sum(RowMap::X(iy), by)),
-                        ("sum_x_squares", sum(RowMap::Square(ix, bx), square_bounds(bx))),
-                        ("sum_y_squares", sum(RowMap::Square(iy, by), square_bounds(by))),
-                        ("sum_xy", sum(RowMap::Product(ix, bx, iy, by), product_bounds(bx, by))),
-                    ],
-                )
-            }
-            Statistic::Histogram { field, edges } => {
-                let (i, f) = schema.field(field).ok_or_else(|| QueryError::UnknownField { field: field.clone() })?;
-                let binning = match (&f.field_type, edges) {
-                    (FieldType::Bool {}, None) => Binning::Bool,
-                    (FieldType::Category { values }, None) => Binning::Category(values.clone()),
-                    (FieldType::Integer { min, max } | FieldType::Float { min, max }, edges) => {
-                        let edges = match edges {
-                            Some(e) => e.clone(),
-                            #[expect(clippy::cast_precision_loss, reason = "small index")]
-                            None => (0..=DEFAULT_BINS)
-                                .map(|k| min + (max - min) * k as f64 / DEFAULT_BINS as f64)
-                                .collect(),
-                        };
-                        if edges.len() > MAX_BINS + 1 {
-                            return Err(QueryError::TooMany { what: "bins", limit: MAX_BINS, actual: edges.len() - 1 }.into());
-                        }
-                        if edges.len() < 2 || edges.iter().any(|e| !e.is_finite()) || edges.windows(2).any(|w| w[0] >= w[1]) {
-                            return Err(QueryError::InvalidBins.into());
-                        }
-                        Binning::Edges { edges, bounds: (*min, *max) }
+                (other, Some(_)) => {
+                    return Err(QueryError::FieldType {
+                        field: field.clone(),
+                        usage: "histogram edges",
+                        expected: "an integer or float field",
+                        actual: other.name(),
                     }
-                    (other, Some(_)) => {
-                        return Err(QueryError::FieldType {
-                            field: field.clone(),
-                            usage: "histogram edges",
-                            expected: "an integer or float field",
-                            actual: other.name(),
-                        }
-                        .into())
-                    }
-                };
-                (Shape::Histogram, vec![i], None, vec![("histogram", Source::Histogram { field: i, binning })])
-            }
-            Statistic::Quantile { field, alpha, candidates: n } => quantile_parts(schema, field, *alpha, *n)?,
-            Statistic::Median { field, candidates: n } => quantile_parts(schema, field, 0.5, *n)?,
-        };
+                    .into())
+                }
+            };
+            (Shape::Histogram, vec![i], None, vec![("histogram", Source::Histogram { field: i, binning })])
+        }
+        Statistic::Quantile { field, alpha, candidates: n } => quantile_parts(schema, field, *alpha, *n)?,
+        Statistic::Median { field, candidates: n } => quantile_parts(schema, field, 0.5, *n)?,
+    };
 
     #[expect(clippy::cast_precision_loss, reason = "at most six components")]
     let share = target / sources.len() as f64;
@@ -459,18 +478,24 @@ pub fn plan(schema: &Schema, query: &Query) -> Result<Plan, DpError> {
     for (name, source) in sources {
         let (scale, cost, sensitivity, mech) = match &source {
             Source::Count => {
-                let (scale, cost) = mechanism::calibrate(share, exponent, |s| Ok(mechanism::count(noise, s, None)?.0))?;
+                let (scale, cost) =
+                    mechanism::calibrate(share, exponent, |s| Ok(mechanism::count(noise, s, None)?.0))?;
                 (scale, cost, Some(1.0), mechanism::mechanism(noise, true))
             }
             Source::Sum { bounds, .. } => {
                 let (scale, cost) =
-                    mechanism::calibrate(share, exponent, |s| Ok(mechanism::sum(noise, *bounds, s, None)?.0))?;
+                    mechanism::calibrate(
+                        share,
+                        exponent,
+                        |s| Ok(mechanism::sum(noise, *bounds, s, None)?.0),
+                    )?;
                 (scale, cost, Some(mechanism::sum_sensitivity(*bounds)?), mechanism::mechanism(noise, false))
             }
             Source::Histogram { binning, .. } => {
                 let bins = binning.labels().len();
-                let (scale, cost) =
-                    mechanism::calibrate(share, exponent, |s| Ok(mechanism::histogram(noise, bins, s, None)?.0))?;
+                let (scale, cost) = mechanism::calibrate(share, exponent, |s| {
+                    Ok(mechanism::histogram(noise, bins, s, None)?.0)
+                })?;
                 let sensitivity = mechanism::histogram(noise, bins, scale, None)?.1;
                 (scale, cost, Some(sensitivity), mechanism::mechanism(noise, true))
             }

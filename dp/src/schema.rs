@@ -88,8 +88,7 @@ pub struct CodeMatch {
 
 impl CodeMatch {
     pub(crate) fn matches(&self, system: &str, code: &str) -> bool {
-        system == self.system
-            && if self.prefix { code.starts_with(&self.code) } else { code == self.code }
+        system == self.system && if self.prefix { code.starts_with(&self.code) } else { code == self.code }
     }
 }
 
@@ -175,11 +174,7 @@ impl Schema {
     /// Parses and validates a schema document (size-limited to [`MAX_SCHEMA_BYTES`]).
     pub fn from_json(bytes: &[u8]) -> Result<Self, DpError> {
         if bytes.len() > MAX_SCHEMA_BYTES {
-            return Err(DpError::TooLarge {
-                what: "schema",
-                limit: MAX_SCHEMA_BYTES,
-                actual: bytes.len(),
-            });
+            return Err(DpError::TooLarge { what: "schema", limit: MAX_SCHEMA_BYTES, actual: bytes.len() });
         }
         let doc: SchemaDoc = serde_json::from_slice(bytes)
             .map_err(|e| DpError::Malformed { what: "schema", detail: e.to_string() })?;
@@ -187,11 +182,7 @@ impl Schema {
     }
 
     /// Validates a schema built in code.
-    pub fn new(
-        name: String,
-        description: String,
-        fields: Vec<Field>,
-    ) -> Result<Self, SchemaError> {
+    pub fn new(name: String, description: String, fields: Vec<Field>) -> Result<Self, SchemaError> {
         check_name(&name)?;
         if fields.is_empty() {
             return Err(SchemaError::NoFields);

@@ -60,11 +60,7 @@ impl Summary {
     /// and validates it against `schema`.
     pub fn from_json(schema: &Schema, bytes: &[u8]) -> Result<Self, DpError> {
         if bytes.len() > MAX_SUMMARY_BYTES {
-            return Err(DpError::TooLarge {
-                what: "summary",
-                limit: MAX_SUMMARY_BYTES,
-                actual: bytes.len(),
-            });
+            return Err(DpError::TooLarge { what: "summary", limit: MAX_SUMMARY_BYTES, actual: bytes.len() });
         }
         let doc: SummaryDoc = serde_json::from_slice(bytes)
             .map_err(|e| DpError::Malformed { what: "summary", detail: e.to_string() })?;
@@ -88,7 +84,9 @@ impl Summary {
             let Some(value) = value else { continue };
             let wrong = |expected| SummaryError::WrongType { field: name.clone(), expected };
             let parsed = match &field.field_type {
-                FieldType::Bool {} => FieldValue::Bool(value.as_bool().ok_or_else(|| wrong("true or false"))?),
+                FieldType::Bool {} => {
+                    FieldValue::Bool(value.as_bool().ok_or_else(|| wrong("true or false"))?)
+                }
                 FieldType::Integer { .. } => {
                     let i = value.as_i64().ok_or_else(|| wrong("a whole number"))?;
                     #[expect(clippy::cast_precision_loss, reason = "compared against 2^53 only")]

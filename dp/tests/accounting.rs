@@ -3,10 +3,10 @@
 
 mod common;
 
-use medrelay_dp::{AnalystId, DecodeError};
 use medrelay_dp::{
     answer, plan, Budget, Delta, DpError, Epsilon, Ledger, Overspend, PrivacyCost, Query, Rho, MAX_ROWS,
 };
+use medrelay_dp::{AnalystId, DecodeError};
 use opendp::combinators::{make_chain_mt, make_zCDP_to_approxDP};
 use opendp::domains::{AtomDomain, VectorDomain};
 use opendp::measurements::{make_gaussian, make_laplace};
@@ -29,9 +29,13 @@ fn epsilon_after_k_queries_matches_opendp_maps() {
 
     // OpenDP, independently: count >> discrete Laplace at the plan's scale.
     let t = make_count::<bool, i64>(VectorDomain::new(AtomDomain::default()), SymmetricDistance).unwrap();
-    let noise =
-        make_laplace::<_, _, MaxDivergence>(AtomDomain::<i64>::default(), AbsoluteDistance::<i64>::default(), c.scale, None)
-            .unwrap();
+    let noise = make_laplace::<_, _, MaxDivergence>(
+        AtomDomain::<i64>::default(),
+        AbsoluteDistance::<i64>::default(),
+        c.scale,
+        None,
+    )
+    .unwrap();
     let m = make_chain_mt(&noise, &t).unwrap();
     let per_query = m.map(&1).unwrap();
     assert_eq!(p.cost(), PrivacyCost::Epsilon(per_query));
@@ -178,7 +182,10 @@ fn ledger_encoding_round_trips_and_rejects_bad_bytes() {
     assert!(matches!(Ledger::decode(&trailing), Err(DpError::Decode(DecodeError::TrailingBytes))));
     let mut version = bytes.clone();
     version[4] = 9;
-    assert!(matches!(Ledger::decode(&version), Err(DpError::Decode(DecodeError::UnsupportedVersion { found: 9 }))));
+    assert!(matches!(
+        Ledger::decode(&version),
+        Err(DpError::Decode(DecodeError::UnsupportedVersion { found: 9 }))
+    ));
     let mut magic = bytes.clone();
     magic[0] = b'X';
     assert!(matches!(Ledger::decode(&magic), Err(DpError::Decode(DecodeError::WrongMagic))));

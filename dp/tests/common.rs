@@ -19,7 +19,8 @@ pub(crate) fn ledger(epsilon: f64) -> Ledger {
 }
 
 pub(crate) fn row(schema: &Schema, values: serde_json::Value) -> Summary {
-    let doc: SummaryDoc = serde_json::from_value(json!({"schema": "health-basics", "values": values})).unwrap();
+    let doc: SummaryDoc =
+        serde_json::from_value(json!({"schema": "health-basics", "values": values})).unwrap();
     Summary::validate(schema, &doc).unwrap()
 }
 

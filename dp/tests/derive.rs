@@ -6,14 +6,14 @@ use serde_json::{json, Value};
 
 fn bp_panel(date: &str, systolic: f64) -> Value {
     json!({"resourceType": "Observation", "status": "final",
-        "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
-        "effectiveDateTime": date,
-        "component": [
-            {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
-             "valueQuantity": {"value": systolic, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
-            {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
-             "valueQuantity": {"value": 80, "code": "mm[Hg]"}}
-        ]})
+    "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9"}]},
+    "effectiveDateTime": date,
+    "component": [
+        {"code": {"coding": [{"system": "http://loinc.org", "code": "8480-6"}]},
+         "valueQuantity": {"value": systolic, "unit": "mmHg", "system": "http://unitsofmeasure.org", "code": "mm[Hg]"}},
+        {"code": {"coding": [{"system": "http://loinc.org", "code": "8462-4"}]},
+         "valueQuantity": {"value": 80, "code": "mm[Hg]"}}
+    ]})
 }
 
 fn systolic(date: &str, value: f64, status: &str) -> Value {
@@ -85,14 +85,21 @@ fn panel_component_wins_when_it_is_latest_and_missing_sources_stay_unknown() {
 #[test]
 fn bad_resources_are_typed_errors() {
     let schema = Schema::health_basics();
-    assert_eq!(derive_summary(&schema, &[json!({"no": "type"})]).unwrap_err(), DeriveError::NotAResource { index: 0 });
     assert_eq!(
-        derive_summary(&schema, &[json!({"resourceType": "Patient", "birthDate": "30/11/1958"})]).unwrap_err(),
+        derive_summary(&schema, &[json!({"no": "type"})]).unwrap_err(),
+        DeriveError::NotAResource { index: 0 }
+    );
+    assert_eq!(
+        derive_summary(&schema, &[json!({"resourceType": "Patient", "birthDate": "30/11/1958"})])
+            .unwrap_err(),
         DeriveError::BadBirthDate
     );
     let two = [
         json!({"resourceType": "Patient", "birthDate": "1958"}),
         json!({"resourceType": "Patient", "birthDate": "1960-01-01"}),
     ];
-    assert_eq!(derive_summary(&schema, &two).unwrap_err(), DeriveError::ConflictingPatients { what: "birthDate" });
+    assert_eq!(
+        derive_summary(&schema, &two).unwrap_err(),
+        DeriveError::ConflictingPatients { what: "birthDate" }
+    );
 }

@@ -48,7 +48,9 @@ fn query_errors_are_typed() {
         assert!(matches!(err, DpError::Query(_)), "{stat} {filters}: {err:?}");
     }
     let too_many: Vec<_> = (0..17).map(|_| json!({"field": "asthma", "op": "is", "value": true})).collect();
-    let err = plan(&s, &q(json!({"statistic": {"kind": "count"}, "filters": too_many, "privacy": {"epsilon": 1}}))).unwrap_err();
+    let err =
+        plan(&s, &q(json!({"statistic": {"kind": "count"}, "filters": too_many, "privacy": {"epsilon": 1}})))
+            .unwrap_err();
     assert!(matches!(err, DpError::Query(QueryError::TooMany { what: "filters", .. })));
     assert!(matches!(
         plan(&s, &q(json!({"statistic": {"kind": "mean", "field": "bmj"}, "privacy": {"epsilon": 1}}))),
@@ -79,8 +81,12 @@ fn small_filtered_counts_are_always_noisy() {
     assert!(distinct.len() > 1, "answers must differ: {answers:?}");
     assert!(answers.iter().any(|a| *a != 1.0), "never the exact count every time");
     // and the same for a cell with nobody in it
-    let empty = plan(&s, &q(json!({"statistic": {"kind": "count"},
-        "filters": [{"field": "bmi", "op": "range", "min": 1000}], "privacy": {"epsilon": 0.5}}))).unwrap();
+    let empty = plan(
+        &s,
+        &q(json!({"statistic": {"kind": "count"},
+        "filters": [{"field": "bmi", "op": "range", "min": 1000}], "privacy": {"epsilon": 0.5}})),
+    )
+    .unwrap();
     let zeros: Vec<f64> = (0..40).map(|_| scalar(&answer(&empty, &rows, &mut ledger).unwrap())).collect();
     assert!(zeros.iter().any(|a| *a != 0.0), "{zeros:?}");
 }
@@ -96,9 +102,17 @@ fn answers_are_accurate_at_high_epsilon_and_carry_their_metadata() {
     let var_bmi = bmi.iter().map(|x| (x - mean_bmi).powi(2)).sum::<f64>() / n;
     let mut ledger = common::ledger(100.0);
 
-    let a = answer(&plan(&s, &q(json!({"statistic": {"kind": "mean", "field": "bmi"}, "privacy": {"epsilon": 2.0}}))).unwrap(), &rows, &mut ledger).unwrap();
+    let a = answer(
+        &plan(&s, &q(json!({"statistic": {"kind": "mean", "field": "bmi"}, "privacy": {"epsilon": 2.0}})))
+            .unwrap(),
+        &rows,
+        &mut ledger,
+    )
+    .unwrap();
     assert!((scalar(&a) - mean_bmi).abs() < 0.5, "{} vs {mean_bmi}", scalar(&a));
-    let Accuracy::Interval { low, high, guaranteed: true, .. } = a.accuracy else { panic!("{:?}", a.accuracy) };
+    let Accuracy::Interval { low, high, guaranteed: true, .. } = a.accuracy else {
+        panic!("{:?}", a.accuracy)
+    };
     assert!(low <= scalar(&a) && scalar(&a) <= high && high - low < 2.0);
     assert_eq!(a.components.len(), 2);
     assert_eq!(a.components[0].mechanism, Mechanism::DiscreteLaplace);
@@ -109,9 +123,24 @@ fn answers_are_accurate_at_high_epsilon_and_carry_their_metadata() {
     let PrivacyCost::Epsilon(cost) = a.cost else { panic!() };
     assert!(cost <= 2.0 && cost > 1.999);
 
-    let v = answer(&plan(&s, &q(json!({"statistic": {"kind": "variance", "field": "bmi"}, "privacy": {"epsilon": 6.0}}))).unwrap(), &rows, &mut ledger).unwrap();
+    let v = answer(
+        &plan(
+            &s,
+            &q(json!({"statistic": {"kind": "variance", "field": "bmi"}, "privacy": {"epsilon": 6.0}})),
+        )
+        .unwrap(),
+        &rows,
+        &mut ledger,
+    )
+    .unwrap();
     assert!((scalar(&v) - var_bmi).abs() < 0.2 * var_bmi, "{} vs {var_bmi}", scalar(&v));
-    let sd = answer(&plan(&s, &q(json!({"statistic": {"kind": "std_dev", "field": "bmi"}, "privacy": {"rho": 1.0}}))).unwrap(), &rows, &mut ledger).unwrap();
+    let sd = answer(
+        &plan(&s, &q(json!({"statistic": {"kind": "std_dev", "field": "bmi"}, "privacy": {"rho": 1.0}})))
+            .unwrap(),
+        &rows,
+        &mut ledger,
+    )
+    .unwrap();
     assert!((scalar(&sd) - var_bmi.sqrt()).abs() < 0.1 * var_bmi.sqrt());
     assert_eq!(sd.components[0].mechanism, Mechanism::DiscreteGaussian);
     assert!(matches!(sd.cost, PrivacyCost::Rho(r) if r <= 1.0));
@@ -119,14 +148,23 @@ fn answers_are_accurate_at_high_epsilon_and_carry_their_metadata() {
     let r = answer(&plan(&s, &q(json!({"statistic": {"kind": "correlation", "x": "bmi", "y": "systolic_bp"}, "privacy": {"epsilon": 12.0}}))).unwrap(), &rows, &mut ledger).unwrap();
     let (mx, my) = (mean_bmi, sbp.iter().sum::<f64>() / n);
     let cov: f64 = bmi.iter().zip(&sbp).map(|(x, y)| (x - mx) * (y - my)).sum();
-    let true_r = cov / (bmi.iter().map(|x| (x - mx).powi(2)).sum::<f64>() * sbp.iter().map(|y| (y - my).powi(2)).sum::<f64>()).sqrt();
+    let true_r = cov
+        / (bmi.iter().map(|x| (x - mx).powi(2)).sum::<f64>()
+            * sbp.iter().map(|y| (y - my).powi(2)).sum::<f64>())
+        .sqrt();
     assert!((scalar(&r) - true_r).abs() < 0.15, "{} vs {true_r}", scalar(&r));
     assert_eq!(r.components.len(), 6);
 
     let mut sorted = bmi.clone();
     sorted.sort_by(f64::total_cmp);
     let median = sorted[sorted.len() / 2];
-    let m = answer(&plan(&s, &q(json!({"statistic": {"kind": "median", "field": "bmi"}, "privacy": {"epsilon": 1.0}}))).unwrap(), &rows, &mut ledger).unwrap();
+    let m = answer(
+        &plan(&s, &q(json!({"statistic": {"kind": "median", "field": "bmi"}, "privacy": {"epsilon": 1.0}})))
+            .unwrap(),
+        &rows,
+        &mut ledger,
+    )
+    .unwrap();
     assert!((scalar(&m) - median).abs() < 1.0, "{} vs {median}", scalar(&m));
     assert_eq!(m.components[0].mechanism, Mechanism::ExponentialMechanism);
     let Accuracy::Rank { within, .. } = m.accuracy else { panic!() };
@@ -135,9 +173,21 @@ fn answers_are_accurate_at_high_epsilon_and_carry_their_metadata() {
     let rank = sorted.iter().filter(|x| **x < scalar(&m)).count() as f64;
     assert!((rank - n / 2.0).abs() <= within + 5.0 * n / 1023.0 * (60.0 / 17.0) + 1.0, "rank {rank}");
 
-    let h = answer(&plan(&s, &q(json!({"statistic": {"kind": "histogram", "field": "sex"}, "privacy": {"epsilon": 1.0}}))).unwrap(), &rows, &mut ledger).unwrap();
+    let h = answer(
+        &plan(
+            &s,
+            &q(json!({"statistic": {"kind": "histogram", "field": "sex"}, "privacy": {"epsilon": 1.0}})),
+        )
+        .unwrap(),
+        &rows,
+        &mut ledger,
+    )
+    .unwrap();
     let AnswerValue::Histogram(bins) = &h.value else { panic!() };
-    assert_eq!(bins.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(), ["female", "male", "other", "unknown"]);
+    assert_eq!(
+        bins.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(),
+        ["female", "male", "other", "unknown"]
+    );
     let total: i64 = bins.iter().map(|b| b.count).sum();
     assert!((total - 5000).abs() < 100);
     let Accuracy::PerBin { half_width, .. } = h.accuracy else { panic!() };
@@ -149,7 +199,10 @@ fn answers_are_accurate_at_high_epsilon_and_carry_their_metadata() {
     let hb = answer(&plan(&s, &q(json!({"statistic": {"kind": "histogram", "field": "bmi", "edges": [10, 20, 30, 70]},
         "filters": [{"field": "sex", "op": "one_of", "values": ["female", "male"]}], "privacy": {"rho": 0.5}}))).unwrap(), &rows, &mut ledger).unwrap();
     let AnswerValue::Histogram(bins) = &hb.value else { panic!() };
-    assert_eq!(bins.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(), ["[10, 20)", "[20, 30)", "[30, 70]"]);
+    assert_eq!(
+        bins.iter().map(|b| b.label.as_str()).collect::<Vec<_>>(),
+        ["[10, 20)", "[20, 30)", "[30, 70]"]
+    );
 
     assert!(ledger.spent_epsilon().unwrap() <= 100.0);
 }
@@ -159,9 +212,21 @@ fn out_of_bounds_values_are_clamped() {
     let s = common::schema();
     let rows: Vec<Summary> = (0..400).map(|_| common::row(&s, json!({"bmi": 1000.0}))).collect();
     let mut ledger = common::ledger(10.0);
-    let a = answer(&plan(&s, &q(json!({"statistic": {"kind": "mean", "field": "bmi"}, "privacy": {"epsilon": 5.0}}))).unwrap(), &rows, &mut ledger).unwrap();
+    let a = answer(
+        &plan(&s, &q(json!({"statistic": {"kind": "mean", "field": "bmi"}, "privacy": {"epsilon": 5.0}})))
+            .unwrap(),
+        &rows,
+        &mut ledger,
+    )
+    .unwrap();
     assert!(scalar(&a) <= 70.0 && scalar(&a) > 65.0, "{}", scalar(&a));
-    let sum = answer(&plan(&s, &q(json!({"statistic": {"kind": "sum", "field": "bmi"}, "privacy": {"epsilon": 4.0}}))).unwrap(), &rows, &mut ledger).unwrap();
+    let sum = answer(
+        &plan(&s, &q(json!({"statistic": {"kind": "sum", "field": "bmi"}, "privacy": {"epsilon": 4.0}})))
+            .unwrap(),
+        &rows,
+        &mut ledger,
+    )
+    .unwrap();
     assert!((scalar(&sum) - 400.0 * 70.0).abs() < 300.0, "{}", scalar(&sum));
 }
 

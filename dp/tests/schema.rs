@@ -54,8 +54,10 @@ fn duplicate_names_empty_categories_and_bad_names_are_refused() {
     let e = schema_err(one_field(json!({"name": "g", "type": "category", "values": ["female", "male"],
         "derive": {"from": "patient_gender"}})));
     assert_eq!(e, SchemaError::MissingGender { field: "g".into(), missing: "other" });
-    let e = schema_err(one_field(json!({"name": "Bad Name", "type": "bool", "derive": {"from": "condition_present",
-        "codes": [{"system": "x", "code": "1"}]}})));
+    let e = schema_err(one_field(
+        json!({"name": "Bad Name", "type": "bool", "derive": {"from": "condition_present",
+        "codes": [{"system": "x", "code": "1"}]}}),
+    ));
     assert!(matches!(e, SchemaError::InvalidName { .. }));
     assert_eq!(schema_err(json!({"name": "s", "fields": []})), SchemaError::NoFields);
 }
@@ -64,7 +66,10 @@ fn duplicate_names_empty_categories_and_bad_names_are_refused() {
 fn derivation_must_fit_the_field_type() {
     let e = schema_err(one_field(json!({"name": "d", "type": "float", "min": 0, "max": 1,
         "derive": {"from": "condition_present", "codes": [{"system": "x", "code": "1"}]}})));
-    assert!(matches!(e, SchemaError::DerivationType { derivation: "condition_present", field_type: "float", .. }), "{e:?}");
+    assert!(
+        matches!(e, SchemaError::DerivationType { derivation: "condition_present", field_type: "float", .. }),
+        "{e:?}"
+    );
     let e = schema_err(one_field(json!({"name": "d", "type": "bool",
         "derive": {"from": "condition_present", "codes": []}})));
     assert!(matches!(e, SchemaError::DerivationCodes { .. }));
@@ -79,7 +84,13 @@ fn unknown_keys_wrong_types_and_oversize_are_malformed() {
         json!({"name": "s", "fields": [{"name": "a", "type": "integer", "min": "0", "max": 3, "derive": {"from": "patient_birth_year"}}]}),
         json!({"name": "s", "extra": 1, "fields": []}),
     ] {
-        assert!(matches!(Schema::from_json(doc.to_string().as_bytes()), Err(DpError::Malformed { what: "schema", .. })), "{doc}");
+        assert!(
+            matches!(
+                Schema::from_json(doc.to_string().as_bytes()),
+                Err(DpError::Malformed { what: "schema", .. })
+            ),
+            "{doc}"
+        );
     }
     let big = vec![b' '; MAX_SCHEMA_BYTES + 1];
     assert!(matches!(Schema::from_json(&big), Err(DpError::TooLarge { .. })));
@@ -97,7 +108,10 @@ fn summary_err(values: serde_json::Value) -> SummaryError {
 
 #[test]
 fn summaries_with_wrong_types_or_unknown_fields_are_refused() {
-    assert_eq!(summary_err(json!({"bmi": "27"})), SummaryError::WrongType { field: "bmi".into(), expected: "a number" });
+    assert_eq!(
+        summary_err(json!({"bmi": "27"})),
+        SummaryError::WrongType { field: "bmi".into(), expected: "a number" }
+    );
     assert_eq!(
         summary_err(json!({"birth_year": 1980.5})),
         SummaryError::WrongType { field: "birth_year".into(), expected: "a whole number" }
@@ -110,7 +124,10 @@ fn summaries_with_wrong_types_or_unknown_fields_are_refused() {
     assert_eq!(summary_err(json!({"weight": 80})), SummaryError::UnknownField { field: "weight".into() });
     let s = Schema::health_basics();
     let other = json!({"schema": "other", "values": {}}).to_string();
-    assert!(matches!(Summary::from_json(&s, other.as_bytes()), Err(DpError::Summary(SummaryError::WrongSchema { .. }))));
+    assert!(matches!(
+        Summary::from_json(&s, other.as_bytes()),
+        Err(DpError::Summary(SummaryError::WrongSchema { .. }))
+    ));
 }
 
 #[test]

@@ -33,7 +33,8 @@ fn moments(weight: impl Fn(f64) -> f64) -> (f64, f64) {
 fn releases(privacy: serde_json::Value, true_count: usize, releases: usize) -> (Vec<f64>, f64) {
     let s = common::schema();
     let rows = common::population(true_count, 9);
-    let query: Query = serde_json::from_value(json!({"statistic": {"kind": "count"}, "privacy": privacy})).unwrap();
+    let query: Query =
+        serde_json::from_value(json!({"statistic": {"kind": "count"}, "privacy": privacy})).unwrap();
     let p = plan(&s, &query).unwrap();
     let scale = p.components()[0].scale;
     let out = (0..releases)
