@@ -203,19 +203,13 @@ impl Schema {
 
     /// The default `health-basics` schema (birth year, sex, latest systolic
     /// blood pressure and BMI, diabetes, hypertension and asthma flags).
+    ///
+    /// # Panics
+    /// Never: the document is compiled in and a unit test validates it.
+    /// (Falling back to some other schema silently would be worse.)
+    #[expect(clippy::expect_used, reason = "compiled-in document, validated by a unit test")]
     pub fn health_basics() -> Self {
-        // The shipped document is validated by a unit test; should it ever
-        // fail, a one-field schema keeps this infallible rather than panicking.
-        Self::from_json(HEALTH_BASICS_JSON.as_bytes()).unwrap_or_else(|_| Self {
-            name: "health-basics".into(),
-            description: String::new(),
-            fields: vec![Field {
-                name: "birth_year".into(),
-                description: String::new(),
-                field_type: FieldType::Integer { min: 1900.0, max: 2100.0 },
-                derive: Derivation::PatientBirthYear,
-            }],
-        })
+        Self::from_json(HEALTH_BASICS_JSON.as_bytes()).expect("the shipped health-basics schema is valid")
     }
 
     /// The schema's name (its identity in ledgers and summaries).
@@ -339,4 +333,16 @@ fn check_field(field: &Field) -> Result<(), SchemaError> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn shipped_schema_is_valid() {
+        let s = Schema::from_json(HEALTH_BASICS_JSON.as_bytes()).unwrap();
+        assert_eq!(s.fields().len(), 7);
+    }
 }

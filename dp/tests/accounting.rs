@@ -201,3 +201,27 @@ fn ledger_encoding_round_trips_and_rejects_bad_bytes() {
     neg[off..off + 8].copy_from_slice(&(-1.0f64).to_bits().to_be_bytes());
     assert!(matches!(Ledger::decode(&neg), Err(DpError::Decode(DecodeError::Invalid(_)))));
 }
+
+#[test]
+fn mutated_ledger_bytes_never_panic() {
+    use rand::{Rng, SeedableRng};
+    let mut ledger = common::ledger(3.0);
+    ledger.debit(PrivacyCost::Epsilon(0.5)).unwrap();
+    let bytes = ledger.encode();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(77);
+    let mut accepted = 0;
+    for _ in 0..5000 {
+        let mut b = bytes.clone();
+        for _ in 0..rng.gen_range(1..4) {
+            let i = rng.gen_range(0..b.len());
+            b[i] = rng.gen();
+        }
+        if let Ok(l) = Ledger::decode(&b) {
+            // whatever decodes is internally valid
+            accepted += 1;
+            assert!(l.spent_pure_epsilon().is_finite() && l.spent_pure_epsilon() >= 0.0);
+            assert!(l.budget().epsilon.get() > 0.0);
+        }
+    }
+    assert!(accepted < 5000, "mutations must be caught at least sometimes");
+}
