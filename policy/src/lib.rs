@@ -101,6 +101,7 @@ mod grant;
 mod merkle;
 mod principal;
 mod scope;
+pub mod testing;
 mod tree;
 
 pub use authorize::{authorize, Denial, ReadCapability};
