@@ -17,8 +17,8 @@ use crate::error::DecodeError;
 use super::encrypt::LatticeCiphertext;
 use super::keys::LatticePublicKey;
 use super::params::{
-    self, CIPHERTEXT_MODULUS_LOG, DECOMP_BASE_LOG, DECOMP_LEVEL_COUNT, DELIVERED_MODULUS_LOG,
-    GLWE_DIMENSION, MESSAGE_COEFFS, NOISE_BOUND_LOG2, POLYNOMIAL_SIZE, STORED_MODULUS_LOG,
+    self, CIPHERTEXT_MODULUS_LOG, DECOMP_BASE_LOG, DECOMP_LEVEL_COUNT, DELIVERED_MODULUS_LOG, GLWE_DIMENSION,
+    MESSAGE_COEFFS, NOISE_BOUND_LOG2, POLYNOMIAL_SIZE, STORED_MODULUS_LOG,
 };
 use super::reencrypt::LatticeReencryptedCiphertext;
 use super::rekey::{new_ksk, LatticeReencryptionKey};
@@ -51,8 +51,11 @@ pub(crate) const CIPHERTEXT_LEN: usize = compressed_len(STORED_MODULUS_LOG);
 pub(crate) const REENCRYPTED_LEN: usize = compressed_len(DELIVERED_MODULUS_LOG);
 /// Encoded length of a re-encryption key: prefix, params, gadget, the
 /// delegatee's public key, then L GLWE ciphertexts of 2N words.
-pub(crate) const REKEY_LEN: usize =
-    PREFIX_LEN + PARAMS_LEN + 2 + PUBLIC_KEY_LEN + DECOMP_LEVEL_COUNT * (GLWE_DIMENSION + 1) * POLYNOMIAL_SIZE * WORD;
+pub(crate) const REKEY_LEN: usize = PREFIX_LEN
+    + PARAMS_LEN
+    + 2
+    + PUBLIC_KEY_LEN
+    + DECOMP_LEVEL_COUNT * (GLWE_DIMENSION + 1) * POLYNOMIAL_SIZE * WORD;
 
 fn put_params(e: &mut Encoder) {
     // The casts are of compile-time constants that fit (4096, 1, 128).
@@ -177,7 +180,11 @@ fn decode_compressed(
     for (i, slot) in container.iter_mut().take(stored).enumerate() {
         *slot = unpack_one(&words, i, log_modulus) << shift;
     }
-    let glwe = GlweCiphertextOwned::from_container(container, params::polynomial_size(), params::ciphertext_modulus());
+    let glwe = GlweCiphertextOwned::from_container(
+        container,
+        params::polynomial_size(),
+        params::ciphertext_modulus(),
+    );
     let ct = CompressedModulusSwitchedGlweCiphertext::compress(
         &glwe,
         tfhe::core_crypto::prelude::CiphertextModulusLog(log_modulus),

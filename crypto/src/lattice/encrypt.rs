@@ -8,8 +8,7 @@ use rand_core::{CryptoRng, RngCore};
 use tfhe::core_crypto::commons::math::random::{DefaultRandomGenerator, RandomGenerator, Seed};
 use tfhe::core_crypto::entities::compressed_modulus_switched_glwe_ciphertext::CompressedModulusSwitchedGlweCiphertext;
 use tfhe::core_crypto::prelude::{
-    polynomial_algorithms::polynomial_wrapping_mul, GlweCiphertextOwned,
-    Polynomial, TUniform,
+    polynomial_algorithms::polynomial_wrapping_mul, GlweCiphertextOwned, Polynomial, TUniform,
 };
 use zeroize::{Zeroize, Zeroizing};
 
@@ -22,6 +21,10 @@ use super::params::{self, MESSAGE_COEFFS, POLYNOMIAL_SIZE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
     Ntt,
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "tfhe's reference path is only run by the bit-exactness tests")
+    )]
     Reference,
 }
 
@@ -110,7 +113,7 @@ pub(crate) fn encode_share(share: &[u8; 32]) -> Zeroizing<Vec<u128>> {
 /// The phase `v − u·s` of the first 256 coefficients (message plus noise).
 pub(crate) fn phase(sk: &LatticeSecretKey, ct: &GlweCiphertextOwned<u128>) -> Zeroizing<Vec<u128>> {
     let (mask, body) = ct.as_ref().split_at(POLYNOMIAL_SIZE);
-    let mut s_ntt = NttPoly::forward(sk.coeffs());
+    let mut s_ntt = NttPoly::forward_small(sk.coeffs());
     let mask_ntt = NttPoly::forward(mask);
     let mut us = Zeroizing::new(vec![0u128; POLYNOMIAL_SIZE]);
     polynomial_mul(&mut us, &mask_ntt, &s_ntt);

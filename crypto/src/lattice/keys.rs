@@ -7,9 +7,8 @@ use sha2::Sha256;
 use tfhe::core_crypto::commons::generators::DeterministicSeeder;
 use tfhe::core_crypto::commons::math::random::{CompressionSeed, DefaultRandomGenerator, Seed};
 use tfhe::core_crypto::prelude::{
-    allocate_and_generate_new_binary_glwe_secret_key, encrypt_seeded_glwe_ciphertext,
-    GlweCiphertextOwned, GlweSecretKey, PlaintextCount, PlaintextList, SecretRandomGenerator,
-    SeededGlweCiphertext,
+    allocate_and_generate_new_binary_glwe_secret_key, encrypt_seeded_glwe_ciphertext, GlweCiphertextOwned,
+    GlweSecretKey, PlaintextCount, PlaintextList, SecretRandomGenerator, SeededGlweCiphertext,
 };
 use zeroize::{Zeroize, Zeroizing};
 

@@ -82,12 +82,41 @@ impl NttPoly {
     }
 
     /// Forward transform of a polynomial with N coefficients mod 2^128.
+    ///
+    /// Residues are computed with 64-bit arithmetic
+    /// (`c mod p = ((hi mod p)·(2^64 mod p) + lo mod p) mod p`) rather than
+    /// 128-bit divisions; they equal those of `Plan32::fwd` (tested).
     pub(crate) fn forward(poly: &[u128]) -> Self {
         debug_assert_eq!(poly.len(), POLYNOMIAL_SIZE);
+        let mut out = Self::zero();
+        for (plan, chunk) in prime_plans().iter().zip(out.data.chunks_exact_mut(POLYNOMIAL_SIZE)) {
+            let p = u64::from(plan.modulus());
+            // 2^64 mod p, via (2^64 − p) mod p computed without overflow.
+            let two64 = (u64::MAX - p + 1) % p;
+            for (dst, &c) in chunk.iter_mut().zip(poly) {
+                let hi = ((c >> 64) as u64) % p;
+                let lo = (c as u64) % p;
+                // hi, two64, lo < p < 2^32: the sum is below 2^64.
+                *dst = ((hi * two64 + lo) % p) as u32;
+            }
+            plan.fwd(chunk);
+        }
+        out
+    }
+
+    /// The same transform through `Plan32::fwd` (128-bit divisions); the
+    /// reference for the residue computation above.
+    #[cfg(test)]
+    pub(crate) fn forward_plan32(poly: &[u128]) -> Self {
         let mut out = Self::zero();
         let [m0, m1, m2, m3, m4, m5, m6, m7, m8, m9] = split_mut(&mut out.data);
         plan().fwd(poly, m0, m1, m2, m3, m4, m5, m6, m7, m8, m9);
         out
+    }
+
+    #[cfg(test)]
+    pub(crate) fn residues(&self) -> &[u32] {
+        &self.data
     }
 
     /// Forward transform of a polynomial whose coefficients are small signed

@@ -5,8 +5,8 @@
 //! decomposition fits in the integer, so the check is done here instead.
 
 use tfhe::core_crypto::prelude::{
-    CiphertextModulus, CiphertextModulusLog, DecompositionBaseLog, DecompositionLevelCount,
-    GlweDimension, GlweSize, LweCiphertextCount, PolynomialSize, TUniform,
+    CiphertextModulus, CiphertextModulusLog, DecompositionBaseLog, DecompositionLevelCount, GlweDimension,
+    GlweSize, LweCiphertextCount, PolynomialSize, TUniform,
 };
 
 /// Ring dimension N of `Z_q[X]/(X^N + 1)`.
@@ -93,5 +93,8 @@ const _: () = {
     assert!(DELIVERED_MODULUS_LOG < CIPHERTEXT_MODULUS_LOG && DELIVERED_MODULUS_LOG > 1);
     // The stored capsule must keep the 32 low bits that the gadget
     // decomposition rounds away exactly zero: 128 - 86 >= 128 - 8*12.
-    assert!(CIPHERTEXT_MODULUS_LOG - STORED_MODULUS_LOG >= CIPHERTEXT_MODULUS_LOG - DECOMP_BASE_LOG * DECOMP_LEVEL_COUNT);
+    assert!(
+        CIPHERTEXT_MODULUS_LOG - STORED_MODULUS_LOG
+            >= CIPHERTEXT_MODULUS_LOG - DECOMP_BASE_LOG * DECOMP_LEVEL_COUNT
+    );
 };

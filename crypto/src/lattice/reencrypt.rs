@@ -3,15 +3,11 @@
 use rand_core::{CryptoRng, RngCore};
 use tfhe::core_crypto::commons::math::random::{DefaultRandomGenerator, RandomGenerator};
 use tfhe::core_crypto::entities::compressed_modulus_switched_glwe_ciphertext::CompressedModulusSwitchedGlweCiphertext;
-use tfhe::core_crypto::prelude::{
-    keyswitch_glwe_ciphertext, GlweCiphertextOwned,
-    SignedDecomposer,
-};
+use tfhe::core_crypto::prelude::{keyswitch_glwe_ciphertext, GlweCiphertextOwned, SignedDecomposer};
 use zeroize::Zeroizing;
 
 use super::encrypt::{
-    decode_share, encrypt_glwe_with_public_key, operation_generator, phase, Backend,
-    LatticeCiphertext,
+    decode_share, encrypt_glwe_with_public_key, operation_generator, phase, Backend, LatticeCiphertext,
 };
 use super::keys::LatticeSecretKey;
 use super::ntt::NttPoly;
@@ -30,13 +26,21 @@ impl std::fmt::Debug for LatticeReencryptedCiphertext {
 }
 
 fn new_glwe() -> GlweCiphertextOwned<u128> {
-    GlweCiphertextOwned::new(0u128, params::glwe_size(), params::polynomial_size(), params::ciphertext_modulus())
+    GlweCiphertextOwned::new(
+        0u128,
+        params::glwe_size(),
+        params::polynomial_size(),
+        params::ciphertext_modulus(),
+    )
 }
 
 /// Key switching with exact NTT products; bit-identical to tfhe's
 /// `keyswitch_glwe_ciphertext`: `out = (0, b) − Σ_l d_l · ksk_l` with the
 /// same signed gadget decomposition (tfhe's `SignedDecomposer`).
-fn keyswitch_ntt(rekey: &LatticeReencryptionKey, input: &GlweCiphertextOwned<u128>) -> GlweCiphertextOwned<u128> {
+fn keyswitch_ntt(
+    rekey: &LatticeReencryptionKey,
+    input: &GlweCiphertextOwned<u128>,
+) -> GlweCiphertextOwned<u128> {
     let (in_mask, in_body) = input.as_ref().split_at(POLYNOMIAL_SIZE);
     let decomposer = SignedDecomposer::<u128>::new(params::decomp_base_log(), params::decomp_level_count());
     let entries = rekey.ntt();

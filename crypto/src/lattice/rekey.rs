@@ -122,10 +122,8 @@ pub(crate) fn generate_reencryption_key_with_backend<R: RngCore + CryptoRng>(
 ) -> LatticeReencryptionKey {
     let mut generator = operation_generator(rng);
     let mut ksk = new_ksk();
-    for (entry, plaintext) in ksk
-        .as_mut()
-        .chunks_exact_mut(2 * POLYNOMIAL_SIZE)
-        .zip(ksk_plaintexts(delegator))
+    for (entry, plaintext) in
+        ksk.as_mut().chunks_exact_mut(2 * POLYNOMIAL_SIZE).zip(ksk_plaintexts(delegator))
     {
         let ct = encrypt_glwe_with_public_key(&mut generator, delegatee, &plaintext, noise, backend);
         entry.copy_from_slice(ct.as_ref());
