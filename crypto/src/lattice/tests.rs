@@ -336,7 +336,7 @@ fn ten_thousand_reencryptions_never_fail() {
                     worst = worst.max(noise_abs(*p, *e));
                 }
                 let decrypted = super::encrypt::decode_share(&ph);
-                if trials % PER_REKEY == 0 {
+                if trials.is_multiple_of(PER_REKEY) {
                     assert_eq!(*decrypted, *decrypt_reencrypted_lattice_share(&sk_b, &re));
                 }
                 if *decrypted != share {
