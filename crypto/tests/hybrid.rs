@@ -393,3 +393,34 @@ fn server_side_types_are_send_and_sync() {
     check::<medrelay_crypto::PatientPublicKeys>();
     check::<medrelay_crypto::PrePublicKey>();
 }
+
+#[test]
+fn a_repeated_fragment_does_not_count_twice() {
+    let mut rng = rng(22);
+    let p = Patient::new(&mut rng);
+    let d = doctor(&mut rng);
+    let vk = p.signing.verifying_key();
+    let env = p.seal(&mut rng, KeyClass::SexualHealth, b"result");
+    let rk = rekey(&mut rng, &p, KeyClass::SexualHealth, &d, Threshold::new(2, 3).unwrap());
+    let bytes = reencrypt_capsule(&mut rng, &rk, &vk, &env).unwrap().to_bytes();
+    // Layout: magic, version, class, threshold, count, then length-prefixed
+    // fragments, then the length-prefixed lattice share.
+    let mut frags = Vec::new();
+    let mut at = 8;
+    for _ in 0..3 {
+        let len = u32::from_be_bytes(bytes[at..at + 4].try_into().unwrap()) as usize;
+        frags.push(&bytes[at..at + 4 + len]);
+        at += 4 + len;
+    }
+    let mut dup = bytes[..8].to_vec();
+    dup[7] = 2;
+    dup.extend_from_slice(frags[0]);
+    dup.extend_from_slice(frags[0]);
+    dup.extend_from_slice(&bytes[at..]);
+    let dup = ReencryptedCapsule::from_bytes(&dup).unwrap();
+    assert_eq!(dup.fragment_count(), 2);
+    assert!(matches!(
+        decrypt_record_as_delegate(d.secret_key(), &vk, &p.public, &env, &dup),
+        Err(CryptoError::Decryption)
+    ));
+}
