@@ -48,7 +48,15 @@ fn main() {
     let rekey = generate_lattice_reencryption_key(&mut rng, &sk_a, &pk_b);
     rekey.prepare();
     let reencrypt = median(21, || reencrypt_lattice_share(&mut rng, &rekey, &ct));
+    let reference = median(3, || reencrypt_lattice_share_tfhe_reference(&mut rng, &rekey, &ct));
     let re = reencrypt_lattice_share(&mut rng, &rekey, &ct);
+    let mut r1 = ChaCha20Rng::seed_from_u64(99);
+    let mut r2 = ChaCha20Rng::seed_from_u64(99);
+    assert_eq!(
+        reencrypt_lattice_share(&mut r1, &rekey, &ct).to_bytes(),
+        reencrypt_lattice_share_tfhe_reference(&mut r2, &rekey, &ct).to_bytes(),
+        "NTT and tfhe reference re-encryptions differ"
+    );
     let decrypt_re = median(21, || decrypt_reencrypted_lattice_share(&sk_b, &re));
     let rk_bytes = rekey.to_bytes();
     let rk_decode = median(5, || LatticeReencryptionKey::from_bytes(&rk_bytes).unwrap());
@@ -61,6 +69,11 @@ fn main() {
     println!("  rekey NTT preparation       {:8.2} ms (once per key)", ms(preps[preps.len() / 2]));
     println!("  rekey decode                {:8.2} ms", ms(rk_decode));
     println!("  re-encrypt (NTT)            {:8.2} ms", ms(reencrypt));
+    println!(
+        "  re-encrypt (tfhe reference) {:8.2} ms ({:.1}x the NTT path, same bytes)",
+        ms(reference),
+        reference.as_secs_f64() / reencrypt.as_secs_f64()
+    );
     println!("  decrypt re-encrypted        {:8.2} ms", ms(decrypt_re));
     println!(
         "  sizes: public key {} B, stored capsule {} B, delivered capsule {} B, re-encryption key {} B",

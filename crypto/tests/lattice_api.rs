@@ -264,3 +264,12 @@ fn secret_types_print_redacted() {
     assert_eq!(format!("{:?}", f.rekey), "LatticeReencryptionKey(..)");
     assert_eq!(format!("{:?}", f.ct), "LatticeCiphertext(..)");
 }
+
+#[test]
+fn tfhe_reference_reencryption_gives_the_same_bytes() {
+    let f = fixture();
+    let a = reencrypt_lattice_share(&mut rng(50), &f.rekey, &f.ct);
+    let b = reencrypt_lattice_share_tfhe_reference(&mut rng(50), &f.rekey, &f.ct);
+    assert_eq!(a.to_bytes(), b.to_bytes());
+    assert_eq!(*decrypt_reencrypted_lattice_share(&f.sk_b, &b), f.share);
+}

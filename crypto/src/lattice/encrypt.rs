@@ -21,10 +21,6 @@ use super::params::{self, MESSAGE_COEFFS, POLYNOMIAL_SIZE};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Backend {
     Ntt,
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "tfhe's reference path is only run by the bit-exactness tests")
-    )]
     Reference,
 }
 

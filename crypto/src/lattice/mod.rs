@@ -60,6 +60,8 @@ mod tests;
 
 pub use encrypt::{decrypt_lattice_share, encrypt_lattice_share, LatticeCiphertext};
 pub use keys::{generate_lattice_keypair, LatticePublicKey, LatticeSecretKey};
+#[doc(hidden)]
+pub use reencrypt::reencrypt_lattice_share_tfhe_reference;
 pub use reencrypt::{
     decrypt_reencrypted_lattice_share, reencrypt_lattice_share, LatticeReencryptedCiphertext,
 };

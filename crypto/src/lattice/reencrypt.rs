@@ -142,6 +142,21 @@ pub fn reencrypt_lattice_share<R: RngCore + CryptoRng>(
     compress_delivered(&reencrypt_glwe(rng, rekey, &input, Backend::Ntt))
 }
 
+/// [`reencrypt_lattice_share`] computed with tfhe's own Karatsuba products
+/// (`keyswitch_glwe_ciphertext`, `polynomial_wrapping_mul`) instead of the
+/// exact NTT: the same output bit for bit, many times slower. Kept as the
+/// reference for benchmarks and cross-checks; production code has no reason
+/// to call it.
+#[doc(hidden)]
+pub fn reencrypt_lattice_share_tfhe_reference<R: RngCore + CryptoRng>(
+    rng: &mut R,
+    rekey: &LatticeReencryptionKey,
+    ct: &LatticeCiphertext,
+) -> LatticeReencryptedCiphertext {
+    let input = ct.0.extract();
+    compress_delivered(&reencrypt_glwe(rng, rekey, &input, Backend::Reference))
+}
+
 /// Decrypts a re-encrypted share with the delegatee's secret key.
 ///
 /// As for [`super::decrypt_lattice_share`], a wrong key yields unrelated
