@@ -1,0 +1,106 @@
+//! The directory of principals: registration (patients self-register; other
+//! roles need a one-time operator token) and lookup. Every registration is
+//! appended to the audit log in the same transaction, so a key swapped by the
+//! server is visible to auditors.
+
+use actix_web::{web, HttpResponse};
+use medrelay_crypto::{domain, PrincipalId};
+use medrelay_wire::{limits, registration_message, PrincipalInfo, RegisterRequest, B64};
+use sha2::{Digest, Sha256};
+
+use crate::auth::secret_hash;
+use crate::events::AuditEvent;
+use crate::store::{EnrollmentUse, StoredPrincipal};
+use crate::{ApiError, AppState};
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/principals", web::post().to(register))
+        .route("/principals/{id}", web::get().to(get_principal));
+}
+
+/// Checks a display name: non-empty, bounded, printable.
+pub(crate) fn validate_name(name: &str) -> Result<(), ApiError> {
+    if name.trim().is_empty() || name.len() > limits::MAX_NAME_LEN {
+        return Err(ApiError::field("name", format!("must be 1..={} bytes", limits::MAX_NAME_LEN)));
+    }
+    if name.chars().any(char::is_control) {
+        return Err(ApiError::field("name", "must not contain control characters"));
+    }
+    Ok(())
+}
+
+pub(crate) fn info(p: StoredPrincipal) -> PrincipalInfo {
+    PrincipalInfo {
+        id: p.id(),
+        role: p.role,
+        name: p.name,
+        signing_key: p.signing_key,
+        pre_public_keys: B64(p.pre_public_keys),
+        signature: p.signature,
+        registered_at: p.registered_at,
+        log_index: p.log_index,
+    }
+}
+
+async fn register(
+    state: web::Data<AppState>,
+    req: web::Json<RegisterRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let req = req.into_inner();
+    validate_name(&req.name)?;
+    let keys = req.pre_public_keys.as_bytes();
+    if keys.is_empty() || keys.len() > limits::MAX_PRE_PUBLIC_KEYS_BYTES {
+        return Err(ApiError::field(
+            "pre_public_keys",
+            format!("must be 1..={} bytes", limits::MAX_PRE_PUBLIC_KEYS_BYTES),
+        ));
+    }
+    let msg = registration_message(req.role, &req.name, &req.signing_key, keys);
+    req.signing_key
+        .verify(domain::SIG_REGISTRATION, &msg, &req.signature)
+        .map_err(|_| ApiError::BadSignature("registration"))?;
+    let now = state.clock().now();
+    let enrollment = match (req.role.needs_enrollment(), &req.enrollment_token) {
+        (true, Some(t)) if !t.is_empty() && t.len() <= 128 => {
+            Some(EnrollmentUse { token_hash: secret_hash(t.as_bytes()), role: req.role, now })
+        }
+        (true, _) => return Err(ApiError::InvalidEnrollment),
+        (false, None) => None,
+        (false, Some(_)) => {
+            return Err(ApiError::field("enrollment_token", "patients self-register without one"))
+        }
+    };
+    let principal = StoredPrincipal {
+        role: req.role,
+        name: req.name,
+        signing_key: req.signing_key,
+        pre_public_keys: req.pre_public_keys.into_bytes(),
+        signature: req.signature,
+        registered_at: now,
+        log_index: 0,
+    };
+    let id = principal.id();
+    let event = AuditEvent::PrincipalRegistered {
+        principal: id,
+        role: principal.role,
+        keys_digest: Sha256::digest(&msg).into(),
+        at: now,
+    };
+    let (log_index, principal) = state
+        .with_store(move |s| {
+            let idx = s.register_principal(&principal, enrollment, &event.to_append())?;
+            Ok((idx, principal))
+        })
+        .await?;
+    tracing::info!(principal.id = %id, principal.role = %principal.role, log.index = log_index, "principal registered");
+    Ok(HttpResponse::Created().json(info(StoredPrincipal { log_index, ..principal })))
+}
+
+async fn get_principal(
+    state: web::Data<AppState>,
+    id: web::Path<PrincipalId>,
+) -> Result<HttpResponse, ApiError> {
+    let id = id.into_inner();
+    let p = state.with_store(move |s| s.get_principal(&id)).await?.ok_or(ApiError::NotFound("principal"))?;
+    Ok(HttpResponse::Ok().json(info(p)))
+}
