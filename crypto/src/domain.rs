@@ -28,3 +28,15 @@ pub const HKDF_UMBRAL_SIGNER: &[u8] = b"medrelay/v1/hkdf/umbral-signer";
 pub const HKDF_SIGNING_KEY: &[u8] = b"medrelay/v1/hkdf/signing-key";
 /// Associated-data label for key files (Argon2id + AES-256-GCM).
 pub const KEY_FILE_AAD: &[u8] = b"medrelay/v1/key-file";
+/// HKDF info for the Umbral half of a PRE key pair, derived from its 32-byte seed.
+pub const HKDF_PRE_UMBRAL: &[u8] = b"medrelay/v1/hkdf/pre-umbral";
+/// HKDF info for the lattice half of a PRE key pair, derived from its 32-byte seed.
+pub const HKDF_PRE_LATTICE: &[u8] = b"medrelay/v1/hkdf/pre-lattice";
+/// Label given to umbral-pre's `SecretKeyFactory::make_key` for every Umbral key.
+pub const UMBRAL_KEY_LABEL: &[u8] = b"medrelay/v1/umbral/secret-key";
+/// Fingerprint kind of a hybrid PRE public key ([`crate::PrePublicKey`]).
+pub const FINGERPRINT_PRE_KEY: &[u8] = b"medrelay-pre-public-key";
+/// Fingerprint kind of a patient's set of PRE public keys ([`crate::PatientPublicKeys`]).
+pub const FINGERPRINT_PATIENT_KEYS: &[u8] = b"medrelay-patient-public-keys";
+/// Hash prefix of a re-encryption key digest (bound into grants).
+pub const REKEY_DIGEST: &[u8] = b"medrelay/v1/rekey-digest";

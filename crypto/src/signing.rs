@@ -187,6 +187,11 @@ impl Fingerprint {
         Self(h.finalize().into())
     }
 
+    /// Wraps a digest (as read from an encoding).
+    pub const fn from_bytes(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
     /// The raw digest.
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
