@@ -42,6 +42,7 @@ mod events;
 mod log;
 mod metrics;
 mod openapi;
+mod records;
 mod serve;
 pub mod store;
 
@@ -141,7 +142,11 @@ pub fn app(
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/v1/openapi.json", web::get().to(openapi::openapi))
         .service(
-            web::scope("/v1").configure(auth::routes).configure(directory::routes).configure(log::routes),
+            web::scope("/v1")
+                .configure(auth::routes)
+                .configure(directory::routes)
+                .configure(records::routes)
+                .configure(log::routes),
         )
         .default_service(web::to(not_found))
 }

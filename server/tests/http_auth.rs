@@ -116,8 +116,9 @@ async fn bad_registrations_change_nothing() {
     expect_err(post(&svc, "/v1/principals", &req, None).await, 400, "bad_signature");
     // Signature over other PRE keys (a swapped key).
     let mut req = register_request(&sk, Role::Patient, "P", None);
-    req.pre_public_keys = B64(vec![0x43; 64]);
+    req.pre_public_keys = B64(pre_key_bytes(&key(22), Role::Patient));
     expect_err(post(&svc, "/v1/principals", &req, None).await, 400, "bad_signature");
+
     // Role changed after signing.
     let mut req = register_request(&sk, Role::Patient, "P", None);
     req.role = Role::Auditor;

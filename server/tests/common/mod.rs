@@ -5,7 +5,7 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
-use medrelay_crypto::{domain, SigningKey};
+use medrelay_crypto::{domain, PatientSecretKeys, PreKeyPair, SigningKey};
 use medrelay_server::store::SledStore;
 use medrelay_server::{enroll_in, AppState, Clock};
 use medrelay_wire::{
@@ -17,6 +17,8 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub const T0: u64 = 1_800_000_000;
+/// Whether tests generate real hybrid PRE keys (needs the lattice half).
+pub const REAL_PRE_KEYS: bool = false;
 
 pub struct Env {
     pub dir: tempfile::TempDir,
@@ -36,8 +38,31 @@ pub fn key(seed: u64) -> SigningKey {
     SigningKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(seed))
 }
 
+/// A patient's PRE keys, derived deterministically from their signing key.
+pub fn patient_keys(sk: &SigningKey) -> PatientSecretKeys {
+    PatientSecretKeys::generate(&mut rand_chacha::ChaCha20Rng::from_seed(*sk.to_seed()))
+}
+
+/// A doctor's PRE key pair, derived deterministically from their signing key.
+pub fn doctor_keys(sk: &SigningKey) -> PreKeyPair {
+    PreKeyPair::generate(&mut rand_chacha::ChaCha20Rng::from_seed(*sk.to_seed()))
+}
+
+pub fn pre_key_bytes(sk: &SigningKey, role: Role) -> Vec<u8> {
+    // Opaque bytes until the lattice half of medrelay-crypto lands (its key
+    // generation is a stub that panics); then the real keys below.
+    if !REAL_PRE_KEYS {
+        return [&sk.principal_id().as_bytes()[..], &[role.code(); 32][..]].concat();
+    }
+    match role {
+        Role::Patient => patient_keys(sk).public_keys().to_bytes(),
+        Role::Doctor => doctor_keys(sk).public_key().to_bytes(),
+        Role::Analyst | Role::Auditor => vec![0x42; 8],
+    }
+}
+
 pub fn register_request(sk: &SigningKey, role: Role, name: &str, token: Option<String>) -> RegisterRequest {
-    let keys = vec![0x42; 64];
+    let keys = pre_key_bytes(sk, role);
     let vk = sk.verifying_key();
     let sig = sk.sign(domain::SIG_REGISTRATION, &registration_message(role, name, &vk, &keys));
     RegisterRequest {
