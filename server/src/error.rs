@@ -148,6 +148,7 @@ impl From<StoreError> for ApiError {
             }),
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::InvalidEnrollment => ApiError::InvalidEnrollment,
+            StoreError::OutOfRange(m) => ApiError::InvalidParameter(m),
             StoreError::AlreadyRevoked => ApiError::Conflict("grant already revoked"),
             e @ (StoreError::Corrupt(_) | StoreError::Backend(_)) => ApiError::Internal(e.to_string()),
         }

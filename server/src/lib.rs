@@ -26,8 +26,11 @@
 //! use medrelay_server::store::SledStore;
 //!
 //! # async fn run() -> std::io::Result<()> {
-//! let store = SledStore::open(std::path::Path::new("/var/lib/medrelay")).expect("open");
-//! let state = AppState::new(store, Clock::System);
+//! let dir = std::path::Path::new("/var/lib/medrelay");
+//! let store = SledStore::open(&dir.join("db")).expect("open");
+//! let key = medrelay_server::load_log_key(dir).expect("init first");
+//! let signer = medrelay_policy::LogSigner::new("medrelay.example/log", &key).expect("name");
+//! let state = AppState::new(store, Clock::System, signer);
 //! actix_web::HttpServer::new(move || app(state.clone())).bind("127.0.0.1:8443")?.run().await
 //! # }
 //! ```
@@ -51,6 +54,7 @@ use std::sync::Arc;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, App, HttpResponse};
+use medrelay_policy::LogSigner;
 use medrelay_wire::limits;
 
 pub use auth::{AuditorAuth, Auth, DoctorAuth, PatientAuth};
@@ -68,6 +72,7 @@ pub struct AppState {
     store: Arc<dyn Store>,
     clock: Clock,
     metrics: Arc<Metrics>,
+    log_signer: Arc<LogSigner>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -77,9 +82,20 @@ impl std::fmt::Debug for AppState {
 }
 
 impl AppState {
-    /// State over `store`, reading time from `clock`.
-    pub fn new(store: impl Store, clock: Clock) -> Self {
-        Self { store: Arc::new(store), clock, metrics: Arc::new(Metrics::default()) }
+    /// State over `store`, reading time from `clock`, signing log
+    /// checkpoints with `log_signer`.
+    pub fn new(store: impl Store, clock: Clock, log_signer: LogSigner) -> Self {
+        Self {
+            store: Arc::new(store),
+            clock,
+            metrics: Arc::new(Metrics::default()),
+            log_signer: Arc::new(log_signer),
+        }
+    }
+
+    /// The log checkpoint signer.
+    pub fn log_signer(&self) -> &LogSigner {
+        &self.log_signer
     }
 
     /// The store.

@@ -1,14 +1,19 @@
 //! The audit log service: entries by range and each principal's own history.
 
 use actix_web::{web, HttpResponse};
-use medrelay_wire::{limits, LogEntries, LogEntry, B64};
+use medrelay_wire::{limits, CheckpointResponse, LogEntries, LogEntry, ProofResponse, B64};
 use serde::Deserialize;
 
 use crate::auth::Auth;
 use crate::{ApiError, AppState};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/log/entries", web::get().to(entries)).route("/log/mine", web::get().to(mine));
+    cfg.route("/log/entries", web::get().to(entries))
+        .route("/log/mine", web::get().to(mine))
+        .route("/log/checkpoint", web::get().to(checkpoint))
+        .route("/log/key", web::get().to(verifier_key))
+        .route("/log/inclusion", web::get().to(inclusion))
+        .route("/log/consistency", web::get().to(consistency));
 }
 
 #[derive(Debug, Deserialize)]
@@ -64,4 +69,68 @@ async fn mine(state: web::Data<AppState>, auth: Auth, q: web::Query<Page>) -> Re
         })
         .await?;
     Ok(HttpResponse::Ok().json(to_entries(rows)))
+}
+
+/// The current checkpoint, signed with the log key (C2SP signed note).
+async fn checkpoint(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let (tree_size, root) = state
+        .with_store(|s| {
+            let n = s.log_size()?;
+            Ok((n, s.log_root(n)?))
+        })
+        .await?;
+    let checkpoint = state
+        .log_signer()
+        .sign_checkpoint(tree_size, root)
+        .map_err(|e| ApiError::Internal(format!("signing checkpoint: {e}")))?;
+    Ok(HttpResponse::Ok().json(CheckpointResponse {
+        tree_size,
+        root_hash: B64(root.as_bytes().to_vec()),
+        checkpoint,
+    }))
+}
+
+/// The note verifier key (`name+keyid+base64`) auditors pin.
+async fn verifier_key(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain").body(state.log_signer().verifier().to_verifier_key())
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InclusionQuery {
+    index: u64,
+    tree_size: u64,
+}
+
+async fn inclusion(
+    state: web::Data<AppState>,
+    q: web::Query<InclusionQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let InclusionQuery { index, tree_size } = q.into_inner();
+    let proof = state.with_store(move |s| s.inclusion_proof(index, tree_size)).await?;
+    Ok(HttpResponse::Ok().json(ProofResponse {
+        from: proof.leaf_index,
+        tree_size: proof.tree_size,
+        path: proof.hashes.iter().map(|h| B64(h.as_bytes().to_vec())).collect(),
+    }))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConsistencyQuery {
+    old_size: u64,
+    new_size: u64,
+}
+
+async fn consistency(
+    state: web::Data<AppState>,
+    q: web::Query<ConsistencyQuery>,
+) -> Result<HttpResponse, ApiError> {
+    let ConsistencyQuery { old_size, new_size } = q.into_inner();
+    let proof = state.with_store(move |s| s.consistency_proof(old_size, new_size)).await?;
+    Ok(HttpResponse::Ok().json(ProofResponse {
+        from: proof.old_size,
+        tree_size: proof.new_size,
+        path: proof.hashes.iter().map(|h| B64(h.as_bytes().to_vec())).collect(),
+    }))
 }

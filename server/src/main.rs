@@ -36,6 +36,9 @@ enum Command {
         /// PEM private key.
         #[arg(long, env = "MEDRELAY_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// Log origin: the name in signed checkpoints.
+        #[arg(long, env = "MEDRELAY_LOG_ORIGIN", default_value = "medrelay.local/log")]
+        log_origin: String,
     },
     /// Issue a one-time enrollment token for a doctor (server stopped).
     EnrollDoctor {
@@ -73,8 +76,8 @@ fn main() -> anyhow::Result<()> {
             let vk = init(&data).context("init")?;
             println!("initialized {}; log key {}", data.display(), vk.fingerprint());
         }
-        Command::Serve { data, bind, tls_cert, tls_key } => {
-            let cfg = ServeConfig { data, bind, tls_cert, tls_key };
+        Command::Serve { data, bind, tls_cert, tls_key, log_origin } => {
+            let cfg = ServeConfig { data, bind, tls_cert, tls_key, log_origin };
             actix_web::rt::System::new().block_on(serve(cfg)).context("serve")?;
         }
         Command::EnrollDoctor { data, name } => {

@@ -58,6 +58,10 @@ pub(crate) const ROUTES: &[RouteRow] = &[
         200,
     ),
     ("get", "/v1/log/entries", "Audit log entries in [start, end)", false, None, 200),
+    ("get", "/v1/log/checkpoint", "The current signed checkpoint (C2SP signed note)", false, None, 200),
+    ("get", "/v1/log/key", "The log's note verifier key", false, None, 200),
+    ("get", "/v1/log/inclusion", "Inclusion proof (?index=&tree_size=)", false, None, 200),
+    ("get", "/v1/log/consistency", "Consistency proof (?old_size=&new_size=)", false, None, 200),
     ("get", "/v1/log/mine", "Audit log entries about the caller", true, None, 200),
 ];
 
@@ -151,7 +155,9 @@ mod tests {
     #[actix_web::test]
     async fn every_listed_route_is_served() {
         let dir = tempfile::tempdir().unwrap();
-        let state = AppState::new(SledStore::open(dir.path()).unwrap(), Clock::manual(1));
+        let key = medrelay_crypto::SigningKey::from_seed(&[1; 32]);
+        let signer = medrelay_policy::LogSigner::new("test/log", &key).unwrap();
+        let state = AppState::new(SledStore::open(dir.path()).unwrap(), Clock::manual(1), signer);
         let svc = test::init_service(app(state)).await;
         for (method, path, ..) in ROUTES {
             let uri = path.replace("{id}", "00");

@@ -63,6 +63,8 @@ pub struct ServeConfig {
     pub tls_cert: Option<PathBuf>,
     /// PEM private key.
     pub tls_key: Option<PathBuf>,
+    /// Log origin (checkpoint key name), e.g. `medrelay.example/log`.
+    pub log_origin: String,
 }
 
 fn db_dir(data: &Path) -> PathBuf {
@@ -170,9 +172,11 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeErro
 /// `serve`: runs until SIGINT/SIGTERM, then stops accepting, lets in-flight
 /// requests finish (graceful shutdown) and flushes the store.
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
-    load_log_key(&cfg.data)?;
+    let key = load_log_key(&cfg.data)?;
+    let signer = medrelay_policy::LogSigner::new(&cfg.log_origin, &key)
+        .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
     let store = SledStore::open(&db_dir(&cfg.data))?;
-    let state = AppState::new(store, Clock::System);
+    let state = AppState::new(store, Clock::System, signer);
     let st = state.clone();
     let server = HttpServer::new(move || app(st.clone())).shutdown_timeout(30);
     let server = match (&cfg.tls_cert, &cfg.tls_key) {

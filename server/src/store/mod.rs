@@ -20,6 +20,7 @@ pub use self::sled::SledStore;
 pub use codec::{Challenge, Enrollment, RecordMeta, Session, StoredGrant, StoredPrincipal};
 
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
+use medrelay_policy::{ConsistencyProof, InclusionProof, MerkleHash};
 use medrelay_wire::Role;
 
 /// A 32-byte SHA-256 digest of a secret (token or nonce); secrets themselves
@@ -42,6 +43,9 @@ pub enum StoreError {
     /// The grant is already revoked.
     #[error("grant already revoked")]
     AlreadyRevoked,
+    /// A requested log index or tree size is beyond the log.
+    #[error("{0}")]
+    OutOfRange(String),
     /// A stored value failed to decode.
     #[error("corrupt stored value: {0}")]
     Corrupt(&'static str),
@@ -142,6 +146,13 @@ pub trait Store: Send + Sync + 'static {
     /// starting at index `from`.
     fn log_indices_for(&self, subject: &PrincipalId, from: u64, limit: usize)
         -> Result<Vec<u64>, StoreError>;
+
+    /// The RFC 6962 root of the log's first `tree_size` entries.
+    fn log_root(&self, tree_size: u64) -> Result<MerkleHash, StoreError>;
+    /// Inclusion proof of entry `index` in the tree of `tree_size` entries.
+    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<InclusionProof, StoreError>;
+    /// Consistency proof between two tree sizes.
+    fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<ConsistencyProof, StoreError>;
 
     /// Makes every acknowledged write durable (also called on shutdown).
     fn flush(&self) -> Result<(), StoreError>;

@@ -5,9 +5,14 @@
 //! nothing). Every write is followed by `flush` before the call returns, so a
 //! returned `Ok` means the change is on disk.
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 use medrelay_crypto::{GrantId, PrincipalId, RecordId};
+use medrelay_policy::{
+    ConsistencyProof, InclusionProof, MerkleHash, MerkleTree, NodeId, NodeStore, TreeError,
+};
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
 use super::{
@@ -48,8 +53,64 @@ fn read_u64(v: &[u8]) -> Result<u64, StoreError> {
     Ok(u64::from_be_bytes(arr))
 }
 
-/// Appends one log event inside a transaction; returns its index.
-fn tx_append(tx: &TransactionalTree, event: &LogAppend) -> TxResult<u64> {
+fn node_key(id: NodeId) -> Vec<u8> {
+    key(b"n/", &[&id.to_key()])
+}
+
+/// The Merkle tree's nodes as committed in sled, plus the nodes of appends
+/// planned but not yet committed. Planning happens under the store's append
+/// lock and the plan is committed in the same transaction as the change the
+/// events record, so entries, nodes and size move together or not at all.
+struct Overlay<'a> {
+    db: &'a sled::Db,
+    size: u64,
+    pending: BTreeMap<NodeId, MerkleHash>,
+}
+
+impl NodeStore for Overlay<'_> {
+    type Error = StoreError;
+
+    fn size(&self) -> Result<u64, StoreError> {
+        Ok(self.size)
+    }
+
+    fn get(&self, id: NodeId) -> Result<Option<MerkleHash>, StoreError> {
+        if let Some(h) = self.pending.get(&id) {
+            return Ok(Some(*h));
+        }
+        match self.db.get(node_key(id)).map_err(backend)? {
+            Some(v) => MerkleHash::from_slice(&v).map(Some).map_err(|_| StoreError::Corrupt("merkle node")),
+            None => Ok(None),
+        }
+    }
+
+    fn put_nodes(&mut self, nodes: &[(NodeId, MerkleHash)], new_size: u64) -> Result<(), StoreError> {
+        self.pending.extend(nodes.iter().copied());
+        self.size = new_size;
+        Ok(())
+    }
+}
+
+fn tree_err(e: TreeError<StoreError>) -> StoreError {
+    match e {
+        TreeError::Store(e) => e,
+        TreeError::MissingNode(_) => StoreError::Corrupt("merkle node missing"),
+        TreeError::OutOfRange { what, value, size } => {
+            StoreError::OutOfRange(format!("{what} {value} is out of range for tree size {size}"))
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// Log appends planned outside a transaction.
+struct LogPlan {
+    start: u64,
+    new_size: u64,
+    nodes: Vec<(NodeId, MerkleHash)>,
+}
+
+/// Writes planned log appends inside a transaction; returns their indices.
+fn tx_apply_log(tx: &TransactionalTree, plan: &LogPlan, events: &[&LogAppend]) -> TxResult<Vec<u64>> {
     let size = match tx.get(LOG_SIZE)? {
         Some(v) => match read_u64(&v) {
             Ok(n) => n,
@@ -57,26 +118,59 @@ fn tx_append(tx: &TransactionalTree, event: &LogAppend) -> TxResult<u64> {
         },
         None => 0,
     };
-    let idx = size.to_be_bytes();
-    tx.insert(key(b"l/", &[&idx]), event.data.as_slice())?;
-    for s in &event.subjects {
-        tx.insert(key(b"ls/", &[s.as_bytes(), &idx]), &[][..])?;
+    if size != plan.start {
+        return abort(StoreError::Backend("log size changed under the append lock".into()));
     }
-    tx.insert(LOG_SIZE, &(size + 1).to_be_bytes()[..])?;
-    Ok(size)
+    let mut out = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let idx = plan.start + i as u64;
+        let ib = idx.to_be_bytes();
+        tx.insert(key(b"l/", &[&ib]), event.data.as_slice())?;
+        for s in &event.subjects {
+            tx.insert(key(b"ls/", &[s.as_bytes(), &ib]), &[][..])?;
+        }
+        out.push(idx);
+    }
+    for (id, h) in &plan.nodes {
+        tx.insert(node_key(*id), &h.as_bytes()[..])?;
+    }
+    tx.insert(LOG_SIZE, &plan.new_size.to_be_bytes()[..])?;
+    Ok(out)
 }
 
 /// sled-backed [`Store`].
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
+    /// Serializes log appends (planning + commit). sled admits one process,
+    /// so an in-process lock is enough.
+    append_lock: Arc<Mutex<()>>,
 }
 
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().map_err(backend)?;
-        Ok(Self { db })
+        Ok(Self { db, append_lock: Arc::new(Mutex::new(())) })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, ()>, StoreError> {
+        self.append_lock.lock().map_err(|_| StoreError::Backend("log append lock poisoned".into()))
+    }
+
+    fn tree(&self) -> Result<MerkleTree<Overlay<'_>>, StoreError> {
+        Ok(MerkleTree::new(Overlay { db: &self.db, size: self.log_size()?, pending: BTreeMap::new() }))
+    }
+
+    /// Plans appending `events` to the committed log (call under the lock).
+    fn plan(&self, events: &[&LogAppend]) -> Result<LogPlan, StoreError> {
+        let mut tree = self.tree()?;
+        let start = tree.size().map_err(tree_err)?;
+        for e in events {
+            tree.append(&e.data).map_err(tree_err)?;
+        }
+        let o = tree.into_store();
+        Ok(LogPlan { start, new_size: o.size, nodes: o.pending.into_iter().collect() })
     }
 
     fn durable(&self) -> Result<(), StoreError> {
@@ -143,6 +237,8 @@ impl Store for SledStore {
         event: &LogAppend,
     ) -> Result<u64, StoreError> {
         let pkey = key(b"p/", &[principal.id().as_bytes()]);
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
         let idx = self
             .db
             .transaction(|tx| {
@@ -160,13 +256,14 @@ impl Store for SledStore {
                         Err(e) => return abort(e),
                     }
                 }
-                let idx = tx_append(tx, event)?;
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
                 let mut p = principal.clone();
                 p.log_index = idx;
                 tx.insert(pkey.as_slice(), p.encode())?;
                 Ok(idx)
             })
             .map_err(from_tx)?;
+        drop(guard);
         self.durable()?;
         Ok(idx)
     }
@@ -183,26 +280,34 @@ impl Store for SledStore {
         if records.len() != events.len() {
             return Err(StoreError::Backend("one log event per record expected".into()));
         }
+        let guard = self.lock()?;
+        let refs: Vec<&LogAppend> = events.iter().collect();
+        let plan = self.plan(&refs)?;
         let out = self
             .db
             .transaction(|tx| {
-                let mut idxs = Vec::with_capacity(records.len());
-                for ((meta, envelope), event) in records.iter().zip(events) {
+                for (meta, _) in records {
+                    if tx.get(key(b"r/", &[meta.record_id.as_bytes()]))?.is_some() {
+                        return abort(StoreError::AlreadyExists("record"));
+                    }
+                }
+                let idxs = tx_apply_log(tx, &plan, &refs)?;
+                for ((meta, envelope), idx) in records.iter().zip(&idxs) {
                     let rid = meta.record_id.as_bytes();
                     if tx.get(key(b"r/", &[rid]))?.is_some() {
                         return abort(StoreError::AlreadyExists("record"));
                     }
-                    let idx = tx_append(tx, event)?;
+                    let idx = *idx;
                     let mut m = meta.clone();
                     m.log_index = idx;
                     tx.insert(key(b"r/", &[rid]), m.encode())?;
                     tx.insert(key(b"b/", &[rid]), envelope.as_slice())?;
                     tx.insert(key(b"o/", &[meta.owner.as_bytes(), rid]), &[][..])?;
-                    idxs.push(idx);
                 }
                 Ok(idxs)
             })
             .map_err(from_tx)?;
+        drop(guard);
         self.durable()?;
         Ok(out)
     }
@@ -227,13 +332,15 @@ impl Store for SledStore {
 
     fn put_grant(&self, grant: &StoredGrant, rekeys: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
         let gid = grant.grant_id.as_bytes();
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
         let idx = self
             .db
             .transaction(|tx| {
                 if tx.get(key(b"g/", &[gid]))?.is_some() {
                     return abort(StoreError::AlreadyExists("grant"));
                 }
-                let idx = tx_append(tx, event)?;
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
                 tx.insert(key(b"g/", &[gid]), grant.encode())?;
                 tx.insert(key(b"k/", &[gid]), rekeys)?;
                 tx.insert(key(b"gp/", &[grant.patient.as_bytes(), gid]), &[][..])?;
@@ -241,12 +348,15 @@ impl Store for SledStore {
                 Ok(idx)
             })
             .map_err(from_tx)?;
+        drop(guard);
         self.durable()?;
         Ok(idx)
     }
 
     fn revoke_grant(&self, id: &GrantId, revocation: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
         let gkey = key(b"g/", &[id.as_bytes()]);
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
         let idx = self
             .db
             .transaction(|tx| {
@@ -261,12 +371,13 @@ impl Store for SledStore {
                     return abort(StoreError::AlreadyRevoked);
                 }
                 g.revocation = Some(revocation.to_vec());
-                let idx = tx_append(tx, event)?;
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
                 tx.insert(gkey.as_slice(), g.encode())?;
                 tx.remove(key(b"k/", &[id.as_bytes()]))?;
                 Ok(idx)
             })
             .map_err(from_tx)?;
+        drop(guard);
         self.durable()?;
         Ok(idx)
     }
@@ -296,7 +407,10 @@ impl Store for SledStore {
     }
 
     fn append_log(&self, event: &LogAppend) -> Result<u64, StoreError> {
-        let idx = self.db.transaction(|tx| tx_append(tx, event)).map_err(from_tx)?;
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let idx = self.db.transaction(|tx| Ok(tx_apply_log(tx, &plan, &[event])?[0])).map_err(from_tx)?;
+        drop(guard);
         self.durable()?;
         Ok(idx)
     }
@@ -334,6 +448,18 @@ impl Store for SledStore {
             out.push(read_u64(&k[prefix.len()..])?);
         }
         Ok(out)
+    }
+
+    fn log_root(&self, tree_size: u64) -> Result<MerkleHash, StoreError> {
+        self.tree()?.root_at(tree_size).map_err(tree_err)
+    }
+
+    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<InclusionProof, StoreError> {
+        self.tree()?.inclusion_proof(index, tree_size).map_err(tree_err)
+    }
+
+    fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<ConsistencyProof, StoreError> {
+        self.tree()?.consistency_proof(old_size, new_size).map_err(tree_err)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

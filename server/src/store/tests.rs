@@ -165,6 +165,41 @@ pub(crate) fn log_ranges_and_subject_index<S: Store>(s: S) {
     assert!(s.log_indices_for(&PrincipalId::from_bytes([3; 32]), 0, 10).unwrap().is_empty());
 }
 
+pub(crate) fn merkle_tree_tracks_the_log_atomically<S: Store>(s: S) {
+    use medrelay_policy::{hash_leaf, root_from_leaves, verify_consistency, verify_inclusion};
+    assert_eq!(s.log_root(0).unwrap(), medrelay_policy::empty_root());
+    let p = principal(1, Role::Patient);
+    s.register_principal(&p, None, &ev(1, &[p.id()])).unwrap();
+    let owner = p.id();
+    let recs: Vec<_> = (2..6u8).map(|i| (meta(i, owner), vec![i; 4])).collect();
+    let evs: Vec<_> = (2..6u8).map(|i| ev(i, &[owner])).collect();
+    s.put_records(&recs, &evs).unwrap();
+    let g = grant(9, owner, PrincipalId::from_bytes([2; 32]));
+    s.put_grant(&g, b"rk", &ev(6, &[owner])).unwrap();
+    s.append_log(&ev(7, &[owner])).unwrap();
+    let old_root = s.log_root(3).unwrap();
+    // Failed changes add no leaf and leave the root as it was.
+    let root_before = s.log_root(7).unwrap();
+    assert!(s.register_principal(&p, None, &ev(8, &[])).is_err());
+    assert!(s.put_records(&recs[..1], &evs[..1]).is_err());
+    assert!(s.put_grant(&g, b"rk", &ev(8, &[])).is_err());
+    assert_eq!(s.log_size().unwrap(), 7);
+    assert!(s.log_root(8).is_err());
+    assert_eq!(s.log_root(7).unwrap(), root_before);
+
+    let leaves: Vec<_> = s.log_entries(0, 7).unwrap().iter().map(|(_, d)| hash_leaf(d)).collect();
+    assert_eq!(s.log_root(7).unwrap(), root_from_leaves(&leaves));
+    assert_eq!(s.log_root(3).unwrap(), root_from_leaves(&leaves[..3]));
+    for (i, leaf) in leaves.iter().enumerate() {
+        let proof = s.inclusion_proof(i as u64, 7).unwrap();
+        verify_inclusion(leaf, &proof, &root_before).unwrap();
+    }
+    let proof = s.consistency_proof(3, 7).unwrap();
+    verify_consistency(&proof, &old_root, &root_before).unwrap();
+    assert!(matches!(s.inclusion_proof(7, 7), Err(StoreError::OutOfRange(_))));
+    assert!(matches!(s.consistency_proof(5, 3), Err(StoreError::OutOfRange(_))));
+}
+
 mod sled_backend {
     use super::*;
 
@@ -192,6 +227,7 @@ mod sled_backend {
         record_batches_are_all_or_nothing,
         revocation_deletes_rekeys_atomically,
         log_ranges_and_subject_index,
+        merkle_tree_tracks_the_log_atomically,
     );
 
     #[test]

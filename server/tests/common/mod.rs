@@ -30,8 +30,13 @@ pub fn env() -> Env {
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(&dir.path().join("db")).unwrap();
     let clock = Clock::manual(T0);
-    let state = AppState::new(store, clock.clone());
+    let signer = medrelay_policy::LogSigner::new("test.medrelay/log", &log_key()).unwrap();
+    let state = AppState::new(store, clock.clone(), signer);
     Env { dir, state, clock }
+}
+
+pub fn log_key() -> SigningKey {
+    SigningKey::from_seed(&[0x10; 32])
 }
 
 pub fn key(seed: u64) -> SigningKey {
