@@ -15,6 +15,52 @@
 //! only on SHA-256 and Ed25519. All parsers take untrusted input: sizes are
 //! bounded before parsing and every malformed input is a typed error.
 //!
+//! Grants are signed by patients; [`SignedGrant::verify`] consumes the
+//! unverified value and returns a [`VerifiedGrant`], the only form
+//! [`authorize`] accepts, and [`authorize`] returns a [`ReadCapability`] (the
+//! only way to get one) that the server's re-encryption path requires. Scopes
+//! fail closed: an empty scope cannot be built, sensitive records are
+//! excluded unless each of their labels is named.
+//!
+//! # Example: grant and authorize
+//!
+//! ```
+//! use medrelay_crypto::{GrantId, RecordCategory, RecordHeader, RecordId, SigningKey, Timestamp};
+//! use medrelay_policy::{authorize, Denial, Grant, Purpose, SignedGrant};
+//!
+//! let patient = SigningKey::from_seed(&[1; 32]);
+//! let doctor = SigningKey::from_seed(&[2; 32]);
+//! // Patient client: sign a grant for lab results, valid for a day.
+//! let grant = Grant::new(
+//!     GrantId::from_bytes([3; 16]),
+//!     patient.principal_id(),
+//!     doctor.principal_id(),
+//!     "Observation?category=laboratory".parse()?,
+//!     Purpose::Treatment,
+//!     Timestamp(1_700_000_000),
+//!     Timestamp(1_700_086_400),
+//!     Timestamp(1_700_000_000),
+//! )?;
+//! let wire = grant.sign(&patient)?.to_bytes();
+//!
+//! // Server: verify with the patient's registered key, then decide.
+//! let verified = SignedGrant::from_bytes(&wire)?
+//!     .verify(&patient.verifying_key())
+//!     .map_err(|(e, _)| e)?;
+//! let lab = RecordCategory::new("Observation", ["laboratory".to_string()], [])?;
+//! let header = RecordHeader::new(
+//!     RecordId::from_bytes([4; 16]), patient.principal_id(), lab, "application/fhir+json", Timestamp(1),
+//! )?;
+//! let now = Timestamp(1_700_000_100);
+//! let cap = authorize(&verified, &doctor.principal_id(), &header, None, now).map_err(|d| d.code())?;
+//! assert_eq!(cap.record_id(), header.record_id());
+//! let later = Timestamp(1_800_000_000);
+//! let denied = authorize(&verified, &doctor.principal_id(), &header, None, later).unwrap_err();
+//! assert_eq!(denied, Denial::Expired);
+//! assert_eq!(denied.code(), "expired");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Example: log, checkpoint, proofs
 //!
 //! ```
@@ -46,11 +92,25 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod authorize;
 mod checkpoint;
 pub mod domain;
 mod error;
+mod event;
+mod grant;
 mod merkle;
+mod principal;
+mod scope;
 mod tree;
+
+pub use authorize::{authorize, Denial, ReadCapability};
+pub use event::{LogEvent, MAX_EVENT_LEN, MAX_SCHEMA_NAME_LEN};
+pub use grant::{
+    Grant, Purpose, Revocation, SignedGrant, SignedRevocation, VerifiedGrant, VerifiedRevocation,
+    MAX_GRANT_LEN, MAX_SIGNED_GRANT_LEN, MAX_SIGNED_REVOCATION_LEN,
+};
+pub use principal::{PrePublicKey, Principal, Role, MAX_DISPLAY_NAME_LEN, MAX_PRE_KEY_LEN};
+pub use scope::{Scope, MAX_SCOPE_ITEMS, MAX_SCOPE_LEN};
 
 pub use checkpoint::{
     Checkpoint, LogSigner, LogVerifier, MAX_EXTENSION_LINES, MAX_KEY_NAME_LEN, MAX_NOTE_LEN,

@@ -1,0 +1,175 @@
+//! Log event encodings: round trips, bad input, and the log as a whole.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use medrelay_crypto::{
+    DecodeError, GrantId, KeyClass, RecordCategory, RecordHeader, RecordId, SensitivityLabel, SigningKey,
+    Timestamp,
+};
+use medrelay_policy::{
+    verify_inclusion, Denial, Grant, LogEvent, MemoryNodeStore, MerkleTree, PolicyError, PrePublicKey,
+    Purpose, Revocation, Role, SignedGrant, MAX_EVENT_LEN,
+};
+
+fn events() -> Vec<LogEvent> {
+    let patient = SigningKey::from_seed(&[1; 32]);
+    let doctor = SigningKey::from_seed(&[2; 32]);
+    let operator = SigningKey::from_seed(&[3; 32]);
+    let grant = Grant::new(
+        GrantId::from_bytes([4; 16]),
+        patient.principal_id(),
+        doctor.principal_id(),
+        "Observation?category=laboratory,sensitive:genetics".parse().unwrap(),
+        Purpose::Treatment,
+        Timestamp(10),
+        Timestamp(20),
+        Timestamp(5),
+    )
+    .unwrap();
+    let cat =
+        RecordCategory::new("Observation", ["laboratory".to_string()], [SensitivityLabel::Genetics]).unwrap();
+    let header = RecordHeader::new(
+        RecordId::from_bytes([5; 16]),
+        patient.principal_id(),
+        cat,
+        "application/fhir+json",
+        Timestamp(6),
+    )
+    .unwrap();
+    vec![
+        LogEvent::PrincipalRegistered {
+            at: Timestamp(1),
+            principal: patient.principal_id(),
+            role: Role::Patient,
+            signing_key: patient.verifying_key(),
+            pre_key: Some(*PrePublicKey::from_bytes(vec![8; 40]).unwrap().fingerprint().as_bytes()),
+        },
+        LogEvent::PrincipalRegistered {
+            at: Timestamp(1),
+            principal: operator.principal_id(),
+            role: Role::Operator,
+            signing_key: operator.verifying_key(),
+            pre_key: None,
+        },
+        LogEvent::DoctorEnrolled {
+            at: Timestamp(2),
+            doctor: doctor.principal_id(),
+            operator: operator.principal_id(),
+        },
+        LogEvent::RecordPublished { at: Timestamp(7), header, size: 1234, ciphertext_sha256: [9; 32] },
+        LogEvent::GrantCreated { at: Timestamp(8), grant: grant.sign(&patient).unwrap() },
+        LogEvent::GrantRevoked {
+            at: Timestamp(15),
+            revocation: Revocation::new(grant.grant_id(), patient.principal_id(), Timestamp(15))
+                .sign(&patient)
+                .unwrap(),
+        },
+        LogEvent::ReencryptionServed {
+            at: Timestamp(12),
+            grant: grant.grant_id(),
+            record: RecordId::from_bytes([5; 16]),
+            doctor: doctor.principal_id(),
+            patient: patient.principal_id(),
+            key_class: KeyClass::Genetics,
+        },
+        LogEvent::AccessDenied {
+            at: Timestamp(16),
+            doctor: doctor.principal_id(),
+            record: RecordId::from_bytes([5; 16]),
+            patient: Some(patient.principal_id()),
+            reason: Denial::Revoked,
+        },
+        LogEvent::AccessDenied {
+            at: Timestamp(16),
+            doctor: doctor.principal_id(),
+            record: RecordId::from_bytes([6; 16]),
+            patient: None,
+            reason: Denial::NoGrant,
+        },
+        LogEvent::DpQueryAnswered {
+            at: Timestamp(17),
+            analyst: doctor.principal_id(),
+            schema: "vitals-v1".into(),
+            epsilon: 0.5,
+            rho: 0.0,
+        },
+        LogEvent::SummarySubmitted {
+            at: Timestamp(18),
+            patient: patient.principal_id(),
+            schema: "vitals-v1".into(),
+        },
+    ]
+}
+
+#[test]
+fn every_event_round_trips_and_rejects_truncation_and_trailing_bytes() {
+    for ev in events() {
+        let bytes = ev.to_bytes().unwrap();
+        assert_eq!(LogEvent::from_bytes(&bytes).unwrap(), ev, "{}", ev.kind());
+        for n in 0..bytes.len() {
+            assert!(LogEvent::from_bytes(&bytes[..n]).is_err(), "{} prefix {n}", ev.kind());
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(LogEvent::from_bytes(&long), Err(PolicyError::Decode(DecodeError::TrailingBytes)));
+        let mut v2 = bytes.clone();
+        v2[4] = 2;
+        assert_eq!(
+            LogEvent::from_bytes(&v2),
+            Err(PolicyError::Decode(DecodeError::UnsupportedVersion { found: 2 }))
+        );
+    }
+}
+
+#[test]
+fn bad_events_are_typed_errors() {
+    let evs = events();
+    let mut unknown = evs[0].to_bytes().unwrap();
+    unknown[5] = 99;
+    assert_eq!(LogEvent::from_bytes(&unknown), Err(PolicyError::Malformed("log event: unknown event type")));
+    assert!(matches!(
+        LogEvent::from_bytes(&vec![0; MAX_EVENT_LEN + 1]),
+        Err(PolicyError::Decode(DecodeError::TooLarge { .. }))
+    ));
+    // A principal id that is not derived from the key.
+    let mut wrong_id = evs[0].to_bytes().unwrap();
+    wrong_id[14] ^= 1;
+    assert!(matches!(LogEvent::from_bytes(&wrong_id), Err(PolicyError::Malformed(_))));
+    // NaN, negative and infinite privacy costs, bad schema names.
+    let analyst = SigningKey::from_seed(&[2; 32]).principal_id();
+    for (eps, schema) in
+        [(f64::NAN, "s"), (-1.0, "s"), (f64::INFINITY, "s"), (-0.0, "s"), (1.0, ""), (1.0, "a b")]
+    {
+        let ev = LogEvent::DpQueryAnswered {
+            at: Timestamp(1),
+            analyst,
+            schema: schema.into(),
+            epsilon: eps,
+            rho: 0.0,
+        };
+        assert!(matches!(ev.to_bytes(), Err(PolicyError::Malformed(_))), "{eps} {schema:?}");
+    }
+}
+
+#[test]
+fn an_auditor_can_reverify_grants_from_the_log() {
+    let patient = SigningKey::from_seed(&[1; 32]);
+    let mut tree = MerkleTree::new(MemoryNodeStore::new());
+    let evs = events();
+    for ev in &evs {
+        tree.append(&ev.to_bytes().unwrap()).unwrap();
+    }
+    let root = tree.root().unwrap();
+    for (i, ev) in evs.iter().enumerate() {
+        let proof = tree.inclusion_proof(i as u64, evs.len() as u64).unwrap();
+        verify_inclusion(&ev.leaf_hash().unwrap(), &proof, &root).unwrap();
+    }
+    let leaf = tree.leaf_hash(4).unwrap();
+    let LogEvent::GrantCreated { grant, .. } = LogEvent::from_bytes(&evs[4].to_bytes().unwrap()).unwrap()
+    else {
+        panic!("not a grant event");
+    };
+    assert_eq!(leaf, evs[4].leaf_hash().unwrap());
+    let grant: SignedGrant = grant;
+    let verified = grant.verify(&patient.verifying_key()).unwrap();
+    assert_eq!(verified.scope().to_string(), "Observation?category=laboratory,sensitive:genetics");
+}
