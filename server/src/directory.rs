@@ -5,13 +5,13 @@
 
 use actix_web::{web, HttpResponse};
 use medrelay_crypto::{domain, PrincipalId};
-use medrelay_wire::{limits, registration_message, PrincipalInfo, RegisterRequest, B64};
-use sha2::{Digest, Sha256};
+use medrelay_wire::{limits, registration_message, PrincipalInfo, RegisterRequest, Role, B64};
 
 use crate::auth::secret_hash;
-use crate::events::AuditEvent;
+use crate::events;
 use crate::store::{EnrollmentUse, StoredPrincipal};
 use crate::{ApiError, AppState};
+use medrelay_policy::LogEvent;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/principals", web::post().to(register))
@@ -80,15 +80,19 @@ async fn register(
         log_index: 0,
     };
     let id = principal.id();
-    let event = AuditEvent::PrincipalRegistered {
-        principal: id,
-        role: principal.role,
-        keys_digest: Sha256::digest(&msg).into(),
+    let event = events::append(&LogEvent::PrincipalRegistered {
         at: now,
-    };
+        principal: id,
+        role: events::policy_role(principal.role),
+        signing_key: principal.signing_key,
+        pre_key: match principal.role {
+            Role::Patient | Role::Doctor => Some(events::pre_key_fingerprint(&principal.pre_public_keys)),
+            Role::Analyst | Role::Auditor => None,
+        },
+    })?;
     let (log_index, principal) = state
         .with_store(move |s| {
-            let idx = s.register_principal(&principal, enrollment, &event.to_append())?;
+            let idx = s.register_principal(&principal, enrollment, &event)?;
             Ok((idx, principal))
         })
         .await?;

@@ -60,7 +60,6 @@ use medrelay_wire::limits;
 pub use auth::{AuditorAuth, Auth, DoctorAuth, PatientAuth};
 pub use clock::Clock;
 pub use error::ApiError;
-pub use events::AuditEvent;
 pub use metrics::Metrics;
 pub use serve::{enroll, enroll_in, init, load_log_key, serve, ServeConfig, ServeError};
 

@@ -12,12 +12,12 @@ use medrelay_wire::{
     limits, RecordList, RecordReceipt, RecordSummary, Role, UploadRecordRequest, UploadRecordsRequest,
     UploadRecordsResponse, B64,
 };
-use sha2::{Digest, Sha256};
 
 use crate::auth::{Auth, PatientAuth};
-use crate::events::AuditEvent;
+use crate::events;
 use crate::store::{LogAppend, RecordMeta};
 use crate::{ApiError, AppState};
+use medrelay_policy::LogEvent;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/records", web::post().to(upload_one))
@@ -58,7 +58,7 @@ async fn store_envelopes(
     let owner = state.with_store(move |s| s.get_principal(&patient)).await?.ok_or(ApiError::Unauthorized)?;
     let now = state.clock().now();
     let mut rows = Vec::with_capacity(envelopes.len());
-    let mut events = Vec::with_capacity(envelopes.len());
+    let mut log_events = Vec::with_capacity(envelopes.len());
     for b in envelopes {
         let bytes = b.into_bytes();
         let env = check_envelope(&bytes, &patient, &owner.signing_key)?;
@@ -71,18 +71,16 @@ async fn store_envelopes(
             size: bytes.len() as u64,
             log_index: 0,
         };
-        let ev = AuditEvent::RecordPublished {
-            record: h.record_id(),
-            owner: patient,
-            key_class: h.key_class(),
-            envelope_digest: Sha256::digest(&bytes).into(),
+        log_events.push(events::append(&LogEvent::RecordPublished {
             at: now,
-        };
-        events.push(ev.to_append());
+            header: h.clone(),
+            size: bytes.len() as u64,
+            ciphertext_sha256: *env.ciphertext_hash(),
+        })?);
         rows.push((meta, bytes));
     }
     let ids: Vec<RecordId> = rows.iter().map(|(m, _)| m.record_id).collect();
-    let idxs = state.with_store(move |s| s.put_records(&rows, &events as &[LogAppend])).await?;
+    let idxs = state.with_store(move |s| s.put_records(&rows, &log_events as &[LogAppend])).await?;
     for (id, idx) in ids.iter().zip(&idxs) {
         tracing::info!(record.id = %id, owner.id = %patient, log.index = idx, "record published");
     }

@@ -11,7 +11,7 @@ use medrelay_policy::{
     hash_leaf, verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof, LogVerifier,
     MerkleHash,
 };
-use medrelay_server::{app, AuditEvent};
+use medrelay_server::app;
 use medrelay_wire::{CheckpointResponse, LogEntries, ProofResponse, Role};
 
 fn hashes(p: &ProofResponse) -> Vec<MerkleHash> {
@@ -45,10 +45,9 @@ async fn checkpoints_and_proofs_verify_like_an_auditor_checks_them() {
     let entries: LogEntries = json(&get(&svc, "/v1/log/entries?start=0&end=7", None).await.1);
     assert_eq!(entries.entries.len(), 7);
     for e in &entries.entries {
-        assert!(matches!(
-            AuditEvent::decode(e.data.as_bytes()).unwrap(),
-            AuditEvent::PrincipalRegistered { .. }
-        ));
+        let ev = medrelay_policy::LogEvent::from_bytes(e.data.as_bytes()).unwrap();
+        assert!(matches!(ev, medrelay_policy::LogEvent::PrincipalRegistered { .. }), "{ev:?}");
+        assert_eq!(ev.leaf_hash().unwrap(), hash_leaf(e.data.as_bytes()));
         let (s, b) = get(&svc, &format!("/v1/log/inclusion?index={}&tree_size=7", e.index), None).await;
         assert_eq!(s, 200);
         let p: ProofResponse = json(&b);
