@@ -42,10 +42,12 @@ mod clock;
 mod directory;
 mod error;
 mod events;
+mod grants;
 mod log;
 mod metrics;
 mod openapi;
 mod records;
+mod reencrypt;
 mod serve;
 pub mod store;
 
@@ -161,6 +163,8 @@ pub fn app(
                 .configure(auth::routes)
                 .configure(directory::routes)
                 .configure(records::routes)
+                .configure(grants::routes)
+                .configure(reencrypt::routes)
                 .configure(log::routes),
         )
         .default_service(web::to(not_found))

@@ -13,8 +13,12 @@ pub const MAX_BATCH_REENCRYPT: usize = 64;
 pub const MAX_PRE_PUBLIC_KEYS_BYTES: usize = 2 * 1024 * 1024;
 /// Largest encoded grant, in bytes.
 pub const MAX_GRANT_BYTES: usize = 64 * 1024;
-/// Largest encoded re-encryption key material of one grant, in bytes.
-pub const MAX_REKEY_BYTES: usize = 6 * 1024 * 1024;
+/// Largest encoded re-encryption key of one key class, in bytes.
+pub const MAX_REKEY_BYTES: usize = 5 * 1024 * 1024;
+/// Most re-encryption keys in one grant (one per key class).
+pub const MAX_REKEYS_PER_GRANT: usize = 8;
+/// Largest JSON body of a grant creation (base64 of up to eight keys).
+pub const MAX_GRANT_BODY_BYTES: usize = 56 * 1024 * 1024;
 /// Largest encoded revocation, in bytes.
 pub const MAX_REVOCATION_BYTES: usize = 4 * 1024;
 /// Longest display name, in bytes.

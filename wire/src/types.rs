@@ -281,8 +281,10 @@ pub struct RecordList {
 pub struct CreateGrantRequest {
     /// The encoded signed grant (format defined by medrelay-policy).
     pub grant: B64,
-    /// The encoded re-encryption keys per key class (medrelay-crypto).
-    pub rekeys: B64,
+    /// One encoded re-encryption key (medrelay-crypto `ReencryptionKey`)
+    /// per key class the scope touches; at most
+    /// [`crate::limits::MAX_REKEYS_PER_GRANT`].
+    pub rekeys: Vec<B64>,
 }
 
 /// Answer to a grant creation or revocation.
