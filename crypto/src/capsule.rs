@@ -9,7 +9,7 @@ use std::fmt;
 use crate::category::KeyClass;
 use crate::encoding::{Decoder, Encoder};
 use crate::error::DecodeError;
-use crate::lattice::LatticeCiphertext;
+use crate::lattice::{LatticeCiphertext, LATTICE_CIPHERTEXT_LEN};
 use crate::umbral_codec;
 
 const MAGIC: &[u8; 4] = b"MRCP";
@@ -18,14 +18,16 @@ const VERSION: u8 = 1;
 /// Length of the Umbral-encapsulated share: XChaCha20-Poly1305 nonce (24),
 /// the 32-byte share, tag (16).
 pub(crate) const UMBRAL_SHARE_CT_LEN: usize = 24 + 32 + 16;
-/// Largest lattice ciphertext accepted inside a capsule.
-pub const MAX_LATTICE_CIPHERTEXT_LEN: usize = 96 * 1024;
+/// Largest lattice ciphertext accepted inside a capsule (the lattice
+/// encoding's exact length).
+pub const MAX_LATTICE_CIPHERTEXT_LEN: usize = LATTICE_CIPHERTEXT_LEN;
 /// Largest encoded [`Capsule`] accepted.
 pub const MAX_CAPSULE_LEN: usize =
     MAX_LATTICE_CIPHERTEXT_LEN + umbral_codec::MAX_UMBRAL_OBJECT_LEN + UMBRAL_SHARE_CT_LEN + 64;
 
 /// A record's hybrid key capsule (public; signed by the owner as part of the
 /// record envelope).
+#[derive(Clone, PartialEq)]
 pub struct Capsule {
     pub(crate) key_class: KeyClass,
     pub(crate) umbral: umbral_pre::Capsule,

@@ -31,6 +31,7 @@ pub const MAX_ENVELOPE_LEN: usize = MAX_HEADER_LEN + MAX_CAPSULE_LEN + MAX_CIPHE
 /// A sealed record: header, capsule bytes, ciphertext (`nonce || AES-256-GCM
 /// ciphertext || tag`, associated data = the header's canonical bytes) and the
 /// owner's signature over `header || capsule || SHA-256(ciphertext)`.
+#[derive(Clone)]
 pub struct RecordEnvelope {
     header: RecordHeader,
     header_bytes: Vec<u8>,

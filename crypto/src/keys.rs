@@ -31,8 +31,9 @@ const PRE_PK_MAGIC: &[u8; 4] = b"MRPK";
 const PATIENT_PK_MAGIC: &[u8; 4] = b"MRPP";
 /// Size of a compressed secp256k1 point (an Umbral public key).
 pub(crate) const UMBRAL_PK_LEN: usize = 33;
-/// Largest lattice public key accepted inside a [`PrePublicKey`] encoding.
-pub const MAX_LATTICE_PUBLIC_KEY_LEN: usize = 160 * 1024;
+/// Largest lattice public key accepted inside a [`PrePublicKey`] encoding
+/// (the lattice encoding's exact length).
+pub const MAX_LATTICE_PUBLIC_KEY_LEN: usize = lattice::LATTICE_PUBLIC_KEY_LEN;
 /// Largest encoded [`PrePublicKey`] accepted.
 pub const MAX_PRE_PUBLIC_KEY_LEN: usize = MAX_LATTICE_PUBLIC_KEY_LEN + 64;
 /// Largest encoded [`PatientPublicKeys`] accepted (8 class keys and the
@@ -214,6 +215,7 @@ impl fmt::Debug for PreKeyPair {
 
 /// The public half of a hybrid PRE key pair: an Umbral public key and a
 /// lattice public key.
+#[derive(Clone, PartialEq)]
 pub struct PrePublicKey {
     umbral: umbral_pre::PublicKey,
     lattice: LatticePublicKey,
@@ -332,7 +334,7 @@ impl fmt::Debug for PatientSecretKeys {
 
 /// The Umbral (secp256k1 ECDSA) public key that verifies a patient's key
 /// fragments.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub struct UmbralVerifyingKey(umbral_pre::PublicKey);
 
 impl UmbralVerifyingKey {
@@ -366,6 +368,7 @@ impl fmt::Debug for UmbralVerifyingKey {
 
 /// A patient's public PRE keys: the eight key classes' [`PrePublicKey`]s and
 /// the Umbral key that verifies the patient's key fragments.
+#[derive(Clone, PartialEq)]
 pub struct PatientPublicKeys {
     classes: Box<[PrePublicKey; 8]>,
     umbral_verifying_key: UmbralVerifyingKey,

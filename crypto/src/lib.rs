@@ -49,7 +49,7 @@
 //!
 //! # Example: the whole flow
 //!
-//! ```no_run
+//! ```
 //! use medrelay_crypto::*;
 //! use rand_core::OsRng;
 //!

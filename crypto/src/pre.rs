@@ -59,8 +59,9 @@ pub fn generate_reencryption_key<R: RngCore + CryptoRng>(
 /// lattice capsule would be an oracle for the patient's lattice secret key.
 /// Refuses a key of another class ([`CryptoError::KeyClassMismatch`]).
 /// Returns one Umbral capsule fragment per key fragment and the key-switched,
-/// flooded lattice share. Its cost does not depend on the record's size
-/// (beyond hashing nothing: the ciphertext hash is computed at decode time).
+/// flooded lattice share. Its cost does not depend on the record's size: the
+/// ciphertext hash the signature covers is computed once, when the envelope
+/// is built or decoded.
 pub fn reencrypt_capsule<R: RngCore + CryptoRng>(
     rng: &mut R,
     rekey: &VerifiedReencryptionKey,

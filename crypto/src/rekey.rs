@@ -16,7 +16,10 @@ use crate::domain;
 use crate::encoding::{Decoder, Encoder};
 use crate::error::{CryptoError, DecodeError};
 use crate::keys::{PatientPublicKeys, PrePublicKey};
-use crate::lattice::{LatticeReencryptedCiphertext, LatticeReencryptionKey};
+use crate::lattice::{
+    LatticeReencryptedCiphertext, LatticeReencryptionKey, LATTICE_REENCRYPTED_LEN,
+    LATTICE_REENCRYPTION_KEY_LEN,
+};
 use crate::signing::Fingerprint;
 use crate::umbral_codec;
 
@@ -26,13 +29,15 @@ const RECAPSULE_MAGIC: &[u8; 4] = b"MRRC";
 const VERSION: u8 = 1;
 /// Most key fragments (`shares`) in one re-encryption key.
 pub const MAX_SHARES: u8 = 16;
-/// Largest lattice re-encryption key accepted inside a [`ReencryptionKey`].
-pub const MAX_LATTICE_REKEY_LEN: usize = 4 * 1024 * 1024;
+/// Largest lattice re-encryption key accepted inside a [`ReencryptionKey`]
+/// (the lattice encoding's exact length).
+pub const MAX_LATTICE_REKEY_LEN: usize = LATTICE_REENCRYPTION_KEY_LEN;
 /// Largest encoded [`ReencryptionKey`] accepted.
 pub const MAX_REKEY_LEN: usize =
     MAX_LATTICE_REKEY_LEN + (umbral_codec::MAX_UMBRAL_OBJECT_LEN + 4) * MAX_SHARES as usize + 128;
-/// Largest lattice re-encrypted share accepted inside a [`ReencryptedCapsule`].
-pub const MAX_LATTICE_REENCRYPTED_LEN: usize = 32 * 1024;
+/// Largest lattice re-encrypted share accepted inside a [`ReencryptedCapsule`]
+/// (the lattice encoding's exact length).
+pub const MAX_LATTICE_REENCRYPTED_LEN: usize = LATTICE_REENCRYPTED_LEN;
 /// Largest encoded [`ReencryptedCapsule`] accepted.
 pub const MAX_REENCRYPTED_CAPSULE_LEN: usize =
     MAX_LATTICE_REENCRYPTED_LEN + (umbral_codec::MAX_UMBRAL_OBJECT_LEN + 4) * MAX_SHARES as usize + 64;
@@ -75,6 +80,7 @@ impl Threshold {
 }
 
 /// An unverified re-encryption key, as uploaded by a patient.
+#[derive(Clone, PartialEq)]
 pub struct ReencryptionKey {
     pub(crate) key_class: KeyClass,
     pub(crate) threshold: Threshold,
@@ -259,6 +265,7 @@ impl fmt::Debug for VerifiedReencryptionKey {
 /// A record's capsule re-encrypted toward a delegate: one Umbral capsule
 /// fragment per key fragment (each with a proof the delegate checks) and the
 /// key-switched, flooded lattice share.
+#[derive(Clone, PartialEq)]
 pub struct ReencryptedCapsule {
     pub(crate) key_class: KeyClass,
     pub(crate) threshold: u8,

@@ -1,87 +1,75 @@
 //! Post-quantum lattice proxy re-encryption (BV-PRE over RLWE) on `tfhe`
-//! core_crypto, as specified in `../shared/LATTICE-PRE.md` and documented in
+//! core_crypto, as specified in `shared/LATTICE-PRE.md` and documented in
 //! `crypto/docs/lattice-pre.md`.
 //!
 //! This is the low-level half of the hybrid capsule. Most callers want the
 //! hybrid API at the crate root; these items are public for the benchmarks
 //! and for tests that measure each half alone.
 //!
-//! API CONTRACT (fixed; the implementation fills the bodies):
+//! Parameters: ring `Z_q[X]/(X^4096 + 1)`, q = 2^128, GLWE dimension 1,
+//! binary secrets, noise χ = TUniform(30), Δ = q/2 (one share bit per
+//! coefficient 0..255), gadget base 2^8 with 12 levels, flooding
+//! TUniform(125).
+//!
+//! API contract:
 //! - keys are derived deterministically from a 32-byte seed;
-//! - randomness comes only from the `rng` parameter (pure crate);
+//! - randomness comes only from the `rng` parameter (pure crate): each
+//!   operation seeds a tfhe CSPRNG with 128 bits drawn from it;
 //! - every type has `to_bytes` / `from_bytes` with a versioned, size-limited
 //!   encoding that checks the parameters on decode;
 //! - secret types zeroize on drop and print as `Type(..)`.
-#![allow(dead_code, unused_variables, missing_docs, missing_debug_implementations)]
+//!
+//! # Security caveats (read before use)
+//! - Re-encrypt only capsules whose owner signature verifies: a crafted
+//!   capsule makes re-encryption an oracle on the delegator's secret key.
+//! - The proxy colluding with the delegatee recovers the delegator's lattice
+//!   secret key (inherent to BV-PRE); keys are split per key class.
+//! - Decryption with a wrong key returns unrelated bytes, not an error.
+//! - The construction has had no external review.
+//!
+//! # Example
+//! ```
+//! use medrelay_crypto::lattice::*;
+//! use rand_chacha::{rand_core::SeedableRng, ChaCha20Rng};
+//!
+//! let mut rng = ChaCha20Rng::seed_from_u64(7);
+//! let (patient_sk, patient_pk) = generate_lattice_keypair(&[1u8; 32]);
+//! let (doctor_sk, doctor_pk) = generate_lattice_keypair(&[2u8; 32]);
+//!
+//! let share = [42u8; 32];
+//! let capsule = encrypt_lattice_share(&mut rng, &patient_pk, &share);
+//! assert_eq!(*decrypt_lattice_share(&patient_sk, &capsule), share);
+//!
+//! let rekey = generate_lattice_reencryption_key(&mut rng, &patient_sk, &doctor_pk);
+//! let delivered = reencrypt_lattice_share(&mut rng, &rekey, &capsule);
+//! let bytes = delivered.to_bytes();
+//! let delivered = LatticeReencryptedCiphertext::from_bytes(&bytes).unwrap();
+//! assert_eq!(*decrypt_reencrypted_lattice_share(&doctor_sk, &delivered), share);
+//! ```
 
-use rand_core::{CryptoRng, RngCore};
-use zeroize::Zeroizing;
+mod codec;
+mod encrypt;
+mod keys;
+mod ntt;
+mod params;
+mod reencrypt;
+mod rekey;
 
-use crate::error::DecodeError;
+#[cfg(test)]
+mod tests;
 
-/// A lattice secret key (binary GLWE secret, N = 4096, k = 1).
-pub struct LatticeSecretKey(());
-/// A lattice public key (seeded encryption of zero under the secret key).
-pub struct LatticePublicKey(());
-/// The lattice half of a stored capsule: one 32-byte share, modulus-switched
-/// for storage (86 bits, 256 bodies).
-pub struct LatticeCiphertext(());
-/// A lattice re-encryption key from A's secret toward B's public key: a
-/// key-switching key of public-key encryptions under B.
-pub struct LatticeReencryptionKey(());
-/// A re-encrypted (key-switched, flooded, modulus-switched to 12 bits) share,
-/// as delivered to the delegate.
-pub struct LatticeReencryptedCiphertext(());
+pub use encrypt::{decrypt_lattice_share, encrypt_lattice_share, LatticeCiphertext};
+pub use keys::{generate_lattice_keypair, LatticePublicKey, LatticeSecretKey};
+pub use reencrypt::{
+    decrypt_reencrypted_lattice_share, reencrypt_lattice_share, LatticeReencryptedCiphertext,
+};
+pub use rekey::{generate_lattice_reencryption_key, LatticeReencryptionKey};
 
-pub fn generate_lattice_keypair(seed: &[u8; 32]) -> (LatticeSecretKey, LatticePublicKey) {
-    todo!("lattice helper")
-}
-
-pub fn encrypt_lattice_share<R: RngCore + CryptoRng>(
-    rng: &mut R,
-    pk: &LatticePublicKey,
-    share: &[u8; 32],
-) -> LatticeCiphertext {
-    todo!("lattice helper")
-}
-
-pub fn decrypt_lattice_share(sk: &LatticeSecretKey, ct: &LatticeCiphertext) -> Zeroizing<[u8; 32]> {
-    todo!("lattice helper")
-}
-
-pub fn generate_lattice_reencryption_key<R: RngCore + CryptoRng>(
-    rng: &mut R,
-    delegator: &LatticeSecretKey,
-    delegatee: &LatticePublicKey,
-) -> LatticeReencryptionKey {
-    todo!("lattice helper")
-}
-
-pub fn reencrypt_lattice_share<R: RngCore + CryptoRng>(
-    rng: &mut R,
-    rekey: &LatticeReencryptionKey,
-    ct: &LatticeCiphertext,
-) -> LatticeReencryptedCiphertext {
-    todo!("lattice helper")
-}
-
-pub fn decrypt_reencrypted_lattice_share(
-    sk: &LatticeSecretKey,
-    ct: &LatticeReencryptedCiphertext,
-) -> Zeroizing<[u8; 32]> {
-    todo!("lattice helper")
-}
-
-macro_rules! stub_codec {
-    ($($t:ident),*) => {$(
-        impl $t {
-            pub fn to_bytes(&self) -> Vec<u8> {
-                todo!("lattice helper")
-            }
-            pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-                todo!("lattice helper")
-            }
-        }
-    )*};
-}
-stub_codec!(LatticePublicKey, LatticeCiphertext, LatticeReencryptionKey, LatticeReencryptedCiphertext);
+/// Exact encoded length of a [`LatticePublicKey`] (also its size limit).
+pub const LATTICE_PUBLIC_KEY_LEN: usize = codec::PUBLIC_KEY_LEN;
+/// Exact encoded length of a [`LatticeCiphertext`] (also its size limit).
+pub const LATTICE_CIPHERTEXT_LEN: usize = codec::CIPHERTEXT_LEN;
+/// Exact encoded length of a [`LatticeReencryptionKey`] (also its size limit).
+pub const LATTICE_REENCRYPTION_KEY_LEN: usize = codec::REKEY_LEN;
+/// Exact encoded length of a [`LatticeReencryptedCiphertext`] (also its size limit).
+pub const LATTICE_REENCRYPTED_LEN: usize = codec::REENCRYPTED_LEN;

@@ -1,0 +1,67 @@
+//! Shared fixtures for the hybrid PRE integration tests.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
+
+use medrelay_crypto::{
+    encrypt_record, KeyClass, PatientPublicKeys, PatientSecretKeys, PreKeyPair, RecordCategory,
+    RecordEnvelope, RecordHeader, RecordId, SensitivityLabel, SigningKey, Timestamp,
+};
+use rand_chacha::rand_core::SeedableRng;
+pub(crate) use rand_chacha::ChaCha20Rng;
+
+pub(crate) fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+pub(crate) struct Patient {
+    pub(crate) signing: SigningKey,
+    pub(crate) keys: PatientSecretKeys,
+    pub(crate) public: PatientPublicKeys,
+}
+
+impl Patient {
+    pub(crate) fn new(rng: &mut ChaCha20Rng) -> Self {
+        let signing = SigningKey::generate(rng);
+        let keys = PatientSecretKeys::generate(rng);
+        let public = keys.public_keys();
+        Self { signing, keys, public }
+    }
+
+    pub(crate) fn header(&self, rng: &mut ChaCha20Rng, class: KeyClass) -> RecordHeader {
+        let category = match class {
+            KeyClass::General => RecordCategory::new("Condition", [], []),
+            KeyClass::Laboratory => RecordCategory::new("Observation", ["laboratory".to_string()], []),
+            KeyClass::Imaging => RecordCategory::new("ImagingStudy", [], []),
+            KeyClass::Medications => RecordCategory::new("MedicationRequest", [], []),
+            KeyClass::MentalHealth => RecordCategory::new("Condition", [], [SensitivityLabel::MentalHealth]),
+            KeyClass::SubstanceUse => RecordCategory::new("Condition", [], [SensitivityLabel::SubstanceUse]),
+            KeyClass::SexualHealth => RecordCategory::new("Condition", [], [SensitivityLabel::SexualHealth]),
+            KeyClass::Genetics => RecordCategory::new("Observation", [], [SensitivityLabel::Genetics]),
+        }
+        .unwrap();
+        let h = RecordHeader::new(
+            RecordId::random(rng),
+            self.signing.principal_id(),
+            category,
+            "application/fhir+json",
+            Timestamp(1_700_000_000),
+        )
+        .unwrap();
+        assert_eq!(h.key_class(), class);
+        h
+    }
+
+    pub(crate) fn seal(&self, rng: &mut ChaCha20Rng, class: KeyClass, body: &[u8]) -> RecordEnvelope {
+        let header = self.header(rng, class);
+        encrypt_record(rng, &self.signing, &self.public, header, body).unwrap()
+    }
+}
+
+pub(crate) fn doctor(rng: &mut ChaCha20Rng) -> PreKeyPair {
+    PreKeyPair::generate(rng)
+}
+
+/// A sample of prefix lengths: every length up to 600, then a stride.
+pub(crate) fn prefixes(len: usize) -> impl Iterator<Item = usize> {
+    let stride = (len / 200).max(1);
+    (0..len.min(600)).chain((600..len).step_by(stride)).chain(len.saturating_sub(64)..len)
+}
