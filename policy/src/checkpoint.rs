@@ -35,7 +35,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::NOTE_SIG_TYPE_ED25519;
 use crate::error::PolicyError;
-use crate::merkle::MerkleHash;
+use crate::merkle::{verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof, MerkleHash};
 use crate::tree::MAX_TREE_SIZE;
 
 /// Largest signed note accepted (checked before parsing).
@@ -107,6 +107,34 @@ impl Checkpoint {
             extensions.push(line.to_owned());
         }
         Ok(Self { origin: origin.to_owned(), tree_size, root_hash, extensions })
+    }
+}
+
+impl Checkpoint {
+    /// Verifies that `leaf_hash` is in the tree this checkpoint signs: the
+    /// proof must be for exactly this tree size (a proof's own size field is
+    /// not bound by the hashes alone) and must reach this root.
+    pub fn verify_inclusion(
+        &self,
+        leaf_hash: &MerkleHash,
+        proof: &InclusionProof,
+    ) -> Result<(), PolicyError> {
+        if proof.tree_size != self.tree_size {
+            return Err(PolicyError::ProofInvalid);
+        }
+        verify_inclusion(leaf_hash, proof, &self.root_hash)
+    }
+
+    /// Verifies that this checkpoint's tree extends `older`'s (same origin,
+    /// proof between exactly their two sizes).
+    pub fn verify_extends(&self, older: &Checkpoint, proof: &ConsistencyProof) -> Result<(), PolicyError> {
+        if older.origin != self.origin
+            || proof.old_size != older.tree_size
+            || proof.new_size != self.tree_size
+        {
+            return Err(PolicyError::ProofInvalid);
+        }
+        verify_consistency(proof, &older.root_hash, &self.root_hash)
     }
 }
 
@@ -491,6 +519,33 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn checkpoints_bind_proof_sizes() {
+        use crate::tree::{MemoryNodeStore, MerkleTree};
+        let s = signer();
+        let v = s.verifier();
+        let mut t = MerkleTree::new(MemoryNodeStore::new());
+        for i in 0u8..4 {
+            t.append(&[i]).unwrap();
+        }
+        let cp3 = v.verify_checkpoint(&s.sign_checkpoint(3, t.root_at(3).unwrap()).unwrap()).unwrap();
+        let cp4 = v.verify_checkpoint(&s.sign_checkpoint(4, t.root().unwrap()).unwrap()).unwrap();
+        let leaf = hash_leaf(&[0]);
+        cp3.verify_inclusion(&leaf, &t.inclusion_proof(0, 3).unwrap()).unwrap();
+        // PATH(0, D[3]) also has the shape of a size-4 proof; the checkpoint
+        // refuses it because the sizes differ.
+        let mut p = t.inclusion_proof(0, 3).unwrap();
+        p.tree_size = 4;
+        assert!(crate::merkle::verify_inclusion(&leaf, &p, &cp3.root_hash).is_ok());
+        assert_eq!(cp3.verify_inclusion(&leaf, &p), Err(PolicyError::ProofInvalid));
+        let c = t.consistency_proof(3, 4).unwrap();
+        cp4.verify_extends(&cp3, &c).unwrap();
+        assert_eq!(cp3.verify_extends(&cp4, &c), Err(PolicyError::ProofInvalid));
+        let mut other = cp3.clone();
+        other.origin = "elsewhere".into();
+        assert_eq!(cp4.verify_extends(&other, &c), Err(PolicyError::ProofInvalid));
     }
 
     #[test]

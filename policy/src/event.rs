@@ -332,3 +332,136 @@ impl LogEvent {
         Ok(event)
     }
 }
+
+/// JSON view of a record header inside an event.
+#[derive(serde::Serialize)]
+struct HeaderView<'a> {
+    record_id: RecordId,
+    owner: PrincipalId,
+    category: String,
+    key_class: KeyClass,
+    media_type: &'a str,
+    created_at: Timestamp,
+}
+
+/// JSON view of an event (for auditors' tools and pages): `{"type": kind,
+/// "at": …, fields…}` with ids in hex, keys and signed blobs in base64.
+#[derive(serde::Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum EventView<'a> {
+    PrincipalRegistered {
+        at: Timestamp,
+        principal: PrincipalId,
+        role: Role,
+        signing_key: &'a VerifyingKey,
+        pre_key_fingerprint: Option<String>,
+    },
+    DoctorEnrolled {
+        at: Timestamp,
+        doctor: PrincipalId,
+        operator: PrincipalId,
+    },
+    RecordPublished {
+        at: Timestamp,
+        header: HeaderView<'a>,
+        size: u64,
+        ciphertext_sha256: String,
+    },
+    GrantCreated {
+        at: Timestamp,
+        grant: &'a SignedGrant,
+    },
+    GrantRevoked {
+        at: Timestamp,
+        revocation: &'a SignedRevocation,
+    },
+    ReencryptionServed {
+        at: Timestamp,
+        grant: GrantId,
+        record: RecordId,
+        doctor: PrincipalId,
+        patient: PrincipalId,
+        key_class: KeyClass,
+    },
+    AccessDenied {
+        at: Timestamp,
+        doctor: PrincipalId,
+        record: RecordId,
+        patient: Option<PrincipalId>,
+        reason: Denial,
+    },
+    DpQueryAnswered {
+        at: Timestamp,
+        analyst: PrincipalId,
+        schema: &'a str,
+        epsilon: f64,
+        rho: f64,
+    },
+    SummarySubmitted {
+        at: Timestamp,
+        patient: PrincipalId,
+        schema: &'a str,
+    },
+}
+
+impl serde::Serialize for LogEvent {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let view = match self {
+            LogEvent::PrincipalRegistered { at, principal, role, signing_key, pre_key } => {
+                EventView::PrincipalRegistered {
+                    at: *at,
+                    principal: *principal,
+                    role: *role,
+                    signing_key,
+                    pre_key_fingerprint: pre_key.map(hex::encode),
+                }
+            }
+            LogEvent::DoctorEnrolled { at, doctor, operator } => {
+                EventView::DoctorEnrolled { at: *at, doctor: *doctor, operator: *operator }
+            }
+            LogEvent::RecordPublished { at, header, size, ciphertext_sha256 } => EventView::RecordPublished {
+                at: *at,
+                header: HeaderView {
+                    record_id: header.record_id(),
+                    owner: header.owner(),
+                    category: header.category().to_string(),
+                    key_class: header.key_class(),
+                    media_type: header.media_type(),
+                    created_at: header.created_at(),
+                },
+                size: *size,
+                ciphertext_sha256: hex::encode(ciphertext_sha256),
+            },
+            LogEvent::GrantCreated { at, grant } => EventView::GrantCreated { at: *at, grant },
+            LogEvent::GrantRevoked { at, revocation } => EventView::GrantRevoked { at: *at, revocation },
+            LogEvent::ReencryptionServed { at, grant, record, doctor, patient, key_class } => {
+                EventView::ReencryptionServed {
+                    at: *at,
+                    grant: *grant,
+                    record: *record,
+                    doctor: *doctor,
+                    patient: *patient,
+                    key_class: *key_class,
+                }
+            }
+            LogEvent::AccessDenied { at, doctor, record, patient, reason } => EventView::AccessDenied {
+                at: *at,
+                doctor: *doctor,
+                record: *record,
+                patient: *patient,
+                reason: *reason,
+            },
+            LogEvent::DpQueryAnswered { at, analyst, schema, epsilon, rho } => EventView::DpQueryAnswered {
+                at: *at,
+                analyst: *analyst,
+                schema,
+                epsilon: *epsilon,
+                rho: *rho,
+            },
+            LogEvent::SummarySubmitted { at, patient, schema } => {
+                EventView::SummarySubmitted { at: *at, patient: *patient, schema }
+            }
+        };
+        view.serialize(s)
+    }
+}

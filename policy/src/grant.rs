@@ -627,6 +627,70 @@ mod tests {
     }
 
     #[test]
+    fn revocation_decoders_reject_bad_bytes() {
+        let (p, _) = keys();
+        let r = Revocation::new(GrantId::from_bytes([9; 16]), p.principal_id(), Timestamp(1500));
+        let body = r.to_bytes();
+        assert_eq!(Revocation::from_bytes(&body).unwrap(), r);
+        for n in 0..body.len() {
+            assert!(Revocation::from_bytes(&body[..n]).is_err());
+        }
+        let mut t = body.clone();
+        t.push(1);
+        assert_eq!(Revocation::from_bytes(&t), Err(PolicyError::Decode(DecodeError::TrailingBytes)));
+        let mut v = body.clone();
+        v[4] = 0;
+        assert_eq!(
+            Revocation::from_bytes(&v),
+            Err(PolicyError::Decode(DecodeError::UnsupportedVersion { found: 0 }))
+        );
+        assert_eq!(
+            Revocation::from_bytes(&[0; 129]),
+            Err(PolicyError::Decode(DecodeError::TooLarge { limit: 128, actual: 129 }))
+        );
+        let signed = r.sign(&p).unwrap().to_bytes();
+        let mut t = signed.clone();
+        t.push(1);
+        assert_eq!(SignedRevocation::from_bytes(&t), Err(PolicyError::Decode(DecodeError::TrailingBytes)));
+        let mut v = signed.clone();
+        v[4] = 7;
+        assert_eq!(
+            SignedRevocation::from_bytes(&v),
+            Err(PolicyError::Decode(DecodeError::UnsupportedVersion { found: 7 }))
+        );
+        assert!(matches!(
+            SignedRevocation::from_bytes(&[0; MAX_SIGNED_REVOCATION_LEN + 1]),
+            Err(PolicyError::Decode(DecodeError::TooLarge { .. }))
+        ));
+        // Wrong type: a signed grant is not a signed revocation.
+        let (p2, d2) = keys();
+        let g = grant(&p2, &d2).sign(&p2).unwrap().to_bytes();
+        assert_eq!(SignedRevocation::from_bytes(&g), Err(PolicyError::Decode(DecodeError::WrongMagic)));
+        assert!(SignedRevocation::from_parts(vec![0; 200], *r.sign(&p).unwrap().signature()).is_err());
+    }
+
+    #[test]
+    fn grant_body_limits() {
+        let (p, d) = keys();
+        let body = grant(&p, &d).to_bytes();
+        let mut t = body.clone();
+        t.push(0);
+        assert_eq!(Grant::from_bytes(&t), Err(PolicyError::Decode(DecodeError::TrailingBytes)));
+        assert!(matches!(
+            Grant::from_bytes(&vec![0; MAX_GRANT_LEN + 1]),
+            Err(PolicyError::Decode(DecodeError::TooLarge { .. }))
+        ));
+        let sig = *grant(&p, &d).sign(&p).unwrap().signature();
+        assert_eq!(
+            SignedGrant::from_parts(vec![0; MAX_GRANT_LEN + 1], sig),
+            Err(PolicyError::Malformed("grant body too large"))
+        );
+        // A garbage body decodes as a SignedGrant but never verifies.
+        let junk = SignedGrant::from_parts(vec![1, 2, 3], sig).unwrap();
+        assert!(matches!(junk.verify(&p.verifying_key()), Err((PolicyError::Decode(_), _))));
+    }
+
+    #[test]
     fn revocations_sign_verify_and_reject() {
         let (p, d) = keys();
         let r = Revocation::new(GrantId::from_bytes([9; 16]), p.principal_id(), Timestamp(1500));

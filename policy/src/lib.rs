@@ -84,8 +84,12 @@
 //! let old = verifier.verify_checkpoint(&old_note)?;
 //! let new = verifier.verify_checkpoint(&note)?;
 //! let inclusion = tree.inclusion_proof(1, new.tree_size)?;
+//! // Through the checkpoint, which also binds the proof's tree size...
+//! new.verify_inclusion(&hash_leaf(b"second"), &inclusion)?;
+//! // ...or with the bare RFC 9162 functions.
 //! verify_inclusion(&hash_leaf(b"second"), &inclusion, &new.root_hash)?;
 //! let consistency = tree.consistency_proof(old.tree_size, new.tree_size)?;
+//! new.verify_extends(&old, &consistency)?;
 //! verify_consistency(&consistency, &old.root_hash, &new.root_hash)?;
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -101,6 +105,7 @@ mod grant;
 mod merkle;
 mod principal;
 mod scope;
+pub mod testing;
 mod tree;
 
 pub use authorize::{authorize, Denial, ReadCapability};

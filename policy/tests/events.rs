@@ -173,3 +173,21 @@ fn an_auditor_can_reverify_grants_from_the_log() {
     let verified = grant.verify(&patient.verifying_key()).unwrap();
     assert_eq!(verified.scope().to_string(), "Observation?category=laboratory,sensitive:genetics");
 }
+
+#[test]
+fn events_have_a_json_view_without_content() {
+    let evs = events();
+    let json = serde_json::to_value(&evs[3]).unwrap();
+    assert_eq!(json["type"], "record_published");
+    assert_eq!(json["header"]["category"], "Observation?category=laboratory#genetics");
+    assert_eq!(json["header"]["key_class"], "genetics");
+    assert_eq!(json["size"], 1234);
+    let denied = serde_json::to_value(&evs[7]).unwrap();
+    assert_eq!(denied["type"], "access_denied");
+    assert_eq!(denied["reason"], "revoked");
+    let grant = serde_json::to_value(&evs[4]).unwrap();
+    assert!(grant["grant"]["body"].is_string() && grant["grant"]["signature"].is_string());
+    for ev in &evs {
+        assert_eq!(serde_json::to_value(ev).unwrap()["type"], ev.kind());
+    }
+}
