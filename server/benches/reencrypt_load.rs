@@ -90,14 +90,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|_| {}));
-    let real = std::panic::catch_unwind(|| PreKeyPair::from_seed(&[7; 32])).is_ok();
-    std::panic::set_hook(hook);
-    if !real {
-        println!("NOT RUN: the lattice half of medrelay-crypto is still a stub on this branch");
-        return;
-    }
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
     let dir = tempfile::tempdir().unwrap();
     let store = SledStore::open(&dir.path().join("db")).unwrap();

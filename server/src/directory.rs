@@ -4,7 +4,7 @@
 //! server is visible to auditors.
 
 use actix_web::{web, HttpResponse};
-use medrelay_crypto::{domain, PrincipalId};
+use medrelay_crypto::{domain, PatientPublicKeys, PrePublicKey, PrincipalId};
 use medrelay_wire::{limits, registration_message, PrincipalInfo, RegisterRequest, Role, B64};
 
 use crate::auth::secret_hash;
@@ -27,6 +27,18 @@ pub(crate) fn validate_name(name: &str) -> Result<(), ApiError> {
         return Err(ApiError::field("name", "must not contain control characters"));
     }
     Ok(())
+}
+
+/// Patients register their per-class PRE public keys, doctors one PRE public
+/// key; both must decode (medrelay-crypto's size-limited decoders).
+/// Analysts and auditors hold no PRE keys: their bytes are opaque but bounded.
+fn check_pre_keys(role: Role, keys: &[u8]) -> Result<(), ApiError> {
+    let r = match role {
+        Role::Patient => PatientPublicKeys::from_bytes(keys).map(drop),
+        Role::Doctor => PrePublicKey::from_bytes(keys).map(drop),
+        Role::Analyst | Role::Auditor => Ok(()),
+    };
+    r.map_err(|e| ApiError::field("pre_public_keys", e))
 }
 
 pub(crate) fn info(p: StoredPrincipal) -> PrincipalInfo {
@@ -55,6 +67,7 @@ async fn register(
             format!("must be 1..={} bytes", limits::MAX_PRE_PUBLIC_KEYS_BYTES),
         ));
     }
+    check_pre_keys(req.role, keys)?;
     let msg = registration_message(req.role, &req.name, &req.signing_key, keys);
     req.signing_key
         .verify(domain::SIG_REGISTRATION, &msg, &req.signature)

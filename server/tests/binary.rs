@@ -116,7 +116,9 @@ fn init_enroll_serve_shutdown_restart() {
     assert!(body.contains("\"log_size\":0"), "{body}");
 
     let sk = SigningKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(7));
-    let keys = vec![5u8; 32];
+    let keys = medrelay_crypto::PreKeyPair::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(8))
+        .public_key()
+        .to_bytes();
     let vk = sk.verifying_key();
     let req = RegisterRequest {
         role: Role::Doctor,

@@ -68,9 +68,6 @@ fn grant_request(p: &SigningKey, doctor: &SigningKey, id: u8, scope: &str, until
 
 #[actix_web::test]
 async fn grant_reencrypt_decrypt_revoke_and_the_negative_matrix() {
-    if !needs_lattice("grant_reencrypt_decrypt_revoke_and_the_negative_matrix") {
-        return;
-    }
     let env = env();
     let svc = test::init_service(app(env.state.clone())).await;
     let p = key(1);

@@ -1,8 +1,7 @@
 //! Grants, revocations and re-encryption denials through the real HTTP
 //! stack: the checks that come before any PRE key is touched (signatures,
 //! ownership, roles, limits), and that every re-encryption denial is logged.
-//! The full grant → re-encrypt → decrypt flow needs the lattice half of
-//! medrelay-crypto (see http_records.rs, pending).
+//! The full grant → re-encrypt → decrypt flow is in http_flow.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;

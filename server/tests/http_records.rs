@@ -38,9 +38,6 @@ fn one(env: &RecordEnvelope) -> UploadRecordRequest {
 
 #[actix_web::test]
 async fn patients_upload_and_list_their_records() {
-    if !needs_lattice("patients_upload_and_list_their_records") {
-        return;
-    }
     let env = env();
     let svc = test::init_service(app(env.state.clone())).await;
     let p = key(1);
@@ -93,9 +90,6 @@ async fn patients_upload_and_list_their_records() {
 
 #[actix_web::test]
 async fn bad_envelopes_are_refused_and_change_nothing() {
-    if !needs_lattice("bad_envelopes_are_refused_and_change_nothing") {
-        return;
-    }
     let env = env();
     let svc = test::init_service(app(env.state.clone())).await;
     let p = key(3);
@@ -188,9 +182,6 @@ fn base64_forms(s: &[u8]) -> Vec<Vec<u8>> {
 
 #[actix_web::test]
 async fn data_directory_never_holds_plaintext_or_secret_keys() {
-    if !needs_lattice("data_directory_never_holds_plaintext_or_secret_keys") {
-        return;
-    }
     let env = env();
     let svc = test::init_service(app(env.state.clone())).await;
     let p = key(9);

@@ -17,32 +17,6 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 
 pub const T0: u64 = 1_800_000_000;
-/// Whether medrelay-crypto's lattice half is real. While it is the upstream
-/// stub (whose functions panic with `todo!`), tests that need real hybrid
-/// PRE keys say so loudly and stop early; see `needs_lattice`.
-pub fn real_pre_keys() -> bool {
-    static REAL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *REAL.get_or_init(|| {
-        let hook = std::panic::take_hook();
-        std::panic::set_hook(Box::new(|_| {}));
-        let ok = std::panic::catch_unwind(|| PreKeyPair::from_seed(&[7; 32])).is_ok();
-        std::panic::set_hook(hook);
-        ok
-    })
-}
-
-/// For tests of the full PRE flow: false (and a loud note) while the lattice
-/// half of medrelay-crypto is a stub.
-pub fn needs_lattice(test: &str) -> bool {
-    if real_pre_keys() {
-        return true;
-    }
-    eprintln!(
-        "NOT RUN: {test} needs the lattice half of medrelay-crypto, which is still a stub on this branch"
-    );
-    false
-}
-
 pub struct Env {
     pub dir: tempfile::TempDir,
     pub state: AppState,
@@ -77,11 +51,6 @@ pub fn doctor_keys(sk: &SigningKey) -> PreKeyPair {
 }
 
 pub fn pre_key_bytes(sk: &SigningKey, role: Role) -> Vec<u8> {
-    // Opaque bytes until the lattice half of medrelay-crypto lands (its key
-    // generation is a stub that panics); then the real keys below.
-    if !real_pre_keys() {
-        return [&sk.principal_id().as_bytes()[..], &[role.code(); 32][..]].concat();
-    }
     match role {
         Role::Patient => patient_keys(sk).public_keys().to_bytes(),
         Role::Doctor => doctor_keys(sk).public_key().to_bytes(),
