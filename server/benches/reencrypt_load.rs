@@ -1,0 +1,218 @@
+//! Load benchmark: re-encryption requests per second and p50/p99 latency at a
+//! fixed concurrency, over real HTTP on loopback, next to the raw
+//! `reencrypt_capsule` rate measured in the same run.
+//!
+//! `cargo bench -p medrelay-server --bench reencrypt_load`
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+
+use std::io::{Read as _, Write as _};
+use std::net::{TcpListener, TcpStream};
+use std::time::{Duration, Instant};
+
+use medrelay_crypto::{
+    domain, encrypt_record, generate_reencryption_key, reencrypt_capsule, GrantId, KeyClass,
+    PatientSecretKeys, PreKeyPair, RecordCategory, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
+};
+use medrelay_policy::{Grant, LogSigner, Purpose};
+use medrelay_server::store::SledStore;
+use medrelay_server::{app, enroll_in, AppState, Clock};
+use medrelay_wire::{
+    challenge_message, registration_message, ChallengeResponse, CreateGrantRequest, RegisterRequest, Role,
+    TokenRequest, TokenResponse, UploadRecordsRequest, B64,
+};
+use rand::rngs::OsRng;
+use rand_chacha::rand_core::SeedableRng;
+
+const CONCURRENCY: usize = 4;
+const REQUESTS_PER_CLIENT: usize = 50;
+const RAW_ITERATIONS: usize = 200;
+const RECORDS: usize = 8;
+
+fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).unwrap();
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let status = std::str::from_utf8(&raw[9..12]).unwrap().parse().unwrap();
+    (status, raw[split + 4..].to_vec())
+}
+
+fn post_json<T: serde::Serialize>(addr: &str, path: &str, token: Option<&str>, body: &T) -> Vec<u8> {
+    let (s, b) = request(addr, "POST", path, token, &serde_json::to_vec(body).unwrap());
+    assert!(s == 200 || s == 201, "{path}: {s} {}", String::from_utf8_lossy(&b));
+    b
+}
+
+fn register(addr: &str, sk: &SigningKey, role: Role, keys: Vec<u8>, token: Option<String>) {
+    let vk = sk.verifying_key();
+    let sig = sk.sign(domain::SIG_REGISTRATION, &registration_message(role, "bench", &vk, &keys));
+    let req = RegisterRequest {
+        role,
+        name: "bench".into(),
+        signing_key: vk,
+        pre_public_keys: B64(keys),
+        enrollment_token: token,
+        signature: sig,
+    };
+    post_json(addr, "/v1/principals", None, &req);
+}
+
+fn login(addr: &str, sk: &SigningKey) -> String {
+    let principal = sk.principal_id();
+    let ch: ChallengeResponse = serde_json::from_slice(&post_json(
+        addr,
+        "/v1/auth/challenge",
+        None,
+        &serde_json::json!({ "principal": principal }),
+    ))
+    .unwrap();
+    let sig = sk.sign(domain::SIG_AUTH_CHALLENGE, &challenge_message(&principal, ch.nonce.as_bytes()));
+    let t: TokenResponse = serde_json::from_slice(&post_json(
+        addr,
+        "/v1/auth/token",
+        None,
+        &TokenRequest { principal, nonce: ch.nonce, signature: sig },
+    ))
+    .unwrap();
+    t.token
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i]
+}
+
+fn main() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("db")).unwrap();
+    let signer = LogSigner::new("bench.medrelay/log", &SigningKey::generate(&mut rng)).unwrap();
+    let state = AppState::new(store, Clock::System, signer);
+    let addr =
+        format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
+    let st = state.clone();
+    let bind = addr.clone();
+    std::thread::spawn(move || {
+        actix_web::rt::System::new().block_on(async move {
+            actix_web::HttpServer::new(move || app(st.clone()))
+                .workers(2)
+                .bind(&bind)
+                .unwrap()
+                .run()
+                .await
+                .unwrap();
+        });
+    });
+    while TcpStream::connect(&addr).is_err() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    let p = SigningKey::generate(&mut rng);
+    let d = SigningKey::generate(&mut rng);
+    let pkeys = PatientSecretKeys::generate(&mut rng);
+    let dkeys = PreKeyPair::generate(&mut rng);
+    register(&addr, &p, Role::Patient, pkeys.public_keys().to_bytes(), None);
+    let token = enroll_in(state.store().as_ref(), Role::Doctor, "Dr Bench", state.clock()).unwrap();
+    register(&addr, &d, Role::Doctor, dkeys.public_key().to_bytes(), Some(token.to_string()));
+    let tp = login(&addr, &p);
+    let td = login(&addr, &d);
+
+    let now = state.clock().now();
+    let cat = RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap();
+    let envelopes: Vec<_> = (0..RECORDS)
+        .map(|_| {
+            let h = RecordHeader::new(
+                RecordId::random(&mut rng),
+                p.principal_id(),
+                cat.clone(),
+                "application/fhir+json",
+                now,
+            )
+            .unwrap();
+            encrypt_record(&mut rng, &p, &pkeys.public_keys(), h, &[b'x'; 2048]).unwrap()
+        })
+        .collect();
+    let ids: Vec<RecordId> = envelopes.iter().map(|e| e.header().record_id()).collect();
+    post_json(
+        &addr,
+        "/v1/records/batch",
+        Some(&tp),
+        &UploadRecordsRequest { envelopes: envelopes.iter().map(|e| B64(e.to_bytes())).collect() },
+    );
+    let grant = Grant::new(
+        GrantId::random(&mut rng),
+        p.principal_id(),
+        d.principal_id(),
+        "Observation?category=laboratory".parse().unwrap(),
+        Purpose::Treatment,
+        now,
+        Timestamp(now.0 + 3600),
+        now,
+    )
+    .unwrap();
+    let rk = generate_reencryption_key(
+        &mut rng,
+        &pkeys,
+        KeyClass::Laboratory,
+        dkeys.public_key(),
+        Threshold::new(1, 1).unwrap(),
+    );
+    let rk_bytes = rk.to_bytes();
+    post_json(
+        &addr,
+        "/v1/grants",
+        Some(&tp),
+        &CreateGrantRequest { grant: B64(grant.sign(&p).unwrap().to_bytes()), rekeys: vec![B64(rk_bytes)] },
+    );
+
+    // Raw reencrypt_capsule rate, same process, same key and envelope.
+    let vrk = rk.verify(&pkeys.public_keys(), dkeys.public_key()).map_err(|(e, _)| e).unwrap();
+    let start = Instant::now();
+    for i in 0..RAW_ITERATIONS {
+        reencrypt_capsule(&mut OsRng, &vrk, &p.verifying_key(), &envelopes[i % RECORDS]).unwrap();
+    }
+    let raw_secs = start.elapsed().as_secs_f64();
+
+    // HTTP load at fixed concurrency.
+    let start = Instant::now();
+    let handles: Vec<_> = (0..CONCURRENCY)
+        .map(|c| {
+            let addr = addr.clone();
+            let td = td.clone();
+            let ids = ids.clone();
+            std::thread::spawn(move || {
+                let mut lat = Vec::with_capacity(REQUESTS_PER_CLIENT);
+                for i in 0..REQUESTS_PER_CLIENT {
+                    let id = ids[(c + i) % ids.len()];
+                    let t = Instant::now();
+                    let (s, b) =
+                        request(&addr, "POST", &format!("/v1/records/{id}/reencrypt"), Some(&td), b"");
+                    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    let n = lat.len();
+    println!(
+        "raw reencrypt_capsule: {RAW_ITERATIONS} in {raw_secs:.3} s = {:.1} ops/s",
+        RAW_ITERATIONS as f64 / raw_secs
+    );
+    println!(
+        "HTTP re-encryption (concurrency {CONCURRENCY}, {n} requests, 2 workers): {:.1} req/s, p50 {:.2} ms, p99 {:.2} ms",
+        n as f64 / secs,
+        percentile(&lat, 0.50).as_secs_f64() * 1e3,
+        percentile(&lat, 0.99).as_secs_f64() * 1e3
+    );
+}

@@ -1,0 +1,141 @@
+//! Request metrics (Prometheus text format) and the health check.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::middleware::Next;
+use actix_web::{web, HttpResponse};
+use medrelay_wire::Health;
+
+use crate::{ApiError, AppState};
+
+/// Latency histogram bucket bounds, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+#[derive(Debug, Default, Clone)]
+struct RouteStats {
+    count: u64,
+    sum_secs: f64,
+    buckets: [u64; BUCKETS.len()],
+}
+
+/// Counters exported at `/metrics`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// (route pattern, status) → count.
+    requests: Mutex<BTreeMap<(String, u16), u64>>,
+    latency: Mutex<BTreeMap<String, RouteStats>>,
+    reencryptions: AtomicU64,
+    denials: AtomicU64,
+}
+
+impl Metrics {
+    fn observe(&self, route: &str, status: u16, secs: f64) {
+        if let Ok(mut m) = self.requests.lock() {
+            *m.entry((route.to_owned(), status)).or_default() += 1;
+        }
+        if let Ok(mut m) = self.latency.lock() {
+            let s = m.entry(route.to_owned()).or_default();
+            s.count += 1;
+            s.sum_secs += secs;
+            for (i, b) in BUCKETS.iter().enumerate() {
+                if secs <= *b {
+                    s.buckets[i] += 1;
+                }
+            }
+        }
+    }
+
+    /// Counts one re-encryption served.
+    pub fn reencryption_served(&self) {
+        self.reencryptions.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one access denied.
+    pub fn access_denied(&self) {
+        self.denials.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn render(&self) -> String {
+        let mut out = String::new();
+        out.push_str("# HELP medrelay_http_requests_total HTTP requests by route and status.\n");
+        out.push_str("# TYPE medrelay_http_requests_total counter\n");
+        if let Ok(m) = self.requests.lock() {
+            for ((route, status), n) in m.iter() {
+                let _ = writeln!(
+                    out,
+                    "medrelay_http_requests_total{{route=\"{route}\",status=\"{status}\"}} {n}"
+                );
+            }
+        }
+        out.push_str("# HELP medrelay_http_request_duration_seconds HTTP request latency.\n");
+        out.push_str("# TYPE medrelay_http_request_duration_seconds histogram\n");
+        if let Ok(m) = self.latency.lock() {
+            for (route, s) in m.iter() {
+                for (b, n) in BUCKETS.iter().zip(s.buckets) {
+                    let _ = writeln!(
+                        out,
+                        "medrelay_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"{b}\"}} {n}"
+                    );
+                }
+                let _ = writeln!(
+                    out,
+                    "medrelay_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
+                    s.count
+                );
+                let _ = writeln!(
+                    out,
+                    "medrelay_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                    s.sum_secs
+                );
+                let _ = writeln!(
+                    out,
+                    "medrelay_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                    s.count
+                );
+            }
+        }
+        out.push_str("# HELP medrelay_reencryptions_total Re-encryptions served.\n");
+        out.push_str("# TYPE medrelay_reencryptions_total counter\n");
+        let _ = writeln!(out, "medrelay_reencryptions_total {}", self.reencryptions.load(Ordering::Relaxed));
+        out.push_str("# HELP medrelay_access_denials_total Re-encryption requests denied.\n");
+        out.push_str("# TYPE medrelay_access_denials_total counter\n");
+        let _ = writeln!(out, "medrelay_access_denials_total {}", self.denials.load(Ordering::Relaxed));
+        out
+    }
+}
+
+/// Middleware: counts every request by matched route pattern (never the raw
+/// path, which holds ids) and status, and records its latency.
+pub(crate) async fn track(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let start = Instant::now();
+    let route = req.match_pattern().unwrap_or_else(|| "unmatched".to_owned());
+    let state = req.app_data::<web::Data<AppState>>().cloned();
+    let res = next.call(req).await;
+    if let Some(state) = state {
+        let status = match &res {
+            Ok(r) => r.status().as_u16(),
+            Err(e) => e.as_response_error().status_code().as_u16(),
+        };
+        state.metrics().observe(&route, status, start.elapsed().as_secs_f64());
+    }
+    res
+}
+
+pub(crate) async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let log_size = state.with_store(|s| s.log_size()).await?;
+    Ok(HttpResponse::Ok().json(Health { status: "ok".into(), log_size }))
+}
+
+pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics().render())
+}

@@ -1,0 +1,179 @@
+//! Proxy re-encryption for doctors.
+//!
+//! For each record asked for: find the doctor's grants from the record's
+//! owner, verify each stored grant (and revocation) against the owner's
+//! signing key, and ask `medrelay_policy::authorize` for a
+//! [`ReadCapability`]; only with one does the server load the re-encryption
+//! key of the record's class and run `reencrypt_capsule` (which re-checks the
+//! owner's signature on the envelope). Served and denied requests are both
+//! appended to the audit log; a denial answers 403 with the policy's reason
+//! code.
+
+use actix_web::{web, HttpResponse};
+use medrelay_crypto::{reencrypt_capsule, PrincipalId, RecordEnvelope, RecordId};
+use medrelay_policy::{authorize, Denial, LogEvent, ReadCapability, SignedGrant, SignedRevocation};
+use medrelay_wire::{limits, ReencryptItem, ReencryptRequest, ReencryptResponse, ReencryptedRecord, B64};
+use rand::rngs::OsRng;
+
+use crate::auth::DoctorAuth;
+use crate::events;
+use crate::grants::decode_rekeys;
+use crate::{ApiError, AppState};
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/records/{id}/reencrypt", web::post().to(reencrypt_one))
+        .route("/reencrypt", web::post().to(reencrypt_batch));
+}
+
+/// Logs a denial and turns it into the 403 answer.
+async fn deny(
+    state: &AppState,
+    doctor: PrincipalId,
+    record: RecordId,
+    patient: Option<PrincipalId>,
+    reason: Denial,
+) -> ApiError {
+    let at = state.clock().now();
+    let event = match events::append(&LogEvent::AccessDenied { at, doctor, record, patient, reason }) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    // A failed log append fails the request (the audit log is always on).
+    match state.with_store(move |s| s.append_log(&event)).await {
+        Ok(idx) => {
+            state.metrics().access_denied();
+            tracing::info!(record.id = %record, doctor.id = %doctor, reason = reason.code(), log.index = idx, "access denied");
+            ApiError::Denied { reason: reason.code() }
+        }
+        Err(e) => e,
+    }
+}
+
+/// Finds a capability for `doctor` on the record among the doctor's grants.
+async fn find_capability(
+    state: &AppState,
+    doctor: PrincipalId,
+    envelope: &RecordEnvelope,
+    owner_key: &medrelay_crypto::VerifyingKey,
+) -> Result<Result<ReadCapability, Denial>, ApiError> {
+    let owner = envelope.header().owner();
+    let grants = state.with_store(move |s| s.list_grants_by_doctor(&doctor, limits::MAX_LIST_ITEMS)).await?;
+    let now = state.clock().now();
+    let mut denial = Denial::NoGrant;
+    for g in grants.into_iter().filter(|g| g.patient == owner) {
+        let signed = SignedGrant::from_bytes(&g.grant)
+            .map_err(|e| ApiError::Internal(format!("stored grant: {e}")))?;
+        let verified =
+            signed.verify(owner_key).map_err(|(e, _)| ApiError::Internal(format!("stored grant: {e}")))?;
+        let revocation = match &g.revocation {
+            Some(r) => Some(
+                SignedRevocation::from_bytes(r)
+                    .map_err(|e| ApiError::Internal(format!("stored revocation: {e}")))?
+                    .verify(owner_key)
+                    .map_err(|(e, _)| ApiError::Internal(format!("stored revocation: {e}")))?,
+            ),
+            None => None,
+        };
+        match authorize(&verified, &doctor, envelope.header(), revocation.as_ref(), now) {
+            Ok(cap) => return Ok(Ok(cap)),
+            Err(d) => denial = d,
+        }
+    }
+    Ok(Err(denial))
+}
+
+async fn serve_one(
+    state: &AppState,
+    doctor: PrincipalId,
+    record: RecordId,
+) -> Result<ReencryptedRecord, ApiError> {
+    let Some((meta, env_bytes)) = state.with_store(move |s| s.get_record(&record)).await? else {
+        return Err(deny(state, doctor, record, None, Denial::NoGrant).await);
+    };
+    let owner_id = meta.owner;
+    let owner = state
+        .with_store(move |s| s.get_principal(&owner_id))
+        .await?
+        .ok_or_else(|| ApiError::Internal("record owner missing".into()))?;
+    let envelope = RecordEnvelope::from_bytes(&env_bytes, limits::MAX_ENVELOPE_BYTES)
+        .map_err(|e| ApiError::Internal(format!("stored envelope: {e}")))?;
+    let cap = match find_capability(state, doctor, &envelope, &owner.signing_key).await? {
+        Ok(cap) => cap,
+        Err(d) => return Err(deny(state, doctor, record, Some(owner_id), d).await),
+    };
+    let grant_id = cap.grant_id();
+    let Some(raw) = state.with_store(move |s| s.get_rekeys(&grant_id)).await? else {
+        // Revoked between the check and now: the keys are already gone.
+        return Err(deny(state, doctor, record, Some(owner_id), Denial::Revoked).await);
+    };
+    let class = cap.key_class();
+    let owner_vk = owner.signing_key;
+    let capsule = web::block(move || {
+        let keys = decode_rekeys(&raw)?;
+        let Some(key) = keys.into_iter().find(|k| k.key_class() == class) else {
+            return Ok(None);
+        };
+        // Verified against the patient's and doctor's keys when the grant was
+        // stored; the store holds only verified keys.
+        let key = key.skip_verification();
+        reencrypt_capsule(&mut OsRng, &key, &owner_vk, &envelope)
+            .map(Some)
+            .map_err(|e| crate::store::StoreError::Backend(format!("re-encryption: {e}")))
+    })
+    .await??;
+    let Some(capsule) = capsule else {
+        return Err(deny(state, doctor, record, Some(owner_id), Denial::OutOfScope).await);
+    };
+    let event = events::append(&LogEvent::ReencryptionServed {
+        at: state.clock().now(),
+        grant: grant_id,
+        record,
+        doctor,
+        patient: owner_id,
+        key_class: class,
+    })?;
+    let log_index = state.with_store(move |s| s.append_log(&event)).await?;
+    state.metrics().reencryption_served();
+    tracing::info!(record.id = %record, doctor.id = %doctor, grant.id = %grant_id, log.index = log_index, "re-encryption served");
+    Ok(ReencryptedRecord {
+        record_id: record,
+        grant_id,
+        envelope: B64(env_bytes),
+        capsule: B64(capsule.to_bytes()),
+        log_index,
+    })
+}
+
+async fn reencrypt_one(
+    state: web::Data<AppState>,
+    DoctorAuth(doctor): DoctorAuth,
+    id: web::Path<RecordId>,
+) -> Result<HttpResponse, ApiError> {
+    let served = serve_one(&state, doctor, id.into_inner()).await?;
+    Ok(HttpResponse::Ok().json(served))
+}
+
+async fn reencrypt_batch(
+    state: web::Data<AppState>,
+    DoctorAuth(doctor): DoctorAuth,
+    req: web::Json<ReencryptRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let ids = req.into_inner().record_ids;
+    if ids.is_empty() || ids.len() > limits::MAX_BATCH_REENCRYPT {
+        return Err(ApiError::field(
+            "record_ids",
+            format!("must hold 1..={} ids", limits::MAX_BATCH_REENCRYPT),
+        ));
+    }
+    let mut items = Vec::with_capacity(ids.len());
+    for record_id in ids {
+        match serve_one(&state, doctor, record_id).await {
+            Ok(r) => items.push(ReencryptItem::Served(r)),
+            Err(e @ ApiError::Denied { .. }) => {
+                items.push(ReencryptItem::Denied { record_id, error: e.body() })
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(HttpResponse::Ok().json(ReencryptResponse { items }))
+}

@@ -1,0 +1,250 @@
+//! Running the server (plain HTTP or rustls TLS), `init` and operator
+//! enrollment, as called by the thin binary.
+
+use std::fs;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use actix_web::HttpServer;
+use medrelay_crypto::encoding::{Decoder, Encoder};
+use medrelay_crypto::SigningKey;
+use medrelay_wire::{limits, Role};
+use rand::rngs::OsRng;
+use zeroize::Zeroizing;
+
+use crate::auth::{random_token, secret_hash};
+use crate::directory::validate_name;
+use crate::store::{Enrollment, SledStore, Store, StoreError};
+use crate::{app, AppState, Clock};
+
+const LOG_KEY_FILE: &str = "log-signing.key";
+const LOG_KEY_MAGIC: &[u8; 4] = b"MRLK";
+
+/// Errors of the operator commands.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ServeError {
+    /// File system or socket error.
+    #[error("{context}: {source}")]
+    Io {
+        /// What was being done.
+        context: String,
+        /// The error.
+        source: io::Error,
+    },
+    /// Storage error (e.g. the database is locked by a running server).
+    #[error("storage: {0}")]
+    Store(#[from] StoreError),
+    /// Bad TLS material or configuration.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// `init` has not been run, or it was run twice.
+    #[error("{0}")]
+    Init(&'static str),
+    /// A bad argument.
+    #[error("invalid argument: {0}")]
+    Argument(String),
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
+    let context = context.into();
+    move |source| ServeError::Io { context, source }
+}
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// Data directory (sled database and the log signing key).
+    pub data: PathBuf,
+    /// Address to bind, e.g. `127.0.0.1:8443`.
+    pub bind: String,
+    /// PEM certificate chain; with `tls_key`, serve HTTPS.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key.
+    pub tls_key: Option<PathBuf>,
+    /// Log origin (checkpoint key name), e.g. `medrelay.example/log`.
+    pub log_origin: String,
+}
+
+fn db_dir(data: &Path) -> PathBuf {
+    data.join("db")
+}
+
+/// `init`: creates the data directory, the database and the log signing key
+/// (mode 0600). Refuses to overwrite an existing key.
+pub fn init(data: &Path) -> Result<medrelay_crypto::VerifyingKey, ServeError> {
+    fs::create_dir_all(data).map_err(io_err("creating the data directory"))?;
+    let path = data.join(LOG_KEY_FILE);
+    if path.exists() {
+        return Err(ServeError::Init("already initialized: the log signing key exists"));
+    }
+    let sk = SigningKey::generate(&mut OsRng);
+    let mut e = Encoder::new(LOG_KEY_MAGIC, 1);
+    e.fixed(&sk.to_seed()[..]);
+    let blob = Zeroizing::new(e.finish());
+    write_private(&path, &blob)?;
+    SledStore::open(&db_dir(data))?.flush()?;
+    Ok(sk.verifying_key())
+}
+
+#[cfg(unix)]
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServeError> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io_err("creating the log signing key"))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io_err("writing the log signing key"))
+}
+
+#[cfg(not(unix))]
+fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServeError> {
+    fs::write(path, bytes).map_err(io_err("writing the log signing key"))
+}
+
+/// Loads the log signing key written by [`init`].
+pub fn load_log_key(data: &Path) -> Result<SigningKey, ServeError> {
+    let path = data.join(LOG_KEY_FILE);
+    if !path.exists() {
+        return Err(ServeError::Init("not initialized: run `medrelay-server init --data DIR` first"));
+    }
+    let blob = Zeroizing::new(fs::read(&path).map_err(io_err("reading the log signing key"))?);
+    let mut d = Decoder::open(&blob, LOG_KEY_MAGIC, &[1], 64)
+        .map_err(|_| ServeError::Init("corrupt log signing key"))?;
+    let seed = Zeroizing::new(d.array::<32>().map_err(|_| ServeError::Init("corrupt log signing key"))?);
+    d.finish().map_err(|_| ServeError::Init("corrupt log signing key"))?;
+    Ok(SigningKey::from_seed(&seed))
+}
+
+/// Operator enrollment: stores a one-time token for `role` (hashed) and
+/// returns it. Runs against the database directly, so the server must not be
+/// running (sled allows one process).
+pub fn enroll(data: &Path, role: Role, name: &str, clock: &Clock) -> Result<Zeroizing<String>, ServeError> {
+    if role == Role::Patient {
+        return Err(ServeError::Argument("patients self-register; no token needed".into()));
+    }
+    validate_name(name).map_err(|e| ServeError::Argument(e.to_string()))?;
+    load_log_key(data)?;
+    let store = SledStore::open(&db_dir(data))?;
+    enroll_in(&store, role, name, clock)
+}
+
+/// [`enroll`] against an open store.
+pub fn enroll_in(
+    store: &dyn Store,
+    role: Role,
+    name: &str,
+    clock: &Clock,
+) -> Result<Zeroizing<String>, ServeError> {
+    let token = random_token();
+    let en = Enrollment {
+        role,
+        name: name.to_owned(),
+        expires_at: clock.now().plus_seconds(limits::ENROLLMENT_TTL_SECS),
+    };
+    store.put_enrollment(&secret_hash(token.as_bytes()), &en)?;
+    Ok(token)
+}
+
+fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeError> {
+    use rustls_pki_types::pem::PemObject as _;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .and_then(|it| it.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| ServeError::Tls(format!("certificate {}: {e}", cert.display())))?;
+    if certs.is_empty() {
+        return Err(ServeError::Tls(format!("no certificate in {}", cert.display())));
+    }
+    let key = PrivateKeyDer::from_pem_file(key)
+        .map_err(|e| ServeError::Tls(format!("key {}: {e}", key.display())))?;
+    rustls::ServerConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ServeError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| ServeError::Tls(e.to_string()))
+}
+
+/// `serve`: runs until SIGINT/SIGTERM, then stops accepting, lets in-flight
+/// requests finish (graceful shutdown) and flushes the store.
+pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    let key = load_log_key(&cfg.data)?;
+    let signer = medrelay_policy::LogSigner::new(&cfg.log_origin, &key)
+        .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
+    let store = SledStore::open(&db_dir(&cfg.data))?;
+    let state = AppState::new(store, Clock::System, signer);
+    let st = state.clone();
+    let server = HttpServer::new(move || app(st.clone())).shutdown_timeout(30);
+    let server = match (&cfg.tls_cert, &cfg.tls_key) {
+        (Some(c), Some(k)) => {
+            let tls = tls_config(c, k)?;
+            server.bind_rustls_0_23(&cfg.bind, tls).map_err(io_err(format!("binding {}", cfg.bind)))?
+        }
+        (None, None) => server.bind(&cfg.bind).map_err(io_err(format!("binding {}", cfg.bind)))?,
+        _ => return Err(ServeError::Argument("--tls-cert and --tls-key go together".into())),
+    };
+    tracing::info!(bind = %cfg.bind, tls = cfg.tls_cert.is_some(), "medrelay-server listening");
+    server.run().await.map_err(io_err("serving"))?;
+    state.store().flush()?;
+    tracing::info!("medrelay-server stopped; store flushed");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn init_creates_a_private_key_once_and_load_checks_it() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(matches!(load_log_key(dir.path()), Err(ServeError::Init(_))));
+        let vk = init(dir.path()).unwrap();
+        assert_eq!(load_log_key(dir.path()).unwrap().verifying_key(), vk);
+        assert!(matches!(init(dir.path()), Err(ServeError::Init(_))));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = fs::metadata(dir.path().join(LOG_KEY_FILE)).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // Corruptions are typed errors.
+        let path = dir.path().join(LOG_KEY_FILE);
+        let good = fs::read(&path).unwrap();
+        for bad in [good[..good.len() - 1].to_vec(), [good.clone(), vec![0]].concat(), {
+            let mut v = good.clone();
+            v[4] = 2;
+            v
+        }] {
+            fs::write(&path, &bad).unwrap();
+            assert!(matches!(load_log_key(dir.path()), Err(ServeError::Init(_))));
+        }
+    }
+
+    #[test]
+    fn enroll_refuses_patients_bad_names_and_uninitialized_dirs() {
+        let dir = tempfile::tempdir().unwrap();
+        let clock = Clock::manual(1);
+        assert!(matches!(enroll(dir.path(), Role::Doctor, "Dr A", &clock), Err(ServeError::Init(_))));
+        init(dir.path()).unwrap();
+        assert!(matches!(enroll(dir.path(), Role::Patient, "P", &clock), Err(ServeError::Argument(_))));
+        assert!(matches!(enroll(dir.path(), Role::Doctor, "", &clock), Err(ServeError::Argument(_))));
+        let t = enroll(dir.path(), Role::Doctor, "Dr A", &clock).unwrap();
+        assert!(t.len() >= 43);
+    }
+
+    #[test]
+    fn bad_tls_material_is_a_clear_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let cert = dir.path().join("cert.pem");
+        let key = dir.path().join("key.pem");
+        assert!(matches!(tls_config(&cert, &key), Err(ServeError::Tls(_))));
+        fs::write(&cert, "not a pem").unwrap();
+        fs::write(&key, "not a pem").unwrap();
+        assert!(matches!(tls_config(&cert, &key), Err(ServeError::Tls(_))));
+    }
+}

@@ -1,0 +1,159 @@
+//! Storage: the [`Store`] trait and its stored types.
+//!
+//! Every operation that changes more than one key (a principal and its log
+//! entry, a record and its log entry, a grant and its re-encryption keys and
+//! its log entry) is one atomic call here, so a backend can make it one
+//! transaction. Every call that writes returns only after the write is
+//! durable. Only `sled.rs` touches sled; a second backend implements the same
+//! trait and runs the same conformance suite (`tests.rs`).
+//!
+//! Stored values are versioned binary blobs (magic + version, see
+//! `medrelay_crypto::encoding`), decoded with size limits; a corrupt value is
+//! a [`StoreError::Corrupt`], never a panic.
+
+mod codec;
+pub(crate) mod sled;
+#[cfg(test)]
+mod tests;
+
+pub use self::sled::SledStore;
+pub use codec::{Challenge, Enrollment, RecordMeta, Session, StoredGrant, StoredPrincipal};
+
+use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
+use medrelay_policy::{ConsistencyProof, InclusionProof, MerkleHash};
+use medrelay_wire::Role;
+
+/// A 32-byte SHA-256 digest of a secret (token or nonce); secrets themselves
+/// are never stored.
+pub type SecretHash = [u8; 32];
+
+/// Storage errors.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The key already exists (duplicate principal, record or grant).
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
+    /// The thing to change does not exist.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// The enrollment token is unknown, used, expired or for another role.
+    #[error("invalid enrollment token")]
+    InvalidEnrollment,
+    /// The grant is already revoked.
+    #[error("grant already revoked")]
+    AlreadyRevoked,
+    /// A requested log index or tree size is beyond the log.
+    #[error("{0}")]
+    OutOfRange(String),
+    /// A stored value failed to decode.
+    #[error("corrupt stored value: {0}")]
+    Corrupt(&'static str),
+    /// The backend failed (I/O, database error).
+    #[error("storage backend: {0}")]
+    Backend(String),
+}
+
+/// One event to append to the audit log, with the principals it concerns
+/// (so a patient can list the events about their records).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogAppend {
+    /// The encoded event (the Merkle leaf data).
+    pub data: Vec<u8>,
+    /// Principals the event is about.
+    pub subjects: Vec<PrincipalId>,
+}
+
+/// How a registration uses an operator enrollment token.
+#[derive(Clone, Copy, Debug)]
+pub struct EnrollmentUse {
+    /// SHA-256 of the token.
+    pub token_hash: SecretHash,
+    /// The role being registered (must match the token's).
+    pub role: Role,
+    /// Now (the token must not have expired).
+    pub now: Timestamp,
+}
+
+/// The storage interface of the server.
+pub trait Store: Send + Sync + 'static {
+    /// Stores a challenge under the hash of its nonce.
+    fn put_challenge(&self, nonce_hash: &SecretHash, challenge: &Challenge) -> Result<(), StoreError>;
+    /// Removes and returns a challenge (atomically: a nonce is used once).
+    fn take_challenge(&self, nonce_hash: &SecretHash) -> Result<Option<Challenge>, StoreError>;
+    /// Stores a session under the hash of its bearer token.
+    fn put_session(&self, token_hash: &SecretHash, session: &Session) -> Result<(), StoreError>;
+    /// Looks a session up by the hash of its bearer token.
+    fn get_session(&self, token_hash: &SecretHash) -> Result<Option<Session>, StoreError>;
+    /// Stores an operator enrollment token (hashed).
+    fn put_enrollment(&self, token_hash: &SecretHash, enrollment: &Enrollment) -> Result<(), StoreError>;
+
+    /// Registers a principal, consuming the enrollment token if given, and
+    /// appends its log event, all atomically. Returns the log index, which
+    /// is also written into the stored principal.
+    fn register_principal(
+        &self,
+        principal: &StoredPrincipal,
+        enrollment: Option<EnrollmentUse>,
+        event: &LogAppend,
+    ) -> Result<u64, StoreError>;
+    /// A registered principal.
+    fn get_principal(&self, id: &PrincipalId) -> Result<Option<StoredPrincipal>, StoreError>;
+
+    /// Stores records (metadata + envelope) and their log events atomically:
+    /// all or none. Fails with `AlreadyExists` if any record id is taken.
+    /// Returns the log indices in order.
+    fn put_records(
+        &self,
+        records: &[(RecordMeta, Vec<u8>)],
+        events: &[LogAppend],
+    ) -> Result<Vec<u64>, StoreError>;
+    /// A record's metadata and envelope.
+    fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError>;
+    /// Up to `limit` records of `owner`, ordered by id.
+    fn list_records(&self, owner: &PrincipalId, limit: usize) -> Result<Vec<RecordMeta>, StoreError>;
+
+    /// Stores a grant with its re-encryption key material and log event
+    /// atomically. Returns the log index.
+    fn put_grant(&self, grant: &StoredGrant, rekeys: &[u8], event: &LogAppend) -> Result<u64, StoreError>;
+    /// Marks a grant revoked, stores the revocation, deletes its
+    /// re-encryption keys and appends the log event, atomically.
+    fn revoke_grant(&self, id: &GrantId, revocation: &[u8], event: &LogAppend) -> Result<u64, StoreError>;
+    /// A grant.
+    fn get_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError>;
+    /// A grant's re-encryption key material (gone once revoked).
+    fn get_rekeys(&self, id: &GrantId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Up to `limit` grants signed by `patient`, ordered by id.
+    fn list_grants_by_patient(
+        &self,
+        patient: &PrincipalId,
+        limit: usize,
+    ) -> Result<Vec<StoredGrant>, StoreError>;
+    /// Up to `limit` grants toward `doctor`, ordered by id.
+    fn list_grants_by_doctor(
+        &self,
+        doctor: &PrincipalId,
+        limit: usize,
+    ) -> Result<Vec<StoredGrant>, StoreError>;
+
+    /// Appends one event on its own (accesses served, denials). Returns its index.
+    fn append_log(&self, event: &LogAppend) -> Result<u64, StoreError>;
+    /// Number of log entries.
+    fn log_size(&self) -> Result<u64, StoreError>;
+    /// Log entries with index in `start..end` (clamped to the log size).
+    fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// Indices of up to `limit` log entries about `subject`, in order,
+    /// starting at index `from`.
+    fn log_indices_for(&self, subject: &PrincipalId, from: u64, limit: usize)
+        -> Result<Vec<u64>, StoreError>;
+
+    /// The RFC 6962 root of the log's first `tree_size` entries.
+    fn log_root(&self, tree_size: u64) -> Result<MerkleHash, StoreError>;
+    /// Inclusion proof of entry `index` in the tree of `tree_size` entries.
+    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<InclusionProof, StoreError>;
+    /// Consistency proof between two tree sizes.
+    fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<ConsistencyProof, StoreError>;
+
+    /// Makes every acknowledged write durable (also called on shutdown).
+    fn flush(&self) -> Result<(), StoreError>;
+}

@@ -1,0 +1,468 @@
+//! The sled backend: the only file that touches sled.
+//!
+//! Everything lives in one sled tree under short key prefixes, so every
+//! multi-key change is a single-tree sled transaction (serializable, all or
+//! nothing). Every write is followed by `flush` before the call returns, so a
+//! returned `Ok` means the change is on disk.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use medrelay_crypto::{GrantId, PrincipalId, RecordId};
+use medrelay_policy::{
+    ConsistencyProof, InclusionProof, MerkleHash, MerkleTree, NodeId, NodeStore, TreeError,
+};
+use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
+
+use super::{
+    Challenge, Enrollment, EnrollmentUse, LogAppend, RecordMeta, SecretHash, Session, Store, StoreError,
+    StoredGrant, StoredPrincipal,
+};
+
+const LOG_SIZE: &[u8] = b"m/log_size";
+
+fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
+    let mut k = Vec::with_capacity(prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>());
+    k.extend_from_slice(prefix);
+    for p in parts {
+        k.extend_from_slice(p);
+    }
+    k
+}
+
+fn backend(e: sled::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StoreError>>;
+
+fn abort<T>(e: StoreError) -> TxResult<T> {
+    Err(ConflictableTransactionError::Abort(e))
+}
+
+fn from_tx(e: TransactionError<StoreError>) -> StoreError {
+    match e {
+        TransactionError::Abort(e) => e,
+        TransactionError::Storage(e) => backend(e),
+    }
+}
+
+fn read_u64(v: &[u8]) -> Result<u64, StoreError> {
+    let arr: [u8; 8] = v.try_into().map_err(|_| StoreError::Corrupt("counter"))?;
+    Ok(u64::from_be_bytes(arr))
+}
+
+fn node_key(id: NodeId) -> Vec<u8> {
+    key(b"n/", &[&id.to_key()])
+}
+
+/// The Merkle tree's nodes as committed in sled, plus the nodes of appends
+/// planned but not yet committed. Planning happens under the store's append
+/// lock and the plan is committed in the same transaction as the change the
+/// events record, so entries, nodes and size move together or not at all.
+struct Overlay<'a> {
+    db: &'a sled::Db,
+    size: u64,
+    pending: BTreeMap<NodeId, MerkleHash>,
+}
+
+impl NodeStore for Overlay<'_> {
+    type Error = StoreError;
+
+    fn size(&self) -> Result<u64, StoreError> {
+        Ok(self.size)
+    }
+
+    fn get(&self, id: NodeId) -> Result<Option<MerkleHash>, StoreError> {
+        if let Some(h) = self.pending.get(&id) {
+            return Ok(Some(*h));
+        }
+        match self.db.get(node_key(id)).map_err(backend)? {
+            Some(v) => MerkleHash::from_slice(&v).map(Some).map_err(|_| StoreError::Corrupt("merkle node")),
+            None => Ok(None),
+        }
+    }
+
+    fn put_nodes(&mut self, nodes: &[(NodeId, MerkleHash)], new_size: u64) -> Result<(), StoreError> {
+        self.pending.extend(nodes.iter().copied());
+        self.size = new_size;
+        Ok(())
+    }
+}
+
+fn tree_err(e: TreeError<StoreError>) -> StoreError {
+    match e {
+        TreeError::Store(e) => e,
+        TreeError::MissingNode(_) => StoreError::Corrupt("merkle node missing"),
+        TreeError::OutOfRange { what, value, size } => {
+            StoreError::OutOfRange(format!("{what} {value} is out of range for tree size {size}"))
+        }
+        other => StoreError::Backend(other.to_string()),
+    }
+}
+
+/// Log appends planned outside a transaction.
+struct LogPlan {
+    start: u64,
+    new_size: u64,
+    nodes: Vec<(NodeId, MerkleHash)>,
+}
+
+/// Writes planned log appends inside a transaction; returns their indices.
+fn tx_apply_log(tx: &TransactionalTree, plan: &LogPlan, events: &[&LogAppend]) -> TxResult<Vec<u64>> {
+    let size = match tx.get(LOG_SIZE)? {
+        Some(v) => match read_u64(&v) {
+            Ok(n) => n,
+            Err(e) => return abort(e),
+        },
+        None => 0,
+    };
+    if size != plan.start {
+        return abort(StoreError::Backend("log size changed under the append lock".into()));
+    }
+    let mut out = Vec::with_capacity(events.len());
+    for (i, event) in events.iter().enumerate() {
+        let idx = plan.start + i as u64;
+        let ib = idx.to_be_bytes();
+        tx.insert(key(b"l/", &[&ib]), event.data.as_slice())?;
+        for s in &event.subjects {
+            tx.insert(key(b"ls/", &[s.as_bytes(), &ib]), &[][..])?;
+        }
+        out.push(idx);
+    }
+    for (id, h) in &plan.nodes {
+        tx.insert(node_key(*id), &h.as_bytes()[..])?;
+    }
+    tx.insert(LOG_SIZE, &plan.new_size.to_be_bytes()[..])?;
+    Ok(out)
+}
+
+/// sled-backed [`Store`].
+#[derive(Debug, Clone)]
+pub struct SledStore {
+    db: sled::Db,
+    /// Serializes log appends (planning + commit). sled admits one process,
+    /// so an in-process lock is enough.
+    append_lock: Arc<Mutex<()>>,
+}
+
+impl SledStore {
+    /// Opens (or creates) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, StoreError> {
+        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().map_err(backend)?;
+        Ok(Self { db, append_lock: Arc::new(Mutex::new(())) })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, ()>, StoreError> {
+        self.append_lock.lock().map_err(|_| StoreError::Backend("log append lock poisoned".into()))
+    }
+
+    fn tree(&self) -> Result<MerkleTree<Overlay<'_>>, StoreError> {
+        Ok(MerkleTree::new(Overlay { db: &self.db, size: self.log_size()?, pending: BTreeMap::new() }))
+    }
+
+    /// Plans appending `events` to the committed log (call under the lock).
+    fn plan(&self, events: &[&LogAppend]) -> Result<LogPlan, StoreError> {
+        let mut tree = self.tree()?;
+        let start = tree.size().map_err(tree_err)?;
+        for e in events {
+            tree.append(&e.data).map_err(tree_err)?;
+        }
+        let o = tree.into_store();
+        Ok(LogPlan { start, new_size: o.size, nodes: o.pending.into_iter().collect() })
+    }
+
+    fn durable(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(backend)
+    }
+
+    fn put(&self, k: Vec<u8>, v: Vec<u8>) -> Result<(), StoreError> {
+        self.db.insert(k, v).map_err(backend)?;
+        self.durable()
+    }
+
+    fn get(&self, k: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
+        self.db.get(k).map_err(backend)
+    }
+
+    fn scan_ids<const N: usize>(&self, prefix: &[u8], limit: usize) -> Result<Vec<[u8; N]>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(prefix).take(limit) {
+            let (k, _) = item.map_err(backend)?;
+            let tail = k.get(prefix.len()..).ok_or(StoreError::Corrupt("index key"))?;
+            out.push(tail.try_into().map_err(|_| StoreError::Corrupt("index key"))?);
+        }
+        Ok(out)
+    }
+
+    fn grants_in(&self, prefix: &[u8], limit: usize) -> Result<Vec<StoredGrant>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.scan_ids::<16>(prefix, limit)? {
+            let id = GrantId::from_bytes(id);
+            out.push(self.get_grant(&id)?.ok_or(StoreError::Corrupt("grant index"))?);
+        }
+        Ok(out)
+    }
+}
+
+impl Store for SledStore {
+    fn put_challenge(&self, nonce_hash: &SecretHash, challenge: &Challenge) -> Result<(), StoreError> {
+        self.put(key(b"c/", &[nonce_hash]), challenge.encode())
+    }
+
+    fn take_challenge(&self, nonce_hash: &SecretHash) -> Result<Option<Challenge>, StoreError> {
+        // `remove` is atomic: of two concurrent uses of one nonce, one gets None.
+        let old = self.db.remove(key(b"c/", &[nonce_hash])).map_err(backend)?;
+        self.durable()?;
+        old.map(|v| Challenge::decode(&v)).transpose()
+    }
+
+    fn put_session(&self, token_hash: &SecretHash, session: &Session) -> Result<(), StoreError> {
+        self.put(key(b"s/", &[token_hash]), session.encode())
+    }
+
+    fn get_session(&self, token_hash: &SecretHash) -> Result<Option<Session>, StoreError> {
+        self.get(&key(b"s/", &[token_hash]))?.map(|v| Session::decode(&v)).transpose()
+    }
+
+    fn put_enrollment(&self, token_hash: &SecretHash, enrollment: &Enrollment) -> Result<(), StoreError> {
+        self.put(key(b"e/", &[token_hash]), enrollment.encode())
+    }
+
+    fn register_principal(
+        &self,
+        principal: &StoredPrincipal,
+        enrollment: Option<EnrollmentUse>,
+        event: &LogAppend,
+    ) -> Result<u64, StoreError> {
+        let pkey = key(b"p/", &[principal.id().as_bytes()]);
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let idx = self
+            .db
+            .transaction(|tx| {
+                if tx.get(&pkey)?.is_some() {
+                    return abort(StoreError::AlreadyExists("principal"));
+                }
+                if let Some(u) = &enrollment {
+                    let ekey = key(b"e/", &[&u.token_hash]);
+                    let Some(raw) = tx.remove(ekey)? else {
+                        return abort(StoreError::InvalidEnrollment);
+                    };
+                    match Enrollment::decode(&raw) {
+                        Ok(en) if en.role == u.role && u.now < en.expires_at => {}
+                        Ok(_) => return abort(StoreError::InvalidEnrollment),
+                        Err(e) => return abort(e),
+                    }
+                }
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
+                let mut p = principal.clone();
+                p.log_index = idx;
+                tx.insert(pkey.as_slice(), p.encode())?;
+                Ok(idx)
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(idx)
+    }
+
+    fn get_principal(&self, id: &PrincipalId) -> Result<Option<StoredPrincipal>, StoreError> {
+        self.get(&key(b"p/", &[id.as_bytes()]))?.map(|v| StoredPrincipal::decode(&v)).transpose()
+    }
+
+    fn put_records(
+        &self,
+        records: &[(RecordMeta, Vec<u8>)],
+        events: &[LogAppend],
+    ) -> Result<Vec<u64>, StoreError> {
+        if records.len() != events.len() {
+            return Err(StoreError::Backend("one log event per record expected".into()));
+        }
+        let guard = self.lock()?;
+        let refs: Vec<&LogAppend> = events.iter().collect();
+        let plan = self.plan(&refs)?;
+        let out = self
+            .db
+            .transaction(|tx| {
+                for (meta, _) in records {
+                    if tx.get(key(b"r/", &[meta.record_id.as_bytes()]))?.is_some() {
+                        return abort(StoreError::AlreadyExists("record"));
+                    }
+                }
+                let idxs = tx_apply_log(tx, &plan, &refs)?;
+                for ((meta, envelope), idx) in records.iter().zip(&idxs) {
+                    let rid = meta.record_id.as_bytes();
+                    if tx.get(key(b"r/", &[rid]))?.is_some() {
+                        return abort(StoreError::AlreadyExists("record"));
+                    }
+                    let idx = *idx;
+                    let mut m = meta.clone();
+                    m.log_index = idx;
+                    tx.insert(key(b"r/", &[rid]), m.encode())?;
+                    tx.insert(key(b"b/", &[rid]), envelope.as_slice())?;
+                    tx.insert(key(b"o/", &[meta.owner.as_bytes(), rid]), &[][..])?;
+                }
+                Ok(idxs)
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(out)
+    }
+
+    fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError> {
+        let Some(meta) = self.get(&key(b"r/", &[id.as_bytes()]))? else {
+            return Ok(None);
+        };
+        let meta = RecordMeta::decode(&meta)?;
+        let env = self.get(&key(b"b/", &[id.as_bytes()]))?.ok_or(StoreError::Corrupt("record envelope"))?;
+        Ok(Some((meta, env.to_vec())))
+    }
+
+    fn list_records(&self, owner: &PrincipalId, limit: usize) -> Result<Vec<RecordMeta>, StoreError> {
+        let mut out = Vec::new();
+        for id in self.scan_ids::<16>(&key(b"o/", &[owner.as_bytes()]), limit)? {
+            let raw = self.get(&key(b"r/", &[&id]))?.ok_or(StoreError::Corrupt("record index"))?;
+            out.push(RecordMeta::decode(&raw)?);
+        }
+        Ok(out)
+    }
+
+    fn put_grant(&self, grant: &StoredGrant, rekeys: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
+        let gid = grant.grant_id.as_bytes();
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let idx = self
+            .db
+            .transaction(|tx| {
+                if tx.get(key(b"g/", &[gid]))?.is_some() {
+                    return abort(StoreError::AlreadyExists("grant"));
+                }
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
+                tx.insert(key(b"g/", &[gid]), grant.encode())?;
+                tx.insert(key(b"k/", &[gid]), rekeys)?;
+                tx.insert(key(b"gp/", &[grant.patient.as_bytes(), gid]), &[][..])?;
+                tx.insert(key(b"gd/", &[grant.doctor.as_bytes(), gid]), &[][..])?;
+                Ok(idx)
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(idx)
+    }
+
+    fn revoke_grant(&self, id: &GrantId, revocation: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
+        let gkey = key(b"g/", &[id.as_bytes()]);
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let idx = self
+            .db
+            .transaction(|tx| {
+                let Some(raw) = tx.get(&gkey)? else {
+                    return abort(StoreError::NotFound("grant"));
+                };
+                let mut g = match StoredGrant::decode(&raw) {
+                    Ok(g) => g,
+                    Err(e) => return abort(e),
+                };
+                if g.revocation.is_some() {
+                    return abort(StoreError::AlreadyRevoked);
+                }
+                g.revocation = Some(revocation.to_vec());
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
+                tx.insert(gkey.as_slice(), g.encode())?;
+                tx.remove(key(b"k/", &[id.as_bytes()]))?;
+                Ok(idx)
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(idx)
+    }
+
+    fn get_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
+        self.get(&key(b"g/", &[id.as_bytes()]))?.map(|v| StoredGrant::decode(&v)).transpose()
+    }
+
+    fn get_rekeys(&self, id: &GrantId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(&key(b"k/", &[id.as_bytes()]))?.map(|v| v.to_vec()))
+    }
+
+    fn list_grants_by_patient(
+        &self,
+        patient: &PrincipalId,
+        limit: usize,
+    ) -> Result<Vec<StoredGrant>, StoreError> {
+        self.grants_in(&key(b"gp/", &[patient.as_bytes()]), limit)
+    }
+
+    fn list_grants_by_doctor(
+        &self,
+        doctor: &PrincipalId,
+        limit: usize,
+    ) -> Result<Vec<StoredGrant>, StoreError> {
+        self.grants_in(&key(b"gd/", &[doctor.as_bytes()]), limit)
+    }
+
+    fn append_log(&self, event: &LogAppend) -> Result<u64, StoreError> {
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let idx = self.db.transaction(|tx| Ok(tx_apply_log(tx, &plan, &[event])?[0])).map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(idx)
+    }
+
+    fn log_size(&self) -> Result<u64, StoreError> {
+        self.get(LOG_SIZE)?.map(|v| read_u64(&v)).transpose().map(|n| n.unwrap_or(0))
+    }
+
+    fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        let end = end.min(self.log_size()?);
+        let mut out = Vec::new();
+        for i in start..end {
+            let v = self
+                .get(&key(b"l/", &[&i.to_be_bytes()]))?
+                .ok_or(StoreError::Corrupt("log entry missing"))?;
+            out.push((i, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    fn log_indices_for(
+        &self,
+        subject: &PrincipalId,
+        from: u64,
+        limit: usize,
+    ) -> Result<Vec<u64>, StoreError> {
+        let prefix = key(b"ls/", &[subject.as_bytes()]);
+        let start = key(&prefix, &[&from.to_be_bytes()]);
+        let mut out = Vec::new();
+        for item in self.db.range(start..).take(limit) {
+            let (k, _) = item.map_err(backend)?;
+            if !k.starts_with(&prefix) {
+                break;
+            }
+            out.push(read_u64(&k[prefix.len()..])?);
+        }
+        Ok(out)
+    }
+
+    fn log_root(&self, tree_size: u64) -> Result<MerkleHash, StoreError> {
+        self.tree()?.root_at(tree_size).map_err(tree_err)
+    }
+
+    fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<InclusionProof, StoreError> {
+        self.tree()?.inclusion_proof(index, tree_size).map_err(tree_err)
+    }
+
+    fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<ConsistencyProof, StoreError> {
+        self.tree()?.consistency_proof(old_size, new_size).map_err(tree_err)
+    }
+
+    fn flush(&self) -> Result<(), StoreError> {
+        self.durable()
+    }
+}

@@ -1,0 +1,245 @@
+//! The `Store` conformance suite. Every function takes a fresh store; a new
+//! backend adds one `#[test]` per function calling it with its own store.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use medrelay_crypto::{GrantId, KeyClass, PrincipalId, RecordId, SigningKey, Timestamp};
+use medrelay_wire::Role;
+use rand_chacha::rand_core::SeedableRng;
+
+use super::*;
+
+fn principal(seed: u64, role: Role) -> StoredPrincipal {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let sk = SigningKey::generate(&mut rng);
+    StoredPrincipal {
+        role,
+        name: format!("p{seed}"),
+        signing_key: sk.verifying_key(),
+        pre_public_keys: vec![1, 2, 3],
+        signature: sk.sign(b"ctx", b"msg"),
+        registered_at: Timestamp(10),
+        log_index: 0,
+    }
+}
+
+fn ev(tag: u8, subjects: &[PrincipalId]) -> LogAppend {
+    LogAppend { data: vec![tag; 3], subjects: subjects.to_vec() }
+}
+
+fn meta(id: u8, owner: PrincipalId) -> RecordMeta {
+    RecordMeta {
+        record_id: RecordId::from_bytes([id; 16]),
+        owner,
+        key_class: KeyClass::Laboratory,
+        created_at: Timestamp(5),
+        size: 4,
+        log_index: 0,
+    }
+}
+
+fn grant(id: u8, patient: PrincipalId, doctor: PrincipalId) -> StoredGrant {
+    StoredGrant {
+        grant_id: GrantId::from_bytes([id; 16]),
+        patient,
+        doctor,
+        grant: vec![id; 8],
+        revocation: None,
+    }
+}
+
+pub(crate) fn challenges_are_single_use<S: Store>(s: S) {
+    let c = Challenge { principal: PrincipalId::from_bytes([1; 32]), expires_at: Timestamp(100) };
+    s.put_challenge(&[7; 32], &c).unwrap();
+    assert_eq!(s.take_challenge(&[7; 32]).unwrap(), Some(c));
+    assert_eq!(s.take_challenge(&[7; 32]).unwrap(), None);
+    assert_eq!(s.take_challenge(&[8; 32]).unwrap(), None);
+}
+
+pub(crate) fn sessions_round_trip<S: Store>(s: S) {
+    let sess =
+        Session { principal: PrincipalId::from_bytes([1; 32]), role: Role::Doctor, expires_at: Timestamp(9) };
+    assert_eq!(s.get_session(&[1; 32]).unwrap(), None);
+    s.put_session(&[1; 32], &sess).unwrap();
+    assert_eq!(s.get_session(&[1; 32]).unwrap(), Some(sess));
+}
+
+pub(crate) fn registration_is_atomic_with_its_log_entry<S: Store>(s: S) {
+    let p = principal(1, Role::Patient);
+    let idx = s.register_principal(&p, None, &ev(1, &[p.id()])).unwrap();
+    assert_eq!(idx, 0);
+    assert_eq!(s.log_size().unwrap(), 1);
+    let got = s.get_principal(&p.id()).unwrap().unwrap();
+    assert_eq!(got.log_index, 0);
+    assert_eq!(got.name, p.name);
+    // A duplicate changes nothing: no second principal, no log entry.
+    let err = s.register_principal(&p, None, &ev(2, &[p.id()])).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists("principal")));
+    assert_eq!(s.log_size().unwrap(), 1);
+    assert_eq!(s.log_indices_for(&p.id(), 0, 10).unwrap(), vec![0]);
+}
+
+pub(crate) fn enrollment_tokens_are_one_time_role_bound_and_expire<S: Store>(s: S) {
+    let en = Enrollment { role: Role::Doctor, name: "Dr".into(), expires_at: Timestamp(100) };
+    s.put_enrollment(&[5; 32], &en).unwrap();
+    let d1 = principal(2, Role::Doctor);
+    let d2 = principal(3, Role::Doctor);
+    let use_at = |now| EnrollmentUse { token_hash: [5; 32], role: Role::Doctor, now: Timestamp(now) };
+    // Wrong role and expired both fail and do not consume the token
+    // (the transaction aborts as a whole).
+    let wrong_role = EnrollmentUse { role: Role::Auditor, ..use_at(50) };
+    assert!(matches!(
+        s.register_principal(&d1, Some(wrong_role), &ev(1, &[])),
+        Err(StoreError::InvalidEnrollment)
+    ));
+    assert!(matches!(
+        s.register_principal(&d1, Some(use_at(100)), &ev(1, &[])),
+        Err(StoreError::InvalidEnrollment)
+    ));
+    assert_eq!(s.log_size().unwrap(), 0);
+    assert!(s.get_principal(&d1.id()).unwrap().is_none());
+    s.register_principal(&d1, Some(use_at(50)), &ev(1, &[])).unwrap();
+    // Used once: the second doctor cannot reuse it.
+    assert!(matches!(
+        s.register_principal(&d2, Some(use_at(50)), &ev(1, &[])),
+        Err(StoreError::InvalidEnrollment)
+    ));
+    assert!(s.get_principal(&d2.id()).unwrap().is_none());
+    assert_eq!(s.log_size().unwrap(), 1);
+}
+
+pub(crate) fn record_batches_are_all_or_nothing<S: Store>(s: S) {
+    let owner = PrincipalId::from_bytes([9; 32]);
+    let idx = s.put_records(&[(meta(1, owner), vec![1; 4])], &[ev(1, &[owner])]).unwrap();
+    assert_eq!(idx, vec![0]);
+    // Batch with a duplicate (record 1): nothing of it is stored.
+    let batch = vec![(meta(2, owner), vec![2; 4]), (meta(1, owner), vec![3; 4])];
+    let err = s.put_records(&batch, &[ev(2, &[owner]), ev(3, &[owner])]).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists("record")));
+    assert!(s.get_record(&RecordId::from_bytes([2; 16])).unwrap().is_none());
+    assert_eq!(s.log_size().unwrap(), 1);
+    let (m, env) = s.get_record(&RecordId::from_bytes([1; 16])).unwrap().unwrap();
+    assert_eq!((m.log_index, env), (0, vec![1; 4]));
+    let ok = vec![(meta(3, owner), vec![3; 4]), (meta(2, owner), vec![2; 4])];
+    assert_eq!(s.put_records(&ok, &[ev(2, &[owner]), ev(3, &[owner])]).unwrap(), vec![1, 2]);
+    let listed: Vec<_> = s.list_records(&owner, 10).unwrap().into_iter().map(|m| m.record_id).collect();
+    assert_eq!(listed, [[1; 16], [2; 16], [3; 16]].map(RecordId::from_bytes).to_vec());
+    assert_eq!(s.list_records(&owner, 2).unwrap().len(), 2);
+    assert!(s.list_records(&PrincipalId::from_bytes([8; 32]), 10).unwrap().is_empty());
+}
+
+pub(crate) fn revocation_deletes_rekeys_atomically<S: Store>(s: S) {
+    let p = PrincipalId::from_bytes([1; 32]);
+    let d = PrincipalId::from_bytes([2; 32]);
+    let g = grant(4, p, d);
+    assert_eq!(s.put_grant(&g, b"rekeys", &ev(1, &[p, d])).unwrap(), 0);
+    assert!(matches!(s.put_grant(&g, b"x", &ev(1, &[])), Err(StoreError::AlreadyExists("grant"))));
+    assert_eq!(s.get_rekeys(&g.grant_id).unwrap().as_deref(), Some(&b"rekeys"[..]));
+    assert_eq!(s.list_grants_by_patient(&p, 10).unwrap(), vec![g.clone()]);
+    assert_eq!(s.list_grants_by_doctor(&d, 10).unwrap(), vec![g.clone()]);
+    assert!(s.list_grants_by_doctor(&p, 10).unwrap().is_empty());
+    assert_eq!(s.revoke_grant(&g.grant_id, b"rev", &ev(2, &[p])).unwrap(), 1);
+    assert_eq!(s.get_rekeys(&g.grant_id).unwrap(), None);
+    assert_eq!(s.get_grant(&g.grant_id).unwrap().unwrap().revocation.as_deref(), Some(&b"rev"[..]));
+    assert!(matches!(s.revoke_grant(&g.grant_id, b"rev", &ev(3, &[])), Err(StoreError::AlreadyRevoked)));
+    assert!(matches!(
+        s.revoke_grant(&GrantId::from_bytes([0; 16]), b"rev", &ev(3, &[])),
+        Err(StoreError::NotFound("grant"))
+    ));
+    assert_eq!(s.log_size().unwrap(), 2);
+}
+
+pub(crate) fn log_ranges_and_subject_index<S: Store>(s: S) {
+    let a = PrincipalId::from_bytes([1; 32]);
+    let b = PrincipalId::from_bytes([2; 32]);
+    for i in 0..5u8 {
+        let subj = if i % 2 == 0 { vec![a] } else { vec![a, b] };
+        assert_eq!(s.append_log(&ev(i, &subj)).unwrap(), u64::from(i));
+    }
+    assert_eq!(s.log_size().unwrap(), 5);
+    let e = s.log_entries(1, 3).unwrap();
+    assert_eq!(e, vec![(1, vec![1; 3]), (2, vec![2; 3])]);
+    assert_eq!(s.log_entries(3, 100).unwrap().len(), 2);
+    assert!(s.log_entries(7, 9).unwrap().is_empty());
+    assert_eq!(s.log_indices_for(&b, 0, 10).unwrap(), vec![1, 3]);
+    assert_eq!(s.log_indices_for(&a, 2, 2).unwrap(), vec![2, 3]);
+    assert!(s.log_indices_for(&PrincipalId::from_bytes([3; 32]), 0, 10).unwrap().is_empty());
+}
+
+pub(crate) fn merkle_tree_tracks_the_log_atomically<S: Store>(s: S) {
+    use medrelay_policy::{hash_leaf, root_from_leaves, verify_consistency, verify_inclusion};
+    assert_eq!(s.log_root(0).unwrap(), medrelay_policy::empty_root());
+    let p = principal(1, Role::Patient);
+    s.register_principal(&p, None, &ev(1, &[p.id()])).unwrap();
+    let owner = p.id();
+    let recs: Vec<_> = (2..6u8).map(|i| (meta(i, owner), vec![i; 4])).collect();
+    let evs: Vec<_> = (2..6u8).map(|i| ev(i, &[owner])).collect();
+    s.put_records(&recs, &evs).unwrap();
+    let g = grant(9, owner, PrincipalId::from_bytes([2; 32]));
+    s.put_grant(&g, b"rk", &ev(6, &[owner])).unwrap();
+    s.append_log(&ev(7, &[owner])).unwrap();
+    let old_root = s.log_root(3).unwrap();
+    // Failed changes add no leaf and leave the root as it was.
+    let root_before = s.log_root(7).unwrap();
+    assert!(s.register_principal(&p, None, &ev(8, &[])).is_err());
+    assert!(s.put_records(&recs[..1], &evs[..1]).is_err());
+    assert!(s.put_grant(&g, b"rk", &ev(8, &[])).is_err());
+    assert_eq!(s.log_size().unwrap(), 7);
+    assert!(s.log_root(8).is_err());
+    assert_eq!(s.log_root(7).unwrap(), root_before);
+
+    let leaves: Vec<_> = s.log_entries(0, 7).unwrap().iter().map(|(_, d)| hash_leaf(d)).collect();
+    assert_eq!(s.log_root(7).unwrap(), root_from_leaves(&leaves));
+    assert_eq!(s.log_root(3).unwrap(), root_from_leaves(&leaves[..3]));
+    for (i, leaf) in leaves.iter().enumerate() {
+        let proof = s.inclusion_proof(i as u64, 7).unwrap();
+        verify_inclusion(leaf, &proof, &root_before).unwrap();
+    }
+    let proof = s.consistency_proof(3, 7).unwrap();
+    verify_consistency(&proof, &old_root, &root_before).unwrap();
+    assert!(matches!(s.inclusion_proof(7, 7), Err(StoreError::OutOfRange(_))));
+    assert!(matches!(s.consistency_proof(5, 3), Err(StoreError::OutOfRange(_))));
+}
+
+mod sled_backend {
+    use super::*;
+
+    fn fresh() -> (tempfile::TempDir, SledStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = SledStore::open(dir.path()).unwrap();
+        (dir, s)
+    }
+
+    macro_rules! conformance {
+        ($($name:ident),* $(,)?) => {$(
+            #[test]
+            fn $name() {
+                let (_dir, s) = fresh();
+                super::$name(s);
+            }
+        )*};
+    }
+
+    conformance!(
+        challenges_are_single_use,
+        sessions_round_trip,
+        registration_is_atomic_with_its_log_entry,
+        enrollment_tokens_are_one_time_role_bound_and_expire,
+        record_batches_are_all_or_nothing,
+        revocation_deletes_rekeys_atomically,
+        log_ranges_and_subject_index,
+        merkle_tree_tracks_the_log_atomically,
+    );
+
+    #[test]
+    fn data_survives_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = principal(1, Role::Patient);
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            s.register_principal(&p, None, &ev(1, &[p.id()])).unwrap();
+        }
+        let s = SledStore::open(dir.path()).unwrap();
+        assert_eq!(s.get_principal(&p.id()).unwrap().unwrap().name, p.name);
+        assert_eq!(s.log_size().unwrap(), 1);
+    }
+}

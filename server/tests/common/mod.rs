@@ -1,0 +1,170 @@
+//! Helpers shared by the HTTP tests: a server over a temp sled store with a
+//! manual clock, and clients that register and authenticate.
+#![allow(clippy::unwrap_used, clippy::expect_used, dead_code, unreachable_pub)]
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{Service, ServiceResponse};
+use actix_web::test;
+use medrelay_crypto::{domain, PatientSecretKeys, PreKeyPair, SigningKey};
+use medrelay_server::store::SledStore;
+use medrelay_server::{enroll_in, AppState, Clock};
+use medrelay_wire::{
+    challenge_message, registration_message, ChallengeResponse, ErrorBody, Health, PrincipalInfo,
+    RegisterRequest, Role, TokenRequest, TokenResponse, B64,
+};
+use rand_chacha::rand_core::SeedableRng;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+pub const T0: u64 = 1_800_000_000;
+pub struct Env {
+    pub dir: tempfile::TempDir,
+    pub state: AppState,
+    pub clock: Clock,
+}
+
+pub fn env() -> Env {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("db")).unwrap();
+    let clock = Clock::manual(T0);
+    let signer = medrelay_policy::LogSigner::new("test.medrelay/log", &log_key()).unwrap();
+    let state = AppState::new(store, clock.clone(), signer);
+    Env { dir, state, clock }
+}
+
+pub fn log_key() -> SigningKey {
+    SigningKey::from_seed(&[0x10; 32])
+}
+
+pub fn key(seed: u64) -> SigningKey {
+    SigningKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(seed))
+}
+
+/// A patient's PRE keys, derived deterministically from their signing key.
+pub fn patient_keys(sk: &SigningKey) -> PatientSecretKeys {
+    PatientSecretKeys::generate(&mut rand_chacha::ChaCha20Rng::from_seed(*sk.to_seed()))
+}
+
+/// A doctor's PRE key pair, derived deterministically from their signing key.
+pub fn doctor_keys(sk: &SigningKey) -> PreKeyPair {
+    PreKeyPair::generate(&mut rand_chacha::ChaCha20Rng::from_seed(*sk.to_seed()))
+}
+
+pub fn pre_key_bytes(sk: &SigningKey, role: Role) -> Vec<u8> {
+    match role {
+        Role::Patient => patient_keys(sk).public_keys().to_bytes(),
+        Role::Doctor => doctor_keys(sk).public_key().to_bytes(),
+        Role::Analyst | Role::Auditor => vec![0x42; 8],
+    }
+}
+
+pub fn register_request(sk: &SigningKey, role: Role, name: &str, token: Option<String>) -> RegisterRequest {
+    let keys = pre_key_bytes(sk, role);
+    let vk = sk.verifying_key();
+    let sig = sk.sign(domain::SIG_REGISTRATION, &registration_message(role, name, &vk, &keys));
+    RegisterRequest {
+        role,
+        name: name.into(),
+        signing_key: vk,
+        pre_public_keys: B64(keys),
+        enrollment_token: token,
+        signature: sig,
+    }
+}
+
+pub async fn call<S, B>(svc: &S, req: test::TestRequest) -> (u16, Vec<u8>)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let res = test::call_service(svc, req.to_request()).await;
+    let status = res.status().as_u16();
+    let body = test::read_body(res).await.to_vec();
+    (status, body)
+}
+
+pub async fn post<S, B, T: Serialize>(svc: &S, path: &str, body: &T, token: Option<&str>) -> (u16, Vec<u8>)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req = test::TestRequest::post().uri(path).set_json(body);
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    call(svc, req).await
+}
+
+pub async fn get<S, B>(svc: &S, path: &str, token: Option<&str>) -> (u16, Vec<u8>)
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut req = test::TestRequest::get().uri(path);
+    if let Some(t) = token {
+        req = req.insert_header(("Authorization", format!("Bearer {t}")));
+    }
+    call(svc, req).await
+}
+
+pub fn json<T: DeserializeOwned>(body: &[u8]) -> T {
+    serde_json::from_slice(body).unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(body)))
+}
+
+/// Asserts an error status and code, returning the body.
+pub fn expect_err((status, body): (u16, Vec<u8>), want_status: u16, want_code: &str) -> ErrorBody {
+    assert_eq!(status, want_status, "body: {}", String::from_utf8_lossy(&body));
+    let e: ErrorBody = json(&body);
+    assert_eq!(e.error, want_code, "message: {}", e.message);
+    e
+}
+
+pub async fn log_size<S, B>(svc: &S) -> u64
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (s, b) = get(svc, "/healthz", None).await;
+    assert_eq!(s, 200);
+    json::<Health>(&b).log_size
+}
+
+pub async fn register<S, B>(svc: &S, sk: &SigningKey, role: Role, token: Option<String>) -> PrincipalInfo
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (s, b) = post(svc, "/v1/principals", &register_request(sk, role, "Someone", token), None).await;
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+    json(&b)
+}
+
+pub async fn login<S, B>(svc: &S, sk: &SigningKey) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let principal = sk.principal_id();
+    let (s, b) = post(svc, "/v1/auth/challenge", &serde_json::json!({ "principal": principal }), None).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let ch: ChallengeResponse = json(&b);
+    let sig = sk.sign(domain::SIG_AUTH_CHALLENGE, &challenge_message(&principal, ch.nonce.as_bytes()));
+    let (s, b) =
+        post(svc, "/v1/auth/token", &TokenRequest { principal, nonce: ch.nonce, signature: sig }, None).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    json::<TokenResponse>(&b).token
+}
+
+pub fn enroll(env: &Env, role: Role) -> String {
+    enroll_in(env.state.store().as_ref(), role, "Dr Example", &env.clock).unwrap().to_string()
+}
+
+pub async fn challenge_for<S, B>(svc: &S, principal: medrelay_crypto::PrincipalId) -> ChallengeResponse
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (s, b) = post(svc, "/v1/auth/challenge", &serde_json::json!({ "principal": principal }), None).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    json(&b)
+}

@@ -1,0 +1,229 @@
+//! Record upload and listing through the real actix HTTP stack, with real
+//! envelopes from medrelay-crypto, and the canary scan of the data directory.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use actix_web::test;
+use base64::Engine as _;
+use common::*;
+use medrelay_crypto::{
+    encrypt_record, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Timestamp,
+};
+use medrelay_server::app;
+use medrelay_wire::{
+    limits, RecordList, Role, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
+};
+use rand_chacha::rand_core::SeedableRng;
+
+const CANARY: &str = "CANARY-PATIENT-PLAINTEXT-9f2c71e4";
+
+fn seal(sk: &SigningKey, seed: u64, body: &[u8]) -> RecordEnvelope {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let cat = RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap();
+    let header = RecordHeader::new(
+        RecordId::random(&mut rng),
+        sk.principal_id(),
+        cat,
+        "application/fhir+json",
+        Timestamp(T0),
+    )
+    .unwrap();
+    encrypt_record(&mut rng, sk, &patient_keys(sk).public_keys(), header, body).unwrap()
+}
+
+fn one(env: &RecordEnvelope) -> UploadRecordRequest {
+    UploadRecordRequest { envelope: B64(env.to_bytes()) }
+}
+
+#[actix_web::test]
+async fn patients_upload_and_list_their_records() {
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let p = key(1);
+    register(&svc, &p, Role::Patient, None).await;
+    let tok = login(&svc, &p).await;
+    let e1 = seal(&p, 100, b"{\"resourceType\":\"Observation\"}");
+    let (s, b) = post(&svc, "/v1/records", &one(&e1), Some(&tok)).await;
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+    let r: UploadRecordsResponse = json(&b);
+    assert_eq!(r.receipts.len(), 1);
+    assert_eq!(r.receipts[0].record_id, e1.header().record_id());
+    assert_eq!(r.receipts[0].log_index, 1);
+
+    let batch: Vec<RecordEnvelope> = (0..3).map(|i| seal(&p, 200 + i, b"batch body")).collect();
+    let req = UploadRecordsRequest { envelopes: batch.iter().map(|e| B64(e.to_bytes())).collect() };
+    let (s, b) = post(&svc, "/v1/records/batch", &req, Some(&tok)).await;
+    assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
+    let r: UploadRecordsResponse = json(&b);
+    assert_eq!(r.receipts.iter().map(|x| x.log_index).collect::<Vec<_>>(), vec![2, 3, 4]);
+
+    let (s, b) = get(&svc, &format!("/v1/patients/{}/records", p.principal_id()), Some(&tok)).await;
+    assert_eq!(s, 200);
+    let list: RecordList = json(&b);
+    assert_eq!(list.records.len(), 4);
+    assert!(list.records.iter().all(|r| r.owner == p.principal_id()));
+    // The stored envelope is byte-for-byte what was uploaded.
+    let (s, b) = get(&svc, &format!("/v1/records/{}", e1.header().record_id()), Some(&tok)).await;
+    assert_eq!(s, 200);
+    assert_eq!(json::<UploadRecordRequest>(&b).envelope.0, e1.to_bytes());
+    // Another patient sees neither the list nor the envelope.
+    let q = key(2);
+    register(&svc, &q, Role::Patient, None).await;
+    let tq = login(&svc, &q).await;
+    expect_err(
+        get(&svc, &format!("/v1/patients/{}/records", p.principal_id()), Some(&tq)).await,
+        403,
+        "forbidden",
+    );
+    expect_err(
+        get(&svc, &format!("/v1/records/{}", e1.header().record_id()), Some(&tq)).await,
+        403,
+        "forbidden",
+    );
+    expect_err(
+        get(&svc, &format!("/v1/records/{}", RecordId::from_bytes([0; 16])), Some(&tq)).await,
+        404,
+        "not_found",
+    );
+}
+
+#[actix_web::test]
+async fn bad_envelopes_are_refused_and_change_nothing() {
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let p = key(3);
+    let q = key(4);
+    register(&svc, &p, Role::Patient, None).await;
+    register(&svc, &q, Role::Patient, None).await;
+    let tok = login(&svc, &p).await;
+    let before = log_size(&svc).await;
+    let good = seal(&p, 1, b"body").to_bytes();
+
+    // Someone else's (validly signed) envelope.
+    let theirs = seal(&q, 2, b"body");
+    expect_err(post(&svc, "/v1/records", &one(&theirs), Some(&tok)).await, 403, "forbidden");
+    // Tampered ciphertext: the owner's signature no longer verifies.
+    let mut t = good.clone();
+    let n = t.len();
+    t[n - 1] ^= 1;
+    let req = UploadRecordRequest { envelope: B64(t) };
+    expect_err(post(&svc, "/v1/records", &req, Some(&tok)).await, 400, "bad_signature");
+    // Truncated, trailing garbage, wrong version, empty.
+    for bad in [
+        good[..good.len() / 2].to_vec(),
+        [good.clone(), vec![0]].concat(),
+        {
+            let mut v = good.clone();
+            v[4] = 99;
+            v
+        },
+        vec![],
+    ] {
+        let req = UploadRecordRequest { envelope: B64(bad) };
+        expect_err(post(&svc, "/v1/records", &req, Some(&tok)).await, 400, "invalid_field");
+    }
+    // Oversized envelope.
+    let req = UploadRecordRequest { envelope: B64(vec![0; limits::MAX_ENVELOPE_BYTES + 1]) };
+    expect_err(post(&svc, "/v1/records", &req, Some(&tok)).await, 400, "invalid_field");
+    // Batch limits, and a batch with one bad envelope stores nothing.
+    let empty = UploadRecordsRequest { envelopes: vec![] };
+    expect_err(post(&svc, "/v1/records/batch", &empty, Some(&tok)).await, 400, "invalid_field");
+    let many = UploadRecordsRequest { envelopes: vec![B64(good.clone()); limits::MAX_BATCH_RECORDS + 1] };
+    expect_err(post(&svc, "/v1/records/batch", &many, Some(&tok)).await, 400, "invalid_field");
+    let mixed = UploadRecordsRequest { envelopes: vec![B64(good.clone()), B64(theirs.to_bytes())] };
+    expect_err(post(&svc, "/v1/records/batch", &mixed, Some(&tok)).await, 403, "forbidden");
+    let dup = UploadRecordsRequest { envelopes: vec![B64(good.clone()), B64(good.clone())] };
+    expect_err(post(&svc, "/v1/records/batch", &dup, Some(&tok)).await, 409, "conflict");
+    // No token, and a non-patient token.
+    expect_err(post(&svc, "/v1/records", &one(&seal(&p, 1, b"body")), None).await, 401, "unauthorized");
+    let d = key(5);
+    register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    let td = login(&svc, &d).await;
+    expect_err(post(&svc, "/v1/records", &one(&seal(&p, 1, b"body")), Some(&td)).await, 403, "wrong_role");
+    let after_doctor = before + 1;
+    assert_eq!(log_size(&svc).await, after_doctor);
+    let (_, b) = get(&svc, &format!("/v1/patients/{}/records", p.principal_id()), Some(&tok)).await;
+    assert!(json::<RecordList>(&b).records.is_empty());
+    // The good envelope still goes in once, then is a conflict.
+    assert_eq!(
+        post(&svc, "/v1/records", &UploadRecordRequest { envelope: B64(good.clone()) }, Some(&tok)).await.0,
+        201
+    );
+    expect_err(
+        post(&svc, "/v1/records", &UploadRecordRequest { envelope: B64(good) }, Some(&tok)).await,
+        409,
+        "conflict",
+    );
+    assert_eq!(log_size(&svc).await, after_doctor + 1);
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Base64 forms of `s` as it would appear at any alignment inside a longer
+/// base64 string: the middle part that does not depend on its neighbours.
+fn base64_forms(s: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for pad in 0..3 {
+        let mut v = vec![0u8; pad];
+        v.extend_from_slice(s);
+        let enc = base64::engine::general_purpose::STANDARD.encode(&v);
+        let start = if pad == 0 { 0 } else { 4 };
+        let end = enc.len().saturating_sub(4);
+        out.push(enc.as_bytes()[start..end].to_vec());
+        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&v);
+        let end = enc.len().saturating_sub(4);
+        out.push(enc.as_bytes()[start..end].to_vec());
+    }
+    out
+}
+
+#[actix_web::test]
+async fn data_directory_never_holds_plaintext_or_secret_keys() {
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let p = key(9);
+    register(&svc, &p, Role::Patient, None).await;
+    let tok = login(&svc, &p).await;
+    let body = format!("{{\"resourceType\":\"Observation\",\"note\":\"{CANARY}\"}}").repeat(20);
+    let batch: Vec<RecordEnvelope> = (0..4).map(|i| seal(&p, 300 + i, body.as_bytes())).collect();
+    let req = UploadRecordsRequest { envelopes: batch.iter().map(|e| B64(e.to_bytes())).collect() };
+    assert_eq!(post(&svc, "/v1/records/batch", &req, Some(&tok)).await.0, 201);
+    env.state.store().flush().unwrap();
+
+    let mut needles = vec![CANARY.as_bytes().to_vec()];
+    needles.extend(base64_forms(CANARY.as_bytes()));
+    // Secret keys: the signing key seed and the PRE master secret, raw and hex.
+    let seed = p.to_seed();
+    let master = patient_keys(&p).master().to_bytes();
+    for secret in [&seed[..], &master[..]] {
+        needles.push(secret.to_vec());
+        needles.push(hex::encode(secret).into_bytes());
+        needles.extend(base64_forms(secret));
+    }
+    let mut files = 0;
+    let mut bytes = 0;
+    let mut stack = vec![env.dir.path().to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+                continue;
+            }
+            let data = std::fs::read(&path).unwrap();
+            files += 1;
+            bytes += data.len();
+            for n in &needles {
+                assert!(!contains(&data, n), "{} holds a forbidden byte string", path.display());
+            }
+        }
+    }
+    assert!(files > 0 && bytes > 4 * body.len(), "scanned {files} files, {bytes} bytes");
+    // Sanity: the scan does find the canary when it is there.
+    assert!(contains(format!("x{CANARY}y").as_bytes(), CANARY.as_bytes()));
+    let b64 = base64::engine::general_purpose::STANDARD.encode(format!("ab{CANARY}cd"));
+    assert!(base64_forms(CANARY.as_bytes()).iter().any(|n| contains(b64.as_bytes(), n)));
+}
