@@ -22,6 +22,9 @@ pub const SIG_SUMMARY: &[u8] = b"medrelay/v1/sig/summary";
 pub const HKDF_DATA_KEY: &[u8] = b"medrelay/v1/hkdf/data-key";
 /// HKDF info prefix for deriving a key class's PRE secrets from the master secret.
 pub const HKDF_KEY_CLASS: &[u8] = b"medrelay/v1/hkdf/key-class";
+/// HKDF info expanding a 32-byte lattice seed into the tfhe seeds of the
+/// secret key and the public key's mask.
+pub const HKDF_LATTICE_KEYGEN: &[u8] = b"medrelay/v1/hkdf/lattice-keygen";
 /// HKDF info for the patient's Umbral signing key (signs key fragments).
 pub const HKDF_UMBRAL_SIGNER: &[u8] = b"medrelay/v1/hkdf/umbral-signer";
 /// HKDF info for the Ed25519 signing key seed derived from a master secret.

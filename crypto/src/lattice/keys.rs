@@ -13,7 +13,8 @@ use tfhe::core_crypto::prelude::{
 use zeroize::{Zeroize, Zeroizing};
 
 use super::ntt::NttPoly;
-use super::params::{self, HKDF_LATTICE_KEYGEN, POLYNOMIAL_SIZE};
+use super::params::{self, POLYNOMIAL_SIZE};
+use crate::domain::HKDF_LATTICE_KEYGEN;
 
 /// A lattice secret key: a binary GLWE secret (N = 4096, k = 1).
 ///

@@ -34,11 +34,6 @@ pub(crate) const DELIVERED_MODULUS_LOG: usize = 12;
 /// noise stays strictly below q/4 = 2^126 in absolute value.
 pub(crate) const DECRYPTION_THRESHOLD_LOG2: u32 = 126;
 
-/// HKDF info for deriving the tfhe seeds of a lattice key pair from its
-/// 32-byte seed. (Kept here, in the lattice module the lattice engineer owns;
-/// it should move into `crate::domain` when the branches merge.)
-pub(crate) const HKDF_LATTICE_KEYGEN: &[u8] = b"medrelay/v1/hkdf/lattice-keygen";
-
 pub(crate) fn polynomial_size() -> PolynomialSize {
     PolynomialSize(POLYNOMIAL_SIZE)
 }
