@@ -30,8 +30,8 @@ use opendp::measures::ZeroConcentratedDivergence;
 use opendp::traits::InfAdd;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::{Reader, Writer};
 use crate::error::{DecodeError, DpError};
+use medrelay_crypto::encoding::{Decoder, Encoder};
 
 /// An analyst's id: the 32 bytes of their medrelay principal id
 /// (`medrelay_crypto::PrincipalId::as_bytes`), written as 64 hex digits.
@@ -345,7 +345,7 @@ impl Ledger {
 
     /// The versioned binary form for storage (magic `MRDL`, version 1).
     pub fn encode(&self) -> Vec<u8> {
-        let mut e = Writer::new(LEDGER_MAGIC, LEDGER_VERSION);
+        let mut e = Encoder::new(LEDGER_MAGIC, LEDGER_VERSION);
         e.fixed(self.analyst.as_bytes())
             .str(&self.schema)
             .u64(self.budget.epsilon.get().to_bits())
@@ -359,7 +359,7 @@ impl Ledger {
     /// Decodes [`Ledger::encode`]'s output, rejecting oversized, truncated,
     /// trailing, wrong-version or out-of-range input.
     pub fn decode(bytes: &[u8]) -> Result<Self, DpError> {
-        let mut d = Reader::open(bytes, LEDGER_MAGIC, &[LEDGER_VERSION], MAX_LEDGER_BYTES)?;
+        let mut d = Decoder::open(bytes, LEDGER_MAGIC, &[LEDGER_VERSION], MAX_LEDGER_BYTES)?;
         let analyst = AnalystId::from_bytes(d.array()?);
         let schema = d.str(MAX_SCHEMA_NAME)?.to_owned();
         let epsilon = Epsilon::new(f64::from_bits(d.u64()?))

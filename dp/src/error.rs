@@ -81,37 +81,9 @@ impl From<opendp::error::Error> for DpError {
     }
 }
 
-/// Why a binary blob (the stored ledger) failed to decode.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum DecodeError {
-    /// The input is larger than the limit for its type (checked before parsing).
-    #[error("input too large: {actual} bytes, limit {limit}")]
-    TooLarge {
-        /// The limit.
-        limit: usize,
-        /// The size found.
-        actual: usize,
-    },
-    /// The input ended early.
-    #[error("input truncated")]
-    Truncated,
-    /// Bytes follow the encoded value.
-    #[error("trailing bytes after the encoded value")]
-    TrailingBytes,
-    /// The blob is of another type.
-    #[error("wrong type tag (magic)")]
-    WrongMagic,
-    /// The blob's format version is not supported.
-    #[error("unsupported format version {found}")]
-    UnsupportedVersion {
-        /// The version found.
-        found: u8,
-    },
-    /// A field has an invalid value; names the field.
-    #[error("invalid {0}")]
-    Invalid(&'static str),
-}
+/// Why a binary blob (the stored ledger) failed to decode: the workspace's
+/// one decoding error, shared with `medrelay_crypto::encoding`.
+pub use medrelay_crypto::DecodeError;
 
 /// Why a summary schema was refused.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

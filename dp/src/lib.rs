@@ -73,7 +73,6 @@
 
 mod answer;
 pub mod budget;
-mod codec;
 mod derive;
 mod error;
 mod mechanism;
