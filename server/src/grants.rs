@@ -183,9 +183,7 @@ async fn list_by_patient(
     id: web::Path<PrincipalId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    if auth.principal != id && auth.role != Role::Auditor {
-        return Err(ApiError::Forbidden("only the patient or an auditor may list these grants"));
-    }
+    require_self_or_auditor(&auth, id, "only the patient or an auditor may list these grants")?;
     let grants = state.with_store(move |s| s.list_grants_by_patient(&id, limits::MAX_LIST_ITEMS)).await?;
     Ok(HttpResponse::Ok().json(to_list(grants)))
 }
@@ -196,9 +194,16 @@ async fn list_by_doctor(
     id: web::Path<PrincipalId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    if auth.principal != id && auth.role != Role::Auditor {
-        return Err(ApiError::Forbidden("only the doctor or an auditor may list these grants"));
-    }
+    require_self_or_auditor(&auth, id, "only the doctor or an auditor may list these grants")?;
     let grants = state.with_store(move |s| s.list_grants_by_doctor(&id, limits::MAX_LIST_ITEMS)).await?;
     Ok(HttpResponse::Ok().json(to_list(grants)))
+}
+
+/// Grant lists are visible to the principal they are about and to auditors.
+fn require_self_or_auditor(auth: &Auth, id: PrincipalId, message: &'static str) -> Result<(), ApiError> {
+    if auth.principal == id || auth.role == Role::Auditor {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(message))
+    }
 }
