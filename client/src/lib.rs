@@ -1,1 +1,88 @@
-//! Placeholder: filled in by a later issue.
+//! medrelay-client: the library behind `medrelay-patient`,
+//! `medrelay-doctor` and `medrelay-auditor`.
+//!
+//! - [`http`]: a blocking HTTP client over the `medrelay-wire` types, with
+//!   challenge-response authentication and an in-memory token cache.
+//! - [`keystore`]: the profile directory; secret keys sealed under a
+//!   passphrase with the crypto crate's key-file format.
+//! - [`fhir`]: FHIR R4 import (Bundles and single resources), categories and
+//!   sensitivity labels.
+//! - [`Patient`], [`Doctor`], [`Auditor`]: the operations each role runs,
+//!   returning typed results (no printing), so the CLIs, the demo and the
+//!   end-to-end tests share them.
+//!
+//! # Threat model
+//!
+//! The client machine is trusted; the server and the network are not. All
+//! encryption, signing and decryption happens here: only ciphertext,
+//! signatures and public keys leave. The client verifies what the server
+//! returns before trusting it: directory entries by their registration
+//! signatures, grants by the patient's signature, records by the owner's
+//! signature and the capsule-fragment proofs, and the audit log by signed
+//! checkpoints (key pinned at `init`), consistency proofs against the last
+//! checkpoint seen, and inclusion proofs. Secrets (keys, passphrases,
+//! bearer tokens, plaintext) are zeroized, never printed by `Debug`, never
+//! in an error message. Every answer is read with a size limit.
+//! Out of scope: a compromised client machine; a server that withholds
+//! service; a log key that was already malicious at first use (compare the
+//! fingerprint out of band).
+//!
+//! # Example
+//!
+//! ```no_run
+//! use medrelay_client::{Connect, Doctor, Passphrase, Patient, ServerOptions};
+//! use medrelay_policy::Purpose;
+//! use std::path::{Path, PathBuf};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let server = ServerOptions::new("http://127.0.0.1:8443");
+//! let pass = Passphrase::new("correct horse battery")?;
+//! let patient = Patient::init(Path::new("/tmp/p"), &server, "Alpha", &pass)?;
+//! let report = patient.import(&[PathBuf::from("tests/data/fhir-patient-alpha.json")], &mut |_| ())?;
+//! assert_eq!(report.failed(), 0);
+//!
+//! let doctor = Doctor::init(Path::new("/tmp/d"), &server, "Dr Bravo", "<operator token>", &pass)?;
+//! let d = patient.doctor(&doctor.id())?;
+//! let scope = "Observation?category=laboratory".parse()?;
+//! patient.grant(&d, &scope, 30 * 86_400, Purpose::Treatment)?;
+//! for p in doctor.shared()? {
+//!     for r in p.records {
+//!         let fetched = doctor.fetch(&r.record_id)?;
+//!         println!("{}", String::from_utf8_lossy(&fetched.record.export_bytes()));
+//!     }
+//! }
+//! # let _ = Connect::default();
+//! # Ok(())
+//! # }
+//! ```
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod auditor;
+#[cfg(feature = "cli")]
+pub mod cli;
+mod doctor;
+pub mod domain;
+mod error;
+pub mod fhir;
+pub mod http;
+pub mod keystore;
+mod patient;
+mod session;
+pub mod time;
+pub mod transparency;
+
+pub use auditor::{
+    accesses_in, grants_in, AccessItem, AuditGrant, Auditor, Filter, VerifiedLog, VerifyReport,
+};
+pub use doctor::{Doctor, FetchAllReport, FetchedRecord, SharedPatient, SharedRecord, WrittenRecord};
+pub use error::ClientError;
+pub use http::{Http, ServerOptions};
+pub use keystore::{default_profile_dir, Passphrase, Profile, ProfileInfo};
+pub use patient::{
+    history_item, FileImport, History, HistoryItem, ImportReport, ImportedFile, LocalRecord, Patient,
+    RecordRow, MAX_UPLOAD_BYTES,
+};
+pub use session::{
+    extension_for, media_type_for, validate_name, Connect, GrantSummary, Identity, OpenedRecord, Progress,
+};

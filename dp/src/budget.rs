@@ -289,6 +289,13 @@ impl Ledger {
         self.queries
     }
 
+    /// Replaces the total budget (an operator's decision), keeping everything
+    /// spent so far. A total below the spending leaves nothing to spend; it
+    /// never refunds.
+    pub fn set_budget(&mut self, budget: Budget) {
+        self.budget = budget;
+    }
+
     /// ε spent so far at the budget's δ (see the module docs).
     pub fn spent_epsilon(&self) -> Result<f64, DpError> {
         combined(self.spent_pure_epsilon, self.spent_rho, self.budget.delta)

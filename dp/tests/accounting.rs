@@ -225,3 +225,20 @@ fn mutated_ledger_bytes_never_panic() {
     }
     assert!(accepted < 5000, "mutations must be caught at least sometimes");
 }
+
+#[test]
+fn set_budget_keeps_spending_and_never_refunds() {
+    let mut ledger = common::ledger(0.5);
+    ledger.debit(PrivacyCost::Epsilon(0.25)).unwrap();
+    let new = Budget { epsilon: Epsilon::new(2.0).unwrap(), delta: Delta::new(1e-6).unwrap() };
+    ledger.set_budget(new);
+    assert_eq!(ledger.budget(), new);
+    assert_eq!(ledger.spent_pure_epsilon(), 0.25);
+    assert_eq!(ledger.queries(), 1);
+    assert_eq!(ledger.remaining_epsilon().unwrap(), 1.75);
+    // Lowering the total below the spending leaves nothing, not a refund.
+    ledger.set_budget(Budget { epsilon: Epsilon::new(0.1).unwrap(), ..new });
+    assert_eq!(ledger.remaining_epsilon().unwrap(), 0.0);
+    assert!(matches!(ledger.debit(PrivacyCost::Epsilon(0.01)), Err(DpError::Overspend(_))));
+    assert_eq!(ledger.spent_pure_epsilon(), 0.25);
+}

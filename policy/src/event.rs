@@ -16,6 +16,7 @@ use crate::error::PolicyError;
 use crate::grant::{SignedGrant, SignedRevocation, MAX_SIGNED_GRANT_LEN, MAX_SIGNED_REVOCATION_LEN};
 use crate::merkle::{hash_leaf, MerkleHash};
 use crate::principal::Role;
+use crate::refusal::{RefusalReason, RefusedObject};
 
 const VERSION: u8 = 1;
 /// Largest encoded event.
@@ -125,6 +126,50 @@ pub enum LogEvent {
         /// The schema.
         schema: String,
     },
+    /// The server refused an object an authenticated principal submitted
+    /// (forged or wrongly signed grant, revocation or re-encryption keys,
+    /// tampered envelope, someone else's object) and stored nothing else.
+    RequestRefused {
+        /// When.
+        at: Timestamp,
+        /// The authenticated principal who submitted it.
+        principal: PrincipalId,
+        /// What it submitted, with the id the object claimed (unverified).
+        what: RefusedObject,
+        /// Why it was refused.
+        reason: RefusalReason,
+    },
+    /// A patient withdrew (deleted) their DP summary.
+    SummaryWithdrawn {
+        /// When.
+        at: Timestamp,
+        /// The patient.
+        patient: PrincipalId,
+        /// The schema.
+        schema: String,
+    },
+    /// The operator installed a DP summary schema.
+    SchemaAdded {
+        /// When.
+        at: Timestamp,
+        /// The schema's name.
+        schema: String,
+        /// SHA-256 of the schema's canonical JSON as the server serves it.
+        schema_sha256: [u8; 32],
+    },
+    /// The operator set an analyst's total DP budget for a schema.
+    BudgetSet {
+        /// When.
+        at: Timestamp,
+        /// The analyst.
+        analyst: PrincipalId,
+        /// The schema.
+        schema: String,
+        /// Total ε, finite and > 0.
+        epsilon: f64,
+        /// δ at which zCDP spending converts to ε, finite and > 0.
+        delta: f64,
+    },
 }
 
 fn valid_cost(x: f64) -> bool {
@@ -149,7 +194,11 @@ impl LogEvent {
             | LogEvent::ReencryptionServed { at, .. }
             | LogEvent::AccessDenied { at, .. }
             | LogEvent::DpQueryAnswered { at, .. }
-            | LogEvent::SummarySubmitted { at, .. } => *at,
+            | LogEvent::SummarySubmitted { at, .. }
+            | LogEvent::RequestRefused { at, .. }
+            | LogEvent::SummaryWithdrawn { at, .. }
+            | LogEvent::SchemaAdded { at, .. }
+            | LogEvent::BudgetSet { at, .. } => *at,
         }
     }
 
@@ -165,6 +214,10 @@ impl LogEvent {
             LogEvent::AccessDenied { .. } => "access_denied",
             LogEvent::DpQueryAnswered { .. } => "dp_query_answered",
             LogEvent::SummarySubmitted { .. } => "summary_submitted",
+            LogEvent::RequestRefused { .. } => "request_refused",
+            LogEvent::SummaryWithdrawn { .. } => "summary_withdrawn",
+            LogEvent::SchemaAdded { .. } => "schema_added",
+            LogEvent::BudgetSet { .. } => "budget_set",
         }
     }
 
@@ -179,6 +232,10 @@ impl LogEvent {
             LogEvent::AccessDenied { .. } => 6,
             LogEvent::DpQueryAnswered { .. } => 7,
             LogEvent::SummarySubmitted { .. } => 8,
+            LogEvent::RequestRefused { .. } => 9,
+            LogEvent::SummaryWithdrawn { .. } => 10,
+            LogEvent::SchemaAdded { .. } => 11,
+            LogEvent::BudgetSet { .. } => 12,
         }
     }
 
@@ -194,8 +251,20 @@ impl LogEvent {
                     return Err(PolicyError::Malformed("log event: privacy cost"));
                 }
             }
-            LogEvent::SummarySubmitted { schema, .. } if !valid_schema(schema) => {
+            LogEvent::SummarySubmitted { schema, .. }
+            | LogEvent::SummaryWithdrawn { schema, .. }
+            | LogEvent::SchemaAdded { schema, .. }
+                if !valid_schema(schema) =>
+            {
                 return Err(PolicyError::Malformed("log event: schema name"));
+            }
+            LogEvent::BudgetSet { schema, epsilon, delta, .. } => {
+                if !valid_schema(schema) {
+                    return Err(PolicyError::Malformed("log event: schema name"));
+                }
+                if !valid_cost(*epsilon) || *epsilon == 0.0 || !valid_cost(*delta) || *delta == 0.0 {
+                    return Err(PolicyError::Malformed("log event: budget"));
+                }
             }
             _ => {}
         }
@@ -246,8 +315,18 @@ impl LogEvent {
             LogEvent::DpQueryAnswered { analyst, schema, epsilon, rho, .. } => {
                 e.fixed(analyst.as_bytes()).str(schema).u64(epsilon.to_bits()).u64(rho.to_bits());
             }
-            LogEvent::SummarySubmitted { patient, schema, .. } => {
+            LogEvent::SummarySubmitted { patient, schema, .. }
+            | LogEvent::SummaryWithdrawn { patient, schema, .. } => {
                 e.fixed(patient.as_bytes()).str(schema);
+            }
+            LogEvent::RequestRefused { principal, what, reason, .. } => {
+                e.fixed(principal.as_bytes()).u8(what.byte()).fixed(&what.id_bytes()).u8(reason.byte());
+            }
+            LogEvent::SchemaAdded { schema, schema_sha256, .. } => {
+                e.str(schema).fixed(schema_sha256);
+            }
+            LogEvent::BudgetSet { analyst, schema, epsilon, delta, .. } => {
+                e.fixed(analyst.as_bytes()).str(schema).u64(epsilon.to_bits()).u64(delta.to_bits());
             }
         }
         Ok(e.finish())
@@ -324,6 +403,30 @@ impl LogEvent {
                 at,
                 patient: pid(&mut d)?,
                 schema: d.str(MAX_SCHEMA_NAME_LEN)?.to_owned(),
+            },
+            9 => {
+                let principal = pid(&mut d)?;
+                let kind = d.u8()?;
+                let what = RefusedObject::from_parts(kind, d.array()?)?;
+                let reason = RefusalReason::from_byte(d.u8()?)?;
+                LogEvent::RequestRefused { at, principal, what, reason }
+            }
+            10 => LogEvent::SummaryWithdrawn {
+                at,
+                patient: pid(&mut d)?,
+                schema: d.str(MAX_SCHEMA_NAME_LEN)?.to_owned(),
+            },
+            11 => LogEvent::SchemaAdded {
+                at,
+                schema: d.str(MAX_SCHEMA_NAME_LEN)?.to_owned(),
+                schema_sha256: d.array()?,
+            },
+            12 => LogEvent::BudgetSet {
+                at,
+                analyst: pid(&mut d)?,
+                schema: d.str(MAX_SCHEMA_NAME_LEN)?.to_owned(),
+                epsilon: f64::from_bits(d.u64()?),
+                delta: f64::from_bits(d.u64()?),
             },
             _ => return Err(PolicyError::Malformed("log event: unknown event type")),
         };
@@ -402,6 +505,30 @@ enum EventView<'a> {
         patient: PrincipalId,
         schema: &'a str,
     },
+    RequestRefused {
+        at: Timestamp,
+        principal: PrincipalId,
+        what: &'static str,
+        object: String,
+        reason: RefusalReason,
+    },
+    SummaryWithdrawn {
+        at: Timestamp,
+        patient: PrincipalId,
+        schema: &'a str,
+    },
+    SchemaAdded {
+        at: Timestamp,
+        schema: &'a str,
+        schema_sha256: String,
+    },
+    BudgetSet {
+        at: Timestamp,
+        analyst: PrincipalId,
+        schema: &'a str,
+        epsilon: f64,
+        delta: f64,
+    },
 }
 
 impl serde::Serialize for LogEvent {
@@ -460,6 +587,22 @@ impl serde::Serialize for LogEvent {
             },
             LogEvent::SummarySubmitted { at, patient, schema } => {
                 EventView::SummarySubmitted { at: *at, patient: *patient, schema }
+            }
+            LogEvent::RequestRefused { at, principal, what, reason } => EventView::RequestRefused {
+                at: *at,
+                principal: *principal,
+                what: what.kind(),
+                object: hex::encode(what.id_bytes()),
+                reason: *reason,
+            },
+            LogEvent::SummaryWithdrawn { at, patient, schema } => {
+                EventView::SummaryWithdrawn { at: *at, patient: *patient, schema }
+            }
+            LogEvent::SchemaAdded { at, schema, schema_sha256 } => {
+                EventView::SchemaAdded { at: *at, schema, schema_sha256: hex::encode(schema_sha256) }
+            }
+            LogEvent::BudgetSet { at, analyst, schema, epsilon, delta } => {
+                EventView::BudgetSet { at: *at, analyst: *analyst, schema, epsilon: *epsilon, delta: *delta }
             }
         };
         view.serialize(s)

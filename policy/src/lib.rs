@@ -22,6 +22,11 @@
 //! fail closed: an empty scope cannot be built, sensitive records are
 //! excluded unless each of their labels is named.
 //!
+//! Auditors run [`audit::audit_log`] over the whole log: it recomputes the
+//! root against a signed checkpoint and replays every entry, re-verifying
+//! each patient signature with the key the log registered and checking every
+//! served re-encryption against the grant it names.
+//!
 //! # Example: grant and authorize
 //!
 //! ```
@@ -96,6 +101,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod audit;
 mod authorize;
 mod checkpoint;
 pub mod domain;
@@ -104,6 +110,7 @@ mod event;
 mod grant;
 mod merkle;
 mod principal;
+mod refusal;
 mod scope;
 pub mod testing;
 mod tree;
@@ -115,6 +122,7 @@ pub use grant::{
     MAX_GRANT_LEN, MAX_SIGNED_GRANT_LEN, MAX_SIGNED_REVOCATION_LEN,
 };
 pub use principal::{PrePublicKey, Principal, Role, MAX_DISPLAY_NAME_LEN, MAX_PRE_KEY_LEN};
+pub use refusal::{RefusalReason, RefusedObject};
 pub use scope::{Scope, MAX_SCOPE_ITEMS, MAX_SCOPE_LEN};
 
 pub use checkpoint::{

@@ -7,7 +7,7 @@ use medrelay_crypto::{
 };
 use medrelay_policy::{
     verify_inclusion, Denial, Grant, LogEvent, MemoryNodeStore, MerkleTree, PolicyError, PrePublicKey,
-    Purpose, Revocation, Role, SignedGrant, MAX_EVENT_LEN,
+    Purpose, RefusalReason, RefusedObject, Revocation, Role, SignedGrant, MAX_EVENT_LEN,
 };
 
 fn events() -> Vec<LogEvent> {
@@ -97,6 +97,43 @@ fn events() -> Vec<LogEvent> {
             patient: patient.principal_id(),
             schema: "vitals-v1".into(),
         },
+        LogEvent::RequestRefused {
+            at: Timestamp(19),
+            principal: patient.principal_id(),
+            what: RefusedObject::Grant(GrantId::from_bytes([4; 16])),
+            reason: RefusalReason::BadSignature,
+        },
+        LogEvent::RequestRefused {
+            at: Timestamp(19),
+            principal: patient.principal_id(),
+            what: RefusedObject::ReencryptionKeys(GrantId::from_bytes([4; 16])),
+            reason: RefusalReason::BadSignature,
+        },
+        LogEvent::RequestRefused {
+            at: Timestamp(20),
+            principal: doctor.principal_id(),
+            what: RefusedObject::Revocation(GrantId::from_bytes([4; 16])),
+            reason: RefusalReason::NotOwner,
+        },
+        LogEvent::RequestRefused {
+            at: Timestamp(21),
+            principal: patient.principal_id(),
+            what: RefusedObject::Record(RecordId::from_bytes([5; 16])),
+            reason: RefusalReason::BadSignature,
+        },
+        LogEvent::SummaryWithdrawn {
+            at: Timestamp(19),
+            patient: patient.principal_id(),
+            schema: "vitals-v1".into(),
+        },
+        LogEvent::SchemaAdded { at: Timestamp(3), schema: "health-basics".into(), schema_sha256: [7; 32] },
+        LogEvent::BudgetSet {
+            at: Timestamp(4),
+            analyst: doctor.principal_id(),
+            schema: "health-basics".into(),
+            epsilon: 2.5,
+            delta: 1e-6,
+        },
     ]
 }
 
@@ -148,6 +185,25 @@ fn bad_events_are_typed_errors() {
         };
         assert!(matches!(ev.to_bytes(), Err(PolicyError::Malformed(_))), "{eps} {schema:?}");
     }
+    // Budgets must be positive and finite; withdrawals and schema events
+    // need valid schema names.
+    for (eps, delta) in [(0.0, 1e-6), (1.0, 0.0), (f64::NAN, 1e-6), (1.0, f64::INFINITY), (-1.0, 1e-6)] {
+        let ev = LogEvent::BudgetSet { at: Timestamp(1), analyst, schema: "s".into(), epsilon: eps, delta };
+        assert_eq!(ev.to_bytes(), Err(PolicyError::Malformed("log event: budget")), "{eps} {delta}");
+    }
+    let bad = [
+        LogEvent::SummaryWithdrawn { at: Timestamp(1), patient: analyst, schema: "a b".into() },
+        LogEvent::SchemaAdded { at: Timestamp(1), schema: String::new(), schema_sha256: [0; 32] },
+    ];
+    for ev in bad {
+        assert_eq!(ev.to_bytes(), Err(PolicyError::Malformed("log event: schema name")), "{}", ev.kind());
+    }
+    // A valid budget event with a corrupted ε (NaN bits) is refused on decode.
+    let ok = LogEvent::BudgetSet { at: Timestamp(1), analyst, schema: "s".into(), epsilon: 1.0, delta: 1e-6 };
+    let mut bytes = ok.to_bytes().unwrap();
+    let eps_at = bytes.len() - 16;
+    bytes[eps_at..eps_at + 8].copy_from_slice(&f64::NAN.to_bits().to_be_bytes());
+    assert_eq!(LogEvent::from_bytes(&bytes), Err(PolicyError::Malformed("log event: budget")));
 }
 
 #[test]
@@ -190,4 +246,39 @@ fn events_have_a_json_view_without_content() {
     for ev in &evs {
         assert_eq!(serde_json::to_value(ev).unwrap()["type"], ev.kind());
     }
+    let refused = evs.iter().find(|e| e.kind() == "request_refused").unwrap();
+    let json = serde_json::to_value(refused).unwrap();
+    assert_eq!(json["what"], "grant");
+    assert_eq!(json["object"], "04".repeat(16));
+    assert_eq!(json["reason"], "bad_signature");
+    assert_eq!(json["principal"], SigningKey::from_seed(&[1; 32]).principal_id().to_string());
+    assert_eq!(json.as_object().unwrap().len(), 6, "{json}");
+}
+
+#[test]
+fn refusal_events_reject_unknown_kinds_and_reasons() {
+    let ev = LogEvent::RequestRefused {
+        at: Timestamp(1),
+        principal: SigningKey::from_seed(&[1; 32]).principal_id(),
+        what: RefusedObject::Record(RecordId::from_bytes([5; 16])),
+        reason: RefusalReason::NotOwner,
+    };
+    let good = ev.to_bytes().unwrap();
+    // Layout: magic(4) version(1) tag(1) at(8) principal(32) kind(1) id(16) reason(1).
+    assert_eq!(good.len(), 4 + 1 + 1 + 8 + 32 + 1 + 16 + 1);
+    assert_eq!(good[5], 9);
+    let kind_at = 4 + 1 + 1 + 8 + 32;
+    let mut bad_kind = good.clone();
+    bad_kind[kind_at] = 4;
+    assert_eq!(LogEvent::from_bytes(&bad_kind), Err(PolicyError::Malformed("refused object kind")));
+    let mut bad_reason = good.clone();
+    *bad_reason.last_mut().unwrap() = 2;
+    assert_eq!(LogEvent::from_bytes(&bad_reason), Err(PolicyError::Malformed("refusal reason code")));
+    // Every kind and reason decodes to itself.
+    let mut other_kind = good.clone();
+    other_kind[kind_at] = 0;
+    assert!(matches!(
+        LogEvent::from_bytes(&other_kind).unwrap(),
+        LogEvent::RequestRefused { what: RefusedObject::Grant(g), .. } if g == GrantId::from_bytes([5; 16])
+    ));
 }

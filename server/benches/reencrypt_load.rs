@@ -2,6 +2,11 @@
 //! fixed concurrency, over real HTTP on loopback, next to the raw
 //! `reencrypt_capsule` rate measured in the same run.
 //!
+//! The HTTP load runs twice against the same database: once with the
+//! re-encryption key cache off (every request decodes the grant's keys from
+//! the store and prepares their NTT form: the behaviour before the cache) and
+//! once with it on (the default).
+//!
 //! `cargo bench -p medrelay-server --bench reencrypt_load`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
@@ -89,19 +94,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i]
 }
 
-fn main() {
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(&dir.path().join("db")).unwrap();
-    let signer = LogSigner::new("bench.medrelay/log", &SigningKey::generate(&mut rng)).unwrap();
-    let state = AppState::new(store, Clock::System, signer);
+/// Serves `state` on a fresh loopback port (2 workers); returns the address.
+fn start_server(state: AppState) -> String {
     let addr =
         format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
-    let st = state.clone();
     let bind = addr.clone();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            actix_web::HttpServer::new(move || app(st.clone()))
+            actix_web::HttpServer::new(move || app(state.clone()))
                 .workers(2)
                 .bind(&bind)
                 .unwrap()
@@ -113,6 +113,49 @@ fn main() {
     while TcpStream::connect(&addr).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
+    addr
+}
+
+/// `CONCURRENCY` clients each asking `REQUESTS_PER_CLIENT` re-encryptions;
+/// returns (requests/s, sorted latencies).
+fn http_load(addr: &str, td: &str, ids: &[RecordId]) -> (f64, Vec<Duration>) {
+    let start = Instant::now();
+    let handles: Vec<_> = (0..CONCURRENCY)
+        .map(|c| {
+            let addr = addr.to_owned();
+            let td = td.to_owned();
+            let ids = ids.to_vec();
+            std::thread::spawn(move || {
+                let mut lat = Vec::with_capacity(REQUESTS_PER_CLIENT);
+                for i in 0..REQUESTS_PER_CLIENT {
+                    let id = ids[(c + i) % ids.len()];
+                    let t = Instant::now();
+                    let (s, b) =
+                        request(&addr, "POST", &format!("/v1/records/{id}/reencrypt"), Some(&td), b"");
+                    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+                    lat.push(t.elapsed());
+                }
+                lat
+            })
+        })
+        .collect();
+    let mut lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
+    let secs = start.elapsed().as_secs_f64();
+    lat.sort();
+    (lat.len() as f64 / secs, lat)
+}
+
+fn main() {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("db")).unwrap();
+    let log_key = SigningKey::generate(&mut rng);
+    let signer = || LogSigner::new("bench.medrelay/log", &log_key).unwrap();
+    // Two servers over one database: cache off (the pre-cache behaviour) and on.
+    let state = AppState::new(store.clone(), Clock::System, signer()).with_rekey_cache(0);
+    let cached = AppState::new(store, Clock::System, signer());
+    let addr = start_server(state.clone());
+    let cached_addr = start_server(cached.clone());
 
     let p = SigningKey::generate(&mut rng);
     let d = SigningKey::generate(&mut rng);
@@ -180,39 +223,21 @@ fn main() {
     }
     let raw_secs = start.elapsed().as_secs_f64();
 
-    // HTTP load at fixed concurrency.
-    let start = Instant::now();
-    let handles: Vec<_> = (0..CONCURRENCY)
-        .map(|c| {
-            let addr = addr.clone();
-            let td = td.clone();
-            let ids = ids.clone();
-            std::thread::spawn(move || {
-                let mut lat = Vec::with_capacity(REQUESTS_PER_CLIENT);
-                for i in 0..REQUESTS_PER_CLIENT {
-                    let id = ids[(c + i) % ids.len()];
-                    let t = Instant::now();
-                    let (s, b) =
-                        request(&addr, "POST", &format!("/v1/records/{id}/reencrypt"), Some(&td), b"");
-                    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-                    lat.push(t.elapsed());
-                }
-                lat
-            })
-        })
-        .collect();
-    let mut lat: Vec<Duration> = handles.into_iter().flat_map(|h| h.join().unwrap()).collect();
-    let secs = start.elapsed().as_secs_f64();
-    lat.sort();
-    let n = lat.len();
+    // HTTP load at fixed concurrency, cache off then on.
+    let off = http_load(&addr, &td, &ids);
+    let on = http_load(&cached_addr, &td, &ids);
+    assert_eq!(state.rekey_cache().len(), 0);
+    assert_eq!(cached.rekey_cache().len(), 1, "the grant's one key is cached");
     println!(
         "raw reencrypt_capsule: {RAW_ITERATIONS} in {raw_secs:.3} s = {:.1} ops/s",
         RAW_ITERATIONS as f64 / raw_secs
     );
-    println!(
-        "HTTP re-encryption (concurrency {CONCURRENCY}, {n} requests, 2 workers): {:.1} req/s, p50 {:.2} ms, p99 {:.2} ms",
-        n as f64 / secs,
-        percentile(&lat, 0.50).as_secs_f64() * 1e3,
-        percentile(&lat, 0.99).as_secs_f64() * 1e3
-    );
+    for (label, (rate, lat)) in [("key cache off", off), ("key cache on ", on)] {
+        println!(
+            "HTTP re-encryption, {label} (concurrency {CONCURRENCY}, {} requests, 2 workers): {rate:.1} req/s, p50 {:.2} ms, p99 {:.2} ms",
+            lat.len(),
+            percentile(&lat, 0.50).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3
+        );
+    }
 }

@@ -69,6 +69,14 @@ pub enum ApiError {
     /// The object exists already or conflicts with stored state.
     #[error("{0}")]
     Conflict(&'static str),
+    /// A DP query does not fit the analyst's privacy budget; nothing was
+    /// spent. The message gives the requested cost, the total and δ.
+    #[error("{0}")]
+    BudgetExceeded(String),
+    /// The analyst has no privacy budget for this schema (none set by the
+    /// operator and no default configured).
+    #[error("no privacy budget for this schema: the operator must set one")]
+    NoBudget,
     /// Server-side failure; the detail stays in the log.
     #[error("internal error")]
     Internal(String),
@@ -91,6 +99,8 @@ impl ApiError {
             ApiError::InvalidEnrollment => "invalid_enrollment",
             ApiError::NotFound(_) => "not_found",
             ApiError::Conflict(_) => "conflict",
+            ApiError::BudgetExceeded(_) => "budget_exceeded",
+            ApiError::NoBudget => "no_budget",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -120,9 +130,11 @@ impl ResponseError for ApiError {
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized | ApiError::InvalidEnrollment => StatusCode::UNAUTHORIZED,
-            ApiError::WrongRole { .. } | ApiError::Denied { .. } | ApiError::Forbidden(_) => {
-                StatusCode::FORBIDDEN
-            }
+            ApiError::WrongRole { .. }
+            | ApiError::Denied { .. }
+            | ApiError::Forbidden(_)
+            | ApiError::BudgetExceeded(_)
+            | ApiError::NoBudget => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -144,12 +156,15 @@ impl From<StoreError> for ApiError {
                 "principal" => "principal already registered",
                 "record" => "record id already stored",
                 "grant" => "grant id already stored",
+                "schema" => "a schema with this name is already installed",
                 _ => "already exists",
             }),
             StoreError::NotFound(what) => ApiError::NotFound(what),
             StoreError::InvalidEnrollment => ApiError::InvalidEnrollment,
             StoreError::OutOfRange(m) => ApiError::InvalidParameter(m),
             StoreError::AlreadyRevoked => ApiError::Conflict("grant already revoked"),
+            StoreError::Overspend(o) => ApiError::BudgetExceeded(o.to_string()),
+            StoreError::NoBudget => ApiError::NoBudget,
             e @ (StoreError::Corrupt(_) | StoreError::Backend(_)) => ApiError::Internal(e.to_string()),
         }
     }

@@ -1,13 +1,22 @@
 //! Audit events: medrelay-policy's typed [`LogEvent`], turned into store
 //! appends (canonical bytes + the principals each event concerns, so a
 //! patient can list the events about their records).
+//!
+//! Refusals ([`refuse`]): a submitted object whose signature or ownership
+//! does not check out (forged grant, tampered envelope, someone else's
+//! revocation) is answered with its 4xx and logged as `request refused`
+//! with ids and codes only, never the submitted bytes; nothing else is
+//! stored. Only requests that passed bearer authentication reach these
+//! checks, so an anonymous client cannot grow the log: every refusal entry
+//! names a registered principal who is accountable for it, exactly as for
+//! the records and grants that principal may legitimately append.
 
 use medrelay_crypto::{Fingerprint, PrincipalId};
-use medrelay_policy::LogEvent;
+use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 use medrelay_wire::Role;
 
 use crate::store::LogAppend;
-use crate::ApiError;
+use crate::{ApiError, AppState};
 
 /// The policy crate's role for a wire role.
 pub(crate) fn policy_role(role: Role) -> medrelay_policy::Role {
@@ -47,7 +56,11 @@ fn subjects(ev: &LogEvent) -> Result<Vec<PrincipalId>, ApiError> {
             v
         }
         LogEvent::DpQueryAnswered { analyst, .. } => vec![*analyst],
-        LogEvent::SummarySubmitted { patient, .. } => vec![*patient],
+        LogEvent::RequestRefused { principal, .. } => vec![*principal],
+        LogEvent::SummarySubmitted { patient, .. } | LogEvent::SummaryWithdrawn { patient, .. } => {
+            vec![*patient]
+        }
+        LogEvent::BudgetSet { analyst, .. } => vec![*analyst],
         _ => Vec::new(),
     };
     v.sort();
@@ -59,4 +72,35 @@ fn subjects(ev: &LogEvent) -> Result<Vec<PrincipalId>, ApiError> {
 pub(crate) fn append(ev: &LogEvent) -> Result<LogAppend, ApiError> {
     let data = ev.to_bytes().map_err(|e| ApiError::Internal(format!("encoding a log event: {e}")))?;
     Ok(LogAppend { data, subjects: subjects(ev)? })
+}
+
+/// Logs that `principal` (authenticated) submitted `what` and it was refused
+/// for `reason`, and returns `error`, the answer to send. A failed log append
+/// fails the request instead (the audit log is always on).
+pub(crate) async fn refuse(
+    state: &AppState,
+    principal: PrincipalId,
+    what: RefusedObject,
+    reason: RefusalReason,
+    error: ApiError,
+) -> ApiError {
+    let event = match append(&LogEvent::RequestRefused { at: state.clock().now(), principal, what, reason }) {
+        Ok(e) => e,
+        Err(e) => return e,
+    };
+    match state.with_store(move |s| s.append_log(&event)).await {
+        Ok(idx) => {
+            state.metrics().request_refused();
+            tracing::info!(
+                principal.id = %principal,
+                refused.kind = what.kind(),
+                refused.id = %hex::encode(what.id_bytes()),
+                reason = reason.code(),
+                log.index = idx,
+                "request refused"
+            );
+            error
+        }
+        Err(e) => e,
+    }
 }

@@ -1,12 +1,19 @@
 //! Grants: creation (patient-signed grant + one verified re-encryption key
 //! per key class of its scope), listing, and revocation (patient-signed;
-//! deletes the stored re-encryption keys in the same transaction).
+//! deletes the stored re-encryption keys in the same transaction, and drops
+//! the grant's prepared keys from the in-memory cache at once).
+//!
+//! A grant, revocation or re-encryption key that decodes but is signed by
+//! someone else, fails its signature, or names another patient is refused
+//! and logged as `request refused` (grant id and reason only); nothing else
+//! is stored. Malformed bytes are a plain 400.
 
 use actix_web::{web, HttpResponse};
 use medrelay_crypto::encoding::{Decoder, Encoder};
 use medrelay_crypto::{GrantId, PatientPublicKeys, PrePublicKey, PrincipalId, ReencryptionKey};
 use medrelay_policy::{
-    LogEvent, SignedGrant, SignedRevocation, MAX_SIGNED_GRANT_LEN, MAX_SIGNED_REVOCATION_LEN,
+    LogEvent, RefusalReason, RefusedObject, SignedGrant, SignedRevocation, MAX_SIGNED_GRANT_LEN,
+    MAX_SIGNED_REVOCATION_LEN,
 };
 use medrelay_wire::{
     limits, CreateGrantRequest, GrantInfo, GrantList, GrantReceipt, RevokeRequest, Role, B64,
@@ -70,14 +77,16 @@ async fn create(
         ));
     }
     let signed = SignedGrant::from_bytes(req.grant.as_bytes()).map_err(|e| ApiError::field("grant", e))?;
-    let claimed = signed.unverified_patient().map_err(|e| ApiError::field("grant", e))?;
-    if claimed != patient {
-        return Err(ApiError::Forbidden("the grant's patient is not the authenticated patient"));
+    let claimed =
+        medrelay_policy::Grant::from_bytes(signed.body()).map_err(|e| ApiError::field("grant", e))?;
+    let refused = RefusedObject::Grant(claimed.grant_id());
+    if claimed.patient() != patient {
+        let error = ApiError::Forbidden("the grant's patient is not the authenticated patient");
+        return Err(events::refuse(&state, patient, refused, RefusalReason::NotOwner, error).await);
     }
     let grant_bytes = req.grant.into_bytes();
     let (patient_p, doctor_p) = {
-        let g = medrelay_policy::Grant::from_bytes(signed.body()).map_err(|e| ApiError::field("grant", e))?;
-        let doctor = g.doctor();
+        let doctor = claimed.doctor();
         state.with_store(move |s| Ok((s.get_principal(&patient)?, s.get_principal(&doctor)?))).await?
     };
     let patient_p = patient_p.ok_or(ApiError::Unauthorized)?;
@@ -86,7 +95,13 @@ async fn create(
         Some(_) => return Err(ApiError::field("grant", "the grantee is not a doctor")),
         None => return Err(ApiError::NotFound("doctor")),
     };
-    let verified = signed.verify(&patient_p.signing_key).map_err(|_| ApiError::BadSignature("grant"))?;
+    let verified = match signed.verify(&patient_p.signing_key) {
+        Ok(v) => v,
+        Err(_) => {
+            let error = ApiError::BadSignature("grant");
+            return Err(events::refuse(&state, patient, refused, RefusalReason::BadSignature, error).await);
+        }
+    };
     let grant = verified.grant();
     let grant_id = grant.grant_id();
     let doctor = grant.doctor();
@@ -115,7 +130,11 @@ async fn create(
                 format!("unexpected or repeated key class {}", class.as_str()),
             ));
         }
-        rk.verify(&patient_keys, &doctor_key).map_err(|_| ApiError::BadSignature("re-encryption key"))?;
+        if rk.verify(&patient_keys, &doctor_key).is_err() {
+            let what = RefusedObject::ReencryptionKeys(grant_id);
+            let error = ApiError::BadSignature("re-encryption key");
+            return Err(events::refuse(&state, patient, what, RefusalReason::BadSignature, error).await);
+        }
         stored.push(raw.into_bytes());
     }
     if seen != wanted {
@@ -149,15 +168,26 @@ async fn revoke(
     let (grant, principal) =
         state.with_store(move |s| Ok((s.get_grant(&id)?, s.get_principal(&patient)?))).await?;
     let grant = grant.ok_or(ApiError::NotFound("grant"))?;
+    let refused = RefusedObject::Revocation(id);
     if grant.patient != patient {
-        return Err(ApiError::Forbidden("only the granting patient may revoke"));
+        let error = ApiError::Forbidden("only the granting patient may revoke");
+        return Err(events::refuse(&state, patient, refused, RefusalReason::NotOwner, error).await);
     }
     let principal = principal.ok_or(ApiError::Unauthorized)?;
-    let verified = signed.verify(&principal.signing_key).map_err(|_| ApiError::BadSignature("revocation"))?;
+    let verified = match signed.verify(&principal.signing_key) {
+        Ok(v) => v,
+        Err(_) => {
+            let error = ApiError::BadSignature("revocation");
+            return Err(events::refuse(&state, patient, refused, RefusalReason::BadSignature, error).await);
+        }
+    };
     let now = state.clock().now();
     let event = events::append(&LogEvent::GrantRevoked { at: now, revocation: verified.signed().clone() })?;
     let bytes = raw.into_bytes();
     let log_index = state.with_store(move |s| s.revoke_grant(&id, &bytes, &event)).await?;
+    // The revocation is durable and the stored keys are gone: drop the
+    // prepared copies too, and stop loads in flight from re-inserting them.
+    state.rekey_cache().0.invalidate(id);
     tracing::info!(grant.id = %id, patient.id = %patient, log.index = log_index, "grant revoked");
     Ok(HttpResponse::Ok().json(GrantReceipt { grant_id: id, log_index }))
 }

@@ -2,9 +2,21 @@
 //!
 //! One process serves the directory of principals, operator enrollment,
 //! challenge-response authentication, record envelopes, grants, proxy
-//! re-encryption and the audit log, all under `/v1`. The binary
-//! (`medrelay-server`) is a thin CLI over [`app`], [`serve`] and
-//! [`enroll`].
+//! re-encryption, the audit log and the differential-privacy service
+//! (schemas, opt-in summaries, analysts' queries against a durable budget;
+//! see `docs/DP-SERVICE.md`), all under `/v1`. The binary
+//! (`medrelay-server`) is a thin CLI over [`app`], [`serve`],
+//! [`enroll_operator`] and the DP operator commands ([`add_schema`],
+//! [`set_budget`]).
+//!
+//! Operations: the operator enrolls doctors, analysts and auditors while the
+//! server runs through a Unix-domain admin socket in the data directory
+//! (mode 0600 in a 0700 directory; never on the network; see [`admin`]),
+//! or offline when it does not run. Expired sessions, challenges and
+//! enrollment tokens are swept periodically ([`sweep_expired`]). Prepared
+//! re-encryption keys are kept in a bounded cache ([`RekeyCache`]) that is
+//! consulted only after authorization and emptied of a grant's keys as soon
+//! as its revocation is durable.
 //!
 //! # Threat model
 //!
@@ -16,8 +28,12 @@
 //! swaps keys or serves records without a grant. Clients are untrusted:
 //! every body has a size limit, every JSON type rejects unknown fields, every
 //! blob is versioned and decoded with limits, and every error is a 4xx JSON
-//! body that changed nothing. Bearer tokens and enrollment tokens are stored
-//! only as SHA-256 hashes; challenges are single use. Logs carry ids only.
+//! body that changed nothing — except that a submission from an
+//! authenticated principal that fails its signature or names someone else
+//! (forged grant, tampered envelope) is also written to the audit log as
+//! `request refused`, ids and reason only. Bearer tokens and enrollment
+//! tokens are stored only as SHA-256 hashes; challenges are single use.
+//! Logs carry ids only.
 //!
 //! # Example
 //!
@@ -37,17 +53,24 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admin;
 mod auth;
 mod clock;
 mod directory;
+mod dp;
+mod dp_admin;
 mod error;
 mod events;
 mod grants;
+mod local;
 mod log;
+mod maintenance;
 mod metrics;
 mod openapi;
 mod records;
 mod reencrypt;
+mod rekey_cache;
+pub mod scan;
 mod serve;
 pub mod store;
 
@@ -61,9 +84,19 @@ use medrelay_wire::limits;
 
 pub use auth::{AuditorAuth, Auth, DoctorAuth, PatientAuth};
 pub use clock::Clock;
+pub use dp::{default_dp_budget, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON};
+pub use dp_admin::{
+    add_schema, add_schema_in, budget_from, install_default_schema, install_schema, list_schemas, set_budget,
+    set_budget_in,
+};
 pub use error::ApiError;
+pub use local::LocalServer;
+pub use maintenance::{spawn_sweeper, sweep_expired, DEFAULT_SWEEP_INTERVAL};
 pub use metrics::Metrics;
-pub use serve::{enroll, enroll_in, init, load_log_key, serve, ServeConfig, ServeError};
+pub use rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
+pub use serve::{
+    enroll, enroll_in, enroll_operator, init, load_log_key, serve, EnrolledVia, ServeConfig, ServeError,
+};
 
 use store::Store;
 
@@ -74,6 +107,8 @@ pub struct AppState {
     clock: Clock,
     metrics: Arc<Metrics>,
     log_signer: Arc<LogSigner>,
+    rekey_cache: Arc<RekeyCache>,
+    dp_default_budget: Option<medrelay_dp::Budget>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -91,7 +126,34 @@ impl AppState {
             clock,
             metrics: Arc::new(Metrics::default()),
             log_signer: Arc::new(log_signer),
+            rekey_cache: Arc::new(RekeyCache::new(DEFAULT_REKEY_CACHE_KEYS)),
+            dp_default_budget: default_dp_budget(),
         }
+    }
+
+    /// The same state with a re-encryption key cache of `capacity` keys
+    /// (0: off) instead of [`DEFAULT_REKEY_CACHE_KEYS`].
+    pub fn with_rekey_cache(mut self, capacity: usize) -> Self {
+        self.rekey_cache = Arc::new(RekeyCache::new(capacity));
+        self
+    }
+
+    /// The re-encryption key cache.
+    pub fn rekey_cache(&self) -> &RekeyCache {
+        &self.rekey_cache
+    }
+
+    /// Sets the DP budget an analyst gets for a schema when the operator has
+    /// set none (`None`: such analysts are refused with `no_budget`). The
+    /// default is [`default_dp_budget`].
+    pub fn with_dp_default_budget(mut self, budget: Option<medrelay_dp::Budget>) -> Self {
+        self.dp_default_budget = budget;
+        self
+    }
+
+    /// The DP budget applied when the operator has set none.
+    pub fn dp_default_budget(&self) -> Option<medrelay_dp::Budget> {
+        self.dp_default_budget
     }
 
     /// The log checkpoint signer.
@@ -165,7 +227,8 @@ pub fn app(
                 .configure(records::routes)
                 .configure(grants::routes)
                 .configure(reencrypt::routes)
-                .configure(log::routes),
+                .configure(log::routes)
+                .configure(dp::routes),
         )
         .default_service(web::to(not_found))
 }

@@ -1,14 +1,31 @@
 //! `medrelay-server`: a thin CLI over the medrelay-server library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
-use medrelay_server::{enroll, init, serve, Clock, ServeConfig};
+use medrelay_crypto::PrincipalId;
+use medrelay_server::{
+    add_schema, budget_from, enroll_operator, init, list_schemas, serve, set_budget, Clock, EnrolledVia,
+    ServeConfig, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON, DEFAULT_REKEY_CACHE_KEYS,
+};
 use medrelay_wire::Role;
 
+const AFTER_HELP: &str = "\
+Enrolling while the server runs: `serve` listens on a Unix-domain admin socket,
+DATA/admin/admin.sock (directory mode 0700, socket mode 0600: only the server's
+user and root can connect; never on the network). `enroll-doctor` and `enroll`
+use it when a server answers there, and open the database directly otherwise.
+Run them as the server's user. `serve --no-admin-socket` turns the socket off.";
+
 #[derive(Debug, Parser)]
-#[command(name = "medrelay-server", version, about = "medrelay policy, PRE and audit log server")]
+#[command(
+    name = "medrelay-server",
+    version,
+    about = "medrelay policy, PRE and audit log server",
+    after_help = AFTER_HELP
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -39,8 +56,33 @@ enum Command {
         /// Log origin: the name in signed checkpoints.
         #[arg(long, env = "MEDRELAY_LOG_ORIGIN", default_value = "medrelay.local/log")]
         log_origin: String,
+        /// Do not listen on the operator admin socket DATA/admin/admin.sock
+        /// (enrollment then needs the server stopped).
+        #[arg(long, env = "MEDRELAY_NO_ADMIN_SOCKET")]
+        no_admin_socket: bool,
+        /// Re-encryption keys kept prepared in memory (one per grant and key
+        /// class, ~5.3 MiB each once used: the 32-key default is ~170 MiB);
+        /// 0 turns the cache off.
+        #[arg(long, env = "MEDRELAY_REKEY_CACHE_KEYS", default_value_t = DEFAULT_REKEY_CACHE_KEYS)]
+        rekey_cache_keys: usize,
+        /// Seconds between sweeps of expired sessions, challenges and
+        /// enrollment tokens.
+        #[arg(long, env = "MEDRELAY_SWEEP_INTERVAL_SECS", default_value_t = 60,
+              value_parser = clap::value_parser!(u64).range(1..=86_400))]
+        sweep_interval_secs: u64,
+        /// ε of the DP budget an analyst gets for a schema the operator set
+        /// no budget for (written into the analyst's ledger on first use).
+        #[arg(long, env = "MEDRELAY_DP_DEFAULT_EPSILON", default_value_t = DEFAULT_DP_EPSILON)]
+        dp_default_epsilon: f64,
+        /// δ of that default budget.
+        #[arg(long, env = "MEDRELAY_DP_DEFAULT_DELTA", default_value_t = DEFAULT_DP_DELTA)]
+        dp_default_delta: f64,
+        /// No default DP budget: analysts need one set with `budget set`.
+        #[arg(long, env = "MEDRELAY_DP_NO_DEFAULT_BUDGET")]
+        dp_no_default_budget: bool,
     },
-    /// Issue a one-time enrollment token for a doctor (server stopped).
+    /// Issue a one-time enrollment token for a doctor (through the running
+    /// server's admin socket, or offline when no server runs).
     EnrollDoctor {
         /// Data directory.
         #[arg(long, env = "MEDRELAY_DATA")]
@@ -48,8 +90,13 @@ enum Command {
         /// The doctor's name.
         #[arg(long)]
         name: String,
+        /// Use this admin socket (default: DATA/admin/admin.sock if a server
+        /// answers there).
+        #[arg(long)]
+        socket: Option<PathBuf>,
     },
-    /// Issue a one-time enrollment token for an analyst or auditor.
+    /// Issue a one-time enrollment token for an analyst or auditor (through
+    /// the running server's admin socket, or offline).
     Enroll {
         /// Data directory.
         #[arg(long, env = "MEDRELAY_DATA")]
@@ -60,7 +107,84 @@ enum Command {
         /// The principal's name.
         #[arg(long)]
         name: String,
+        /// Use this admin socket (default: DATA/admin/admin.sock if a server
+        /// answers there).
+        #[arg(long)]
+        socket: Option<PathBuf>,
     },
+    /// DP summary schemas (server stopped).
+    #[command(subcommand)]
+    Schema(SchemaCommand),
+    /// DP analyst budgets (server stopped).
+    #[command(subcommand)]
+    Budget(BudgetCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum SchemaCommand {
+    /// Validate a schema JSON file, install it and log it.
+    Add {
+        /// Data directory.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        data: PathBuf,
+        /// The schema document.
+        file: PathBuf,
+    },
+    /// List the installed schemas.
+    List {
+        /// Data directory.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum BudgetCommand {
+    /// Set an analyst's total budget for a schema (spending so far is kept).
+    Set {
+        /// Data directory.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        data: PathBuf,
+        /// The analyst's principal id (64 hex digits).
+        #[arg(long)]
+        analyst: PrincipalId,
+        /// The schema's name.
+        #[arg(long)]
+        schema: String,
+        /// Total ε (pure DP, and the ε that zCDP spending converts to).
+        #[arg(long, conflicts_with = "rho", required_unless_present = "rho")]
+        epsilon: Option<f64>,
+        /// Total as ρ (zCDP): stored as the ε that ρ gives at δ.
+        #[arg(long)]
+        rho: Option<f64>,
+        /// δ at which zCDP spending converts to ε.
+        #[arg(long, default_value_t = DEFAULT_DP_DELTA)]
+        delta: f64,
+    },
+}
+
+/// Most bytes read from a schema file (medrelay-dp refuses larger documents
+/// anyway; this keeps a wrong path from reading a huge file).
+const MAX_SCHEMA_FILE: u64 = medrelay_dp::MAX_SCHEMA_BYTES as u64 + 1;
+
+fn read_schema_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    use std::io::Read as _;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(MAX_SCHEMA_FILE).read_to_end(&mut bytes))
+        .with_context(|| format!("reading {}", path.display()))?;
+    Ok(bytes)
+}
+
+/// Issues the token and prints it alone on stdout; says on stderr how.
+fn enroll_cmd(data: &Path, socket: Option<&Path>, role: Role, name: &str) -> anyhow::Result<()> {
+    let (token, via) = enroll_operator(data, socket, role, name, &Clock::System).context("enroll")?;
+    match via {
+        EnrolledVia::AdminSocket(p) => eprintln!("issued by the running server ({})", p.display()),
+        EnrolledVia::Database => eprintln!("issued offline in {}", data.display()),
+    }
+    println!("{}", token.as_str());
+    Ok(())
 }
 
 fn main() -> anyhow::Result<()> {
@@ -76,17 +200,68 @@ fn main() -> anyhow::Result<()> {
             let vk = init(&data).context("init")?;
             println!("initialized {}; log key {}", data.display(), vk.fingerprint());
         }
-        Command::Serve { data, bind, tls_cert, tls_key, log_origin } => {
-            let cfg = ServeConfig { data, bind, tls_cert, tls_key, log_origin };
+        Command::Serve {
+            data,
+            bind,
+            tls_cert,
+            tls_key,
+            log_origin,
+            no_admin_socket,
+            rekey_cache_keys,
+            sweep_interval_secs,
+            dp_default_epsilon,
+            dp_default_delta,
+            dp_no_default_budget,
+        } => {
+            let dp_default_budget = if dp_no_default_budget {
+                None
+            } else {
+                Some(
+                    budget_from(Some(dp_default_epsilon), None, dp_default_delta)
+                        .context("default DP budget")?,
+                )
+            };
+            let cfg = ServeConfig {
+                data,
+                bind,
+                tls_cert,
+                tls_key,
+                log_origin,
+                admin_socket: !no_admin_socket,
+                rekey_cache_keys,
+                sweep_interval: Duration::from_secs(sweep_interval_secs),
+                dp_default_budget,
+            };
             actix_web::rt::System::new().block_on(serve(cfg)).context("serve")?;
         }
-        Command::EnrollDoctor { data, name } => {
-            let t = enroll(&data, Role::Doctor, &name, &Clock::System).context("enroll-doctor")?;
-            println!("{}", t.as_str());
+        Command::EnrollDoctor { data, name, socket } => {
+            enroll_cmd(&data, socket.as_deref(), Role::Doctor, &name)?;
         }
-        Command::Enroll { data, role, name } => {
-            let t = enroll(&data, role, &name, &Clock::System).context("enroll")?;
-            println!("{}", t.as_str());
+        Command::Enroll { data, role, name, socket } => enroll_cmd(&data, socket.as_deref(), role, &name)?,
+        Command::Schema(SchemaCommand::Add { data, file }) => {
+            let bytes = read_schema_file(&file)?;
+            let s = add_schema(&data, &bytes).context("schema add")?;
+            println!(
+                "installed schema {} (sha256 {}, log index {})",
+                s.name,
+                hex::encode(s.sha256),
+                s.log_index
+            );
+        }
+        Command::Schema(SchemaCommand::List { data }) => {
+            for s in list_schemas(&data).context("schema list")? {
+                println!("{}\tsha256 {}\tlog index {}", s.name, hex::encode(s.sha256), s.log_index);
+            }
+        }
+        Command::Budget(BudgetCommand::Set { data, analyst, schema, epsilon, rho, delta }) => {
+            let budget = budget_from(epsilon, rho, delta).context("budget")?;
+            let l = set_budget(&data, &analyst, &schema, budget).context("budget set")?;
+            println!(
+                "analyst {analyst} schema {schema}: total ε {} at δ {}; spent ε {}",
+                l.budget().epsilon.get(),
+                l.budget().delta.get(),
+                l.spent_epsilon().context("ledger")?
+            );
         }
     }
     Ok(())

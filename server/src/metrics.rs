@@ -32,6 +32,10 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, RouteStats>>,
     reencryptions: AtomicU64,
     denials: AtomicU64,
+    refusals: AtomicU64,
+    rekey_cache_hits: AtomicU64,
+    rekey_cache_misses: AtomicU64,
+    expired_removed: AtomicU64,
 }
 
 impl Metrics {
@@ -59,6 +63,23 @@ impl Metrics {
     /// Counts one access denied.
     pub fn access_denied(&self) {
         self.denials.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one refused submission (logged as `request refused`).
+    pub fn request_refused(&self) {
+        self.refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one re-encryption key lookup answered from memory (`hit`) or
+    /// decoded from the store.
+    pub fn rekey_cache_lookup(&self, hit: bool) {
+        let c = if hit { &self.rekey_cache_hits } else { &self.rekey_cache_misses };
+        c.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts expired sessions, challenges and enrollment tokens removed.
+    pub fn expired_removed(&self, n: u64) {
+        self.expired_removed.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -107,6 +128,35 @@ impl Metrics {
         out.push_str("# HELP medrelay_access_denials_total Re-encryption requests denied.\n");
         out.push_str("# TYPE medrelay_access_denials_total counter\n");
         let _ = writeln!(out, "medrelay_access_denials_total {}", self.denials.load(Ordering::Relaxed));
+        let counters = [
+            (
+                "medrelay_requests_refused_total",
+                "Submissions refused for a bad signature or owner (logged).",
+                &self.refusals,
+            ),
+            (
+                "medrelay_rekey_cache_hits_total",
+                "Re-encryption keys found prepared in memory.",
+                &self.rekey_cache_hits,
+            ),
+            (
+                "medrelay_rekey_cache_misses_total",
+                "Re-encryption keys decoded from the store.",
+                &self.rekey_cache_misses,
+            ),
+            (
+                "medrelay_expired_removed_total",
+                "Expired sessions, challenges and enrollment tokens removed.",
+                &self.expired_removed,
+            ),
+        ];
+        for (name, help, c) in counters {
+            let _ = writeln!(
+                out,
+                "# HELP {name} {help}\n# TYPE {name} counter\n{name} {}",
+                c.load(Ordering::Relaxed)
+            );
+        }
         out
     }
 }
@@ -137,5 +187,13 @@ pub(crate) async fn healthz(state: web::Data<AppState>) -> Result<HttpResponse, 
 }
 
 pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(state.metrics().render())
+    let mut body = state.metrics().render();
+    let cache = state.rekey_cache();
+    let _ = writeln!(
+        body,
+        "# HELP medrelay_rekey_cache_keys Re-encryption keys held in memory.\n# TYPE medrelay_rekey_cache_keys gauge\nmedrelay_rekey_cache_keys {}\n# HELP medrelay_rekey_cache_capacity_keys Capacity of the re-encryption key cache.\n# TYPE medrelay_rekey_cache_capacity_keys gauge\nmedrelay_rekey_cache_capacity_keys {}",
+        cache.len(),
+        cache.capacity()
+    );
+    HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }

@@ -97,6 +97,34 @@ pub(crate) const ROUTES: &[RouteRow] = &[
     ("get", "/v1/log/inclusion", "Inclusion proof (?index=&tree_size=)", false, None, 200),
     ("get", "/v1/log/consistency", "Consistency proof (?old_size=&new_size=)", false, None, 200),
     ("get", "/v1/log/mine", "Audit log entries about the caller", true, None, 200),
+    ("get", "/v1/dp/schemas", "Installed DP summary schemas (any principal)", true, None, 200),
+    ("get", "/v1/dp/schemas/{name}", "One DP summary schema (any principal)", true, None, 200),
+    (
+        "put",
+        "/v1/dp/schemas/{name}/summary",
+        "Submit or replace the caller's summary, validated against the schema (patient)",
+        true,
+        Some("SummaryDoc"),
+        200,
+    ),
+    ("get", "/v1/dp/schemas/{name}/summary", "The caller's stored summary (patient)", true, None, 200),
+    ("delete", "/v1/dp/schemas/{name}/summary", "Withdraw the caller's summary (patient)", true, None, 200),
+    (
+        "post",
+        "/v1/dp/schemas/{name}/query",
+        "A DP aggregate query, charged to the caller's budget before the answer is sent (analyst)",
+        true,
+        Some("DpQuery"),
+        200,
+    ),
+    (
+        "get",
+        "/v1/dp/schemas/{name}/budget",
+        "The caller's privacy budget for the schema (analyst)",
+        true,
+        None,
+        200,
+    ),
 ];
 
 fn error_response(description: &str) -> Value {
@@ -115,7 +143,8 @@ pub(crate) fn spec() -> Value {
         responses.insert(
             "400".into(),
             error_response(
-                "malformed request (invalid_json, invalid_field, invalid_parameter, bad_signature)",
+                "malformed request (invalid_json, invalid_field, invalid_parameter, bad_signature; \
+                 a bad signature from an authenticated principal is also logged as request_refused)",
             ),
         );
         responses.insert("413".into(), error_response("body over the documented limit"));
@@ -124,7 +153,10 @@ pub(crate) fn spec() -> Value {
         if *auth {
             op["security"] = json!([{ "bearer": [] }]);
             op["responses"]["401"] = error_response("missing, unknown, expired or forged token");
-            op["responses"]["403"] = error_response("wrong role or access denied (reason code)");
+            op["responses"]["403"] = error_response(
+                "wrong role, access denied (reason code, logged), or another principal's object \
+                 (forbidden, logged as request_refused)",
+            );
         }
         if let Some(b) = body {
             op["requestBody"] = json!({
@@ -135,6 +167,16 @@ pub(crate) fn spec() -> Value {
         if path.contains("{id}") {
             op["parameters"] =
                 json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+        }
+        if path.contains("{name}") {
+            op["parameters"] = json!([{ "name": "name", "in": "path", "required": true,
+                "schema": { "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" } }]);
+        }
+        if path.starts_with("/v1/dp/") && *auth {
+            op["responses"]["403"] = error_response(
+                "wrong role, or the query does not fit the budget (budget_exceeded, no_budget); nothing was spent",
+            );
+            op["responses"]["404"] = error_response("unknown schema, or no summary stored");
         }
         let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
         entry[*method] = op;
@@ -172,6 +214,25 @@ pub(crate) fn spec() -> Value {
                 "TokenRequest": { "type": "object", "additionalProperties": false,
                     "required": ["principal", "nonce", "signature"],
                     "properties": { "principal": hex, "nonce": b64, "signature": b64 } },
+                "SummaryDoc": { "type": "object", "additionalProperties": false,
+                    "description": format!("A patient's summary (at most {} bytes): values by field name, null for unknown; numeric values within the schema's bounds", medrelay_dp::MAX_SUMMARY_BYTES),
+                    "required": ["schema", "values"],
+                    "properties": { "schema": { "type": "string" },
+                        "values": { "type": "object", "additionalProperties": {
+                            "type": ["boolean", "integer", "number", "string", "null"] } } } },
+                "DpQuery": { "type": "object", "additionalProperties": false,
+                    "description": format!("A medrelay-dp query (at most {} bytes, at most {} filters)", medrelay_dp::MAX_QUERY_BYTES, medrelay_dp::MAX_FILTERS),
+                    "required": ["statistic", "privacy"],
+                    "properties": {
+                        "statistic": { "type": "object", "required": ["kind"], "properties": { "kind": { "enum":
+                            ["count", "sum", "mean", "histogram", "variance", "std_dev", "correlation", "quantile", "median"] } } },
+                        "filters": { "type": "array", "maxItems": medrelay_dp::MAX_FILTERS, "items": { "type": "object",
+                            "required": ["op", "field"], "properties": { "op": { "enum": ["is", "one_of", "range"] } } } },
+                        "privacy": { "oneOf": [
+                            { "type": "object", "additionalProperties": false, "required": ["epsilon"],
+                              "properties": { "epsilon": { "type": "number", "exclusiveMinimum": 0, "maximum": 100 } } },
+                            { "type": "object", "additionalProperties": false, "required": ["rho"],
+                              "properties": { "rho": { "type": "number", "exclusiveMinimum": 0, "maximum": 100 } } } ] } } },
                 "RegisterRequest": { "type": "object", "additionalProperties": false,
                     "required": ["role", "name", "signing_key", "pre_public_keys", "signature"],
                     "properties": {
@@ -204,9 +265,11 @@ mod tests {
         let state = AppState::new(SledStore::open(dir.path()).unwrap(), Clock::manual(1), signer);
         let svc = test::init_service(app(state)).await;
         for (method, path, ..) in ROUTES {
-            let uri = path.replace("{id}", "00");
+            let uri = path.replace("{id}", "00").replace("{name}", "health-basics");
             let req = match *method {
                 "get" => test::TestRequest::get(),
+                "put" => test::TestRequest::put(),
+                "delete" => test::TestRequest::delete(),
                 _ => test::TestRequest::post(),
             }
             .uri(&uri)

@@ -4,7 +4,10 @@
 //! signed header names the authenticated patient as owner and that the
 //! owner's Ed25519 signature over header, capsule and ciphertext hash
 //! verifies, and then stores exactly the uploaded envelope bytes (ciphertext
-//! only) together with a `record published` log entry, atomically.
+//! only) together with a `record published` log entry, atomically. An
+//! envelope that decodes but is someone else's or whose signature fails
+//! (tampered) is refused, logged as `request refused` (record id and reason
+//! only), and nothing of the batch is stored.
 
 use actix_web::{web, HttpResponse};
 use medrelay_crypto::{PrincipalId, RecordEnvelope, RecordId};
@@ -17,7 +20,7 @@ use crate::auth::{Auth, PatientAuth};
 use crate::events;
 use crate::store::{LogAppend, RecordMeta};
 use crate::{ApiError, AppState};
-use medrelay_policy::LogEvent;
+use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/records", web::post().to(upload_one))
@@ -26,22 +29,31 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/patients/{id}/records", web::get().to(list));
 }
 
-/// Decodes and verifies one envelope for `owner`.
-pub(crate) fn check_envelope(
-    bytes: &[u8],
-    owner: &PrincipalId,
-    owner_key: &medrelay_crypto::VerifyingKey,
-) -> Result<RecordEnvelope, ApiError> {
+/// Decodes one envelope with its size limit (malformed bytes are a plain
+/// 400, not logged).
+fn decode_envelope(bytes: &[u8]) -> Result<RecordEnvelope, ApiError> {
     if bytes.len() > limits::MAX_ENVELOPE_BYTES {
         return Err(ApiError::field("envelope", format!("over {} bytes", limits::MAX_ENVELOPE_BYTES)));
     }
-    let env = RecordEnvelope::from_bytes(bytes, limits::MAX_ENVELOPE_BYTES)
-        .map_err(|e| ApiError::field("envelope", e))?;
+    RecordEnvelope::from_bytes(bytes, limits::MAX_ENVELOPE_BYTES).map_err(|e| ApiError::field("envelope", e))
+}
+
+/// Why a decoded envelope may not be stored for `owner`, if it may not:
+/// the reason to log and the answer to send.
+fn envelope_refusal(
+    env: &RecordEnvelope,
+    owner: &PrincipalId,
+    owner_key: &medrelay_crypto::VerifyingKey,
+) -> Option<(RefusalReason, ApiError)> {
     if env.header().owner() != *owner {
-        return Err(ApiError::Forbidden("the envelope's owner is not the authenticated patient"));
+        return Some((
+            RefusalReason::NotOwner,
+            ApiError::Forbidden("the envelope's owner is not the authenticated patient"),
+        ));
     }
-    env.verify_owner(owner_key).map_err(|_| ApiError::BadSignature("record envelope"))?;
-    Ok(env)
+    env.verify_owner(owner_key)
+        .err()
+        .map(|_| (RefusalReason::BadSignature, ApiError::BadSignature("record envelope")))
 }
 
 async fn store_envelopes(
@@ -61,7 +73,11 @@ async fn store_envelopes(
     let mut log_events = Vec::with_capacity(envelopes.len());
     for b in envelopes {
         let bytes = b.into_bytes();
-        let env = check_envelope(&bytes, &patient, &owner.signing_key)?;
+        let env = decode_envelope(&bytes)?;
+        if let Some((reason, error)) = envelope_refusal(&env, &patient, &owner.signing_key) {
+            let what = RefusedObject::Record(env.header().record_id());
+            return Err(events::refuse(state, patient, what, reason, error).await);
+        }
         let h = env.header();
         let meta = RecordMeta {
             record_id: h.record_id(),

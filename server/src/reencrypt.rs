@@ -8,9 +8,18 @@
 //! owner's signature on the envelope). Served and denied requests are both
 //! appended to the audit log; a denial answers 403 with the policy's reason
 //! code.
+//!
+//! Keys come from the bounded [`crate::RekeyCache`] when the grant's keys are
+//! there (decoded, with their NTT form prepared), else from the store; the
+//! cache is consulted only after authorization, so it never decides access.
+
+use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
-use medrelay_crypto::{reencrypt_capsule, PrincipalId, RecordEnvelope, RecordId};
+use medrelay_crypto::{
+    reencrypt_capsule, GrantId, KeyClass, PrincipalId, RecordEnvelope, RecordId, Timestamp,
+    VerifiedReencryptionKey,
+};
 use medrelay_policy::{authorize, Denial, LogEvent, ReadCapability, SignedGrant, SignedRevocation};
 use medrelay_wire::{limits, ReencryptItem, ReencryptRequest, ReencryptResponse, ReencryptedRecord, B64};
 use rand::rngs::OsRng;
@@ -49,13 +58,14 @@ async fn deny(
     }
 }
 
-/// Finds a capability for `doctor` on the record among the doctor's grants.
+/// Finds a capability for `doctor` on the record among the doctor's grants,
+/// with the end of that grant's validity.
 async fn find_capability(
     state: &AppState,
     doctor: PrincipalId,
     envelope: &RecordEnvelope,
     owner_key: &medrelay_crypto::VerifyingKey,
-) -> Result<Result<ReadCapability, Denial>, ApiError> {
+) -> Result<Result<(ReadCapability, Timestamp), Denial>, ApiError> {
     let owner = envelope.header().owner();
     let grants = state.with_store(move |s| s.list_grants_by_doctor(&doctor, limits::MAX_LIST_ITEMS)).await?;
     let now = state.clock().now();
@@ -75,8 +85,14 @@ async fn find_capability(
             None => None,
         };
         match authorize(&verified, &doctor, envelope.header(), revocation.as_ref(), now) {
-            Ok(cap) => return Ok(Ok(cap)),
-            Err(d) => denial = d,
+            Ok(cap) => return Ok(Ok((cap, verified.grant().not_after()))),
+            Err(d) => {
+                if matches!(d, Denial::Expired | Denial::Revoked) {
+                    // Never usable again: drop any prepared keys now.
+                    state.rekey_cache().0.remove(&g.grant_id);
+                }
+                denial = d;
+            }
         }
     }
     Ok(Err(denial))
@@ -97,33 +113,22 @@ async fn serve_one(
         .ok_or_else(|| ApiError::Internal("record owner missing".into()))?;
     let envelope = RecordEnvelope::from_bytes(&env_bytes, limits::MAX_ENVELOPE_BYTES)
         .map_err(|e| ApiError::Internal(format!("stored envelope: {e}")))?;
-    let cap = match find_capability(state, doctor, &envelope, &owner.signing_key).await? {
-        Ok(cap) => cap,
+    let (cap, not_after) = match find_capability(state, doctor, &envelope, &owner.signing_key).await? {
+        Ok(found) => found,
         Err(d) => return Err(deny(state, doctor, record, Some(owner_id), d).await),
     };
     let grant_id = cap.grant_id();
-    let Some(raw) = state.with_store(move |s| s.get_rekeys(&grant_id)).await? else {
-        // Revoked between the check and now: the keys are already gone.
-        return Err(deny(state, doctor, record, Some(owner_id), Denial::Revoked).await);
-    };
     let class = cap.key_class();
+    let key = match prepared_key(state, grant_id, class, not_after).await? {
+        Ok(key) => key,
+        Err(d) => return Err(deny(state, doctor, record, Some(owner_id), d).await),
+    };
     let owner_vk = owner.signing_key;
     let capsule = web::block(move || {
-        let keys = decode_rekeys(&raw)?;
-        let Some(key) = keys.into_iter().find(|k| k.key_class() == class) else {
-            return Ok(None);
-        };
-        // Verified against the patient's and doctor's keys when the grant was
-        // stored; the store holds only verified keys.
-        let key = key.skip_verification();
         reencrypt_capsule(&mut OsRng, &key, &owner_vk, &envelope)
-            .map(Some)
             .map_err(|e| crate::store::StoreError::Backend(format!("re-encryption: {e}")))
     })
     .await??;
-    let Some(capsule) = capsule else {
-        return Err(deny(state, doctor, record, Some(owner_id), Denial::OutOfScope).await);
-    };
     let event = events::append(&LogEvent::ReencryptionServed {
         at: state.clock().now(),
         grant: grant_id,
@@ -142,6 +147,38 @@ async fn serve_one(
         capsule: B64(capsule.to_bytes()),
         log_index,
     })
+}
+
+/// The verified re-encryption key of `class` for an authorized grant: from
+/// the cache, or decoded from the store (and then cached). `Revoked` if the
+/// store no longer holds the keys (revoked after the check), `OutOfScope` if
+/// the grant has no key for the class.
+async fn prepared_key(
+    state: &AppState,
+    grant: GrantId,
+    class: KeyClass,
+    not_after: Timestamp,
+) -> Result<Result<Arc<VerifiedReencryptionKey>, Denial>, ApiError> {
+    let cache = &state.rekey_cache().0;
+    if let Some(key) = cache.get(grant, class, state.clock().now()) {
+        state.metrics().rekey_cache_lookup(true);
+        return Ok(Ok(key));
+    }
+    state.metrics().rekey_cache_lookup(false);
+    let ticket = cache.ticket();
+    let Some(raw) = state.with_store(move |s| s.get_rekeys(&grant)).await? else {
+        // Revoked between the check and now: the keys are already gone.
+        return Ok(Err(Denial::Revoked));
+    };
+    let keys: Vec<Arc<VerifiedReencryptionKey>> = web::block(move || {
+        // Verified against the patient's and doctor's keys when the grant was
+        // stored; the store holds only verified keys.
+        decode_rekeys(&raw).map(|keys| keys.into_iter().map(|k| Arc::new(k.skip_verification())).collect())
+    })
+    .await??;
+    let found = keys.iter().find(|k| k.key_class() == class).cloned();
+    cache.insert(grant, keys, not_after, ticket);
+    Ok(found.ok_or(Denial::OutOfScope))
 }
 
 async fn reencrypt_one(

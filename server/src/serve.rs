@@ -1,10 +1,18 @@
 //! Running the server (plain HTTP or rustls TLS), `init` and operator
 //! enrollment, as called by the thin binary.
+//!
+//! `serve` runs three things on one actix system: the public API on
+//! `--bind`, the operator's admin socket (`DATA/admin/admin.sock`, see
+//! [`crate::admin`]; off with `--no-admin-socket`), and the expiry sweeper
+//! ([`crate::maintenance`]). Operator enrollment ([`enroll_operator`]) goes
+//! through the admin socket when a server answers on it and opens the
+//! database directly when none runs, so it works either way.
 
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::HttpServer;
 use medrelay_crypto::encoding::{Decoder, Encoder};
@@ -16,7 +24,7 @@ use zeroize::Zeroizing;
 use crate::auth::{random_token, secret_hash};
 use crate::directory::validate_name;
 use crate::store::{Enrollment, SledStore, Store, StoreError};
-use crate::{app, AppState, Clock};
+use crate::{app, maintenance, AppState, Clock};
 
 const LOG_KEY_FILE: &str = "log-signing.key";
 const LOG_KEY_MAGIC: &[u8; 4] = b"MRLK";
@@ -45,9 +53,18 @@ pub enum ServeError {
     /// A bad argument.
     #[error("invalid argument: {0}")]
     Argument(String),
+    /// The running server's admin socket refused the request or answered
+    /// something malformed (status 0).
+    #[error("admin socket answered {status}: {message}")]
+    Admin {
+        /// HTTP status (0 if the answer did not parse).
+        status: u16,
+        /// The server's error code and message.
+        message: String,
+    },
 }
 
-fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
+pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
     let context = context.into();
     move |source| ServeError::Io { context, source }
 }
@@ -65,14 +82,24 @@ pub struct ServeConfig {
     pub tls_key: Option<PathBuf>,
     /// Log origin (checkpoint key name), e.g. `medrelay.example/log`.
     pub log_origin: String,
+    /// Serve the operator's admin socket (`DATA/admin/admin.sock`).
+    pub admin_socket: bool,
+    /// Capacity of the re-encryption key cache, in keys (0: off).
+    pub rekey_cache_keys: usize,
+    /// Time between two expiry sweeps.
+    pub sweep_interval: Duration,
+    /// DP budget of an analyst for a schema the operator set no budget for
+    /// (`None`: refuse such analysts). See [`crate::default_dp_budget`].
+    pub dp_default_budget: Option<medrelay_dp::Budget>,
 }
 
-fn db_dir(data: &Path) -> PathBuf {
+pub(crate) fn db_dir(data: &Path) -> PathBuf {
     data.join("db")
 }
 
 /// `init`: creates the data directory, the database and the log signing key
-/// (mode 0600). Refuses to overwrite an existing key.
+/// (mode 0600), and installs the default `health-basics` DP schema. Refuses
+/// to overwrite an existing key.
 pub fn init(data: &Path) -> Result<medrelay_crypto::VerifyingKey, ServeError> {
     fs::create_dir_all(data).map_err(io_err("creating the data directory"))?;
     let path = data.join(LOG_KEY_FILE);
@@ -84,7 +111,9 @@ pub fn init(data: &Path) -> Result<medrelay_crypto::VerifyingKey, ServeError> {
     e.fixed(&sk.to_seed()[..]);
     let blob = Zeroizing::new(e.finish());
     write_private(&path, &blob)?;
-    SledStore::open(&db_dir(data))?.flush()?;
+    let store = SledStore::open(&db_dir(data))?;
+    crate::dp_admin::install_default_schema(&store, &Clock::System)?;
+    store.flush()?;
     Ok(sk.verifying_key())
 }
 
@@ -120,17 +149,61 @@ pub fn load_log_key(data: &Path) -> Result<SigningKey, ServeError> {
     Ok(SigningKey::from_seed(&seed))
 }
 
-/// Operator enrollment: stores a one-time token for `role` (hashed) and
-/// returns it. Runs against the database directly, so the server must not be
-/// running (sled allows one process).
-pub fn enroll(data: &Path, role: Role, name: &str, clock: &Clock) -> Result<Zeroizing<String>, ServeError> {
+fn check_enroll_args(role: Role, name: &str) -> Result<(), ServeError> {
     if role == Role::Patient {
         return Err(ServeError::Argument("patients self-register; no token needed".into()));
     }
-    validate_name(name).map_err(|e| ServeError::Argument(e.to_string()))?;
+    validate_name(name).map_err(|e| ServeError::Argument(e.to_string()))
+}
+
+/// Offline operator enrollment: stores a one-time token for `role` (hashed)
+/// and returns it. Runs against the database directly, so the server must
+/// not be running (sled allows one process); see [`enroll_operator`].
+pub fn enroll(data: &Path, role: Role, name: &str, clock: &Clock) -> Result<Zeroizing<String>, ServeError> {
+    check_enroll_args(role, name)?;
     load_log_key(data)?;
     let store = SledStore::open(&db_dir(data))?;
     enroll_in(&store, role, name, clock)
+}
+
+/// Where [`enroll_operator`] issued the token.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EnrolledVia {
+    /// Through the running server's admin socket at this path.
+    AdminSocket(PathBuf),
+    /// Directly in the database (no server was running).
+    Database,
+}
+
+/// Operator enrollment that works whether or not the server runs: with
+/// `socket`, through that admin socket; otherwise through `DATA`'s admin
+/// socket if a server answers on it, else directly in the database
+/// ([`enroll`]).
+pub fn enroll_operator(
+    data: &Path,
+    socket: Option<&Path>,
+    role: Role,
+    name: &str,
+    clock: &Clock,
+) -> Result<(Zeroizing<String>, EnrolledVia), ServeError> {
+    check_enroll_args(role, name)?;
+    #[cfg(unix)]
+    {
+        let default = crate::admin::admin_socket_path(data);
+        let live = match socket {
+            Some(s) => Some(s.to_path_buf()),
+            None => crate::admin::admin_socket_live(&default).then_some(default),
+        };
+        if let Some(path) = live {
+            let token = crate::admin::enroll_via_socket(&path, role, name)?;
+            return Ok((token, EnrolledVia::AdminSocket(path)));
+        }
+    }
+    #[cfg(not(unix))]
+    if socket.is_some() {
+        return Err(ServeError::Argument("admin sockets need a Unix system".into()));
+    }
+    Ok((enroll(data, role, name, clock)?, EnrolledVia::Database))
 }
 
 /// [`enroll`] against an open store.
@@ -140,14 +213,22 @@ pub fn enroll_in(
     name: &str,
     clock: &Clock,
 ) -> Result<Zeroizing<String>, ServeError> {
-    let token = random_token();
-    let en = Enrollment {
-        role,
-        name: name.to_owned(),
-        expires_at: clock.now().plus_seconds(limits::ENROLLMENT_TTL_SECS),
-    };
-    store.put_enrollment(&secret_hash(token.as_bytes()), &en)?;
+    let (token, _) = issue_enrollment(store, role, name, clock)?;
     Ok(token)
+}
+
+/// Stores a fresh one-time token (hashed); returns it and its expiry.
+pub(crate) fn issue_enrollment(
+    store: &dyn Store,
+    role: Role,
+    name: &str,
+    clock: &Clock,
+) -> Result<(Zeroizing<String>, medrelay_crypto::Timestamp), StoreError> {
+    let token = random_token();
+    let expires_at = clock.now().plus_seconds(limits::ENROLLMENT_TTL_SECS);
+    let en = Enrollment { role, name: name.to_owned(), expires_at };
+    store.put_enrollment(&secret_hash(token.as_bytes()), &en)?;
+    Ok((token, expires_at))
 }
 
 fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeError> {
@@ -176,7 +257,49 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let signer = medrelay_policy::LogSigner::new(&cfg.log_origin, &key)
         .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
     let store = SledStore::open(&db_dir(&cfg.data))?;
-    let state = AppState::new(store, Clock::System, signer);
+    let state = AppState::new(store, Clock::System, signer)
+        .with_rekey_cache(cfg.rekey_cache_keys)
+        .with_dp_default_budget(cfg.dp_default_budget);
+    // The admin socket is bound first, so that once the public port accepts
+    // connections, live enrollment works too.
+    let admin_listener = if cfg.admin_socket { Some(bind_admin(&cfg.data)?) } else { None };
+    let server = match public_server(&cfg, &state) {
+        Ok(s) => s,
+        Err(e) => {
+            if admin_listener.is_some() {
+                remove_admin_socket(&cfg.data);
+            }
+            return Err(e);
+        }
+    };
+    let admin = match admin_listener {
+        Some(l) => Some(admin_server(l, &state)?),
+        None => None,
+    };
+    let sweeper = maintenance::spawn_sweeper(state.clone(), cfg.sweep_interval);
+    tracing::info!(
+        bind = %cfg.bind,
+        tls = cfg.tls_cert.is_some(),
+        admin_socket = cfg.admin_socket,
+        rekey_cache_keys = cfg.rekey_cache_keys,
+        "medrelay-server listening"
+    );
+    let served = server.await.map_err(io_err("serving"));
+    sweeper.abort();
+    if let Some((handle, task)) = admin {
+        handle.stop(true).await;
+        let _ = task.await;
+        remove_admin_socket(&cfg.data);
+    }
+    served?;
+    state.store().flush()?;
+    tracing::info!("medrelay-server stopped; store flushed");
+    Ok(())
+}
+
+/// The public API server, bound (plain or TLS); it serves until stopped by
+/// SIGINT/SIGTERM (graceful shutdown).
+fn public_server(cfg: &ServeConfig, state: &AppState) -> Result<actix_web::dev::Server, ServeError> {
     let st = state.clone();
     let server = HttpServer::new(move || app(st.clone())).shutdown_timeout(30);
     let server = match (&cfg.tls_cert, &cfg.tls_key) {
@@ -187,11 +310,59 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         (None, None) => server.bind(&cfg.bind).map_err(io_err(format!("binding {}", cfg.bind)))?,
         _ => return Err(ServeError::Argument("--tls-cert and --tls-key go together".into())),
     };
-    tracing::info!(bind = %cfg.bind, tls = cfg.tls_cert.is_some(), "medrelay-server listening");
-    server.run().await.map_err(io_err("serving"))?;
-    state.store().flush()?;
-    tracing::info!("medrelay-server stopped; store flushed");
-    Ok(())
+    Ok(server.run())
+}
+
+#[cfg(unix)]
+type AdminListener = std::os::unix::net::UnixListener;
+#[cfg(not(unix))]
+type AdminListener = std::convert::Infallible;
+
+#[cfg(unix)]
+fn bind_admin(data: &Path) -> Result<AdminListener, ServeError> {
+    crate::admin::bind_admin_socket(data)
+}
+
+#[cfg(not(unix))]
+fn bind_admin(_data: &Path) -> Result<AdminListener, ServeError> {
+    Err(ServeError::Argument("the admin socket needs a Unix system; use --no-admin-socket".into()))
+}
+
+fn remove_admin_socket(data: &Path) {
+    #[cfg(unix)]
+    if let Err(e) = fs::remove_file(crate::admin::admin_socket_path(data)) {
+        tracing::warn!(error = %e, "could not remove the admin socket");
+    }
+    #[cfg(not(unix))]
+    let _ = data;
+}
+
+/// The admin socket's server (no signal handling of its own: `serve` stops
+/// it after the public server) running on a task.
+#[cfg(unix)]
+fn admin_server(
+    listener: AdminListener,
+    state: &AppState,
+) -> Result<(actix_web::dev::ServerHandle, actix_web::rt::task::JoinHandle<io::Result<()>>), ServeError> {
+    let st = state.clone();
+    let server = HttpServer::new(move || crate::admin::admin_app(st.clone()))
+        .workers(1)
+        .disable_signals()
+        .shutdown_timeout(5)
+        .listen_uds(listener)
+        .map_err(io_err("serving the admin socket"))?
+        .run();
+    let handle = server.handle();
+    tracing::info!("admin socket listening");
+    Ok((handle, actix_web::rt::spawn(server)))
+}
+
+#[cfg(not(unix))]
+fn admin_server(
+    listener: AdminListener,
+    _state: &AppState,
+) -> Result<(actix_web::dev::ServerHandle, actix_web::rt::task::JoinHandle<io::Result<()>>), ServeError> {
+    match listener {}
 }
 
 #[cfg(test)]

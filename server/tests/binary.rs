@@ -1,6 +1,8 @@
 //! The real `medrelay-server` binary over real HTTP on loopback: `init`,
 //! `enroll-doctor`, `serve`, registration, a bad request, graceful shutdown
-//! on SIGTERM, and that the data survives a restart.
+//! on SIGTERM, that the data survives a restart, and live enrollment through
+//! the admin socket while the server runs (with its permissions, stale
+//! sockets after a crash, and `--no-admin-socket`).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{Read as _, Write as _};
@@ -30,9 +32,14 @@ struct Server {
 
 impl Server {
     fn start(data: &Path) -> Self {
+        Self::start_with(data, &[])
+    }
+
+    fn start_with(data: &Path, extra: &[&str]) -> Self {
         let addr = format!("127.0.0.1:{}", free_port());
         let child = Command::new(BIN)
             .args(["serve", "--data", data.to_str().unwrap(), "--bind", &addr])
+            .args(extra)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -63,6 +70,12 @@ impl Server {
         let status = text.split(' ').nth(1).unwrap().parse().unwrap();
         let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
         (status, body)
+    }
+
+    /// Kills the server without a graceful shutdown (a crash).
+    fn crash(mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
     }
 
     fn stop(mut self) {
@@ -113,7 +126,8 @@ fn init_enroll_serve_shutdown_restart() {
     let server = Server::start(&data);
     let (s, body) = server.request("GET", "/healthz", None);
     assert_eq!(s, 200, "{body}");
-    assert!(body.contains("\"log_size\":0"), "{body}");
+    // `init` installed the default DP schema: that is log entry 0.
+    assert!(body.contains("\"log_size\":1"), "{body}");
 
     let sk = SigningKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(7));
     let keys = medrelay_crypto::PreKeyPair::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(8))
@@ -143,6 +157,105 @@ fn init_enroll_serve_shutdown_restart() {
     let (s, body) = server.request("GET", &format!("/v1/principals/{}", sk.principal_id()), None);
     assert_eq!(s, 200, "{body}");
     let info: PrincipalInfo = serde_json::from_str(&body).unwrap();
-    assert_eq!((info.role, info.log_index), (Role::Doctor, 0));
+    assert_eq!((info.role, info.log_index), (Role::Doctor, 1));
+    server.stop();
+}
+
+fn doctor_registration(seed: u64, token: String) -> Vec<u8> {
+    let sk = SigningKey::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(seed));
+    let keys = medrelay_crypto::PreKeyPair::generate(&mut rand_chacha::ChaCha20Rng::seed_from_u64(seed + 1))
+        .public_key()
+        .to_bytes();
+    let vk = sk.verifying_key();
+    let req = RegisterRequest {
+        role: Role::Doctor,
+        name: "Dr Live".into(),
+        signing_key: vk,
+        pre_public_keys: B64(keys.clone()),
+        enrollment_token: Some(token),
+        signature: sk
+            .sign(domain::SIG_REGISTRATION, &registration_message(Role::Doctor, "Dr Live", &vk, &keys)),
+    };
+    serde_json::to_vec(&req).unwrap()
+}
+
+fn token_of(out: &Output) -> String {
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let token = String::from_utf8(out.stdout.clone()).unwrap().trim().to_owned();
+    assert_eq!(token.len(), 43, "stdout holds the token alone");
+    token
+}
+
+#[cfg(unix)]
+#[test]
+fn enroll_while_serving_goes_through_the_private_admin_socket() {
+    use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let d = data.to_str().unwrap();
+    assert!(run(&["init", "--data", d]).status.success());
+    let socket = data.join("admin").join("admin.sock");
+
+    let server = Server::start(&data);
+    // The socket is private to the server's user.
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert!(std::fs::symlink_metadata(&socket).unwrap().file_type().is_socket());
+    assert_eq!(mode(&socket), 0o600);
+    assert_eq!(mode(&data.join("admin")), 0o700);
+    // The database is locked by the server, yet enrollment works, through
+    // the socket, and the token registers a doctor on the running server.
+    let out = run(&["enroll-doctor", "--data", d, "--name", "Dr Live"]);
+    let token = token_of(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("issued by the running server"));
+    let (s, body) = server.request("POST", "/v1/principals", Some(&doctor_registration(1, token.clone())));
+    assert_eq!(s, 201, "{body}");
+    let (s, _) = server.request("POST", "/v1/principals", Some(&doctor_registration(3, token)));
+    assert_eq!(s, 401, "one time only");
+    // An explicit --socket, the other roles, and the refusals.
+    let s_arg = socket.to_str().unwrap();
+    token_of(&run(&["enroll", "--data", d, "--socket", s_arg, "--role", "auditor", "--name", "Aud"]));
+    let out = run(&["enroll", "--data", d, "--role", "patient", "--name", "P"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("patients self-register"));
+    let out = run(&["enroll-doctor", "--data", d, "--socket", "/nonexistent/admin.sock", "--name", "Dr"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("connecting to /nonexistent/admin.sock"));
+    // The public port serves no admin route.
+    let req = br#"{"role":"doctor","name":"Dr"}"#;
+    assert_eq!(server.request("POST", "/admin/v1/enrollments", Some(req)).0, 404);
+    server.stop();
+    assert!(!socket.exists(), "a graceful shutdown removes the socket");
+
+    // Offline again once the server is stopped.
+    let out = run(&["enroll-doctor", "--data", d, "--name", "Dr Offline"]);
+    token_of(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("issued offline"));
+
+    // After a crash the stale socket refuses connections: the CLI falls back
+    // to the database, and the next server replaces the socket.
+    let server = Server::start(&data);
+    server.crash();
+    assert!(socket.exists());
+    let out = run(&["enroll-doctor", "--data", d, "--name", "Dr After Crash"]);
+    token_of(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("issued offline"));
+    let server = Server::start(&data);
+    let out = run(&["enroll-doctor", "--data", d, "--name", "Dr Restarted"]);
+    token_of(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("issued by the running server"));
+    server.stop();
+
+    // With --no-admin-socket there is no socket, and enrolling while the
+    // server runs fails clearly (the database is locked) instead of hanging.
+    let server = Server::start_with(&data, &["--no-admin-socket"]);
+    assert!(!socket.exists());
+    let out = run(&["enroll-doctor", "--data", d, "--name", "Dr"]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("storage"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     server.stop();
 }

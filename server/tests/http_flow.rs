@@ -10,61 +10,17 @@ mod common;
 use actix_web::test;
 use common::*;
 use medrelay_crypto::{
-    decrypt_record_as_delegate, encrypt_record, generate_reencryption_key, GrantId, RecordCategory,
-    RecordEnvelope, RecordHeader, RecordId, ReencryptedCapsule, SensitivityLabel, SigningKey, Threshold,
-    Timestamp,
+    decrypt_record_as_delegate, GrantId, RecordCategory, RecordEnvelope, RecordId, ReencryptedCapsule,
+    SensitivityLabel,
 };
 use medrelay_policy::{
-    hash_leaf, verify_inclusion, Grant, InclusionProof, LogEvent, LogVerifier, MerkleHash, Purpose,
-    Revocation, Scope,
+    hash_leaf, verify_inclusion, InclusionProof, LogEvent, LogVerifier, MerkleHash, Revocation,
 };
 use medrelay_server::app;
 use medrelay_wire::{
-    CheckpointResponse, CreateGrantRequest, LogEntries, ProofResponse, ReencryptedRecord, RevokeRequest,
-    Role, UploadRecordRequest, B64,
+    CheckpointResponse, LogEntries, ProofResponse, ReencryptedRecord, RevokeRequest, Role,
+    UploadRecordRequest, B64,
 };
-use rand_chacha::rand_core::SeedableRng;
-
-fn seal(sk: &SigningKey, seed: u64, category: RecordCategory, body: &[u8]) -> RecordEnvelope {
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let header = RecordHeader::new(
-        RecordId::random(&mut rng),
-        sk.principal_id(),
-        category,
-        "application/fhir+json",
-        Timestamp(T0),
-    )
-    .unwrap();
-    encrypt_record(&mut rng, sk, &patient_keys(sk).public_keys(), header, body).unwrap()
-}
-
-fn grant_request(p: &SigningKey, doctor: &SigningKey, id: u8, scope: &str, until: u64) -> CreateGrantRequest {
-    let scope: Scope = scope.parse().unwrap();
-    let g = Grant::new(
-        GrantId::from_bytes([id; 16]),
-        p.principal_id(),
-        doctor.principal_id(),
-        scope.clone(),
-        Purpose::Treatment,
-        Timestamp(T0),
-        Timestamp(until),
-        Timestamp(T0),
-    )
-    .unwrap();
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(id));
-    let keys = patient_keys(p);
-    let dk = doctor_keys(doctor);
-    let rekeys = scope
-        .key_classes()
-        .into_iter()
-        .map(|c| {
-            let rk =
-                generate_reencryption_key(&mut rng, &keys, c, dk.public_key(), Threshold::new(1, 1).unwrap());
-            B64(rk.to_bytes())
-        })
-        .collect();
-    CreateGrantRequest { grant: B64(g.sign(p).unwrap().to_bytes()), rekeys }
-}
 
 #[actix_web::test]
 async fn grant_reencrypt_decrypt_revoke_and_the_negative_matrix() {

@@ -1,7 +1,9 @@
 //! Grants, revocations and re-encryption denials through the real HTTP
 //! stack: the checks that come before any PRE key is touched (signatures,
-//! ownership, roles, limits), and that every re-encryption denial is logged.
-//! The full grant → re-encrypt → decrypt flow is in http_flow.rs.
+//! ownership, roles, limits), that forged and foreign grants are logged as
+//! refusals while malformed ones are not, and that every re-encryption
+//! denial is logged. The full grant → re-encrypt → decrypt flow is in
+//! http_flow.rs; refusals that need real keys are in http_refusals.rs.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -9,7 +11,7 @@ mod common;
 use actix_web::test;
 use common::*;
 use medrelay_crypto::{domain, GrantId, PrincipalId, RecordId, SigningKey, Timestamp};
-use medrelay_policy::{Grant, LogEvent, Purpose, Revocation, SignedGrant};
+use medrelay_policy::{Grant, LogEvent, Purpose, RefusalReason, RefusedObject, Revocation, SignedGrant};
 use medrelay_server::app;
 use medrelay_wire::{
     limits, CreateGrantRequest, GrantList, LogEntries, ReencryptItem, ReencryptRequest, ReencryptResponse,
@@ -80,7 +82,31 @@ async fn bad_grants_are_refused_before_any_key_is_used_and_change_nothing() {
     expect_err(post(&svc, "/v1/grants", &request(&good, 1), Some(&td)).await, 403, "wrong_role");
     expect_err(post(&svc, "/v1/grants", &request(&good, 1), None).await, 401, "unauthorized");
 
-    assert_eq!(log_size(&svc).await, before);
+    // The forged, wrongly signed and foreign grants are each logged as a
+    // refusal by the submitting patient (ids and reasons only); the malformed
+    // ones, the limits and the unauthenticated attempt are not.
+    assert_eq!(log_size(&svc).await, before + 3);
+    let (_, b) = get(&svc, "/v1/log/mine", Some(&tok)).await;
+    let refusals: Vec<_> = json::<LogEntries>(&b)
+        .entries
+        .iter()
+        .filter(|e| e.index >= before)
+        .map(|e| match LogEvent::from_bytes(e.data.as_bytes()).unwrap() {
+            LogEvent::RequestRefused { principal, what, reason, .. } => {
+                assert_eq!(principal, p.principal_id());
+                (what, reason)
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(
+        refusals,
+        vec![
+            (RefusedObject::Grant(GrantId::from_bytes([1; 16])), RefusalReason::BadSignature),
+            (RefusedObject::Grant(GrantId::from_bytes([1; 16])), RefusalReason::BadSignature),
+            (RefusedObject::Grant(GrantId::from_bytes([2; 16])), RefusalReason::NotOwner),
+        ]
+    );
     let (s, b) = get(&svc, &format!("/v1/patients/{}/grants", p.principal_id()), Some(&tok)).await;
     assert_eq!(s, 200);
     assert!(json::<GrantList>(&b).grants.is_empty());

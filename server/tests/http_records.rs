@@ -10,9 +10,11 @@ use common::*;
 use medrelay_crypto::{
     encrypt_record, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Timestamp,
 };
+use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 use medrelay_server::app;
 use medrelay_wire::{
-    limits, RecordList, Role, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
+    limits, LogEntries, RecordList, Role, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse,
+    B64,
 };
 use rand_chacha::rand_core::SeedableRng;
 
@@ -141,8 +143,39 @@ async fn bad_envelopes_are_refused_and_change_nothing() {
     register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
     let td = login(&svc, &d).await;
     expect_err(post(&svc, "/v1/records", &one(&seal(&p, 1, b"body")), Some(&td)).await, 403, "wrong_role");
-    let after_doctor = before + 1;
+    // Logged: the foreign envelope, the tampered one and the foreign one in
+    // the mixed batch (refusals by p, ids only), and the doctor's
+    // registration. Nothing for malformed bytes, limits or bad tokens.
+    let after_doctor = before + 4;
     assert_eq!(log_size(&svc).await, after_doctor);
+    let (_, b) = get(&svc, "/v1/log/mine", Some(&tok)).await;
+    let refusals: Vec<_> = json::<LogEntries>(&b)
+        .entries
+        .iter()
+        .filter(|e| e.index >= before)
+        .map(|e| match LogEvent::from_bytes(e.data.as_bytes()).unwrap() {
+            LogEvent::RequestRefused { principal, what, reason, .. } => {
+                assert_eq!(principal, p.principal_id());
+                (what, reason)
+            }
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    let good_id = RecordEnvelope::from_bytes(&good, usize::MAX).unwrap().header().record_id();
+    let theirs_id = RefusedObject::Record(theirs.header().record_id());
+    assert_eq!(
+        refusals,
+        vec![
+            (theirs_id, RefusalReason::NotOwner),
+            (RefusedObject::Record(good_id), RefusalReason::BadSignature),
+            (theirs_id, RefusalReason::NotOwner),
+        ]
+    );
+    // The refusal entries hold ids and codes, no envelope bytes.
+    let (_, b) = get(&svc, "/v1/log/mine", Some(&tok)).await;
+    for e in json::<LogEntries>(&b).entries.iter().filter(|e| e.index >= before) {
+        assert_eq!(e.data.len(), 64, "a refusal entry of {} bytes", e.data.len());
+    }
     let (_, b) = get(&svc, &format!("/v1/patients/{}/records", p.principal_id()), Some(&tok)).await;
     assert!(json::<RecordList>(&b).records.is_empty());
     // The good envelope still goes in once, then is a conflict.

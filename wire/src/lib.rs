@@ -42,6 +42,7 @@
 #![warn(missing_docs)]
 
 mod b64;
+pub mod dp;
 pub mod limits;
 mod types;
 

@@ -12,14 +12,19 @@
 //! a [`StoreError::Corrupt`], never a panic.
 
 mod codec;
+mod dp;
 pub(crate) mod sled;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_dp;
 
 pub use self::sled::SledStore;
 pub use codec::{Challenge, Enrollment, RecordMeta, Session, StoredGrant, StoredPrincipal};
+pub use dp::{decode_summary, encode_summary, StoredSchema};
 
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
+use medrelay_dp::{Budget, Ledger, Overspend, PrivacyCost};
 use medrelay_policy::{ConsistencyProof, InclusionProof, MerkleHash};
 use medrelay_wire::Role;
 
@@ -52,6 +57,14 @@ pub enum StoreError {
     /// The backend failed (I/O, database error).
     #[error("storage backend: {0}")]
     Backend(String),
+    /// A DP query's cost does not fit the analyst's budget; nothing was
+    /// written.
+    #[error("{0}")]
+    Overspend(Box<Overspend>),
+    /// The analyst has no budget for the schema (none set by the operator
+    /// and no default configured).
+    #[error("no privacy budget")]
+    NoBudget,
 }
 
 /// One event to append to the audit log, with the principals it concerns
@@ -73,6 +86,24 @@ pub struct EnrollmentUse {
     pub role: Role,
     /// Now (the token must not have expired).
     pub now: Timestamp,
+}
+
+/// What one expiry sweep removed ([`Store::remove_expired`]).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Swept {
+    /// Bearer-token sessions.
+    pub sessions: u64,
+    /// Authentication challenges.
+    pub challenges: u64,
+    /// Operator enrollment tokens.
+    pub enrollments: u64,
+}
+
+impl Swept {
+    /// Everything removed.
+    pub fn total(&self) -> u64 {
+        self.sessions + self.challenges + self.enrollments
+    }
 }
 
 /// The storage interface of the server.
@@ -156,4 +187,71 @@ pub trait Store: Send + Sync + 'static {
 
     /// Makes every acknowledged write durable (also called on shutdown).
     fn flush(&self) -> Result<(), StoreError>;
+
+    // ---- maintenance (expiry sweep)
+
+    /// Removes every session, challenge and enrollment token whose expiry
+    /// is at or before `now` (they are refused from that second on), durably.
+    fn remove_expired(&self, now: Timestamp) -> Result<Swept, StoreError>;
+
+    // ------------------------------------------------ differential privacy
+
+    /// Installs a summary schema and appends its log event atomically;
+    /// `AlreadyExists("schema")` if the name is taken (a schema never
+    /// changes under stored summaries and ledgers). Returns the log index.
+    fn put_schema(&self, schema: &StoredSchema, event: &LogAppend) -> Result<u64, StoreError>;
+    /// An installed schema.
+    fn get_schema(&self, name: &str) -> Result<Option<StoredSchema>, StoreError>;
+    /// Up to `limit` installed schemas, ordered by name.
+    fn list_schemas(&self, limit: usize) -> Result<Vec<StoredSchema>, StoreError>;
+    /// Stores `patient`'s summary blob for `schema`, replacing any earlier
+    /// one, and appends its log event atomically. `NotFound("schema")` if
+    /// the schema is not installed. Returns whether a summary was replaced,
+    /// and the log index.
+    fn put_summary(
+        &self,
+        schema: &str,
+        patient: &PrincipalId,
+        summary: &[u8],
+        event: &LogAppend,
+    ) -> Result<(bool, u64), StoreError>;
+    /// Deletes `patient`'s summary for `schema` and appends its log event
+    /// atomically; `NotFound("summary")` (and nothing logged) if none.
+    fn delete_summary(
+        &self,
+        schema: &str,
+        patient: &PrincipalId,
+        event: &LogAppend,
+    ) -> Result<u64, StoreError>;
+    /// `patient`'s summary blob for `schema`.
+    fn get_summary(&self, schema: &str, patient: &PrincipalId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Up to `limit` summary blobs of `schema`, ordered by patient id.
+    fn list_summaries(&self, schema: &str, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
+    /// An analyst's ledger for `schema`, if one is stored.
+    fn get_ledger(&self, analyst: &PrincipalId, schema: &str) -> Result<Option<Ledger>, StoreError>;
+    /// Sets an analyst's total budget for `schema` (keeping what was spent)
+    /// and appends its log event atomically. `NotFound("schema")` if the
+    /// schema is not installed. Returns the new ledger and the log index.
+    fn set_budget(
+        &self,
+        analyst: &PrincipalId,
+        schema: &str,
+        budget: Budget,
+        event: &LogAppend,
+    ) -> Result<(Ledger, u64), StoreError>;
+    /// Charges a DP answer: in ONE transaction, re-reads the analyst's
+    /// ledger (a fresh one with `default` if none is stored), debits `cost`,
+    /// writes the ledger and appends `event`; durable before it returns.
+    /// Concurrent charges are serialized, so they can never overspend. A
+    /// cost that does not fit is `Overspend` (no ledger, no default budget:
+    /// `NoBudget`) and writes nothing. Returns the ledger after the debit
+    /// and the log index.
+    fn charge_dp_query(
+        &self,
+        analyst: &PrincipalId,
+        schema: &str,
+        default: Option<Budget>,
+        cost: PrivacyCost,
+        event: &LogAppend,
+    ) -> Result<(Ledger, u64), StoreError>;
 }

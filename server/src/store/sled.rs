@@ -9,15 +9,17 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use medrelay_crypto::{GrantId, PrincipalId, RecordId};
+use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
 use medrelay_policy::{
     ConsistencyProof, InclusionProof, MerkleHash, MerkleTree, NodeId, NodeStore, TreeError,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
+use medrelay_dp::{AnalystId, Budget, DpError, Ledger, PrivacyCost};
+
 use super::{
     Challenge, Enrollment, EnrollmentUse, LogAppend, RecordMeta, SecretHash, Session, Store, StoreError,
-    StoredGrant, StoredPrincipal,
+    StoredGrant, StoredPrincipal, StoredSchema, Swept,
 };
 
 const LOG_SIZE: &[u8] = b"m/log_size";
@@ -55,6 +57,36 @@ fn read_u64(v: &[u8]) -> Result<u64, StoreError> {
 
 fn node_key(id: NodeId) -> Vec<u8> {
     key(b"n/", &[&id.to_key()])
+}
+
+// DP keys. Schema names are `[a-z0-9_-]`, so `/` ends a name unambiguously.
+fn schema_key(name: &str) -> Vec<u8> {
+    key(b"dsc/", &[name.as_bytes()])
+}
+
+fn summaries_prefix(schema: &str) -> Vec<u8> {
+    key(b"dsu/", &[schema.as_bytes(), b"/"])
+}
+
+fn summary_key(schema: &str, patient: &PrincipalId) -> Vec<u8> {
+    key(&summaries_prefix(schema), &[patient.as_bytes()])
+}
+
+fn ledger_key(analyst: &PrincipalId, schema: &str) -> Vec<u8> {
+    key(b"dl/", &[analyst.as_bytes(), schema.as_bytes()])
+}
+
+fn decode_ledger(raw: &[u8]) -> Result<Ledger, StoreError> {
+    Ledger::decode(raw).map_err(|_| StoreError::Corrupt("dp ledger"))
+}
+
+/// A ledger operation failing for a reason other than overspending (an
+/// invalid cost or budget from the caller) is a server bug, not bad input.
+fn ledger_err(e: DpError) -> StoreError {
+    match e {
+        DpError::Overspend(o) => StoreError::Overspend(Box::new(o)),
+        other => StoreError::Backend(format!("ledger: {other}")),
+    }
 }
 
 /// The Merkle tree's nodes as committed in sled, plus the nodes of appends
@@ -194,6 +226,28 @@ impl SledStore {
             out.push(tail.try_into().map_err(|_| StoreError::Corrupt("index key"))?);
         }
         Ok(out)
+    }
+
+    /// Removes the entries under `prefix` whose value `expired` says is
+    /// expired; returns how many. Not transactional: each entry is removed
+    /// only if it still holds the value that was judged expired.
+    fn remove_expired_in(
+        &self,
+        prefix: &[u8],
+        expired: impl Fn(&[u8]) -> Result<bool, StoreError>,
+    ) -> Result<u64, StoreError> {
+        let mut n = 0;
+        for item in self.db.scan_prefix(prefix) {
+            let (k, v) = item.map_err(backend)?;
+            if expired(&v)? {
+                let swapped =
+                    self.db.compare_and_swap(&k, Some(&v), None as Option<&[u8]>).map_err(backend)?;
+                if swapped.is_ok() {
+                    n += 1;
+                }
+            }
+        }
+        Ok(n)
     }
 
     fn grants_in(&self, prefix: &[u8], limit: usize) -> Result<Vec<StoredGrant>, StoreError> {
@@ -464,5 +518,198 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
+    }
+
+    fn remove_expired(&self, now: Timestamp) -> Result<Swept, StoreError> {
+        let swept = Swept {
+            sessions: self.remove_expired_in(b"s/", |v| Ok(Session::decode(v)?.expires_at <= now))?,
+            challenges: self.remove_expired_in(b"c/", |v| Ok(Challenge::decode(v)?.expires_at <= now))?,
+            enrollments: self.remove_expired_in(b"e/", |v| Ok(Enrollment::decode(v)?.expires_at <= now))?,
+        };
+        if swept.total() > 0 {
+            self.durable()?;
+        }
+        Ok(swept)
+    }
+
+    // ------------------------------------------------ differential privacy
+
+    fn put_schema(&self, schema: &StoredSchema, event: &LogAppend) -> Result<u64, StoreError> {
+        let skey = schema_key(&schema.name);
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let idx = self
+            .db
+            .transaction(|tx| {
+                if tx.get(&skey)?.is_some() {
+                    return abort(StoreError::AlreadyExists("schema"));
+                }
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
+                let mut stored = schema.clone();
+                stored.log_index = idx;
+                tx.insert(skey.as_slice(), stored.encode())?;
+                Ok(idx)
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(idx)
+    }
+
+    fn get_schema(&self, name: &str) -> Result<Option<StoredSchema>, StoreError> {
+        self.get(&schema_key(name))?.map(|v| StoredSchema::decode(&v)).transpose()
+    }
+
+    fn list_schemas(&self, limit: usize) -> Result<Vec<StoredSchema>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(b"dsc/").take(limit) {
+            let (_, v) = item.map_err(backend)?;
+            out.push(StoredSchema::decode(&v)?);
+        }
+        Ok(out)
+    }
+
+    fn put_summary(
+        &self,
+        schema: &str,
+        patient: &PrincipalId,
+        summary: &[u8],
+        event: &LogAppend,
+    ) -> Result<(bool, u64), StoreError> {
+        let (skey, ukey) = (schema_key(schema), summary_key(schema, patient));
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let out = self
+            .db
+            .transaction(|tx| {
+                if tx.get(&skey)?.is_none() {
+                    return abort(StoreError::NotFound("schema"));
+                }
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
+                let replaced = tx.insert(ukey.as_slice(), summary)?.is_some();
+                Ok((replaced, idx))
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(out)
+    }
+
+    fn delete_summary(
+        &self,
+        schema: &str,
+        patient: &PrincipalId,
+        event: &LogAppend,
+    ) -> Result<u64, StoreError> {
+        let ukey = summary_key(schema, patient);
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let idx = self
+            .db
+            .transaction(|tx| {
+                if tx.remove(ukey.as_slice())?.is_none() {
+                    return abort(StoreError::NotFound("summary"));
+                }
+                Ok(tx_apply_log(tx, &plan, &[event])?[0])
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(idx)
+    }
+
+    fn get_summary(&self, schema: &str, patient: &PrincipalId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(&summary_key(schema, patient))?.map(|v| v.to_vec()))
+    }
+
+    fn list_summaries(&self, schema: &str, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let mut out = Vec::new();
+        for item in self.db.scan_prefix(summaries_prefix(schema)).take(limit) {
+            let (_, v) = item.map_err(backend)?;
+            out.push(v.to_vec());
+        }
+        Ok(out)
+    }
+
+    fn get_ledger(&self, analyst: &PrincipalId, schema: &str) -> Result<Option<Ledger>, StoreError> {
+        self.get(&ledger_key(analyst, schema))?.map(|v| decode_ledger(&v)).transpose()
+    }
+
+    fn set_budget(
+        &self,
+        analyst: &PrincipalId,
+        schema: &str,
+        budget: Budget,
+        event: &LogAppend,
+    ) -> Result<(Ledger, u64), StoreError> {
+        let (skey, lkey) = (schema_key(schema), ledger_key(analyst, schema));
+        let fresh = Ledger::new(AnalystId::from_bytes(*analyst.as_bytes()), schema, budget)
+            .map_err(|e| StoreError::Backend(format!("ledger: {e}")))?;
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let out = self
+            .db
+            .transaction(|tx| {
+                if tx.get(&skey)?.is_none() {
+                    return abort(StoreError::NotFound("schema"));
+                }
+                let mut ledger = match tx.get(&lkey)? {
+                    Some(raw) => match decode_ledger(&raw) {
+                        Ok(l) => l,
+                        Err(e) => return abort(e),
+                    },
+                    None => fresh.clone(),
+                };
+                ledger.set_budget(budget);
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
+                tx.insert(lkey.as_slice(), ledger.encode())?;
+                Ok((ledger, idx))
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(out)
+    }
+
+    fn charge_dp_query(
+        &self,
+        analyst: &PrincipalId,
+        schema: &str,
+        default: Option<Budget>,
+        cost: PrivacyCost,
+        event: &LogAppend,
+    ) -> Result<(Ledger, u64), StoreError> {
+        let lkey = ledger_key(analyst, schema);
+        let fresh = default
+            .map(|b| Ledger::new(AnalystId::from_bytes(*analyst.as_bytes()), schema, b))
+            .transpose()
+            .map_err(|e| StoreError::Backend(format!("ledger: {e}")))?;
+        // Every ledger write happens under the append lock (it always comes
+        // with a log entry), and the transaction re-reads the ledger: no two
+        // charges can both see the same balance.
+        let guard = self.lock()?;
+        let plan = self.plan(&[event])?;
+        let out = self
+            .db
+            .transaction(|tx| {
+                let mut ledger = match (tx.get(&lkey)?, &fresh) {
+                    (Some(raw), _) => match decode_ledger(&raw) {
+                        Ok(l) => l,
+                        Err(e) => return abort(e),
+                    },
+                    (None, Some(f)) => f.clone(),
+                    (None, None) => return abort(StoreError::NoBudget),
+                };
+                if let Err(e) = ledger.debit(cost) {
+                    return abort(ledger_err(e));
+                }
+                let idx = tx_apply_log(tx, &plan, &[event])?[0];
+                tx.insert(lkey.as_slice(), ledger.encode())?;
+                Ok((ledger, idx))
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(out)
     }
 }

@@ -200,6 +200,49 @@ pub(crate) fn merkle_tree_tracks_the_log_atomically<S: Store>(s: S) {
     assert!(matches!(s.consistency_proof(5, 3), Err(StoreError::OutOfRange(_))));
 }
 
+pub(crate) fn expired_secrets_are_swept_and_live_ones_kept<S: Store>(s: S) {
+    let who = PrincipalId::from_bytes([1; 32]);
+    let session = |t| Session { principal: who, role: Role::Patient, expires_at: Timestamp(t) };
+    let challenge = |t| Challenge { principal: who, expires_at: Timestamp(t) };
+    let enrollment = |t| Enrollment { role: Role::Doctor, name: "Dr".into(), expires_at: Timestamp(t) };
+    s.put_session(&[1; 32], &session(100)).unwrap();
+    s.put_session(&[2; 32], &session(200)).unwrap();
+    s.put_challenge(&[3; 32], &challenge(100)).unwrap();
+    s.put_challenge(&[4; 32], &challenge(101)).unwrap();
+    s.put_enrollment(&[5; 32], &enrollment(99)).unwrap();
+    s.put_enrollment(&[6; 32], &enrollment(300)).unwrap();
+    let p = principal(7, Role::Patient);
+    s.register_principal(&p, None, &ev(1, &[p.id()])).unwrap();
+
+    assert_eq!(
+        s.remove_expired(Timestamp(99)).unwrap(),
+        Swept { sessions: 0, challenges: 0, enrollments: 1 }
+    );
+    // Expiry is inclusive: a secret is refused from its expiry second on.
+    assert_eq!(
+        s.remove_expired(Timestamp(100)).unwrap(),
+        Swept { sessions: 1, challenges: 1, enrollments: 0 }
+    );
+    assert_eq!(s.get_session(&[1; 32]).unwrap(), None);
+    assert_eq!(s.get_session(&[2; 32]).unwrap(), Some(session(200)));
+    assert_eq!(s.take_challenge(&[3; 32]).unwrap(), None);
+    assert_eq!(s.take_challenge(&[4; 32]).unwrap(), Some(challenge(101)));
+    // The live enrollment token still registers; the swept one does not.
+    let use_of = |h| EnrollmentUse { token_hash: h, role: Role::Doctor, now: Timestamp(100) };
+    let d = principal(8, Role::Doctor);
+    let err = s.register_principal(&d, Some(use_of([5; 32])), &ev(2, &[d.id()])).unwrap_err();
+    assert!(matches!(err, StoreError::InvalidEnrollment));
+    s.register_principal(&d, Some(use_of([6; 32])), &ev(2, &[d.id()])).unwrap();
+    // Nothing else is touched: principals and the log stay.
+    assert_eq!(
+        s.remove_expired(Timestamp(u64::MAX)).unwrap(),
+        Swept { sessions: 1, challenges: 0, enrollments: 0 }
+    );
+    assert_eq!(s.remove_expired(Timestamp(u64::MAX)).unwrap(), Swept::default());
+    assert!(s.get_principal(&p.id()).unwrap().is_some());
+    assert_eq!(s.log_size().unwrap(), 2);
+}
+
 mod sled_backend {
     use super::*;
 
@@ -228,6 +271,7 @@ mod sled_backend {
         revocation_deletes_rekeys_atomically,
         log_ranges_and_subject_index,
         merkle_tree_tracks_the_log_atomically,
+        expired_secrets_are_swept_and_live_ones_kept,
     );
 
     #[test]
@@ -238,7 +282,19 @@ mod sled_backend {
             let s = SledStore::open(dir.path()).unwrap();
             s.register_principal(&p, None, &ev(1, &[p.id()])).unwrap();
         }
-        let s = SledStore::open(dir.path()).unwrap();
+        // sled's I/O threads may hold the file lock for a moment after the
+        // last handle is dropped (seen under load): retry for a while.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let s = loop {
+            match SledStore::open(dir.path()) {
+                Ok(s) => break s,
+                Err(e) if std::time::Instant::now() < deadline => {
+                    assert!(e.to_string().contains("lock"), "{e}");
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                }
+                Err(e) => panic!("{e}"),
+            }
+        };
         assert_eq!(s.get_principal(&p.id()).unwrap().unwrap().name, p.name);
         assert_eq!(s.log_size().unwrap(), 1);
     }

@@ -5,12 +5,16 @@
 use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
-use medrelay_crypto::{domain, PatientSecretKeys, PreKeyPair, SigningKey};
+use medrelay_crypto::{
+    domain, encrypt_record, generate_reencryption_key, GrantId, PatientSecretKeys, PreKeyPair,
+    RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
+};
+use medrelay_policy::{Grant, Purpose, Scope};
 use medrelay_server::store::SledStore;
 use medrelay_server::{enroll_in, AppState, Clock};
 use medrelay_wire::{
-    challenge_message, registration_message, ChallengeResponse, ErrorBody, Health, PrincipalInfo,
-    RegisterRequest, Role, TokenRequest, TokenResponse, B64,
+    challenge_message, registration_message, ChallengeResponse, CreateGrantRequest, ErrorBody, Health,
+    PrincipalInfo, RegisterRequest, Role, TokenRequest, TokenResponse, B64,
 };
 use rand_chacha::rand_core::SeedableRng;
 use serde::de::DeserializeOwned;
@@ -167,4 +171,79 @@ where
     let (s, b) = post(svc, "/v1/auth/challenge", &serde_json::json!({ "principal": principal }), None).await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     json(&b)
+}
+
+/// A real envelope of `sk`'s (deterministic from `seed`).
+pub fn seal(sk: &SigningKey, seed: u64, category: RecordCategory, body: &[u8]) -> RecordEnvelope {
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let header = RecordHeader::new(
+        RecordId::random(&mut rng),
+        sk.principal_id(),
+        category,
+        "application/fhir+json",
+        Timestamp(T0),
+    )
+    .unwrap();
+    encrypt_record(&mut rng, sk, &patient_keys(sk).public_keys(), header, body).unwrap()
+}
+
+/// A laboratory Observation category.
+pub fn lab() -> RecordCategory {
+    RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap()
+}
+
+/// A real grant from `p` to `doctor` over `scope`, valid [T0, until), with
+/// one verified-to-be re-encryption key per key class of the scope.
+pub fn grant_request(
+    p: &SigningKey,
+    doctor: &SigningKey,
+    id: u8,
+    scope: &str,
+    until: u64,
+) -> CreateGrantRequest {
+    let scope: Scope = scope.parse().unwrap();
+    let g = Grant::new(
+        GrantId::from_bytes([id; 16]),
+        p.principal_id(),
+        doctor.principal_id(),
+        scope.clone(),
+        Purpose::Treatment,
+        Timestamp(T0),
+        Timestamp(until),
+        Timestamp(T0),
+    )
+    .unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(id));
+    let keys = patient_keys(p);
+    let dk = doctor_keys(doctor);
+    let rekeys = scope
+        .key_classes()
+        .into_iter()
+        .map(|c| {
+            let rk =
+                generate_reencryption_key(&mut rng, &keys, c, dk.public_key(), Threshold::new(1, 1).unwrap());
+            B64(rk.to_bytes())
+        })
+        .collect();
+    CreateGrantRequest { grant: B64(g.sign(p).unwrap().to_bytes()), rekeys }
+}
+
+/// The value of an unlabelled Prometheus counter or gauge.
+pub fn metric(text: &str, name: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).and_then(|rest| rest.strip_prefix(' ')))
+        .unwrap_or_else(|| panic!("no metric {name}"))
+        .trim()
+        .parse()
+        .unwrap()
+}
+
+pub async fn metrics<S, B>(svc: &S) -> String
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (s, b) = get(svc, "/metrics", None).await;
+    assert_eq!(s, 200);
+    String::from_utf8(b).unwrap()
 }

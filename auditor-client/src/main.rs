@@ -1,0 +1,189 @@
+//! `medrelay-auditor`: a thin CLI over `medrelay_client::Auditor`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use medrelay_client::cli::{self, Bar};
+use medrelay_client::time::format_utc;
+use medrelay_client::{Auditor, ClientError, Filter, Passphrase, ServerOptions};
+use medrelay_crypto::PrincipalId;
+use medrelay_wire::Role;
+
+/// Check that the medrelay audit log is append-only and review grants and
+/// accesses.
+///
+/// `init --enrollment-token T` pins the log's signing key and stores the
+/// first checkpoint. Run `verify` regularly: it checks the newest
+/// checkpoint's signature, proves it extends the one stored last time, and
+/// checks that every entry the server serves hashes to the signed root. A
+/// server that rewrote history fails loudly (exit 1).
+#[derive(Debug, Parser)]
+#[command(name = "medrelay-auditor", version, about, long_about)]
+struct Cli {
+    /// Server URL (default: the one given at init).
+    #[arg(long, global = true, env = "MEDRELAY_SERVER")]
+    server: Option<String>,
+    /// Profile directory [default: $HOME/.medrelay/auditor].
+    #[arg(long, global = true, env = "MEDRELAY_PROFILE")]
+    profile: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust for https.
+    #[arg(long, global = true, env = "MEDRELAY_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a signing key, enroll, pin the log key and store the first checkpoint (needs --server).
+    Init {
+        /// The one-time token from `medrelay-server enroll --role auditor`.
+        #[arg(long, env = "MEDRELAY_ENROLLMENT_TOKEN", allow_hyphen_values = true)]
+        enrollment_token: String,
+        /// Your name.
+        #[arg(long, default_value = "auditor")]
+        name: String,
+    },
+    /// Show your id and key fingerprint.
+    Whoami,
+    /// Verify the newest checkpoint against the stored one and the served entries.
+    Verify,
+    /// Grants recorded in the verified log.
+    Grants {
+        /// Only this patient.
+        #[arg(long)]
+        patient: Option<PrincipalId>,
+        /// Only this doctor.
+        #[arg(long)]
+        doctor: Option<PrincipalId>,
+    },
+    /// Accesses served and denied, from the verified log.
+    Accesses {
+        /// Only this patient.
+        #[arg(long)]
+        patient: Option<PrincipalId>,
+        /// Only this doctor.
+        #[arg(long)]
+        doctor: Option<PrincipalId>,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::finish(run(cli))
+}
+
+fn open(cli: &Cli) -> Result<Auditor, ClientError> {
+    let dir = cli::profile_dir(cli.profile.clone(), Role::Auditor)?;
+    let pass = Passphrase::from_env_or_prompt(false)?;
+    Auditor::open(&dir, &cli::connect(cli.server.clone(), cli.ca_cert.clone()), &pass)
+}
+
+fn run(cli: Cli) -> Result<(), ClientError> {
+    match &cli.command {
+        Command::Init { enrollment_token, name } => {
+            let dir = cli::profile_dir(cli.profile.clone(), Role::Auditor)?;
+            let url = cli
+                .server
+                .clone()
+                .ok_or_else(|| ClientError::Invalid("init needs --server URL (or MEDRELAY_SERVER)".into()))?;
+            let mut server = ServerOptions::new(url);
+            server.ca_cert.clone_from(&cli.ca_cert);
+            let pass = Passphrase::from_env_or_prompt(true)?;
+            let a = Auditor::init(&dir, &server, name, enrollment_token, &pass)?;
+            show_identity(&cli, &a)
+        }
+        Command::Whoami => show_identity(&cli, &open(&cli)?),
+        Command::Verify => {
+            let bar = Bar::new("entries", cli.json);
+            let r = open(&cli)?.verify(&mut |p| bar.update(p));
+            bar.done();
+            let r = r?;
+            if cli.json {
+                return cli::print_json(&r);
+            }
+            match r.previous_size {
+                Some(old) => println!(
+                    "ok: log {} grew from {old} to {} entries, consistent; root {}",
+                    r.origin, r.tree_size, r.root_hash
+                ),
+                None => println!("ok: log {} has {} entries; root {}", r.origin, r.tree_size, r.root_hash),
+            }
+            Ok(())
+        }
+        Command::Grants { patient, doctor } => {
+            let bar = Bar::new("entries", cli.json);
+            let filter = Filter { patient: *patient, doctor: *doctor };
+            let grants = open(&cli)?.grants(&filter, &mut |p| bar.update(p));
+            bar.done();
+            let grants = grants?;
+            if cli.json {
+                return cli::print_json(&grants);
+            }
+            let rows: Vec<Vec<String>> = grants
+                .iter()
+                .map(|g| {
+                    vec![
+                        g.grant_id.to_string(),
+                        cli::short(&g.patient),
+                        cli::short(&g.doctor),
+                        g.scope.clone(),
+                        g.purpose.clone(),
+                        format_utc(g.not_after),
+                        g.revoked_at.map(format_utc).unwrap_or_else(|| "-".into()),
+                        if g.signature_valid { "ok" } else { "INVALID" }.into(),
+                    ]
+                })
+                .collect();
+            cli::print_table(
+                &["GRANT", "PATIENT", "DOCTOR", "SCOPE", "PURPOSE", "UNTIL", "REVOKED", "SIGNATURE"],
+                &rows,
+            );
+            Ok(())
+        }
+        Command::Accesses { patient, doctor } => {
+            let bar = Bar::new("entries", cli.json);
+            let filter = Filter { patient: *patient, doctor: *doctor };
+            let items = open(&cli)?.accesses(&filter, &mut |p| bar.update(p));
+            bar.done();
+            let items = items?;
+            if cli.json {
+                return cli::print_json(&items);
+            }
+            let rows: Vec<Vec<String>> = items
+                .iter()
+                .map(|a| {
+                    vec![
+                        a.index.to_string(),
+                        format_utc(a.at),
+                        a.outcome.into(),
+                        cli::short(&a.doctor),
+                        a.patient.map(|p| cli::short(&p)).unwrap_or_else(|| "-".into()),
+                        a.record.to_string(),
+                        a.detail.clone(),
+                    ]
+                })
+                .collect();
+            cli::print_table(&["INDEX", "WHEN", "OUTCOME", "DOCTOR", "PATIENT", "RECORD", "DETAIL"], &rows);
+            Ok(())
+        }
+    }
+}
+
+fn show_identity(cli: &Cli, a: &Auditor) -> Result<(), ClientError> {
+    let id = a.whoami();
+    if cli.json {
+        return cli::print_json(&id);
+    }
+    println!("id:                      {}", id.id);
+    println!("role:                    {}", id.role);
+    println!("name:                    {}", id.name);
+    println!("server:                  {}", id.server);
+    println!("signing key fingerprint: {}", id.signing_key_fingerprint);
+    println!("profile:                 {}", id.profile.display());
+    Ok(())
+}

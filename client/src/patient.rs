@@ -1,0 +1,580 @@
+//! The patient's operations: keys, FHIR import and file upload (encrypted
+//! here, only ciphertext leaves), reading own records, grants and
+//! revocations (signed here), and the verified access history.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use medrelay_crypto::{
+    decrypt_record_as_owner, encrypt_record, generate_reencryption_key, GrantId, KeyClass, KeyFile,
+    PatientSecretKeys, PrincipalId, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SensitivityLabel,
+    SigningKey, Threshold, Timestamp, MAX_ENVELOPE_LEN,
+};
+use medrelay_policy::{Grant, LogEvent, Purpose, Revocation, Scope, SignedGrant};
+use medrelay_wire::{limits, CreateGrantRequest, GrantReceipt, RevokeRequest, Role, B64};
+use rand::rngs::OsRng;
+use serde::{Deserialize, Serialize};
+
+use crate::fhir::{self, FhirResource, FHIR_MEDIA_TYPE};
+use crate::http::{Http, ServerOptions};
+use crate::keystore::{read_limited, Passphrase, Profile};
+use crate::session::{
+    create_profile, media_type_for, open_profile, Connect, GrantSummary, Identity, NewPrincipal,
+    OpenedRecord, Progress,
+};
+use crate::time::now;
+use crate::transparency::{advance_checkpoint, fetch_principal, verify_inclusion, VerifiedPrincipal};
+use crate::ClientError;
+
+/// The local record index file in the profile.
+const RECORDS_FILE: &str = "records.json";
+/// Largest file `upload` accepts (the envelope must fit the server's limit).
+pub const MAX_UPLOAD_BYTES: u64 = 900 * 1024;
+/// Upload batches stay under this many envelope bytes (the JSON body limit
+/// is [`limits::MAX_BODY_BYTES`], and base64 adds a third).
+const BATCH_BYTES: usize = 5 * 1024 * 1024;
+
+/// What the patient client remembers about a record it uploaded.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LocalRecord {
+    /// Category, display form.
+    pub category: String,
+    /// Media type.
+    pub media_type: String,
+    /// Where it came from (file, and `Type/id` for FHIR).
+    pub source: String,
+}
+
+/// A record as `records` lists it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct RecordRow {
+    /// Record id.
+    pub record_id: RecordId,
+    /// Key class.
+    pub key_class: KeyClass,
+    /// Category (from the local index; `None` for records uploaded from
+    /// another machine).
+    pub category: Option<String>,
+    /// Where it came from.
+    pub source: Option<String>,
+    /// Envelope size in bytes.
+    pub size: u64,
+    /// When it was created.
+    pub created_at: Timestamp,
+}
+
+/// What happened to one imported file.
+#[derive(Debug)]
+pub struct FileImport {
+    /// The file.
+    pub path: PathBuf,
+    /// Uploaded and skipped record ids, or why nothing was uploaded.
+    pub outcome: Result<ImportedFile, ClientError>,
+}
+
+/// The records of one file that was imported.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct ImportedFile {
+    /// Newly uploaded.
+    pub uploaded: Vec<RecordId>,
+    /// Already on the server (a re-run): not uploaded again.
+    pub already_present: Vec<RecordId>,
+}
+
+/// The result of `import`.
+#[derive(Debug, Default)]
+pub struct ImportReport {
+    /// One entry per file, in order.
+    pub files: Vec<FileImport>,
+}
+
+impl ImportReport {
+    /// Records uploaded in all.
+    pub fn uploaded(&self) -> usize {
+        self.files.iter().filter_map(|f| f.outcome.as_ref().ok()).map(|o| o.uploaded.len()).sum()
+    }
+
+    /// Records skipped as already present.
+    pub fn already_present(&self) -> usize {
+        self.files.iter().filter_map(|f| f.outcome.as_ref().ok()).map(|o| o.already_present.len()).sum()
+    }
+
+    /// Files that failed.
+    pub fn failed(&self) -> usize {
+        self.files.iter().filter(|f| f.outcome.is_err()).count()
+    }
+}
+
+/// One item of the access history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct HistoryItem {
+    /// Log index.
+    pub index: u64,
+    /// When.
+    pub at: Timestamp,
+    /// Event kind (`re-encryption served`, `access denied`, …).
+    pub kind: String,
+    /// The record concerned.
+    pub record: Option<RecordId>,
+    /// The doctor concerned.
+    pub doctor: Option<PrincipalId>,
+    /// The grant concerned.
+    pub grant: Option<GrantId>,
+    /// Details (denial reason, key class, scope).
+    pub detail: String,
+}
+
+/// What `history` returns: items, each proven in the log, and the
+/// checkpoint they were proven against.
+#[derive(Clone, Debug, Serialize)]
+pub struct History {
+    /// Items in log order.
+    pub items: Vec<HistoryItem>,
+    /// Size of the verified checkpoint.
+    pub tree_size: u64,
+}
+
+/// A patient profile, opened.
+pub struct Patient {
+    profile: Profile,
+    sk: Arc<SigningKey>,
+    keys: PatientSecretKeys,
+    http: Http,
+}
+
+impl std::fmt::Debug for Patient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Patient").field("principal", &self.profile.info().principal).finish_non_exhaustive()
+    }
+}
+
+fn record_error<E: std::fmt::Display>(what: &'static str) -> impl FnOnce(E) -> ClientError {
+    move |e| ClientError::Invalid(format!("{what}: {e}"))
+}
+
+impl Patient {
+    /// Creates keys in `dir`, registers them on the server, and opens the
+    /// new profile.
+    pub fn init(
+        dir: &Path,
+        server: &ServerOptions,
+        name: &str,
+        passphrase: &Passphrase,
+    ) -> Result<Self, ClientError> {
+        let keys = KeyFile::new_patient(&mut OsRng);
+        let secret =
+            keys.patient_keys().ok_or_else(|| ClientError::Protocol("not a patient key file".into()))?;
+        let public = secret.public_keys().to_bytes();
+        let (profile, http, sk) = create_profile(
+            NewPrincipal { dir, server, role: Role::Patient, name, enrollment_token: None, passphrase },
+            &keys,
+            public,
+        )?;
+        Ok(Self { profile, sk, keys: secret, http })
+    }
+
+    /// Opens the profile in `dir`.
+    pub fn open(dir: &Path, connect: &Connect, passphrase: &Passphrase) -> Result<Self, ClientError> {
+        let (profile, keys, http, sk) = open_profile(dir, Role::Patient, connect, passphrase)?;
+        let keys = keys.patient_keys().ok_or_else(|| ClientError::profile(dir, "not a patient key file"))?;
+        Ok(Self { profile, sk, keys, http })
+    }
+
+    /// Id and fingerprints.
+    pub fn whoami(&self) -> Identity {
+        Identity::new(&self.profile, &self.sk, Some(self.keys.public_keys().fingerprint()))
+    }
+
+    /// The principal id.
+    pub fn id(&self) -> PrincipalId {
+        self.profile.info().principal
+    }
+
+    fn index(&self) -> Result<BTreeMap<String, LocalRecord>, ClientError> {
+        Ok(self.profile.read_state(RECORDS_FILE)?.unwrap_or_default())
+    }
+
+    fn existing_ids(&self) -> Result<BTreeSet<RecordId>, ClientError> {
+        Ok(self.http.records_of(&self.id())?.records.into_iter().map(|r| r.record_id).collect())
+    }
+
+    fn seal(
+        &self,
+        id: RecordId,
+        category: RecordCategory,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
+        let header = RecordHeader::new(id, self.id(), category, media_type, now())
+            .map_err(record_error("record header"))?;
+        let env = encrypt_record(&mut OsRng, &self.sk, &self.keys.public_keys(), header, body)
+            .map_err(record_error("encrypting"))?;
+        let bytes = env.to_bytes();
+        if bytes.len() > limits::MAX_ENVELOPE_BYTES {
+            return Err(ClientError::Invalid(format!(
+                "record too large: {} bytes encrypted, the server takes at most {}",
+                bytes.len(),
+                limits::MAX_ENVELOPE_BYTES
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// Uploads sealed envelopes in bounded batches; returns the ids stored.
+    fn upload_sealed(
+        &self,
+        sealed: Vec<(RecordId, Vec<u8>)>,
+        progress: &mut dyn FnMut(u64),
+    ) -> Result<Vec<RecordId>, ClientError> {
+        let mut stored = Vec::with_capacity(sealed.len());
+        let mut batch: Vec<(RecordId, Vec<u8>)> = Vec::new();
+        let mut bytes = 0;
+        let mut flush = |batch: &mut Vec<(RecordId, Vec<u8>)>, stored: &mut Vec<RecordId>| {
+            if batch.is_empty() {
+                return Ok::<(), ClientError>(());
+            }
+            let ids: Vec<RecordId> = batch.iter().map(|(id, _)| *id).collect();
+            let resp = self.http.upload_records(batch.drain(..).map(|(_, b)| B64(b)).collect())?;
+            let got: Vec<RecordId> = resp.receipts.iter().map(|r| r.record_id).collect();
+            if got != ids {
+                return Err(ClientError::Protocol("upload receipts do not match the records sent".into()));
+            }
+            stored.extend(ids);
+            progress(stored.len() as u64);
+            Ok(())
+        };
+        for (id, env) in sealed {
+            if batch.len() == limits::MAX_BATCH_RECORDS
+                || (bytes + env.len() > BATCH_BYTES && !batch.is_empty())
+            {
+                flush(&mut batch, &mut stored)?;
+                bytes = 0;
+            }
+            bytes += env.len();
+            batch.push((id, env));
+        }
+        flush(&mut batch, &mut stored)?;
+        Ok(stored)
+    }
+
+    /// Imports FHIR R4 JSON files. Each file is parsed in full first; a bad
+    /// file uploads nothing and its error is in the report. Records already
+    /// on the server (same owner, type and id) are skipped.
+    pub fn import(
+        &self,
+        files: &[PathBuf],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ImportReport, ClientError> {
+        let mut parsed: Vec<(PathBuf, Result<Vec<FhirResource>, ClientError>)> = Vec::new();
+        for path in files {
+            let r = read_limited(path, fhir::MAX_FHIR_FILE_BYTES)
+                .map_err(|e| match e {
+                    ClientError::Profile { .. } => {
+                        ClientError::Fhir { path: path.clone(), source: fhir::FhirError::TooLarge }
+                    }
+                    other => other,
+                })
+                .and_then(|b| {
+                    fhir::parse_file(&b).map_err(|source| ClientError::Fhir { path: path.clone(), source })
+                });
+            parsed.push((path.clone(), r));
+        }
+        let total: u64 = parsed.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|v| v.len() as u64).sum();
+        let mut existing = self.existing_ids()?;
+        let mut index = self.index()?;
+        let mut report = ImportReport::default();
+        let mut done = 0u64;
+        progress(Progress { done, total });
+        for (path, resources) in parsed {
+            let outcome = resources.and_then(|resources| {
+                let mut out = ImportedFile::default();
+                let mut sealed = Vec::new();
+                let mut meta = Vec::new();
+                for r in resources {
+                    let id = fhir::fhir_record_id(&self.id(), &r.resource_type, &r.id);
+                    if existing.contains(&id) {
+                        out.already_present.push(id);
+                        done += 1;
+                        progress(Progress { done, total });
+                        continue;
+                    }
+                    let local = LocalRecord {
+                        category: r.category.to_string(),
+                        media_type: FHIR_MEDIA_TYPE.into(),
+                        source: format!("{}#{}/{}", path.display(), r.resource_type, r.id),
+                    };
+                    sealed.push((id, self.seal(id, r.category, FHIR_MEDIA_TYPE, &r.json)?));
+                    meta.push((id, local));
+                }
+                let base = done;
+                let stored =
+                    self.upload_sealed(sealed, &mut |n| progress(Progress { done: base + n, total }))?;
+                done = base + stored.len() as u64;
+                for (id, local) in meta {
+                    index.insert(id.to_string(), local);
+                    existing.insert(id);
+                }
+                out.uploaded = stored;
+                Ok(out)
+            });
+            report.files.push(FileImport { path, outcome });
+        }
+        self.profile.write_state(RECORDS_FILE, &index)?;
+        Ok(report)
+    }
+
+    /// Encrypts and uploads any file (PDF, image, …) as a
+    /// `DocumentReference` with the given category code and labels. The
+    /// record id comes from the content, so uploading the same file twice
+    /// is reported as already present (`Ok(None)`).
+    pub fn upload(
+        &self,
+        path: &Path,
+        category_code: &str,
+        labels: &[SensitivityLabel],
+    ) -> Result<Option<RecordId>, ClientError> {
+        let body = zeroize::Zeroizing::new(read_limited(path, MAX_UPLOAD_BYTES).map_err(|e| match e {
+            ClientError::Profile { .. } => {
+                ClientError::Invalid(format!("{}: larger than {MAX_UPLOAD_BYTES} bytes", path.display()))
+            }
+            other => other,
+        })?);
+        let category =
+            RecordCategory::new("DocumentReference", [category_code.to_owned()], labels.iter().copied())
+                .map_err(record_error("category"))?;
+        let id = fhir::file_record_id(&self.id(), &body);
+        if self.existing_ids()?.contains(&id) {
+            return Ok(None);
+        }
+        let media_type = media_type_for(path);
+        let local = LocalRecord {
+            category: category.to_string(),
+            media_type: media_type.into(),
+            source: path.display().to_string(),
+        };
+        let sealed = self.seal(id, category, media_type, &body)?;
+        self.upload_sealed(vec![(id, sealed)], &mut |_| ())?;
+        let mut index = self.index()?;
+        index.insert(id.to_string(), local);
+        self.profile.write_state(RECORDS_FILE, &index)?;
+        Ok(Some(id))
+    }
+
+    /// Own records on the server, with local details where known.
+    pub fn records(&self) -> Result<Vec<RecordRow>, ClientError> {
+        let index = self.index()?;
+        let list = self.http.records_of(&self.id())?;
+        Ok(list
+            .records
+            .into_iter()
+            .filter(|r| r.owner == self.id())
+            .map(|r| {
+                let local = index.get(&r.record_id.to_string());
+                RecordRow {
+                    record_id: r.record_id,
+                    key_class: r.key_class,
+                    category: local.map(|l| l.category.clone()),
+                    source: local.map(|l| l.source.clone()),
+                    size: r.size,
+                    created_at: r.created_at,
+                }
+            })
+            .collect())
+    }
+
+    /// Downloads and decrypts one of the patient's own records.
+    pub fn read(&self, id: &RecordId) -> Result<OpenedRecord, ClientError> {
+        let bytes = self.http.envelope(id)?;
+        let env = RecordEnvelope::from_bytes(&bytes, MAX_ENVELOPE_LEN)
+            .map_err(|e| ClientError::Protocol(format!("record {id}: {e}")))?;
+        if env.header().record_id() != *id || env.header().owner() != self.id() {
+            return Err(ClientError::Verification(format!(
+                "the server answered for {id} with another record"
+            )));
+        }
+        let body = decrypt_record_as_owner(&self.keys, &self.sk.verifying_key(), &env)
+            .map_err(|_| ClientError::Decryption(*id))?;
+        Ok(OpenedRecord { header: env.header().clone(), body })
+    }
+
+    /// Looks a doctor up and checks the directory entry (registration
+    /// signature, role), so the caller can show the key fingerprint before
+    /// granting.
+    pub fn doctor(&self, id: &PrincipalId) -> Result<VerifiedPrincipal, ClientError> {
+        let d = fetch_principal(&self.http, id).map_err(|e| match e {
+            ClientError::Server { code, .. } if code == "not_found" => {
+                ClientError::Invalid(format!("unknown doctor id {id}: no such principal on the server"))
+            }
+            other => other,
+        })?;
+        d.doctor_key()?;
+        Ok(d)
+    }
+
+    /// Signs a grant for `doctor` (from [`Patient::doctor`]) valid for
+    /// `valid_for_secs` from now, makes one re-encryption key per key class
+    /// the scope reaches, and uploads both.
+    pub fn grant(
+        &self,
+        doctor: &VerifiedPrincipal,
+        scope: &Scope,
+        valid_for_secs: u64,
+        purpose: Purpose,
+    ) -> Result<GrantSummary, ClientError> {
+        let doctor_key = doctor.doctor_key()?;
+        let t = now();
+        let grant = Grant::new(
+            GrantId::random(&mut OsRng),
+            self.id(),
+            doctor.id,
+            scope.clone(),
+            purpose,
+            t,
+            t.plus_seconds(valid_for_secs),
+            t,
+        )
+        .map_err(record_error("grant"))?;
+        let signed = grant.sign(&self.sk).map_err(record_error("signing the grant"))?;
+        let rekeys = scope
+            .key_classes()
+            .into_iter()
+            .map(|class| {
+                B64(generate_reencryption_key(
+                    &mut OsRng,
+                    &self.keys,
+                    class,
+                    &doctor_key,
+                    Threshold::ONE_OF_ONE,
+                )
+                .to_bytes())
+            })
+            .collect();
+        let receipt =
+            self.http.create_grant(&CreateGrantRequest { grant: B64(signed.to_bytes()), rekeys })?;
+        if receipt.grant_id != grant.grant_id() {
+            return Err(ClientError::Protocol("the receipt names another grant".into()));
+        }
+        Ok(GrantSummary::new(&grant, false))
+    }
+
+    /// The patient's grants, each signature checked against the patient's
+    /// own key (a grant the patient did not sign is a server fault).
+    pub fn grants(&self) -> Result<Vec<GrantSummary>, ClientError> {
+        let vk = self.sk.verifying_key();
+        self.http
+            .grants_of_patient(&self.id())?
+            .grants
+            .into_iter()
+            .map(|g| {
+                let signed = SignedGrant::from_bytes(g.grant.as_bytes())
+                    .map_err(|e| ClientError::Protocol(format!("grant {}: {e}", g.grant_id)))?;
+                let verified = signed.verify(&vk).map_err(|_| {
+                    ClientError::Verification(format!("grant {} is not signed by this patient", g.grant_id))
+                })?;
+                if verified.grant().grant_id() != g.grant_id {
+                    return Err(ClientError::Verification(format!(
+                        "grant {} carries another id",
+                        g.grant_id
+                    )));
+                }
+                Ok(GrantSummary::new(verified.grant(), g.revoked))
+            })
+            .collect()
+    }
+
+    /// Signs and uploads a revocation; the server deletes the grant's
+    /// re-encryption keys.
+    pub fn revoke(&self, id: &GrantId) -> Result<GrantReceipt, ClientError> {
+        let rev =
+            Revocation::new(*id, self.id(), now()).sign(&self.sk).map_err(record_error("revocation"))?;
+        let r = self.http.revoke(id, &RevokeRequest { revocation: B64(rev.to_bytes()) })?;
+        if r.grant_id != *id {
+            return Err(ClientError::Protocol("the receipt names another grant".into()));
+        }
+        Ok(r)
+    }
+
+    /// Every logged event about the patient (registrations, records, grants,
+    /// revocations, accesses served and denied). The stored checkpoint is
+    /// advanced (signature + consistency), and every item is proven to be in
+    /// the log by an inclusion proof against it.
+    pub fn history(&self, progress: &mut dyn FnMut(Progress)) -> Result<History, ClientError> {
+        let mut entries = Vec::new();
+        let mut from = 0;
+        loop {
+            let page = self.http.log_mine(from, limits::MAX_LIST_ITEMS)?;
+            let n = page.entries.len();
+            for e in page.entries {
+                if e.index < from {
+                    return Err(ClientError::Protocol("log entries out of order".into()));
+                }
+                from = e.index + 1;
+                entries.push(e);
+            }
+            if n < limits::MAX_LIST_ITEMS {
+                break;
+            }
+        }
+        let update = advance_checkpoint(&self.http, &self.profile, |_| Ok(()))?;
+        let total = entries.len() as u64;
+        let mut items = Vec::with_capacity(entries.len());
+        for (i, e) in entries.into_iter().enumerate() {
+            verify_inclusion(&self.http, &update.current, e.index, e.data.as_bytes())?;
+            let event = LogEvent::from_bytes(e.data.as_bytes()).map_err(|err| {
+                ClientError::LogIntegrity(format!("entry {} does not decode: {err}", e.index))
+            })?;
+            items.push(history_item(e.index, &event));
+            progress(Progress { done: i as u64 + 1, total });
+        }
+        Ok(History { items, tree_size: update.current.tree_size })
+    }
+}
+
+/// A log event as a history line.
+pub fn history_item(index: u64, event: &LogEvent) -> HistoryItem {
+    let mut item = HistoryItem {
+        index,
+        at: event.timestamp(),
+        kind: event.kind().to_owned(),
+        record: None,
+        doctor: None,
+        grant: None,
+        detail: String::new(),
+    };
+    match event {
+        LogEvent::PrincipalRegistered { principal, role, .. } => {
+            item.detail = format!("{principal} registered as {role}");
+        }
+        LogEvent::RecordPublished { header, size, .. } => {
+            item.record = Some(header.record_id());
+            item.detail = format!("{} ({} bytes)", header.category(), size);
+        }
+        LogEvent::GrantCreated { grant, .. } => {
+            if let Ok(g) = Grant::from_bytes(grant.body()) {
+                item.grant = Some(g.grant_id());
+                item.doctor = Some(g.doctor());
+                item.detail = format!("scope {} for {}", g.scope(), g.purpose());
+            }
+        }
+        LogEvent::GrantRevoked { revocation, .. } => {
+            if let Ok(r) = Revocation::from_bytes(revocation.body()) {
+                item.grant = Some(r.grant_id());
+            }
+        }
+        LogEvent::ReencryptionServed { grant, record, doctor, key_class, .. } => {
+            item.grant = Some(*grant);
+            item.record = Some(*record);
+            item.doctor = Some(*doctor);
+            item.detail = format!("key class {key_class}");
+        }
+        LogEvent::AccessDenied { doctor, record, reason, .. } => {
+            item.record = Some(*record);
+            item.doctor = Some(*doctor);
+            item.detail = format!("denied: {}", reason.code());
+        }
+        _ => {}
+    }
+    item
+}

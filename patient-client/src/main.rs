@@ -1,0 +1,311 @@
+//! `medrelay-patient`: a thin CLI over `medrelay_client::Patient`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use medrelay_client::cli::{self, Bar};
+use medrelay_client::time::{format_utc, parse_duration};
+use medrelay_client::{ClientError, Passphrase, Patient, ServerOptions};
+use medrelay_crypto::{GrantId, PrincipalId, RecordId, SensitivityLabel};
+use medrelay_policy::{Purpose, Scope};
+use medrelay_wire::Role;
+
+/// Keep your medical records encrypted on medrelay and decide which doctor
+/// reads what.
+///
+/// Start with `init` (makes your keys and registers them), then `import`
+/// your FHIR files, `grant` a doctor access to part of them, and check
+/// `history` to see every access. Your secret keys never leave this
+/// machine; they are stored encrypted under your passphrase
+/// (MEDRELAY_PASSPHRASE, or asked on the terminal).
+#[derive(Debug, Parser)]
+#[command(name = "medrelay-patient", version, about, long_about)]
+struct Cli {
+    /// Server URL (default: the one given at init).
+    #[arg(long, global = true, env = "MEDRELAY_SERVER")]
+    server: Option<String>,
+    /// Profile directory [default: $HOME/.medrelay/patient].
+    #[arg(long, global = true, env = "MEDRELAY_PROFILE")]
+    profile: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust for https.
+    #[arg(long, global = true, env = "MEDRELAY_CA_CERT")]
+    ca_cert: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create your keys and register with the server (needs --server).
+    Init {
+        /// A name or pseudonym the doctors you grant will see.
+        #[arg(long, default_value = "patient")]
+        name: String,
+    },
+    /// Show your id and key fingerprints (hand these to your doctor).
+    Whoami,
+    /// Encrypt and upload FHIR R4 JSON files (a Bundle or one resource each).
+    Import {
+        /// The files.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+    /// Encrypt and upload any other file (PDF, image, ...).
+    Upload {
+        /// The file.
+        file: PathBuf,
+        /// Category code, e.g. imaging, laboratory, clinical-note.
+        #[arg(long)]
+        category: String,
+        /// Sensitivity label (mental-health, substance-use, sexual-health, genetics); repeatable.
+        #[arg(long = "sensitive")]
+        sensitive: Vec<SensitivityLabel>,
+    },
+    /// List your records on the server.
+    Records,
+    /// Decrypt one of your records.
+    Read {
+        /// Record id.
+        id: RecordId,
+        /// Write to this file instead of standard output.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+    },
+    /// Let a doctor read part of your records.
+    Grant {
+        /// The doctor's id (from `medrelay-doctor whoami`).
+        doctor: PrincipalId,
+        /// What the doctor may read, e.g. "Observation?category=laboratory,Condition".
+        /// Sensitive records need e.g. "sensitive:mental-health".
+        #[arg(long)]
+        scope: Scope,
+        /// How long, e.g. 30d, 12h, 2w.
+        #[arg(long, default_value = "30d")]
+        expires: String,
+        /// treatment, emergency, care-management, research or patient-request.
+        #[arg(long, default_value = "treatment")]
+        purpose: Purpose,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List your grants.
+    Grants,
+    /// Revoke a grant: the doctor can no longer fetch anything with it.
+    Revoke {
+        /// Grant id.
+        id: GrantId,
+    },
+    /// Every access and denial on your records, verified against the signed log.
+    History,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    cli::finish(run(cli))
+}
+
+fn open(cli: &Cli) -> Result<Patient, ClientError> {
+    let dir = cli::profile_dir(cli.profile.clone(), Role::Patient)?;
+    let pass = Passphrase::from_env_or_prompt(false)?;
+    Patient::open(&dir, &cli::connect(cli.server.clone(), cli.ca_cert.clone()), &pass)
+}
+
+fn run(cli: Cli) -> Result<(), ClientError> {
+    match &cli.command {
+        Command::Init { name } => {
+            let dir = cli::profile_dir(cli.profile.clone(), Role::Patient)?;
+            let url = cli
+                .server
+                .clone()
+                .ok_or_else(|| ClientError::Invalid("init needs --server URL (or MEDRELAY_SERVER)".into()))?;
+            let mut server = ServerOptions::new(url);
+            server.ca_cert.clone_from(&cli.ca_cert);
+            let pass = Passphrase::from_env_or_prompt(true)?;
+            let p = Patient::init(&dir, &server, name, &pass)?;
+            show_identity(&cli, &p)
+        }
+        Command::Whoami => show_identity(&cli, &open(&cli)?),
+        Command::Import { files } => import(&cli, &open(&cli)?, files),
+        Command::Upload { file, category, sensitive } => {
+            match open(&cli)?.upload(file, category, sensitive)? {
+                Some(id) => println!("uploaded {} as record {id}", file.display()),
+                None => println!("{} is already uploaded", file.display()),
+            }
+            Ok(())
+        }
+        Command::Records => {
+            let rows = open(&cli)?.records()?;
+            if cli.json {
+                return cli::print_json(&rows);
+            }
+            let table: Vec<Vec<String>> = rows
+                .iter()
+                .map(|r| {
+                    vec![
+                        r.record_id.to_string(),
+                        r.category.clone().unwrap_or_else(|| format!("({})", r.key_class)),
+                        r.size.to_string(),
+                        format_utc(r.created_at),
+                    ]
+                })
+                .collect();
+            cli::print_table(&["RECORD", "CATEGORY", "BYTES", "CREATED"], &table);
+            Ok(())
+        }
+        Command::Read { id, output } => {
+            let rec = open(&cli)?.read(id)?;
+            let bytes = rec.export_bytes();
+            match output {
+                Some(path) => medrelay_client::keystore::write_private(path, &bytes),
+                None => std::io::stdout()
+                    .lock()
+                    .write_all(&bytes)
+                    .map_err(|source| ClientError::Io { path: "<stdout>".into(), source }),
+            }
+        }
+        Command::Grant { doctor, scope, expires, purpose, yes } => {
+            let secs = parse_duration(expires)?;
+            let p = open(&cli)?;
+            let d = p.doctor(doctor)?;
+            let pre = d.doctor_key()?.fingerprint();
+            eprintln!("Doctor:   {} ({})", d.name, d.id);
+            eprintln!("  signing key fingerprint: {}", d.signing_key.fingerprint());
+            eprintln!("  PRE key fingerprint:     {pre}");
+            eprintln!("Scope:    {scope}");
+            eprintln!("Purpose:  {purpose}; valid for {expires}");
+            if !yes && !cli::confirm("Check the fingerprints with your doctor. Grant?")? {
+                return Err(ClientError::Invalid("not granted".into()));
+            }
+            let g = p.grant(&d, scope, secs, *purpose)?;
+            if cli.json {
+                return cli::print_json(&g);
+            }
+            println!("granted {} until {}", g.grant_id, format_utc(g.not_after));
+            Ok(())
+        }
+        Command::Grants => {
+            let grants = open(&cli)?.grants()?;
+            if cli.json {
+                return cli::print_json(&grants);
+            }
+            let now = medrelay_client::time::now();
+            let rows: Vec<Vec<String>> = grants
+                .iter()
+                .map(|g| {
+                    let state = if g.revoked {
+                        "revoked"
+                    } else if g.active_at(now) {
+                        "active"
+                    } else {
+                        "expired"
+                    };
+                    vec![
+                        g.grant_id.to_string(),
+                        cli::short(&g.doctor),
+                        g.scope.clone(),
+                        g.purpose.clone(),
+                        format_utc(g.not_after),
+                        state.into(),
+                    ]
+                })
+                .collect();
+            cli::print_table(&["GRANT", "DOCTOR", "SCOPE", "PURPOSE", "UNTIL", "STATE"], &rows);
+            Ok(())
+        }
+        Command::Revoke { id } => {
+            let r = open(&cli)?.revoke(id)?;
+            println!("revoked {} (log entry {})", r.grant_id, r.log_index);
+            Ok(())
+        }
+        Command::History => {
+            let bar = Bar::new("verifying", cli.json);
+            let h = open(&cli)?.history(&mut |p| bar.update(p));
+            bar.done();
+            let h = h?;
+            if cli.json {
+                return cli::print_json(&h);
+            }
+            let rows: Vec<Vec<String>> = h
+                .items
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.index.to_string(),
+                        format_utc(i.at),
+                        i.kind.clone(),
+                        i.record.map(|r| r.to_string()).unwrap_or_default(),
+                        i.doctor.map(|d| cli::short(&d)).unwrap_or_default(),
+                        i.detail.clone(),
+                    ]
+                })
+                .collect();
+            cli::print_table(&["INDEX", "WHEN", "EVENT", "RECORD", "DOCTOR", "DETAIL"], &rows);
+            eprintln!("{} events, each proven in the signed log of {} entries", h.items.len(), h.tree_size);
+            Ok(())
+        }
+    }
+}
+
+fn show_identity(cli: &Cli, p: &Patient) -> Result<(), ClientError> {
+    let id = p.whoami();
+    if cli.json {
+        return cli::print_json(&id);
+    }
+    println!("id:                      {}", id.id);
+    println!("role:                    {}", id.role);
+    println!("name:                    {}", id.name);
+    println!("server:                  {}", id.server);
+    println!("signing key fingerprint: {}", id.signing_key_fingerprint);
+    if let Some(f) = &id.pre_key_fingerprint {
+        println!("PRE keys fingerprint:    {f}");
+    }
+    println!("profile:                 {}", id.profile.display());
+    Ok(())
+}
+
+fn import(cli: &Cli, p: &Patient, files: &[PathBuf]) -> Result<(), ClientError> {
+    let bar = Bar::new("importing", cli.json);
+    let report = p.import(files, &mut |pr| bar.update(pr));
+    bar.done();
+    let report = report?;
+    for f in &report.files {
+        match &f.outcome {
+            Ok(o) => {
+                if !cli.json {
+                    println!(
+                        "{}: {} uploaded, {} already present",
+                        f.path.display(),
+                        o.uploaded.len(),
+                        o.already_present.len()
+                    );
+                }
+            }
+            Err(e) => eprintln!("error: {e}"),
+        }
+    }
+    if cli.json {
+        let files: Vec<serde_json::Value> = report
+            .files
+            .iter()
+            .map(|f| match &f.outcome {
+                Ok(o) => serde_json::json!({"file": f.path, "uploaded": o.uploaded, "already_present": o.already_present}),
+                Err(e) => serde_json::json!({"file": f.path, "error": e.to_string()}),
+            })
+            .collect();
+        cli::print_json(&files)?;
+    }
+    if report.failed() > 0 {
+        return Err(ClientError::Invalid(format!(
+            "{} of {} files failed",
+            report.failed(),
+            report.files.len()
+        )));
+    }
+    Ok(())
+}

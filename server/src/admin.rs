@@ -1,0 +1,270 @@
+//! The operator's admin socket: live enrollment while the server runs.
+//!
+//! sled admits one process, so while `serve` runs, the offline
+//! `enroll-doctor --data DIR` cannot open the database. `serve` therefore
+//! also listens on a Unix-domain socket, `DATA/admin/admin.sock`, and
+//! `medrelay-server enroll-doctor` / `enroll` talk to it when a server is
+//! running (and open the database directly when none is).
+//!
+//! # Threat model
+//!
+//! Issuing an enrollment token lets its holder register a doctor, analyst
+//! or auditor, so this is an operator-only capability. It is not reachable
+//! from the network at all: the admin app is a separate actix `App` served
+//! only on the socket, and the public listener has no `/admin` routes (a
+//! test checks it). Who may connect is decided by the file system, the
+//! mechanism hospital IT already audits for the data directory itself: the
+//! socket lives in a directory created with mode 0700 (re-tightened at each
+//! start, which fails unless the server's user owns it) and the socket file
+//! is 0600, so only the server's own user (and root) can connect. That is
+//! exactly who could already run the offline enrollment, which needs write
+//! access to the database: the socket adds no new principal and no new
+//! secret to manage (unlike a loopback TCP port, which every local user can
+//! reach and which would need its own credential). The only operation is
+//! "issue a one-time token for a non-patient role"; the request is strict,
+//! small-bodied JSON, the token is returned once and stored only as its
+//! SHA-256, and the server log records the role, never the token or name.
+//! `--no-admin-socket` turns the socket off.
+
+use std::fs;
+use std::io::{self, Read as _, Write as _};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
+use actix_web::{web, App, HttpResponse};
+use medrelay_crypto::Timestamp;
+use medrelay_wire::{ErrorBody, Role};
+use serde::{Deserialize, Serialize};
+use zeroize::Zeroizing;
+
+use crate::directory::validate_name;
+use crate::serve::{issue_enrollment, ServeError};
+use crate::{ApiError, AppState};
+
+/// Largest admin request body, in bytes.
+const MAX_ADMIN_BODY: usize = 4096;
+/// Largest admin response read by the client, in bytes.
+const MAX_ADMIN_RESPONSE: u64 = 64 * 1024;
+/// Client timeout for connecting, writing and reading.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
+/// The one route of the admin app.
+pub const ENROLL_PATH: &str = "/admin/v1/enrollments";
+
+/// `POST /admin/v1/enrollments` on the admin socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminEnrollRequest {
+    /// doctor, analyst or auditor.
+    pub role: Role,
+    /// The principal's name, as for the offline command.
+    pub name: String,
+}
+
+/// Answer to [`AdminEnrollRequest`]: the one-time token, shown once.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminEnrollResponse {
+    /// The one-time enrollment token (a secret: give it to the principal
+    /// over a trusted channel).
+    pub token: String,
+    /// When it expires.
+    pub expires_at: Timestamp,
+}
+
+impl std::fmt::Debug for AdminEnrollResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminEnrollResponse")
+            .field("token", &"..")
+            .field("expires_at", &self.expires_at)
+            .finish()
+    }
+}
+
+/// The admin socket of a data directory: `DATA/admin/admin.sock`.
+pub fn admin_socket_path(data: &Path) -> PathBuf {
+    data.join("admin").join("admin.sock")
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound("route"))
+}
+
+async fn enroll(
+    state: web::Data<AppState>,
+    req: web::Json<AdminEnrollRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let AdminEnrollRequest { role, name } = req.into_inner();
+    if role == Role::Patient {
+        return Err(ApiError::field("role", "patients self-register; no token needed"));
+    }
+    validate_name(&name)?;
+    let clock = state.clock().clone();
+    let (token, expires_at) = state.with_store(move |s| issue_enrollment(s, role, &name, &clock)).await?;
+    tracing::info!(principal.role = %role, "enrollment token issued on the admin socket");
+    Ok(HttpResponse::Created().json(AdminEnrollResponse { token: token.to_string(), expires_at }))
+}
+
+/// The admin application (served only on the admin socket).
+pub fn admin_app(
+    state: AppState,
+) -> App<
+    impl ServiceFactory<
+        ServiceRequest,
+        Config = (),
+        Response = ServiceResponse<impl MessageBody>,
+        Error = actix_web::Error,
+        InitError = (),
+    >,
+> {
+    let json = web::JsonConfig::default()
+        .limit(MAX_ADMIN_BODY)
+        .error_handler(|e, _| crate::error::json_error(e, MAX_ADMIN_BODY).into());
+    App::new()
+        .app_data(web::Data::new(state))
+        .app_data(json)
+        .route(ENROLL_PATH, web::post().to(enroll))
+        .default_service(web::to(not_found))
+}
+
+fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
+    let context = context.into();
+    move |source| ServeError::Io { context, source }
+}
+
+/// Creates (or re-tightens) the private directory and binds the socket with
+/// mode 0600. A stale socket left by a crash is replaced; anything else at
+/// that path, or a socket a live process answers on, is an error.
+#[cfg(unix)]
+pub(crate) fn bind_admin_socket(data: &Path) -> Result<std::os::unix::net::UnixListener, ServeError> {
+    use std::os::unix::fs::{DirBuilderExt as _, FileTypeExt as _, PermissionsExt as _};
+    use std::os::unix::net::{UnixListener, UnixStream};
+
+    let path = admin_socket_path(data);
+    let dir = path.parent().ok_or_else(|| ServeError::Argument("admin socket path".into()))?;
+    match fs::symlink_metadata(dir) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(ServeError::Argument(format!("{} is not a directory", dir.display()))),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            fs::DirBuilder::new().mode(0o700).create(dir).map_err(io_err("creating the admin directory"))?;
+        }
+        Err(e) => return Err(io_err("checking the admin directory")(e)),
+    }
+    // Fails unless this user owns the directory: nobody else can have
+    // loosened it for us.
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o700))
+        .map_err(io_err("restricting the admin directory to mode 0700"))?;
+    match fs::symlink_metadata(&path) {
+        Ok(m) if m.file_type().is_socket() => {
+            if UnixStream::connect(&path).is_ok() {
+                return Err(ServeError::Argument(format!(
+                    "{} is in use by a running server",
+                    path.display()
+                )));
+            }
+            fs::remove_file(&path).map_err(io_err("removing a stale admin socket"))?;
+        }
+        Ok(_) => {
+            return Err(ServeError::Argument(format!(
+                "{} exists and is not a socket; not replacing it",
+                path.display()
+            )))
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_err("checking the admin socket")(e)),
+    }
+    let listener = UnixListener::bind(&path).map_err(io_err(format!("binding {}", path.display())))?;
+    fs::set_permissions(&path, fs::Permissions::from_mode(0o600))
+        .map_err(io_err("restricting the admin socket to mode 0600"))?;
+    Ok(listener)
+}
+
+/// Whether a server answers on `socket` (a stale socket file from a crash
+/// refuses connections).
+#[cfg(unix)]
+pub fn admin_socket_live(socket: &Path) -> bool {
+    std::os::unix::net::UnixStream::connect(socket).is_ok()
+}
+
+/// Asks the running server behind `socket` for a one-time enrollment token.
+#[cfg(unix)]
+pub fn enroll_via_socket(socket: &Path, role: Role, name: &str) -> Result<Zeroizing<String>, ServeError> {
+    use std::os::unix::net::UnixStream;
+
+    let body = serde_json::to_vec(&AdminEnrollRequest { role, name: name.to_owned() })
+        .map_err(|e| ServeError::Argument(e.to_string()))?;
+    let mut s = UnixStream::connect(socket).map_err(io_err(format!("connecting to {}", socket.display())))?;
+    s.set_read_timeout(Some(CLIENT_TIMEOUT))
+        .and_then(|()| s.set_write_timeout(Some(CLIENT_TIMEOUT)))
+        .map_err(io_err("setting socket timeouts"))?;
+    let head = format!(
+        "POST {ENROLL_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes())
+        .and_then(|()| s.write_all(&body))
+        .map_err(io_err("writing to the admin socket"))?;
+    let mut raw = Zeroizing::new(Vec::new());
+    s.take(MAX_ADMIN_RESPONSE).read_to_end(&mut raw).map_err(io_err("reading from the admin socket"))?;
+    let (status, body) = parse_response(&raw)?;
+    if status == 201 {
+        let r: AdminEnrollResponse = serde_json::from_slice(body)
+            .map_err(|_| ServeError::Admin { status, message: "malformed answer".into() })?;
+        return Ok(Zeroizing::new(r.token));
+    }
+    let message = match serde_json::from_slice::<ErrorBody>(body) {
+        Ok(e) => format!("{}: {}", e.error, e.message),
+        Err(_) => "malformed error answer".into(),
+    };
+    Err(ServeError::Admin { status, message })
+}
+
+/// Splits a `Connection: close` HTTP/1.1 answer with a `Content-Length`
+/// body into status and body.
+fn parse_response(raw: &[u8]) -> Result<(u16, &[u8]), ServeError> {
+    let bad = || ServeError::Admin { status: 0, message: "malformed HTTP answer".into() };
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(bad)?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| bad())?;
+    let status = head
+        .strip_prefix("HTTP/1.1 ")
+        .and_then(|rest| rest.get(..3))
+        .and_then(|code| code.parse::<u16>().ok())
+        .ok_or_else(bad)?;
+    let length = head
+        .lines()
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-length"))
+        .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+        .ok_or_else(bad)?;
+    let body = raw.get(split + 4..split + 4 + length).ok_or_else(bad)?;
+    Ok((status, body))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    #[test]
+    fn answers_parse_strictly() {
+        let ok = b"HTTP/1.1 201 Created\r\ncontent-length: 2\r\ncontent-type: application/json\r\n\r\n{}";
+        assert_eq!(parse_response(ok).unwrap(), (201, &b"{}"[..]));
+        for bad in [
+            &b"HTTP/1.1 201 Created\r\ncontent-length: 5\r\n\r\n{}"[..],
+            b"HTTP/1.1 201 Created\r\n\r\n{}",
+            b"HTTP/1.0 201 Created\r\ncontent-length: 2\r\n\r\n{}",
+            b"HTTP/1.1 2x1 Created\r\ncontent-length: 2\r\n\r\n{}",
+            b"garbage",
+            b"",
+        ] {
+            assert!(matches!(parse_response(bad), Err(ServeError::Admin { status: 0, .. })));
+        }
+    }
+
+    #[test]
+    fn the_response_debug_hides_the_token() {
+        let r = AdminEnrollResponse { token: "s3cret".into(), expires_at: Timestamp(1) };
+        assert!(!format!("{r:?}").contains("s3cret"));
+    }
+}

@@ -1,0 +1,371 @@
+//! The differential-privacy service under `/v1/dp`: summary schemas,
+//! patients' opt-in summaries, analysts' queries and budgets.
+//!
+//! - `GET /dp/schemas`, `GET /dp/schemas/{name}`: any authenticated principal.
+//! - `PUT|GET|DELETE /dp/schemas/{name}/summary`: a patient's own summary
+//!   (validated against the schema; one per patient per schema; a new one
+//!   replaces the old; delete withdraws it). Submissions and withdrawals are
+//!   logged with patient and schema only, never values.
+//! - `POST /dp/schemas/{name}/query`, `GET /dp/schemas/{name}/budget`:
+//!   analysts.
+//!
+//! # Threat model
+//!
+//! Analysts are adversaries: they choose queries, repeat them and run them
+//! concurrently. Every answer is an OpenDP release computed on a blocking
+//! thread (OpenDP measurements are not `Send`), and it leaves the server only
+//! after the store has, in one durable transaction, re-read the analyst's
+//! ledger, debited the cost and appended the `DP query answered` entry. Two
+//! concurrent queries cannot both spend the last of a budget: the second
+//! charge sees the first one's debit and is refused, and its answer is
+//! dropped unseen. A refused query spends nothing and stores nothing. No
+//! handler returns an exact count or a stored summary of another patient;
+//! error messages name fields and parameters, never values. Patients are
+//! trusted only with their own summary, which is clamped at query time.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpResponse};
+use medrelay_crypto::PrincipalId;
+use medrelay_dp::{
+    AnalystId, Answer, Budget, Delta, DpError, Epsilon, Ledger, Plan, PrivacyCost, Query, Schema, Summary,
+    SummaryDoc, MAX_QUERY_BYTES, MAX_ROWS, MAX_SUMMARY_BYTES,
+};
+use medrelay_policy::LogEvent;
+use medrelay_wire::dp::{
+    BudgetStatus, DpAnswer, SchemaInfo, SchemaList, SummaryAction, SummaryReceipt, MAX_SCHEMAS_LISTED,
+};
+use medrelay_wire::Role;
+
+use crate::store::{decode_summary, encode_summary, LogAppend, Store, StoredSchema};
+use crate::{error, events, ApiError, AppState, Auth, PatientAuth};
+
+/// ε of the budget an analyst gets for a schema when the operator has set
+/// none (see [`default_dp_budget`]).
+pub const DEFAULT_DP_EPSILON: f64 = 1.0;
+/// δ of the default budget (the δ at which zCDP spending converts to ε).
+pub const DEFAULT_DP_DELTA: f64 = 1e-6;
+
+/// The budget an analyst gets for a schema until the operator sets one with
+/// `medrelay-server budget set`: ε = [`DEFAULT_DP_EPSILON`], δ =
+/// [`DEFAULT_DP_DELTA`]. It is written into the analyst's ledger on the first
+/// answer and from then on never resets (not on restart, not when the
+/// server's default changes).
+pub fn default_dp_budget() -> Option<Budget> {
+    Some(Budget {
+        epsilon: Epsilon::new(DEFAULT_DP_EPSILON).ok()?,
+        delta: Delta::new(DEFAULT_DP_DELTA).ok()?,
+    })
+}
+
+fn json_config(limit: usize) -> web::JsonConfig {
+    web::JsonConfig::default().limit(limit).error_handler(move |e, _| error::json_error(e, limit).into())
+}
+
+pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/dp/schemas", web::get().to(list_schemas))
+        .route("/dp/schemas/{name}", web::get().to(get_schema))
+        .service(
+            web::resource("/dp/schemas/{name}/summary")
+                .app_data(json_config(MAX_SUMMARY_BYTES))
+                .route(web::put().to(submit_summary))
+                .route(web::get().to(own_summary))
+                .route(web::delete().to(withdraw_summary)),
+        )
+        .service(
+            web::resource("/dp/schemas/{name}/query")
+                .app_data(json_config(MAX_QUERY_BYTES))
+                .route(web::post().to(query)),
+        )
+        .route("/dp/schemas/{name}/budget", web::get().to(budget));
+}
+
+/// Checks a schema name from a path: 1-64 characters from `[a-z0-9_-]`
+/// (the rule `medrelay_dp::Schema` enforces).
+pub(crate) fn check_schema_name(name: &str) -> Result<(), ApiError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::InvalidParameter("schema name must be 1-64 characters from [a-z0-9_-]".into()))
+    }
+}
+
+fn analyst(auth: Auth) -> Result<PrincipalId, ApiError> {
+    if auth.role == Role::Analyst {
+        Ok(auth.principal)
+    } else {
+        Err(ApiError::WrongRole { needed: "analyst" })
+    }
+}
+
+fn analyst_id(p: &PrincipalId) -> AnalystId {
+    AnalystId::from_bytes(*p.as_bytes())
+}
+
+/// Maps a dp error to the API: problems with what the client sent are 4xx
+/// naming the field; anything else is internal (logged, generic body).
+fn dp_error(e: DpError) -> ApiError {
+    match e {
+        DpError::Query(q) => ApiError::field("query", q),
+        DpError::InvalidParameter { name, reason } => ApiError::field("privacy", format!("{name} {reason}")),
+        DpError::Summary(s) => ApiError::field("values", s),
+        DpError::Overspend(o) => ApiError::BudgetExceeded(o.to_string()),
+        DpError::TooLarge { what, limit, .. } => ApiError::field(what, format!("larger than {limit} bytes")),
+        DpError::Malformed { what, detail } => ApiError::field(what, detail),
+        other => ApiError::Internal(format!("dp: {other}")),
+    }
+}
+
+fn parse_schema(stored: &StoredSchema) -> Result<Schema, ApiError> {
+    Schema::from_json(&stored.json).map_err(|e| ApiError::Internal(format!("stored schema: {e}")))
+}
+
+fn schema_info(stored: StoredSchema) -> Result<SchemaInfo, ApiError> {
+    let schema = parse_schema(&stored)?;
+    let doc = serde_json::from_slice(&stored.json)
+        .map_err(|e| ApiError::Internal(format!("stored schema json: {e}")))?;
+    Ok(SchemaInfo {
+        name: stored.name,
+        description: schema.description().to_owned(),
+        schema_sha256: hex::encode(stored.sha256),
+        schema: doc,
+        log_index: stored.log_index,
+    })
+}
+
+async fn load_schema(state: &AppState, name: &str) -> Result<(StoredSchema, Schema), ApiError> {
+    let n = name.to_owned();
+    let stored = state.with_store(move |s| s.get_schema(&n)).await?.ok_or(ApiError::NotFound("schema"))?;
+    let schema = parse_schema(&stored)?;
+    Ok((stored, schema))
+}
+
+async fn list_schemas(state: web::Data<AppState>, _auth: Auth) -> Result<HttpResponse, ApiError> {
+    let stored = state.with_store(|s| s.list_schemas(MAX_SCHEMAS_LISTED)).await?;
+    let schemas = stored.into_iter().map(schema_info).collect::<Result<Vec<_>, _>>()?;
+    Ok(HttpResponse::Ok().json(SchemaList { schemas }))
+}
+
+async fn get_schema(
+    state: web::Data<AppState>,
+    _auth: Auth,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    check_schema_name(&name)?;
+    let (stored, _) = load_schema(&state, &name).await?;
+    Ok(HttpResponse::Ok().json(schema_info(stored)?))
+}
+
+async fn submit_summary(
+    state: web::Data<AppState>,
+    PatientAuth(patient): PatientAuth,
+    name: web::Path<String>,
+    doc: web::Json<SummaryDoc>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    check_schema_name(&name)?;
+    let (_, schema) = load_schema(&state, &name).await?;
+    let summary = Summary::validate(&schema, &doc).map_err(|e| match e {
+        medrelay_dp::SummaryError::WrongSchema { .. } => ApiError::field("schema", e),
+        other => ApiError::field("values", other),
+    })?;
+    check_bounds(&schema, &summary)?;
+    let json = serde_json::to_vec(&summary.to_doc(&schema))
+        .map_err(|e| ApiError::Internal(format!("encoding a summary: {e}")))?;
+    let blob = encode_summary(&json);
+    let event = events::append(&LogEvent::SummarySubmitted {
+        at: state.clock().now(),
+        patient,
+        schema: name.clone(),
+    })?;
+    let n = name.clone();
+    let (replaced, log_index) = state.with_store(move |s| s.put_summary(&n, &patient, &blob, &event)).await?;
+    tracing::info!(principal.id = %patient, dp.schema = %name, replaced, "dp summary stored");
+    let action = if replaced { SummaryAction::Replaced } else { SummaryAction::Submitted };
+    Ok(HttpResponse::Ok().json(SummaryReceipt { schema: name, patient, action, log_index }))
+}
+
+/// Refuses numeric values outside the schema's public bounds. Queries would
+/// clamp them anyway; refusing tells the patient's client to clamp, so that
+/// what is stored is what every query uses. The message names the field and
+/// its public bounds, never the value.
+fn check_bounds(schema: &Schema, summary: &Summary) -> Result<(), ApiError> {
+    for (i, field) in schema.fields().iter().enumerate() {
+        let (Some((min, max)), Some(x)) =
+            (field.field_type.bounds(), summary.value(i).and_then(medrelay_dp::FieldValue::as_f64))
+        else {
+            continue;
+        };
+        if !(min <= x && x <= max) {
+            return Err(ApiError::field(
+                "values",
+                format!(
+                    "field {:?}: value is outside the schema's public bounds [{min}, {max}]; clamp it before submitting",
+                    field.name
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+async fn own_summary(
+    state: web::Data<AppState>,
+    PatientAuth(patient): PatientAuth,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    check_schema_name(&name)?;
+    let n = name.clone();
+    let blob =
+        state.with_store(move |s| s.get_summary(&n, &patient)).await?.ok_or(ApiError::NotFound("summary"))?;
+    let doc: SummaryDoc = serde_json::from_slice(decode_summary(&blob)?)
+        .map_err(|e| ApiError::Internal(format!("stored summary: {e}")))?;
+    Ok(HttpResponse::Ok().json(doc))
+}
+
+async fn withdraw_summary(
+    state: web::Data<AppState>,
+    PatientAuth(patient): PatientAuth,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let name = name.into_inner();
+    check_schema_name(&name)?;
+    let event = events::append(&LogEvent::SummaryWithdrawn {
+        at: state.clock().now(),
+        patient,
+        schema: name.clone(),
+    })?;
+    let n = name.clone();
+    let log_index = state.with_store(move |s| s.delete_summary(&n, &patient, &event)).await?;
+    tracing::info!(principal.id = %patient, dp.schema = %name, "dp summary withdrawn");
+    Ok(HttpResponse::Ok().json(SummaryReceipt {
+        schema: name,
+        patient,
+        action: SummaryAction::Withdrawn,
+        log_index,
+    }))
+}
+
+/// The budget status a ledger reports.
+pub(crate) fn budget_status(analyst: PrincipalId, ledger: &Ledger) -> Result<BudgetStatus, ApiError> {
+    let spent = ledger.spent_epsilon().map_err(dp_error)?;
+    Ok(BudgetStatus {
+        analyst,
+        schema: ledger.schema().to_owned(),
+        total_epsilon: ledger.budget().epsilon.get(),
+        delta: ledger.budget().delta.get(),
+        spent_epsilon: spent,
+        spent_pure_epsilon: ledger.spent_pure_epsilon(),
+        spent_rho: ledger.spent_rho(),
+        remaining_epsilon: ledger.remaining_epsilon().map_err(dp_error)?,
+        queries: ledger.queries(),
+    })
+}
+
+/// The analyst's stored ledger, or a fresh one with the default budget.
+fn current_ledger(
+    store: &dyn Store,
+    analyst: &PrincipalId,
+    schema: &str,
+    default: Option<Budget>,
+) -> Result<Ledger, ApiError> {
+    match store.get_ledger(analyst, schema)? {
+        Some(l) => Ok(l),
+        None => {
+            let budget = default.ok_or(ApiError::NoBudget)?;
+            Ledger::new(analyst_id(analyst), schema, budget).map_err(dp_error)
+        }
+    }
+}
+
+async fn budget(
+    state: web::Data<AppState>,
+    auth: Auth,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let analyst = analyst(auth)?;
+    let name = name.into_inner();
+    check_schema_name(&name)?;
+    load_schema(&state, &name).await?;
+    let default = state.dp_default_budget();
+    let n = name.clone();
+    let store = Arc::clone(state.store());
+    let ledger = web::block(move || current_ledger(store.as_ref(), &analyst, &n, default)).await??;
+    Ok(HttpResponse::Ok().json(budget_status(analyst, &ledger)?))
+}
+
+/// Everything a query does on the blocking pool: refuse early if the
+/// stored ledger cannot pay, read and validate the summaries, build the
+/// OpenDP measurements and release (on a scratch copy of the ledger), then
+/// charge the real ledger and log in one durable transaction. Only if that
+/// commit succeeds does the answer leave this function.
+fn answer_and_charge(
+    store: &dyn Store,
+    schema: &Schema,
+    plan: &Plan,
+    analyst: PrincipalId,
+    default: Option<Budget>,
+    event: &LogAppend,
+) -> Result<(Answer, Ledger, u64), ApiError> {
+    let name = schema.name();
+    let mut scratch = current_ledger(store, &analyst, name, default)?;
+    scratch.check(plan.cost()).map_err(dp_error)?;
+    let blobs = store.list_summaries(name, MAX_ROWS + 1)?;
+    let mut rows = Vec::with_capacity(blobs.len());
+    for blob in &blobs {
+        let summary = Summary::from_json(schema, decode_summary(blob)?)
+            .map_err(|e| ApiError::Internal(format!("stored summary: {e}")))?;
+        rows.push(summary);
+    }
+    drop(blobs);
+    let answer = medrelay_dp::answer(plan, &rows, &mut scratch).map_err(dp_error)?;
+    let (ledger, log_index) = store.charge_dp_query(&analyst, name, default, plan.cost(), event)?;
+    Ok((answer, ledger, log_index))
+}
+
+async fn query(
+    state: web::Data<AppState>,
+    auth: Auth,
+    name: web::Path<String>,
+    q: web::Json<Query>,
+) -> Result<HttpResponse, ApiError> {
+    let analyst = analyst(auth)?;
+    let name = name.into_inner();
+    check_schema_name(&name)?;
+    let (_, schema) = load_schema(&state, &name).await?;
+    let plan = medrelay_dp::plan(&schema, &q).map_err(|e| match e {
+        // Calibration failures come from the requested parameters.
+        DpError::OpenDp(m) => ApiError::field("privacy", m),
+        other => dp_error(other),
+    })?;
+    let (epsilon, rho) = match plan.cost() {
+        PrivacyCost::Epsilon(e) => (e, 0.0),
+        PrivacyCost::Rho(r) => (0.0, r),
+    };
+    let event = events::append(&LogEvent::DpQueryAnswered {
+        at: state.clock().now(),
+        analyst,
+        schema: name.clone(),
+        epsilon,
+        rho,
+    })?;
+    let default = state.dp_default_budget();
+    let store = Arc::clone(state.store());
+    let result =
+        web::block(move || answer_and_charge(store.as_ref(), &schema, &plan, analyst, default, &event))
+            .await?;
+    let (answer, ledger, log_index) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::info!(principal.id = %analyst, dp.schema = %name, error.code = e.code(), "dp query refused");
+            return Err(e);
+        }
+    };
+    tracing::info!(principal.id = %analyst, dp.schema = %name, dp.epsilon = epsilon, dp.rho = rho, log.index = log_index, "dp query answered");
+    let budget = budget_status(analyst, &ledger)?;
+    Ok(HttpResponse::Ok().json(DpAnswer { answer, budget, log_index }))
+}

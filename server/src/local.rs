@@ -1,0 +1,119 @@
+//! An in-process server on a free loopback port, for the demo and for tests
+//! that want the real HTTP stack without a second process (sled admits one
+//! process per database).
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+
+use actix_web::dev::ServerHandle;
+use actix_web::HttpServer;
+
+use crate::serve::{db_dir, io_err};
+use crate::store::SledStore;
+use crate::{app, load_log_key, AppState, Clock, ServeError};
+
+/// A running server on `127.0.0.1:<free port>` over the sled database in
+/// `data`, served by its own actix system on a background thread.
+pub struct LocalServer {
+    addr: SocketAddr,
+    data: PathBuf,
+    state: AppState,
+    handle: ServerHandle,
+    thread: Option<JoinHandle<std::io::Result<()>>>,
+}
+
+impl std::fmt::Debug for LocalServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalServer").field("addr", &self.addr).field("data", &self.data).finish()
+    }
+}
+
+impl LocalServer {
+    /// Opens the initialized data directory `data` and serves it with
+    /// `workers` worker threads, signing checkpoints as `log_origin`.
+    pub fn start(data: &Path, log_origin: &str, workers: usize) -> Result<Self, ServeError> {
+        let key = load_log_key(data)?;
+        let signer = medrelay_policy::LogSigner::new(log_origin, &key)
+            .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
+        let store = SledStore::open(&db_dir(data))?;
+        let state = AppState::new(store, Clock::System, signer);
+        let st = state.clone();
+        let (tx, rx) = mpsc::channel();
+        let thread = std::thread::Builder::new()
+            .name("medrelay-local-server".into())
+            .spawn(move || {
+                actix_web::rt::System::new().block_on(async move {
+                    let bound = HttpServer::new(move || app(st.clone()))
+                        .workers(workers.max(1))
+                        .shutdown_timeout(5)
+                        .disable_signals()
+                        .bind(("127.0.0.1", 0));
+                    let server = match bound {
+                        Ok(s) => s,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return Ok(());
+                        }
+                    };
+                    let addr = server.addrs()[0];
+                    let running = server.run();
+                    let _ = tx.send(Ok((addr, running.handle())));
+                    running.await
+                })
+            })
+            .map_err(io_err("starting the server thread"))?;
+        let (addr, handle) = rx
+            .recv()
+            .map_err(|_| ServeError::Argument("the server thread exited before binding".into()))?
+            .map_err(io_err("binding 127.0.0.1:0"))?;
+        Ok(Self { addr, data: data.to_path_buf(), state, handle, thread: Some(thread) })
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The shared state (store, clock, log signer) of the running server.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// The data directory.
+    pub fn data(&self) -> &Path {
+        &self.data
+    }
+
+    /// Stops accepting, waits for in-flight requests, joins the thread and
+    /// flushes the store.
+    pub fn stop(mut self) -> Result<(), ServeError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), ServeError> {
+        if let Some(thread) = self.thread.take() {
+            actix_web::rt::System::new().block_on(self.handle.stop(true));
+            match thread.join() {
+                Ok(r) => r.map_err(io_err("serving"))?,
+                Err(_) => return Err(ServeError::Argument("the server thread panicked".into())),
+            }
+            self.state.store().flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for LocalServer {
+    fn drop(&mut self) {
+        if let Err(e) = self.shutdown() {
+            tracing::warn!(error = %e, "stopping the local server");
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! Scanning a data directory for byte strings that must never be stored:
+//! record plaintext and secret keys, raw and in every encoding the server
+//! could plausibly have written them in (hex, standard and URL-safe base64 at
+//! any alignment).
+//!
+//! The demo ends with this scan, and the server's tests use it, so the claim
+//! "the server never writes plaintext" is checked against the bytes on disk,
+//! not against what the code intends.
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+use base64::Engine as _;
+
+/// One forbidden byte string found in a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Hit {
+    /// The file that holds it.
+    pub path: PathBuf,
+    /// The label of the needle (never the needle itself: it may be a secret).
+    pub label: String,
+}
+
+/// What a scan looked at and what it found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ScanReport {
+    /// Files read.
+    pub files: usize,
+    /// Bytes read.
+    pub bytes: u64,
+    /// Forbidden strings found.
+    pub hits: Vec<Hit>,
+}
+
+/// A set of labelled needles, each expanded into its encodings.
+#[derive(Default)]
+pub struct Needles {
+    forms: Vec<(String, Vec<u8>)>,
+}
+
+impl std::fmt::Debug for Needles {
+    // The needles may be secret keys: show only how many there are.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Needles").field("forms", &self.forms.len()).finish()
+    }
+}
+
+impl Needles {
+    /// No needles.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `needle` raw and base64-encoded at every alignment.
+    pub fn text(&mut self, label: &str, needle: &[u8]) -> &mut Self {
+        if needle.is_empty() {
+            return self;
+        }
+        self.forms.push((label.to_owned(), needle.to_vec()));
+        for form in base64_forms(needle) {
+            if !form.is_empty() {
+                self.forms.push((format!("{label} (base64)"), form));
+            }
+        }
+        self
+    }
+
+    /// Adds a secret: raw, lowercase hex and base64 at every alignment.
+    pub fn secret(&mut self, label: &str, secret: &[u8]) -> &mut Self {
+        self.text(label, secret);
+        if !secret.is_empty() {
+            self.forms.push((format!("{label} (hex)"), hex::encode(secret).into_bytes()));
+        }
+        self
+    }
+
+    /// Whether `hay` contains any needle; returns the first label found.
+    pub fn find_in(&self, hay: &[u8]) -> Option<&str> {
+        self.forms.iter().find(|(_, n)| contains(hay, n)).map(|(l, _)| l.as_str())
+    }
+
+    /// Reads every file under `dir` (recursively) and reports each file that
+    /// holds a needle.
+    pub fn scan_dir(&self, dir: &Path) -> io::Result<ScanReport> {
+        let mut report = ScanReport::default();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d)? {
+                let path = entry?.path();
+                let meta = std::fs::symlink_metadata(&path)?;
+                if meta.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                if !meta.is_file() {
+                    continue;
+                }
+                let data = std::fs::read(&path)?;
+                report.files += 1;
+                report.bytes += data.len() as u64;
+                for (label, n) in &self.forms {
+                    if contains(&data, n) {
+                        report.hits.push(Hit { path: path.clone(), label: label.clone() });
+                    }
+                }
+            }
+        }
+        Ok(report)
+    }
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    !needle.is_empty() && needle.len() <= hay.len() && hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// Base64 forms of `s` as it would appear at any alignment inside a longer
+/// base64 string: for each of the three alignments, the middle part that
+/// does not depend on the neighbouring bytes, in standard and URL-safe
+/// alphabets.
+fn base64_forms(s: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    for pad in 0..3 {
+        let mut v = vec![0u8; pad];
+        v.extend_from_slice(s);
+        let start = if pad == 0 { 0 } else { 4 };
+        for enc in [
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(&v),
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&v),
+        ] {
+            let end = enc.len().saturating_sub(4).max(start);
+            out.push(enc.as_bytes()[start..end].to_vec());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use super::*;
+
+    const CANARY: &[u8] = b"CANARY-7f3a-not-on-disk";
+
+    #[test]
+    fn finds_raw_hex_and_base64_at_every_alignment_and_nothing_else() {
+        let mut n = Needles::new();
+        n.text("canary", CANARY).secret("key", &[0xAB; 32]);
+        assert_eq!(n.find_in(b"xx CANARY-7f3a-not-on-disk yy"), Some("canary"));
+        for prefix in ["", "a", "ab", "abc"] {
+            let mut v = prefix.as_bytes().to_vec();
+            v.extend_from_slice(CANARY);
+            v.extend_from_slice(b"tail");
+            for enc in [
+                base64::engine::general_purpose::STANDARD.encode(&v),
+                base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&v),
+            ] {
+                assert_eq!(n.find_in(enc.as_bytes()), Some("canary (base64)"), "prefix {prefix:?}");
+            }
+        }
+        assert_eq!(n.find_in(hex::encode([0xAB; 32]).as_bytes()), Some("key (hex)"));
+        assert_eq!(n.find_in(b"CANARY-7f3a-not-on-dis"), None);
+        assert_eq!(n.find_in(b""), None);
+    }
+
+    #[test]
+    fn scan_dir_reports_the_file_and_label_but_not_the_needle() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("sub")).unwrap();
+        std::fs::write(dir.path().join("clean"), b"ciphertext only").unwrap();
+        let mut n = Needles::new();
+        n.text("canary", CANARY);
+        let clean = n.scan_dir(dir.path()).unwrap();
+        assert_eq!((clean.files, clean.hits.len()), (1, 0));
+        std::fs::write(dir.path().join("sub/leak"), [b"..".as_slice(), CANARY].concat()).unwrap();
+        let dirty = n.scan_dir(dir.path()).unwrap();
+        assert_eq!(dirty.files, 2);
+        assert_eq!(dirty.hits, vec![Hit { path: dir.path().join("sub/leak"), label: "canary".into() }]);
+        assert!(!format!("{n:?}").contains("CANARY"));
+    }
+}

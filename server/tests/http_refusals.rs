@@ -1,0 +1,122 @@
+//! Refusals of forged and foreign submissions, with real keys, through the
+//! real HTTP stack: each is answered with its 4xx, appears in the audit log
+//! as `request refused` (submitter, claimed id, reason; never the bytes),
+//! and stores nothing else. Malformed and unauthenticated submissions are
+//! not logged, so only accountable principals can add refusal entries.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use actix_web::test;
+use common::*;
+use medrelay_crypto::{domain, GrantId, Timestamp};
+use medrelay_policy::{LogEvent, RefusalReason, RefusedObject, Revocation, SignedGrant, SignedRevocation};
+use medrelay_server::app;
+use medrelay_wire::{GrantList, LogEntries, RecordList, RevokeRequest, Role, UploadRecordRequest, B64};
+
+const SCOPE: &str = "Observation?category=laboratory";
+
+#[actix_web::test]
+async fn forged_and_foreign_submissions_are_refused_logged_and_store_nothing_else() {
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let (p, q, d, e) = (key(1), key(2), key(3), key(4));
+    register(&svc, &p, Role::Patient, None).await;
+    register(&svc, &q, Role::Patient, None).await;
+    register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    register(&svc, &e, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    let tp = login(&svc, &p).await;
+    let tq = login(&svc, &q).await;
+    // q's real grant to d, and p's own real grant 5 (both stored normally).
+    assert_eq!(post(&svc, "/v1/grants", &grant_request(&q, &d, 9, SCOPE, T0 + 3600), Some(&tq)).await.0, 201);
+    assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &d, 5, SCOPE, T0 + 3600), Some(&tp)).await.0, 201);
+    let before = log_size(&svc).await;
+
+    // 1. A grant whose re-encryption key delegates to another doctor than
+    //    the grant names: the key's signature binding fails.
+    let mut wrong_keys = grant_request(&p, &d, 1, SCOPE, T0 + 3600);
+    wrong_keys.rekeys = grant_request(&p, &e, 1, SCOPE, T0 + 3600).rekeys;
+    expect_err(post(&svc, "/v1/grants", &wrong_keys, Some(&tp)).await, 400, "bad_signature");
+    // 2. A grant in p's name signed by the doctor (forged signature).
+    let mut forged = grant_request(&p, &d, 2, SCOPE, T0 + 3600);
+    let body = SignedGrant::from_bytes(forged.grant.as_bytes()).unwrap().body().to_vec();
+    let forged_grant = SignedGrant::from_parts(body.clone(), d.sign(domain::SIG_GRANT, &body)).unwrap();
+    forged.grant = B64(forged_grant.to_bytes());
+    expect_err(post(&svc, "/v1/grants", &forged, Some(&tp)).await, 400, "bad_signature");
+    // 3. A tampered envelope (one ciphertext bit flipped after signing).
+    let env_p = seal(&p, 30, lab(), b"{\"resourceType\":\"Observation\"}");
+    let mut tampered = env_p.to_bytes();
+    *tampered.last_mut().unwrap() ^= 1;
+    let req = UploadRecordRequest { envelope: B64(tampered) };
+    expect_err(post(&svc, "/v1/records", &req, Some(&tp)).await, 400, "bad_signature");
+    // 4. p revokes q's grant (validly signed by p, but not p's grant).
+    let gid9 = GrantId::from_bytes([9; 16]);
+    let rev = Revocation::new(gid9, p.principal_id(), Timestamp(T0)).sign(&p).unwrap();
+    let req = RevokeRequest { revocation: B64(rev.to_bytes()) };
+    expect_err(post(&svc, &format!("/v1/grants/{gid9}/revoke"), &req, Some(&tp)).await, 403, "forbidden");
+    // 5. A revocation of p's grant 5 in p's name, signed by the doctor.
+    let gid5 = GrantId::from_bytes([5; 16]);
+    let body = Revocation::new(gid5, p.principal_id(), Timestamp(T0)).to_bytes();
+    let forged_rev =
+        SignedRevocation::from_parts(body.clone(), d.sign(domain::SIG_REVOCATION, &body)).unwrap();
+    let req = RevokeRequest { revocation: B64(forged_rev.to_bytes()) };
+    expect_err(post(&svc, &format!("/v1/grants/{gid5}/revoke"), &req, Some(&tp)).await, 400, "bad_signature");
+
+    // Not logged: the same forgery without a token, and malformed bytes.
+    expect_err(post(&svc, "/v1/grants", &forged, None).await, 401, "unauthorized");
+    let junk = RevokeRequest { revocation: B64(vec![1, 2, 3]) };
+    expect_err(
+        post(&svc, &format!("/v1/grants/{gid5}/revoke"), &junk, Some(&tp)).await,
+        400,
+        "invalid_field",
+    );
+
+    // Exactly one entry per refusal, each by p, with the claimed id.
+    assert_eq!(log_size(&svc).await, before + 5);
+    let (_, b) = get(&svc, "/v1/log/mine", Some(&tp)).await;
+    let logged: Vec<(RefusedObject, RefusalReason)> = json::<LogEntries>(&b)
+        .entries
+        .iter()
+        .filter(|x| x.index >= before)
+        .map(|x| {
+            assert_eq!(x.data.len(), 64, "ids and codes only");
+            match LogEvent::from_bytes(x.data.as_bytes()).unwrap() {
+                LogEvent::RequestRefused { principal, what, reason, at } => {
+                    assert_eq!((principal, at), (p.principal_id(), Timestamp(T0)));
+                    (what, reason)
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect();
+    assert_eq!(
+        logged,
+        vec![
+            (RefusedObject::ReencryptionKeys(GrantId::from_bytes([1; 16])), RefusalReason::BadSignature),
+            (RefusedObject::Grant(GrantId::from_bytes([2; 16])), RefusalReason::BadSignature),
+            (RefusedObject::Record(env_p.header().record_id()), RefusalReason::BadSignature),
+            (RefusedObject::Revocation(gid9), RefusalReason::NotOwner),
+            (RefusedObject::Revocation(gid5), RefusalReason::BadSignature),
+        ]
+    );
+    // The victim of the foreign revocation sees nothing new about them.
+    let (_, b) = get(&svc, "/v1/log/mine", Some(&tq)).await;
+    assert!(json::<LogEntries>(&b).entries.iter().all(|x| x.index < before));
+
+    // Nothing else changed: no new grant, no record, no revocation, keys kept.
+    let store = env.state.store();
+    for id in [1, 2] {
+        assert!(store.get_grant(&GrantId::from_bytes([id; 16])).unwrap().is_none());
+        assert!(store.get_rekeys(&GrantId::from_bytes([id; 16])).unwrap().is_none());
+    }
+    for gid in [gid5, gid9] {
+        assert!(store.get_grant(&gid).unwrap().unwrap().revocation.is_none());
+        assert!(store.get_rekeys(&gid).unwrap().is_some());
+    }
+    let (_, b) = get(&svc, &format!("/v1/patients/{}/grants", p.principal_id()), Some(&tp)).await;
+    let grants = json::<GrantList>(&b).grants;
+    assert_eq!(grants.iter().map(|g| (g.grant_id, g.revoked)).collect::<Vec<_>>(), vec![(gid5, false)]);
+    let (_, b) = get(&svc, &format!("/v1/patients/{}/records", p.principal_id()), Some(&tp)).await;
+    assert!(json::<RecordList>(&b).records.is_empty());
+    assert_eq!(metric(&metrics(&svc).await, "medrelay_requests_refused_total"), 5);
+}
