@@ -6,14 +6,15 @@
 //! `verify` is the append-only check: the newest checkpoint must be signed
 //! by the log key pinned at `init`, be consistent with the checkpoint this
 //! auditor stored last time, and the entries the server serves must hash to
-//! its root. Only then is it stored. Full policy audit (every access
-//! matched to a grant) lives in `medrelay_policy::audit`.
+//! its root. Only then is it stored. `audit` adds the full policy audit of
+//! `medrelay_policy::audit` (every access matched to a grant).
 
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use medrelay_crypto::{GrantId, KeyFile, PrincipalId, RecordId, SigningKey, Timestamp, VerifyingKey};
+use medrelay_policy::audit::{AuditReport, LogAudit};
 use medrelay_policy::{Checkpoint, Grant, LogEvent, Revocation};
 use medrelay_wire::Role;
 use rand::rngs::OsRng;
@@ -23,7 +24,8 @@ use crate::domain::NO_PRE_KEYS;
 use crate::http::{Http, ServerOptions};
 use crate::keystore::{Passphrase, Profile};
 use crate::session::{create_profile, open_profile, Connect, Identity, NewPrincipal, Progress};
-use crate::transparency::{advance_checkpoint, download_log};
+use crate::time::now;
+use crate::transparency::{advance_checkpoint, download_log, log_verifier};
 use crate::ClientError;
 
 /// The outcome of `verify`.
@@ -193,6 +195,33 @@ impl Auditor {
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(VerifiedLog { checkpoint: update.current, entries, events })
+    }
+
+    /// The full audit (`audit --full`): advances the stored checkpoint like
+    /// [`Auditor::verify`], downloads every entry it covers, and replays
+    /// them through [`medrelay_policy::audit`]: the recomputed root, every
+    /// registration, grant and revocation signature, and every
+    /// `re-encryption served` matched against a patient-signed, unrevoked,
+    /// in-window, in-scope grant the log holds. Anomalies are in the report
+    /// (not an error); a server whose entries do not hash to its signed root
+    /// fails with [`ClientError::LogIntegrity`].
+    pub fn audit(&self, progress: &mut dyn FnMut(Progress)) -> Result<AuditReport, ClientError> {
+        let mut entries = Vec::new();
+        advance_checkpoint(&self.http, &self.profile, |c| {
+            entries = download_log(&self.http, c, &mut |done, total| progress(Progress { done, total }))?;
+            Ok(())
+        })?;
+        let note = self
+            .profile
+            .load_checkpoint()?
+            .ok_or_else(|| ClientError::profile(self.profile.dir(), "no checkpoint stored after verifying one"))?;
+        let verifier = log_verifier(&self.profile.info().log_key)?;
+        let mut audit = LogAudit::new(&note, &verifier, now())
+            .map_err(|e| ClientError::Verification(format!("checkpoint: {e}")))?;
+        for e in &entries {
+            audit.push_entry(e);
+        }
+        Ok(audit.finish())
     }
 
     /// Grants recorded in the log, with their revocations.

@@ -173,6 +173,13 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     // The auditor: the log verifies and the listings come from it.
     let out = auditor.run(&["verify"]).ok();
     assert!(out.starts_with("ok: "), "{out}");
+    // The full audit replays every entry: all five accesses matched the grant.
+    let report = auditor.run(&["audit", "--full", "--json"]).json();
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["counts"]["reencryption_served"], 5, "{report}");
+    assert_eq!(report["active_grants"], 1, "{report}");
+    let out = auditor.run(&["audit", "--full"]).ok();
+    assert!(out.contains("ok: every access matched a valid grant"), "{out}");
     let grants = auditor.run(&["grants", "--patient", &pid.to_string(), "--json"]).json();
     assert_eq!(grants.as_array().unwrap().len(), 1);
     assert_eq!(grants[0]["signature_valid"], true);
@@ -200,6 +207,7 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     }
     server.start();
     auditor.run(&["verify"]).fails_with("LOG INTEGRITY FAILURE");
+    auditor.run(&["audit", "--full"]).fails_with("LOG INTEGRITY FAILURE");
     // Entry 5 is one of the patient's records being published: the
     // patient's verified history notices too.
     patient.run(&["history"]).fails_with("LOG INTEGRITY FAILURE: log entry 5");
