@@ -153,7 +153,10 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 }
                 Ok(())
             } else {
-                Err(ClientError::LogIntegrity(format!("the full audit found {} anomalies (listed above)", r.anomalies().len())))
+                Err(ClientError::LogIntegrity(format!(
+                    "the full audit found {} anomalies (listed above)",
+                    r.anomalies().len()
+                )))
             }
         }
         Command::Grants { patient, doctor } => {

@@ -211,10 +211,9 @@ impl Auditor {
             entries = download_log(&self.http, c, &mut |done, total| progress(Progress { done, total }))?;
             Ok(())
         })?;
-        let note = self
-            .profile
-            .load_checkpoint()?
-            .ok_or_else(|| ClientError::profile(self.profile.dir(), "no checkpoint stored after verifying one"))?;
+        let note = self.profile.load_checkpoint()?.ok_or_else(|| {
+            ClientError::profile(self.profile.dir(), "no checkpoint stored after verifying one")
+        })?;
         let verifier = log_verifier(&self.profile.info().log_key)?;
         let mut audit = LogAudit::new(&note, &verifier, now())
             .map_err(|e| ClientError::Verification(format!("checkpoint: {e}")))?;

@@ -189,7 +189,8 @@ fn samples() -> BTreeMap<&'static str, Sample> {
         "filters": [{ "op": "is", "field": "smoker", "value": true }],
         "privacy": { "epsilon": 0.5 },
     });
-    let query_min = serde_json::json!({ "statistic": { "kind": "median", "field": "bmi" }, "privacy": { "rho": 0.1 } });
+    let query_min =
+        serde_json::json!({ "statistic": { "kind": "median", "field": "bmi" }, "privacy": { "rho": 0.1 } });
     m.insert("DpQuery", sample_json::<medrelay_dp::Query>(query, query_min));
     m
 }
@@ -207,9 +208,9 @@ fn has_declared_type(prop: &Value, value: &Value) -> bool {
         // Exactly one alternative fits: its type, and its required keys present.
         let fits = |o: &Value| {
             has_declared_type(o, value)
-                && o.get("required").and_then(Value::as_array).is_none_or(|req| {
-                    req.iter().all(|k| value.get(k.as_str().unwrap()).is_some())
-                })
+                && o.get("required")
+                    .and_then(Value::as_array)
+                    .is_none_or(|req| req.iter().all(|k| value.get(k.as_str().unwrap()).is_some()))
         };
         return options.as_array().unwrap().iter().filter(|o| fits(o)).count() == 1;
     }

@@ -312,11 +312,13 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     for e in std::fs::read_dir(dir).unwrap() {
-        let p = e.unwrap().path();
-        if p.is_dir() {
-            out.extend(walk(&p));
-        } else {
-            out.push(p);
+        let e = e.unwrap();
+        let kind = e.file_type().unwrap();
+        if kind.is_dir() {
+            out.extend(walk(&e.path()));
+        } else if kind.is_file() {
+            // Regular files only: the admin socket is not data.
+            out.push(e.path());
         }
     }
     out
