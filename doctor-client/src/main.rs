@@ -148,15 +148,6 @@ enum Command {
 }
 
 impl Command {
-    /// The role the command needs (None: any).
-    fn role(&self) -> Option<Role> {
-        match self {
-            Command::Init { .. } | Command::Whoami => None,
-            Command::Shared | Command::Fetch { .. } | Command::FetchAll { .. } => Some(Role::Doctor),
-            Command::Schemas | Command::Query { .. } | Command::Budget { .. } => Some(Role::Analyst),
-        }
-    }
-
     fn name(&self) -> &'static str {
         match self {
             Command::Init { .. } => "init",
