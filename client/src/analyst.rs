@@ -110,7 +110,9 @@ impl Analyst {
 
     fn check_budget(&self, status: &BudgetStatus, schema: &str) -> Result<(), ClientError> {
         if status.analyst != self.id() || status.schema != schema {
-            return Err(ClientError::Protocol("the server reported another analyst's or schema's budget".into()));
+            return Err(ClientError::Protocol(
+                "the server reported another analyst's or schema's budget".into(),
+            ));
         }
         Ok(())
     }

@@ -159,7 +159,12 @@ pub fn print_schemas(schemas: &[medrelay_wire::dp::SchemaInfo]) {
                         medrelay_dp::FieldType::Integer { min, max }
                         | medrelay_dp::FieldType::Float { min, max } => format!("{min}..{max}"),
                     };
-                    vec![format!("  {}", f.name), f.field_type.name().to_owned(), values, f.description.clone()]
+                    vec![
+                        format!("  {}", f.name),
+                        f.field_type.name().to_owned(),
+                        values,
+                        f.description.clone(),
+                    ]
                 })
                 .collect(),
             Err(e) => vec![vec![format!("  (unreadable: {e})")]],

@@ -59,7 +59,10 @@ pub fn clamp_summary(schema: &Schema, doc: &mut SummaryDoc) -> Vec<String> {
         let Some(Some(value)) = doc.values.get_mut(&field.name) else { continue };
         let replacement = match field.field_type {
             FieldType::Integer { .. } => clamp_integer(value, min, max),
-            _ => value.as_f64().filter(|x| *x < min || *x > max).map(|x| serde_json::Value::from(x.clamp(min, max))),
+            _ => value
+                .as_f64()
+                .filter(|x| *x < min || *x > max)
+                .map(|x| serde_json::Value::from(x.clamp(min, max))),
         };
         if let Some(v) = replacement {
             *value = v;
@@ -122,11 +125,7 @@ fn field_names(schema: &Schema) -> String {
 
 fn lookup<'s>(schema: &'s Schema, name: &str) -> Result<&'s Field, ClientError> {
     schema.field(name).map(|(_, f)| f).ok_or_else(|| {
-        invalid(format!(
-            "schema {} has no field {name:?} (fields: {})",
-            schema.name(),
-            field_names(schema)
-        ))
+        invalid(format!("schema {} has no field {name:?} (fields: {})", schema.name(), field_names(schema)))
     })
 }
 
@@ -215,12 +214,10 @@ fn parse_bins(field: &Field, text: &str) -> Result<Vec<f64>, ClientError> {
         )));
     };
     if !text.contains(',') {
-        let n: usize = text
-            .trim()
-            .parse()
-            .ok()
-            .filter(|n| (1..=MAX_BINS).contains(n))
-            .ok_or_else(|| invalid(format!("--bins {text:?}: a bin count 1..={MAX_BINS} or edges a,b,c")))?;
+        let n: usize =
+            text.trim().parse().ok().filter(|n| (1..=MAX_BINS).contains(n)).ok_or_else(|| {
+                invalid(format!("--bins {text:?}: a bin count 1..={MAX_BINS} or edges a,b,c"))
+            })?;
         #[expect(clippy::cast_precision_loss, reason = "at most MAX_BINS")]
         return Ok((0..=n).map(|k| min + (max - min) * k as f64 / n as f64).collect());
     }
@@ -307,9 +304,13 @@ pub fn parse_statistic(schema: &Schema, args: &QueryArgs) -> Result<Statistic, C
 /// The privacy parameter from `--epsilon` / `--rho` (exactly one).
 pub fn parse_privacy(epsilon: Option<f64>, rho: Option<f64>) -> Result<Privacy, ClientError> {
     match (epsilon, rho) {
-        (Some(e), None) => Epsilon::new(e).map(Privacy::Epsilon).map_err(|e| invalid(format!("--epsilon: {e}"))),
+        (Some(e), None) => {
+            Epsilon::new(e).map(Privacy::Epsilon).map_err(|e| invalid(format!("--epsilon: {e}")))
+        }
         (None, Some(r)) => Rho::new(r).map(Privacy::Rho).map_err(|e| invalid(format!("--rho: {e}"))),
-        (None, None) => Err(invalid("say how much privacy budget to spend: --epsilon E (e.g. 0.1) or --rho R")),
+        (None, None) => {
+            Err(invalid("say how much privacy budget to spend: --epsilon E (e.g. 0.1) or --rho R"))
+        }
         (Some(_), Some(_)) => Err(invalid("give either --epsilon or --rho, not both")),
     }
 }
@@ -372,7 +373,10 @@ mod tests {
             filter("sex=female,other"),
             Filter::OneOf { field: "sex".into(), values: vec!["female".into(), "other".into()] }
         );
-        assert_eq!(filter("bmi=18.5..25"), Filter::Range { field: "bmi".into(), min: Some(18.5), max: Some(25.0) });
+        assert_eq!(
+            filter("bmi=18.5..25"),
+            Filter::Range { field: "bmi".into(), min: Some(18.5), max: Some(25.0) }
+        );
         assert_eq!(filter("bmi=30.."), Filter::Range { field: "bmi".into(), min: Some(30.0), max: None });
         assert_eq!(filter("bmi=..25"), Filter::Range { field: "bmi".into(), min: None, max: Some(25.0) });
         assert_eq!(filter("bmi>=30"), Filter::Range { field: "bmi".into(), min: Some(30.0), max: None });
@@ -415,7 +419,8 @@ mod tests {
     #[test]
     fn statistics_and_privacy_become_a_query() {
         let s = schema();
-        let q = build_query(&s, &QueryArgs { filters: vec!["smoker=true".into()], ..args(&["count"]) }).unwrap();
+        let q =
+            build_query(&s, &QueryArgs { filters: vec!["smoker=true".into()], ..args(&["count"]) }).unwrap();
         assert_eq!(
             serde_json::to_value(&q).unwrap(),
             json!({"statistic": {"kind": "count"},
@@ -428,7 +433,10 @@ mod tests {
         medrelay_dp::plan(&s, &q).unwrap();
 
         let stat = |a: QueryArgs| parse_statistic(&s, &a).unwrap();
-        assert_eq!(stat(args(&["median", "bmi"])), Statistic::Median { field: "bmi".into(), candidates: None });
+        assert_eq!(
+            stat(args(&["median", "bmi"])),
+            Statistic::Median { field: "bmi".into(), candidates: None }
+        );
         assert_eq!(
             stat(QueryArgs { alpha: Some(0.9), ..args(&["quantile", "systolic_bp"]) }),
             Statistic::Quantile { field: "systolic_bp".into(), alpha: 0.9, candidates: None }
@@ -439,7 +447,10 @@ mod tests {
             stat(args(&["correlation", "bmi", "systolic_bp"])),
             Statistic::Correlation { x: "bmi".into(), y: "systolic_bp".into() }
         );
-        assert_eq!(stat(args(&["histogram", "sex"])), Statistic::Histogram { field: "sex".into(), edges: None });
+        assert_eq!(
+            stat(args(&["histogram", "sex"])),
+            Statistic::Histogram { field: "sex".into(), edges: None }
+        );
         assert_eq!(
             stat(QueryArgs { bins: Some("3".into()), ..args(&["histogram", "bmi"]) }),
             Statistic::Histogram { field: "bmi".into(), edges: Some(vec![10.0, 30.0, 50.0, 70.0]) }
@@ -448,7 +459,8 @@ mod tests {
             stat(QueryArgs { bins: Some("18.5,25,30".into()), ..args(&["histogram", "bmi"]) }),
             Statistic::Histogram { field: "bmi".into(), edges: Some(vec![18.5, 25.0, 30.0]) }
         );
-        let q = build_query(&s, &QueryArgs { epsilon: None, rho: Some(0.01), ..args(&["mean", "bmi"]) }).unwrap();
+        let q =
+            build_query(&s, &QueryArgs { epsilon: None, rho: Some(0.01), ..args(&["mean", "bmi"]) }).unwrap();
         assert_eq!(serde_json::to_value(q.privacy).unwrap(), json!({"rho": 0.01}));
     }
 
@@ -467,8 +479,10 @@ mod tests {
         assert!(err(args(&["quantile", "bmi"])).contains("needs --alpha"));
         assert!(err(QueryArgs { alpha: Some(1.5), ..args(&["quantile", "bmi"]) }).contains("between 0 and 1"));
         assert!(err(QueryArgs { alpha: Some(0.5), ..args(&["mean", "bmi"]) }).contains("quantile only"));
-        assert!(err(QueryArgs { bins: Some("3".into()), ..args(&["histogram", "sex"]) }).contains("numeric fields"));
-        assert!(err(QueryArgs { bins: Some("30,20".into()), ..args(&["histogram", "bmi"]) }).contains("increasing"));
+        assert!(err(QueryArgs { bins: Some("3".into()), ..args(&["histogram", "sex"]) })
+            .contains("numeric fields"));
+        assert!(err(QueryArgs { bins: Some("30,20".into()), ..args(&["histogram", "bmi"]) })
+            .contains("increasing"));
         assert!(err(args(&["correlation", "bmi", "bmi"])).contains("two different fields"));
         assert!(err(QueryArgs { epsilon: None, ..args(&["count"]) }).contains("--epsilon E"));
         assert!(err(QueryArgs { rho: Some(0.1), ..args(&["count"]) }).contains("not both"));

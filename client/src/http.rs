@@ -19,13 +19,13 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use medrelay_crypto::{domain, GrantId, PrincipalId, RecordId, SigningKey, Timestamp};
+use medrelay_wire::dp::{BudgetStatus, DpAnswer, Query, SchemaInfo, SchemaList, SummaryDoc, SummaryReceipt};
 use medrelay_wire::{
     challenge_message, limits, ChallengeRequest, ChallengeResponse, CheckpointResponse, CreateGrantRequest,
     ErrorBody, GrantList, GrantReceipt, Health, LogEntries, PrincipalInfo, ProofResponse, RecordList,
     ReencryptRequest, ReencryptResponse, ReencryptedRecord, RegisterRequest, RevokeRequest, TokenRequest,
     TokenResponse, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
 };
-use medrelay_wire::dp::{BudgetStatus, DpAnswer, Query, SchemaInfo, SchemaList, SummaryDoc, SummaryReceipt};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use zeroize::Zeroizing;
@@ -429,7 +429,9 @@ fn dp_error(schema: &str) -> impl FnOnce(ClientError) -> ClientError + '_ {
         ClientError::Server { code, message, .. } if code == "not_found" && message.starts_with("schema") => {
             ClientError::UnknownSchema(schema.to_owned())
         }
-        ClientError::Server { code, message, .. } if code == "not_found" && message.starts_with("summary") => {
+        ClientError::Server { code, message, .. }
+            if code == "not_found" && message.starts_with("summary") =>
+        {
             ClientError::NoSummary(schema.to_owned())
         }
         ClientError::Server { code, message, .. } if code == "budget_exceeded" => {
@@ -449,8 +451,7 @@ impl Http {
     /// `GET /v1/dp/schemas/{name}`.
     pub fn dp_schema(&self, name: &str) -> Result<SchemaInfo, ClientError> {
         check_schema_name(name)?;
-        self.authed("GET", &format!("/v1/dp/schemas/{name}"), None, MAX_ANSWER_BYTES)
-            .map_err(dp_error(name))
+        self.authed("GET", &format!("/v1/dp/schemas/{name}"), None, MAX_ANSWER_BYTES).map_err(dp_error(name))
     }
 
     /// `PUT /v1/dp/schemas/{name}/summary` (patients): stores or replaces

@@ -86,8 +86,8 @@ pub use analyst::Analyst;
 pub use auditor::{
     accesses_in, grants_in, AccessItem, AuditGrant, Auditor, Filter, VerifiedLog, VerifyReport,
 };
-pub use dp::SummaryPreview;
 pub use doctor::{Doctor, FetchAllReport, FetchedRecord, SharedPatient, SharedRecord, WrittenRecord};
+pub use dp::SummaryPreview;
 pub use error::ClientError;
 pub use http::{Http, ServerOptions};
 pub use keystore::{default_profile_dir, Passphrase, Profile, ProfileInfo};

@@ -11,8 +11,8 @@ use medrelay_crypto::{
     PatientSecretKeys, PrincipalId, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SensitivityLabel,
     SigningKey, Threshold, Timestamp, MAX_ENVELOPE_LEN,
 };
-use medrelay_policy::{Grant, LogEvent, Purpose, Revocation, Scope, SignedGrant};
 use medrelay_dp::{derive_summary, Summary, SummaryDoc};
+use medrelay_policy::{Grant, LogEvent, Purpose, Revocation, Scope, SignedGrant};
 use medrelay_wire::dp::{SchemaInfo, SummaryReceipt};
 use medrelay_wire::{limits, CreateGrantRequest, GrantReceipt, RevokeRequest, Role, B64};
 use rand::rngs::OsRng;

@@ -6,8 +6,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use medrelay_client::cli::{self, Bar};
-use medrelay_client::time::format_utc;
 use medrelay_client::dp::{build_query, read_query_file, QueryArgs};
+use medrelay_client::time::format_utc;
 use medrelay_client::{Analyst, ClientError, Doctor, Identity, Passphrase, Profile, ServerOptions};
 use medrelay_crypto::{PrincipalId, RecordId};
 use medrelay_dp::Privacy;
@@ -100,7 +100,7 @@ enum Command {
     /// more accurate and uses up your budget faster) or --rho (zCDP).
     /// Narrow the patients with --where (repeatable, all must hold):
     ///   --where diabetes=true   --where sex=female,other   --where bmi=18.5..25
-    ///   --where bmi>=30   --where birth_year=..1960
+    ///   --where 'bmi>=30'   --where birth_year=..1960   (quote > and < for the shell)
     ///
     /// Examples:
     ///   medrelay-doctor query --schema health-basics --epsilon 0.1 count --where diabetes=true
@@ -136,7 +136,11 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         query_file: Option<PathBuf>,
         /// The statistic and its field(s), e.g. `count`, `median bmi`, `correlation bmi systolic_bp`.
-        #[arg(value_name = "STATISTIC", required_unless_present = "query_file", conflicts_with = "query_file")]
+        #[arg(
+            value_name = "STATISTIC",
+            required_unless_present = "query_file",
+            conflicts_with = "query_file"
+        )]
         statistic: Vec<String>,
     },
     /// Show your privacy budget for a schema: total, spent and remaining ε (analysts).
@@ -193,7 +197,9 @@ fn check_role(cli: &Cli, dir: &std::path::Path, needed: Role) -> Result<(), Clie
     }
     let hint = match role {
         Role::Analyst => "analysts use `schemas`, `query` and `budget`",
-        Role::Doctor => "doctors use `shared`, `fetch` and `fetch-all`; an analyst profile is made with `init --analyst`",
+        Role::Doctor => {
+            "doctors use `shared`, `fetch` and `fetch-all`; an analyst profile is made with `init --analyst`"
+        }
         Role::Patient => "use medrelay-patient with a patient profile; analysts enroll with `init --analyst`",
         Role::Auditor => "use medrelay-auditor with an auditor profile",
     };
@@ -446,7 +452,11 @@ fn num(x: f64) -> String {
     }
     let s = format!("{x:.4}");
     let s = s.trim_end_matches('0').trim_end_matches('.');
-    if s == "-0" { "0".to_owned() } else { s.to_owned() }
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
 }
 
 fn show_answer(a: &DpAnswer) {
@@ -505,11 +515,12 @@ fn show_answer(a: &DpAnswer) {
     cli::print_table(&["  RELEASE", "MECHANISM", "SCALE", "SENSITIVITY", "COST", "NOISY VALUE"], &rows);
     let b = &a.budget;
     println!(
-        "budget: remaining ε {} of {} (spent {} in {} queries; log entry {})",
+        "budget: remaining ε {} of {} (spent {} in {} {}; log entry {})",
         num(b.remaining_epsilon),
         num(b.total_epsilon),
         num(b.spent_epsilon),
         b.queries,
+        if b.queries == 1 { "query" } else { "queries" },
         a.log_index
     );
 }

@@ -122,15 +122,16 @@ enum Command {
         #[arg(long)]
         stored: bool,
     },
-    /// Contribute an anonymous summary to differentially private statistics.
+    /// Contribute a summary of your records to differentially private statistics.
     ///
     /// Your records are decrypted here and reduced to the few values the
     /// schema asks for (e.g. birth year, latest BMI, a diabetes yes/no).
     /// Numbers outside the schema's public bounds are clamped into them. You
     /// see the summary and confirm before it is sent; only that summary
     /// leaves this machine, and analysts only ever get noisy aggregates over
-    /// many patients. Contributing again replaces your earlier summary;
-    /// `withdraw` deletes it.
+    /// many patients (the server knows the summary is yours and keeps it
+    /// until you withdraw it). Contributing again replaces your earlier
+    /// summary; `withdraw` deletes it.
     Contribute {
         /// The schema, e.g. health-basics (list them with `schemas`).
         #[arg(long)]
@@ -337,9 +338,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 show_preview(&preview, &mut std::io::stdout().lock());
             }
             if !yes
-                && !cli::confirm(
-                    "Send this summary? Analysts only get noisy statistics over many patients.",
-                )?
+                && !cli::confirm("Send this summary? Analysts only get noisy statistics over many patients.")?
             {
                 return Err(ClientError::Invalid("not sent".into()));
             }
@@ -359,7 +358,10 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             if cli.json {
                 return cli::print_json(&receipt);
             }
-            println!("withdrew your summary from schema {} (log entry {})", receipt.schema, receipt.log_index);
+            println!(
+                "withdrew your summary from schema {} (log entry {})",
+                receipt.schema, receipt.log_index
+            );
             Ok(())
         }
     }

@@ -128,7 +128,9 @@ fn patients_contribute_and_an_analyst_queries_within_the_budget() {
 
     // ------------------------------------------------------------ analyst
     let analyst = User::new("medrelay-doctor", root.path(), "analyst");
-    let id = analyst.run(&["init", "--analyst", "--server", &url, "--enrollment-token", &analyst_token, "--json"]).json();
+    let id = analyst
+        .run(&["init", "--analyst", "--server", &url, "--enrollment-token", &analyst_token, "--json"])
+        .json();
     assert_eq!(id["role"], "analyst");
     assert_eq!(id["pre_key_fingerprint"], Value::Null);
     assert_eq!(analyst.run(&["whoami", "--json"]).json()["id"], id["id"]);
@@ -157,8 +159,12 @@ fn patients_contribute_and_an_analyst_queries_within_the_budget() {
     assert_eq!(b1["queries"], 1);
 
     // median bmi at ε = 0.25 over the two remaining summaries.
-    let a2 = analyst.run(&["query", "--schema", SCHEMA, "--epsilon", "0.25", "median", "bmi", "--json"]).json();
-    assert_eq!(a2["answer"]["query"]["statistic"], json!({"kind": "median", "field": "bmi", "candidates": null}));
+    let a2 =
+        analyst.run(&["query", "--schema", SCHEMA, "--epsilon", "0.25", "median", "bmi", "--json"]).json();
+    assert_eq!(
+        a2["answer"]["query"]["statistic"],
+        json!({"kind": "median", "field": "bmi", "candidates": null})
+    );
     assert_eq!(a2["answer"]["components"][0]["mechanism"], "exponential_mechanism");
     let median = a2["answer"]["value"]["scalar"].as_f64().unwrap();
     assert!((10.0..=70.0).contains(&median), "a median candidate lies within the bounds: {median}");
@@ -169,7 +175,18 @@ fn patients_contribute_and_an_analyst_queries_within_the_budget() {
 
     // The human-readable answer: value, mechanism, scale, interval, budget.
     let out = analyst
-        .run(&["query", "--schema", SCHEMA, "--epsilon", "0.1", "count", "--where", "diabetes=true", "--where", "sex=female,male"])
+        .run(&[
+            "query",
+            "--schema",
+            SCHEMA,
+            "--epsilon",
+            "0.1",
+            "count",
+            "--where",
+            "diabetes=true",
+            "--where",
+            "sex=female,male",
+        ])
         .ok();
     assert!(out.starts_with("count over schema health-basics (ε = 0.1; charged ε = 0.1)"), "{out}");
     assert!(out.contains("value:"), "{out}");
@@ -196,18 +213,24 @@ fn patients_contribute_and_an_analyst_queries_within_the_budget() {
         .run(&["query", "--schema", SCHEMA, "--epsilon", "0.1", "count", "--where", "smoker=true"])
         .fails_with("schema health-basics has no field \"smoker\"");
     analyst.run(&["query", "--schema", SCHEMA, "count"]).fails_with("--epsilon E");
-    assert_eq!(analyst.run(&["query", "--schema", SCHEMA, "--epsilon", "0.1", "--rho", "0.1", "count"]).code, 2);
+    assert_eq!(
+        analyst.run(&["query", "--schema", SCHEMA, "--epsilon", "0.1", "--rho", "0.1", "count"]).code,
+        2
+    );
     assert_eq!(budget(&analyst), b3);
 
     // A raw query file goes through as written.
     let qfile = root.path().join("q.json");
     std::fs::write(&qfile, r#"{"statistic":{"kind":"count"},"filters":[{"op":"is","field":"asthma","value":true}],"privacy":{"epsilon":0.05}}"#).unwrap();
-    let a4 = analyst.run(&["query", "--schema", SCHEMA, "--query-file", qfile.to_str().unwrap(), "--json"]).json();
+    let a4 =
+        analyst.run(&["query", "--schema", SCHEMA, "--query-file", qfile.to_str().unwrap(), "--json"]).json();
     assert_eq!(a4["answer"]["query"]["filters"][0]["field"], "asthma");
     assert_eq!(a4["budget"]["queries"], 4);
 
     // Unknown schema: one clear line for the analyst.
-    analyst.run(&["query", "--schema", "no-such", "--epsilon", "0.1", "count"]).fails_with("unknown schema \"no-such\"");
+    analyst
+        .run(&["query", "--schema", "no-such", "--epsilon", "0.1", "count"])
+        .fails_with("unknown schema \"no-such\"");
     analyst.run(&["budget", "--schema", "no-such"]).fails_with("unknown schema \"no-such\"");
 
     // Roles: a patient profile cannot query, an analyst profile cannot fetch.
@@ -218,8 +241,10 @@ fn patients_contribute_and_an_analyst_queries_within_the_budget() {
     analyst.run(&["shared"]).fails_with("`shared` needs a doctor profile");
     // And the server itself refuses a patient's query.
     let keys = Profile::open(&alpha.profile).unwrap().open_keys(&Passphrase::new(PASS).unwrap()).unwrap();
-    let http = Http::new(&ServerOptions::new(url.clone())).unwrap().with_identity(Arc::new(keys.signing_key()));
-    let q: Query = serde_json::from_value(json!({"statistic": {"kind": "count"}, "privacy": {"epsilon": 0.1}})).unwrap();
+    let http =
+        Http::new(&ServerOptions::new(url.clone())).unwrap().with_identity(Arc::new(keys.signing_key()));
+    let q: Query =
+        serde_json::from_value(json!({"statistic": {"kind": "count"}, "privacy": {"epsilon": 0.1}})).unwrap();
     match http.dp_query(SCHEMA, &q) {
         Err(ClientError::Server { status: 403, code, .. }) => assert_eq!(code, "wrong_role"),
         other => panic!("a patient's query: {other:?}"),
