@@ -38,7 +38,8 @@
 //! # Example
 //!
 //! ```no_run
-//! use medrelay_client::{Connect, Doctor, Passphrase, Patient, ServerOptions};
+//! use medrelay_client::dp::{build_query, QueryArgs};
+//! use medrelay_client::{Analyst, Connect, Doctor, Passphrase, Patient, ServerOptions};
 //! use medrelay_policy::Purpose;
 //! use std::path::{Path, PathBuf};
 //!
@@ -59,6 +60,22 @@
 //!         println!("{}", String::from_utf8_lossy(&fetched.record.export_bytes()));
 //!     }
 //! }
+//!
+//! // Research without sharing records: the patient derives a summary here,
+//! // looks at it and submits it; an analyst gets only noisy aggregates.
+//! let preview = patient.summary("health-basics")?;
+//! println!("{:?} (clamped into bounds: {:?})", preview.doc.values, preview.clamped);
+//! patient.contribute(&preview)?;
+//! let analyst = Analyst::init(Path::new("/tmp/a"), &server, "Analyst", "<operator token>", &pass)?;
+//! let args = QueryArgs {
+//!     statistic: vec!["count".into()],
+//!     filters: vec!["diabetes=true".into()],
+//!     epsilon: Some(0.1),
+//!     ..QueryArgs::default()
+//! };
+//! let query = build_query(&analyst.schema("health-basics")?, &args)?;
+//! let answer = analyst.query("health-basics", &query)?;
+//! println!("{:?}, {:?}; ε left {}", answer.answer.value, answer.answer.accuracy, answer.budget.remaining_epsilon);
 //! # let _ = Connect::default();
 //! # Ok(())
 //! # }
