@@ -126,3 +126,49 @@ pub fn confirm(question: &str) -> Result<bool, ClientError> {
 pub fn short(id: &impl std::fmt::Display) -> String {
     id.to_string().chars().take(16).collect()
 }
+
+/// A JSON value as a table cell: strings without quotes, `null` as
+/// `(unknown)`.
+pub fn cell(value: Option<&serde_json::Value>) -> String {
+    match value {
+        None | Some(serde_json::Value::Null) => "(unknown)".into(),
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// Prints the installed DP summary schemas with their fields, types and
+/// public bounds or values.
+pub fn print_schemas(schemas: &[medrelay_wire::dp::SchemaInfo]) {
+    if schemas.is_empty() {
+        println!("no summary schemas are installed on this server");
+    }
+    for (i, info) in schemas.iter().enumerate() {
+        if i > 0 {
+            println!();
+        }
+        println!("{}: {}", info.name, info.description);
+        let rows: Vec<Vec<String>> = match crate::dp::parse_schema(info, &info.name) {
+            Ok(schema) => schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    let values = match &f.field_type {
+                        medrelay_dp::FieldType::Bool {} => "true, false".to_owned(),
+                        medrelay_dp::FieldType::Category { values } => values.join(", "),
+                        medrelay_dp::FieldType::Integer { min, max }
+                        | medrelay_dp::FieldType::Float { min, max } => format!("{min}..{max}"),
+                    };
+                    vec![
+                        format!("  {}", f.name),
+                        f.field_type.name().to_owned(),
+                        values,
+                        f.description.clone(),
+                    ]
+                })
+                .collect(),
+            Err(e) => vec![vec![format!("  (unreadable: {e})")]],
+        };
+        print_table(&["  FIELD", "TYPE", "VALUES", "DESCRIPTION"], &rows);
+    }
+}

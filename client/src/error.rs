@@ -100,6 +100,25 @@ pub enum ClientError {
     /// A bad argument (scope text, duration, id, category).
     #[error("{0}")]
     Invalid(String),
+    /// The server has no DP summary schema of this name.
+    #[error("unknown schema {0:?}: list the installed ones with `schemas`")]
+    UnknownSchema(String),
+    /// The patient has no summary stored for this schema.
+    #[error("you have no summary stored for schema {0:?}")]
+    NoSummary(String),
+    /// A DP query would spend more than the analyst's remaining budget. The
+    /// server refused it and spent nothing.
+    #[error("{0} (refused: nothing was spent)")]
+    BudgetExceeded(String),
+    /// A summary could not be derived from the patient's records, or does
+    /// not fit its schema.
+    #[error("summary for schema {schema:?}: {reason}")]
+    Summary {
+        /// The schema.
+        schema: String,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl ClientError {

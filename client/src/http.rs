@@ -19,6 +19,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use medrelay_crypto::{domain, GrantId, PrincipalId, RecordId, SigningKey, Timestamp};
+use medrelay_wire::dp::{BudgetStatus, DpAnswer, Query, SchemaInfo, SchemaList, SummaryDoc, SummaryReceipt};
 use medrelay_wire::{
     challenge_message, limits, ChallengeRequest, ChallengeResponse, CheckpointResponse, CreateGrantRequest,
     ErrorBody, GrantList, GrantReceipt, Health, LogEntries, PrincipalInfo, ProofResponse, RecordList,
@@ -37,6 +38,9 @@ pub const MAX_ANSWER_BYTES: u64 = 16 * 1024 * 1024;
 /// Largest answer that carries envelopes (a batch re-encryption of up to
 /// [`limits::MAX_BATCH_REENCRYPT`] records, base64).
 pub const MAX_BATCH_ANSWER_BYTES: u64 = 200 * 1024 * 1024;
+/// Largest DP answer read (a histogram of at most `medrelay_dp::MAX_BINS`
+/// bins, the query echoed, the components and the budget).
+pub const MAX_DP_ANSWER_BYTES: u64 = 256 * 1024;
 /// Largest error body read.
 const MAX_ERROR_BYTES: u64 = 64 * 1024;
 /// A token is renewed when it has less than this many seconds left.
@@ -171,7 +175,8 @@ impl Http {
         }
     }
 
-    /// Sends one request and returns status and body (read with `limit`).
+    /// Sends one request (`GET`, `DELETE`, `PUT` or `POST`) and returns
+    /// status and body (read with `limit`).
     fn send(
         &self,
         method: &str,
@@ -183,15 +188,17 @@ impl Http {
         let url = self.url(path);
         let bearer = token.map(|t| Zeroizing::new(format!("Bearer {t}")));
         let result = match (method, body) {
-            ("GET", _) => {
-                let mut req = self.agent.get(&url).header("Accept", "application/json");
+            ("GET" | "DELETE", _) => {
+                let req = if method == "GET" { self.agent.get(&url) } else { self.agent.delete(&url) };
+                let mut req = req.header("Accept", "application/json");
                 if let Some(b) = &bearer {
                     req = req.header("Authorization", b.as_str());
                 }
                 req.call()
             }
             (_, body) => {
-                let mut req = self.agent.post(&url).header("Accept", "application/json");
+                let req = if method == "PUT" { self.agent.put(&url) } else { self.agent.post(&url) };
+                let mut req = req.header("Accept", "application/json");
                 if let Some(b) = &bearer {
                     req = req.header("Authorization", b.as_str());
                 }
@@ -399,6 +406,108 @@ impl Http {
     }
 }
 
+/// Checks a DP schema name before it goes into a URL path: 1-64 characters
+/// from `[a-z0-9_-]` (the rule the server and `medrelay_dp::Schema` apply).
+pub fn check_schema_name(name: &str) -> Result<(), ClientError> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(ClientError::Invalid(format!(
+            "invalid schema name {:?}: 1-64 characters from a-z, 0-9, '_' and '-'",
+            name.chars().take(80).collect::<String>()
+        )))
+    }
+}
+
+/// Turns the server's DP refusals into typed errors: an unknown schema, a
+/// missing summary, an overspend. Everything else is passed through.
+fn dp_error(schema: &str) -> impl FnOnce(ClientError) -> ClientError + '_ {
+    move |e| match e {
+        ClientError::Server { code, message, .. } if code == "not_found" && message.starts_with("schema") => {
+            ClientError::UnknownSchema(schema.to_owned())
+        }
+        ClientError::Server { code, message, .. }
+            if code == "not_found" && message.starts_with("summary") =>
+        {
+            ClientError::NoSummary(schema.to_owned())
+        }
+        ClientError::Server { code, message, .. } if code == "budget_exceeded" => {
+            ClientError::BudgetExceeded(message)
+        }
+        other => other,
+    }
+}
+
+/// The DP endpoints under `/v1/dp` (see `docs/DP-SERVICE.md`).
+impl Http {
+    /// `GET /v1/dp/schemas`: the installed summary schemas.
+    pub fn dp_schemas(&self) -> Result<SchemaList, ClientError> {
+        self.authed("GET", "/v1/dp/schemas", None, MAX_ANSWER_BYTES)
+    }
+
+    /// `GET /v1/dp/schemas/{name}`.
+    pub fn dp_schema(&self, name: &str) -> Result<SchemaInfo, ClientError> {
+        check_schema_name(name)?;
+        self.authed("GET", &format!("/v1/dp/schemas/{name}"), None, MAX_ANSWER_BYTES).map_err(dp_error(name))
+    }
+
+    /// `PUT /v1/dp/schemas/{name}/summary` (patients): stores or replaces
+    /// the caller's summary.
+    pub fn dp_put_summary(&self, name: &str, doc: &SummaryDoc) -> Result<SummaryReceipt, ClientError> {
+        check_schema_name(name)?;
+        let body = Self::json_body(doc)?;
+        if body.len() > medrelay_wire::dp::MAX_SUMMARY_BYTES {
+            return Err(ClientError::Summary {
+                schema: name.to_owned(),
+                reason: format!("larger than {} bytes", medrelay_wire::dp::MAX_SUMMARY_BYTES),
+            });
+        }
+        self.authed("PUT", &format!("/v1/dp/schemas/{name}/summary"), Some(body), MAX_ANSWER_BYTES)
+            .map_err(dp_error(name))
+    }
+
+    /// `GET /v1/dp/schemas/{name}/summary` (patients): the caller's stored
+    /// summary.
+    pub fn dp_own_summary(&self, name: &str) -> Result<SummaryDoc, ClientError> {
+        check_schema_name(name)?;
+        self.authed("GET", &format!("/v1/dp/schemas/{name}/summary"), None, MAX_ANSWER_BYTES)
+            .map_err(dp_error(name))
+    }
+
+    /// `DELETE /v1/dp/schemas/{name}/summary` (patients): withdraws the
+    /// caller's summary.
+    pub fn dp_delete_summary(&self, name: &str) -> Result<SummaryReceipt, ClientError> {
+        check_schema_name(name)?;
+        self.authed("DELETE", &format!("/v1/dp/schemas/{name}/summary"), None, MAX_ANSWER_BYTES)
+            .map_err(dp_error(name))
+    }
+
+    /// `POST /v1/dp/schemas/{name}/query` (analysts): a noisy answer, after
+    /// the server has debited the analyst's budget.
+    pub fn dp_query(&self, name: &str, query: &Query) -> Result<DpAnswer, ClientError> {
+        check_schema_name(name)?;
+        let body = Self::json_body(query)?;
+        if body.len() > medrelay_wire::dp::MAX_QUERY_BYTES {
+            return Err(ClientError::Invalid(format!(
+                "query larger than {} bytes",
+                medrelay_wire::dp::MAX_QUERY_BYTES
+            )));
+        }
+        self.authed("POST", &format!("/v1/dp/schemas/{name}/query"), Some(body), MAX_DP_ANSWER_BYTES)
+            .map_err(dp_error(name))
+    }
+
+    /// `GET /v1/dp/schemas/{name}/budget` (analysts).
+    pub fn dp_budget(&self, name: &str) -> Result<BudgetStatus, ClientError> {
+        check_schema_name(name)?;
+        self.authed("GET", &format!("/v1/dp/schemas/{name}/budget"), None, MAX_ANSWER_BYTES)
+            .map_err(dp_error(name))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -455,5 +564,32 @@ mod tests {
             Err(ClientError::Server { status: 502, .. })
         ));
         assert!(matches!(Http::decode::<Health>(200, b"{\"status\":1}"), Err(ClientError::Protocol(_))));
+    }
+
+    #[test]
+    fn schema_names_are_checked_before_they_reach_a_path() {
+        check_schema_name("health-basics").unwrap();
+        check_schema_name("a_1").unwrap();
+        for bad in ["", "Health", "../admin", "a/b", "a?b", "a b", &"x".repeat(65)] {
+            assert!(matches!(check_schema_name(bad), Err(ClientError::Invalid(_))), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dp_refusals_become_typed_errors() {
+        let server = |status, code: &str, message: &str| ClientError::Server {
+            status,
+            code: code.into(),
+            message: message.into(),
+        };
+        let e = dp_error("hb")(server(404, "not_found", "schema not found"));
+        assert!(matches!(&e, ClientError::UnknownSchema(s) if s == "hb"), "{e:?}");
+        assert_eq!(e.to_string(), "unknown schema \"hb\": list the installed ones with `schemas`");
+        let e = dp_error("hb")(server(404, "not_found", "summary not found"));
+        assert!(matches!(&e, ClientError::NoSummary(s) if s == "hb"), "{e:?}");
+        let e = dp_error("hb")(server(403, "budget_exceeded", "privacy budget exceeded: x"));
+        assert_eq!(e.to_string(), "privacy budget exceeded: x (refused: nothing was spent)");
+        let e = dp_error("hb")(server(403, "wrong_role", "this operation needs the analyst role"));
+        assert!(matches!(e, ClientError::Server { status: 403, .. }));
     }
 }

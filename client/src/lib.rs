@@ -1,5 +1,5 @@
 //! medrelay-client: the library behind `medrelay-patient`,
-//! `medrelay-doctor` and `medrelay-auditor`.
+//! `medrelay-doctor` (also the analyst's client) and `medrelay-auditor`.
 //!
 //! - [`http`]: a blocking HTTP client over the `medrelay-wire` types, with
 //!   challenge-response authentication and an in-memory token cache.
@@ -7,7 +7,9 @@
 //!   passphrase with the crypto crate's key-file format.
 //! - [`fhir`]: FHIR R4 import (Bundles and single resources), categories and
 //!   sensitivity labels.
-//! - [`Patient`], [`Doctor`], [`Auditor`]: the operations each role runs,
+//! - [`dp`]: the patient's summary preview (clamped into the schema's
+//!   public bounds) and the analyst's query builder.
+//! - [`Patient`], [`Doctor`], [`Analyst`], [`Auditor`]: the operations each role runs,
 //!   returning typed results (no printing), so the CLIs, the demo and the
 //!   end-to-end tests share them.
 //!
@@ -23,6 +25,12 @@
 //! checkpoint seen, and inclusion proofs. Secrets (keys, passphrases,
 //! bearer tokens, plaintext) are zeroized, never printed by `Debug`, never
 //! in an error message. Every answer is read with a size limit.
+//! The one exception to "only ciphertext leaves" is a DP summary: a few
+//! coarse values a patient derives here from their own records, sees, and
+//! explicitly submits (`contribute`); it is clamped into the schema's
+//! public bounds before it leaves. The decrypted FHIR JSON it is derived
+//! from is parsed into `serde_json::Value`s, which are dropped right after
+//! derivation but not zeroized.
 //! Out of scope: a compromised client machine; a server that withholds
 //! service; a log key that was already malicious at first use (compare the
 //! fingerprint out of band).
@@ -30,7 +38,8 @@
 //! # Example
 //!
 //! ```no_run
-//! use medrelay_client::{Connect, Doctor, Passphrase, Patient, ServerOptions};
+//! use medrelay_client::dp::{build_query, QueryArgs};
+//! use medrelay_client::{Analyst, Connect, Doctor, Passphrase, Patient, ServerOptions};
 //! use medrelay_policy::Purpose;
 //! use std::path::{Path, PathBuf};
 //!
@@ -51,6 +60,22 @@
 //!         println!("{}", String::from_utf8_lossy(&fetched.record.export_bytes()));
 //!     }
 //! }
+//!
+//! // Research without sharing records: the patient derives a summary here,
+//! // looks at it and submits it; an analyst gets only noisy aggregates.
+//! let preview = patient.summary("health-basics")?;
+//! println!("{:?} (clamped into bounds: {:?})", preview.doc.values, preview.clamped);
+//! patient.contribute(&preview)?;
+//! let analyst = Analyst::init(Path::new("/tmp/a"), &server, "Analyst", "<operator token>", &pass)?;
+//! let args = QueryArgs {
+//!     statistic: vec!["count".into()],
+//!     filters: vec!["diabetes=true".into()],
+//!     epsilon: Some(0.1),
+//!     ..QueryArgs::default()
+//! };
+//! let query = build_query(&analyst.schema("health-basics")?, &args)?;
+//! let answer = analyst.query("health-basics", &query)?;
+//! println!("{:?}, {:?}; ε left {}", answer.answer.value, answer.answer.accuracy, answer.budget.remaining_epsilon);
 //! # let _ = Connect::default();
 //! # Ok(())
 //! # }
@@ -58,11 +83,13 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod analyst;
 mod auditor;
 #[cfg(feature = "cli")]
 pub mod cli;
 mod doctor;
 pub mod domain;
+pub mod dp;
 mod error;
 pub mod fhir;
 pub mod http;
@@ -72,10 +99,12 @@ mod session;
 pub mod time;
 pub mod transparency;
 
+pub use analyst::Analyst;
 pub use auditor::{
     accesses_in, grants_in, AccessItem, AuditGrant, Auditor, Filter, VerifiedLog, VerifyReport,
 };
 pub use doctor::{Doctor, FetchAllReport, FetchedRecord, SharedPatient, SharedRecord, WrittenRecord};
+pub use dp::SummaryPreview;
 pub use error::ClientError;
 pub use http::{Http, ServerOptions};
 pub use keystore::{default_profile_dir, Passphrase, Profile, ProfileInfo};

@@ -11,11 +11,14 @@ use medrelay_crypto::{
     PatientSecretKeys, PrincipalId, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SensitivityLabel,
     SigningKey, Threshold, Timestamp, MAX_ENVELOPE_LEN,
 };
+use medrelay_dp::{derive_summary, Summary, SummaryDoc};
 use medrelay_policy::{Grant, LogEvent, Purpose, Revocation, Scope, SignedGrant};
+use medrelay_wire::dp::{SchemaInfo, SummaryReceipt};
 use medrelay_wire::{limits, CreateGrantRequest, GrantReceipt, RevokeRequest, Role, B64};
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
+use crate::dp::{clamp_summary, parse_schema, SummaryPreview};
 use crate::fhir::{self, FhirResource, FHIR_MEDIA_TYPE};
 use crate::http::{Http, ServerOptions};
 use crate::keystore::{read_limited, Passphrase, Profile};
@@ -529,6 +532,84 @@ impl Patient {
             progress(Progress { done: i as u64 + 1, total });
         }
         Ok(History { items, tree_size: update.current.tree_size })
+    }
+
+    /// The installed DP summary schemas.
+    pub fn schemas(&self) -> Result<Vec<SchemaInfo>, ClientError> {
+        Ok(self.http.dp_schemas()?.schemas)
+    }
+
+    /// What [`Patient::contribute`] would submit for `schema`: fetches the
+    /// schema, downloads and decrypts the patient's own FHIR records (here;
+    /// other files are skipped), derives the summary and clamps numeric
+    /// values into the schema's public bounds (naming the fields it
+    /// clamped). Nothing is sent.
+    pub fn summary(&self, schema: &str) -> Result<SummaryPreview, ClientError> {
+        let schema_def = parse_schema(&self.http.dp_schema(schema)?, schema)?;
+        let fail = |reason: String| ClientError::Summary { schema: schema.to_owned(), reason };
+        let index = self.index()?;
+        let mut resources = Vec::new();
+        for row in self.http.records_of(&self.id())?.records {
+            if row.owner != self.id() {
+                continue;
+            }
+            // Files this client uploaded as non-FHIR are not downloaded.
+            if index.get(&row.record_id.to_string()).is_some_and(|l| l.media_type != FHIR_MEDIA_TYPE) {
+                continue;
+            }
+            let record = self.read(&row.record_id)?;
+            if !record.is_fhir() {
+                continue;
+            }
+            let resource: serde_json::Value = serde_json::from_slice(&record.body)
+                .map_err(|e| fail(format!("record {} is not JSON: {e}", row.record_id)))?;
+            resources.push(resource);
+        }
+        let derived = derive_summary(&schema_def, &resources).map_err(|e| fail(e.to_string()))?;
+        let records_used = resources.len();
+        drop(resources);
+        let mut doc = derived.to_doc(&schema_def);
+        let clamped = clamp_summary(&schema_def, &mut doc);
+        Summary::validate(&schema_def, &doc).map_err(|e| fail(e.to_string()))?;
+        Ok(SummaryPreview { schema: schema.to_owned(), doc, records_used, clamped })
+    }
+
+    /// Submits a summary from [`Patient::summary`] (after the patient saw
+    /// it). A new submission replaces the patient's earlier one.
+    pub fn contribute(&self, preview: &SummaryPreview) -> Result<SummaryReceipt, ClientError> {
+        if preview.doc.schema != preview.schema {
+            return Err(ClientError::Summary {
+                schema: preview.schema.clone(),
+                reason: format!("the summary is for schema {:?}", preview.doc.schema),
+            });
+        }
+        let receipt = self.http.dp_put_summary(&preview.schema, &preview.doc)?;
+        self.check_receipt(&receipt, &preview.schema)?;
+        Ok(receipt)
+    }
+
+    /// Deletes the patient's summary for `schema`; later queries no longer
+    /// see it. [`ClientError::NoSummary`] if there is none.
+    pub fn withdraw(&self, schema: &str) -> Result<SummaryReceipt, ClientError> {
+        let receipt = self.http.dp_delete_summary(schema)?;
+        self.check_receipt(&receipt, schema)?;
+        Ok(receipt)
+    }
+
+    /// The summary the server holds for the patient in `schema`, if any.
+    pub fn stored_summary(&self, schema: &str) -> Result<Option<SummaryDoc>, ClientError> {
+        match self.http.dp_own_summary(schema) {
+            Ok(doc) => Ok(Some(doc)),
+            Err(ClientError::NoSummary(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    fn check_receipt(&self, receipt: &SummaryReceipt, schema: &str) -> Result<(), ClientError> {
+        if receipt.patient != self.id() || receipt.schema != schema {
+            return Err(ClientError::Protocol("the receipt names another patient or schema".into()));
+        }
+        Ok(())
     }
 }
 

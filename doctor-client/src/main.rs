@@ -6,17 +6,29 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use medrelay_client::cli::{self, Bar};
+use medrelay_client::dp::{build_query, read_query_file, QueryArgs};
 use medrelay_client::time::format_utc;
-use medrelay_client::{ClientError, Doctor, Passphrase, ServerOptions};
+use medrelay_client::{Analyst, ClientError, Doctor, Identity, Passphrase, Profile, ServerOptions};
 use medrelay_crypto::{PrincipalId, RecordId};
+use medrelay_dp::Privacy;
+use medrelay_wire::dp::{Accuracy, AnswerValue, BudgetStatus, DpAnswer, Mechanism, PrivacyCost};
 use medrelay_wire::Role;
 
-/// Read the medical records patients shared with you on medrelay.
+/// Read the medical records patients shared with you on medrelay, or, as
+/// an analyst, ask differentially private questions about many patients.
 ///
-/// Start with `init --enrollment-token T` (the token comes from the
-/// server's operator), give your id from `whoami` to your patients, then
-/// list what they `shared` and `fetch` records. Every record is checked
-/// against the patient's signature before it is decrypted on this machine.
+/// Doctors: start with `init --enrollment-token T` (the token comes from
+/// the server's operator), give your id from `whoami` to your patients,
+/// then list what they `shared` and `fetch` records. Every record is
+/// checked against the patient's signature before it is decrypted on this
+/// machine.
+///
+/// Analysts: start with `init --analyst --enrollment-token T` (an analyst
+/// token from the operator), see the `schemas` patients contribute to, then
+/// `query`, e.g. `query --schema health-basics --epsilon 0.1 count --where
+/// diabetes=true`. Every answer is noisy and spends part of your privacy
+/// budget (`budget` shows what is left).
+///
 /// Your keys are stored encrypted under your passphrase
 /// (MEDRELAY_PASSPHRASE, or asked on the terminal).
 #[derive(Debug, Parser)]
@@ -25,7 +37,8 @@ struct Cli {
     /// Server URL (default: the one given at init).
     #[arg(long, global = true, env = "MEDRELAY_SERVER")]
     server: Option<String>,
-    /// Profile directory [default: $HOME/.medrelay/doctor].
+    /// Profile directory [default: $HOME/.medrelay/doctor, or
+    /// $HOME/.medrelay/analyst for analyst commands].
     #[arg(long, global = true, env = "MEDRELAY_PROFILE")]
     profile: Option<PathBuf>,
     /// Extra CA certificate (PEM) to trust for https.
@@ -42,18 +55,22 @@ struct Cli {
 enum Command {
     /// Create your keys and enroll with the operator's one-time token (needs --server).
     Init {
-        /// The one-time token from `medrelay-server enroll-doctor`.
+        /// The one-time token from `medrelay-server enroll-doctor` (or
+        /// `medrelay-server enroll --role analyst` with --analyst).
         #[arg(long, env = "MEDRELAY_ENROLLMENT_TOKEN", allow_hyphen_values = true)]
         enrollment_token: String,
-        /// Your name as patients will see it.
-        #[arg(long, default_value = "doctor")]
-        name: String,
+        /// Your name as patients (or the operator) will see it [default: doctor, or analyst].
+        #[arg(long)]
+        name: Option<String>,
+        /// Create an analyst profile (DP queries) instead of a doctor one.
+        #[arg(long)]
+        analyst: bool,
     },
     /// Show your id and key fingerprints (patients check these before granting).
     Whoami,
-    /// List patients who granted you access and the records you may read now.
+    /// List patients who granted you access and the records you may read now (doctors).
     Shared,
-    /// Fetch, verify and decrypt one record.
+    /// Fetch, verify and decrypt one record (doctors).
     Fetch {
         /// Record id.
         id: RecordId,
@@ -61,7 +78,7 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Fetch every record of a patient you may read into a directory.
+    /// Fetch every record of a patient you may read into a directory (doctors).
     FetchAll {
         /// The patient's id.
         #[arg(long)]
@@ -70,6 +87,83 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// List the summary schemas you can query, with their fields (analysts).
+    Schemas,
+    /// Ask a differentially private question (analysts).
+    ///
+    /// Give the statistic and its field(s) at the end:
+    ///   count | sum FIELD | mean FIELD | median FIELD | quantile FIELD --alpha 0.9 |
+    ///   histogram FIELD [--bins 5 | --bins 18.5,25,30] | variance FIELD | std-dev FIELD |
+    ///   correlation FIELD1 FIELD2
+    ///
+    /// Say how much privacy budget to spend with --epsilon (e.g. 0.1; more is
+    /// more accurate and uses up your budget faster) or --rho (zCDP).
+    /// Narrow the patients with --where (repeatable, all must hold):
+    ///   --where diabetes=true   --where sex=female,other   --where bmi=18.5..25
+    ///   --where 'bmi>=30'   --where birth_year=..1960   (quote > and < for the shell)
+    ///
+    /// Examples:
+    ///   medrelay-doctor query --schema health-basics --epsilon 0.1 count --where diabetes=true
+    ///   medrelay-doctor query --schema health-basics --epsilon 0.2 median bmi --where sex=female
+    ///
+    /// The answer is noisy: it comes with the mechanism, the noise scale and
+    /// a 95% accuracy interval. A query your remaining budget cannot pay is
+    /// refused and spends nothing.
+    #[command(verbatim_doc_comment)]
+    Query {
+        /// The schema to query (list them with `schemas`).
+        #[arg(long)]
+        schema: String,
+        /// ε to spend (pure differential privacy).
+        #[arg(long, conflicts_with_all = ["rho", "query_file"])]
+        epsilon: Option<f64>,
+        /// ρ to spend (zero-concentrated DP; converted to ε at the budget's δ).
+        #[arg(long, conflicts_with = "query_file")]
+        rho: Option<f64>,
+        /// A filter: FIELD=true|false, FIELD=VALUE, FIELD=V1,V2, FIELD=LOW..HIGH, FIELD>=X, FIELD<=X.
+        #[arg(long = "where", value_name = "FILTER", conflicts_with = "query_file")]
+        filters: Vec<String>,
+        /// Which quantile for `quantile` (0..1, e.g. 0.9).
+        #[arg(long, conflicts_with = "query_file")]
+        alpha: Option<f64>,
+        /// Histogram bins of a numeric field: a count, or edges like 18.5,25,30.
+        #[arg(long, conflicts_with = "query_file")]
+        bins: Option<String>,
+        /// Candidate values for median/quantile (default 1024).
+        #[arg(long, conflicts_with = "query_file")]
+        candidates: Option<usize>,
+        /// Send this raw query JSON instead (medrelay_dp's Query, see docs/DP-SERVICE.md).
+        #[arg(long, value_name = "FILE")]
+        query_file: Option<PathBuf>,
+        /// The statistic and its field(s), e.g. `count`, `median bmi`, `correlation bmi systolic_bp`.
+        #[arg(
+            value_name = "STATISTIC",
+            required_unless_present = "query_file",
+            conflicts_with = "query_file"
+        )]
+        statistic: Vec<String>,
+    },
+    /// Show your privacy budget for a schema: total, spent and remaining ε (analysts).
+    Budget {
+        /// The schema.
+        #[arg(long)]
+        schema: String,
+    },
+}
+
+impl Command {
+    fn name(&self) -> &'static str {
+        match self {
+            Command::Init { .. } => "init",
+            Command::Whoami => "whoami",
+            Command::Shared => "shared",
+            Command::Fetch { .. } => "fetch",
+            Command::FetchAll { .. } => "fetch-all",
+            Command::Schemas => "schemas",
+            Command::Query { .. } => "query",
+            Command::Budget { .. } => "budget",
+        }
+    }
 }
 
 fn main() -> ExitCode {
@@ -77,16 +171,77 @@ fn main() -> ExitCode {
     cli::finish(run(cli))
 }
 
+/// The profile directory for a command: `--profile`, else the default of
+/// the role the command needs (`whoami`: the doctor profile if there is
+/// one, else the analyst profile).
+fn profile_for(cli: &Cli, role: Option<Role>) -> Result<PathBuf, ClientError> {
+    if let Some(p) = &cli.profile {
+        return Ok(p.clone());
+    }
+    match role {
+        Some(r) => cli::profile_dir(None, r),
+        None => {
+            let doctor = cli::profile_dir(None, Role::Doctor)?;
+            let analyst = cli::profile_dir(None, Role::Analyst)?;
+            Ok(if !doctor.exists() && analyst.exists() { analyst } else { doctor })
+        }
+    }
+}
+
+/// Refuses a command on a profile of the wrong role with one clear line,
+/// before asking for the passphrase.
+fn check_role(cli: &Cli, dir: &std::path::Path, needed: Role) -> Result<(), ClientError> {
+    let role = Profile::open(dir)?.info().role;
+    if role == needed {
+        return Ok(());
+    }
+    let hint = match role {
+        Role::Analyst => "analysts use `schemas`, `query` and `budget`",
+        Role::Doctor => {
+            "doctors use `shared`, `fetch` and `fetch-all`; an analyst profile is made with `init --analyst`"
+        }
+        Role::Patient => "use medrelay-patient with a patient profile; analysts enroll with `init --analyst`",
+        Role::Auditor => "use medrelay-auditor with an auditor profile",
+    };
+    Err(ClientError::Invalid(format!(
+        "`{}` needs {} {needed} profile, but {} is {} {role} profile ({hint})",
+        cli.command.name(),
+        article(needed),
+        dir.display(),
+        article(role),
+    )))
+}
+
+fn article(role: Role) -> &'static str {
+    match role {
+        Role::Analyst | Role::Auditor => "an",
+        Role::Patient | Role::Doctor => "a",
+    }
+}
+
+fn connect(cli: &Cli) -> medrelay_client::Connect {
+    cli::connect(cli.server.clone(), cli.ca_cert.clone())
+}
+
 fn open(cli: &Cli) -> Result<Doctor, ClientError> {
-    let dir = cli::profile_dir(cli.profile.clone(), Role::Doctor)?;
+    let dir = profile_for(cli, Some(Role::Doctor))?;
+    check_role(cli, &dir, Role::Doctor)?;
     let pass = Passphrase::from_env_or_prompt(false)?;
-    Doctor::open(&dir, &cli::connect(cli.server.clone(), cli.ca_cert.clone()), &pass)
+    Doctor::open(&dir, &connect(cli), &pass)
+}
+
+fn open_analyst(cli: &Cli) -> Result<Analyst, ClientError> {
+    let dir = profile_for(cli, Some(Role::Analyst))?;
+    check_role(cli, &dir, Role::Analyst)?;
+    let pass = Passphrase::from_env_or_prompt(false)?;
+    Analyst::open(&dir, &connect(cli), &pass)
 }
 
 fn run(cli: Cli) -> Result<(), ClientError> {
     match &cli.command {
-        Command::Init { enrollment_token, name } => {
-            let dir = cli::profile_dir(cli.profile.clone(), Role::Doctor)?;
+        Command::Init { enrollment_token, name, analyst } => {
+            let role = if *analyst { Role::Analyst } else { Role::Doctor };
+            let dir = profile_for(&cli, Some(role))?;
             let url = cli
                 .server
                 .clone()
@@ -94,10 +249,71 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             let mut server = ServerOptions::new(url);
             server.ca_cert.clone_from(&cli.ca_cert);
             let pass = Passphrase::from_env_or_prompt(true)?;
-            let d = Doctor::init(&dir, &server, name, enrollment_token, &pass)?;
-            show_identity(&cli, &d)
+            let name = name.clone().unwrap_or_else(|| role.as_str().to_owned());
+            let id = if *analyst {
+                Analyst::init(&dir, &server, &name, enrollment_token, &pass)?.whoami()
+            } else {
+                Doctor::init(&dir, &server, &name, enrollment_token, &pass)?.whoami()
+            };
+            show_identity(&cli, &id)
         }
-        Command::Whoami => show_identity(&cli, &open(&cli)?),
+        Command::Whoami => {
+            let dir = profile_for(&cli, None)?;
+            let role = Profile::open(&dir)?.info().role;
+            let pass = Passphrase::from_env_or_prompt(false)?;
+            let id = match role {
+                Role::Analyst => Analyst::open(&dir, &connect(&cli), &pass)?.whoami(),
+                Role::Doctor => Doctor::open(&dir, &connect(&cli), &pass)?.whoami(),
+                other => {
+                    return Err(ClientError::Invalid(format!(
+                        "{} is {} {other} profile: medrelay-doctor works with doctor and analyst profiles",
+                        dir.display(),
+                        article(other)
+                    )))
+                }
+            };
+            show_identity(&cli, &id)
+        }
+        Command::Schemas => {
+            let schemas = open_analyst(&cli)?.schemas()?;
+            if cli.json {
+                return cli::print_json(&schemas);
+            }
+            cli::print_schemas(&schemas);
+            Ok(())
+        }
+        Command::Query { schema, epsilon, rho, filters, alpha, bins, candidates, query_file, statistic } => {
+            let a = open_analyst(&cli)?;
+            let query = match query_file {
+                Some(path) => read_query_file(path)?,
+                None => {
+                    let args = QueryArgs {
+                        statistic: statistic.clone(),
+                        filters: filters.clone(),
+                        epsilon: *epsilon,
+                        rho: *rho,
+                        alpha: *alpha,
+                        bins: bins.clone(),
+                        candidates: *candidates,
+                    };
+                    build_query(&a.schema(schema)?, &args)?
+                }
+            };
+            let answer = a.query(schema, &query)?;
+            if cli.json {
+                return cli::print_json(&answer);
+            }
+            show_answer(&answer);
+            Ok(())
+        }
+        Command::Budget { schema } => {
+            let b = open_analyst(&cli)?.budget(schema)?;
+            if cli.json {
+                return cli::print_json(&b);
+            }
+            show_budget(&b);
+            Ok(())
+        }
         Command::Shared => {
             let shared = open(&cli)?.shared()?;
             if cli.json {
@@ -194,10 +410,9 @@ fn indent(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
         .collect()
 }
 
-fn show_identity(cli: &Cli, d: &Doctor) -> Result<(), ClientError> {
-    let id = d.whoami();
+fn show_identity(cli: &Cli, id: &Identity) -> Result<(), ClientError> {
     if cli.json {
-        return cli::print_json(&id);
+        return cli::print_json(id);
     }
     println!("id:                      {}", id.id);
     println!("role:                    {}", id.role);
@@ -209,4 +424,112 @@ fn show_identity(cli: &Cli, d: &Doctor) -> Result<(), ClientError> {
     }
     println!("profile:                 {}", id.profile.display());
     Ok(())
+}
+
+fn cost_text(cost: &PrivacyCost) -> String {
+    match cost {
+        PrivacyCost::Epsilon(e) => format!("ε = {}", num(*e)),
+        PrivacyCost::Rho(r) => format!("ρ = {}", num(*r)),
+    }
+}
+
+fn privacy_text(privacy: &Privacy) -> String {
+    match privacy {
+        Privacy::Epsilon(e) => format!("ε = {}", e.get()),
+        Privacy::Rho(r) => format!("ρ = {}", r.get()),
+    }
+}
+
+fn mechanism_text(m: Mechanism) -> String {
+    serde_json::to_value(m).ok().and_then(|v| v.as_str().map(|s| s.replace('_', " "))).unwrap_or_default()
+}
+
+/// A number for people: at most 4 decimals and no trailing zeros, or
+/// three significant digits for tiny values.
+fn num(x: f64) -> String {
+    if x != 0.0 && x.abs() < 0.001 {
+        return format!("{x:.2e}");
+    }
+    let s = format!("{x:.4}");
+    let s = s.trim_end_matches('0').trim_end_matches('.');
+    if s == "-0" {
+        "0".to_owned()
+    } else {
+        s.to_owned()
+    }
+}
+
+fn show_answer(a: &DpAnswer) {
+    let ans = &a.answer;
+    let statistic = serde_json::to_value(&ans.query.statistic)
+        .ok()
+        .and_then(|v| v.get("kind").and_then(|k| k.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    println!(
+        "{statistic} over schema {} ({}; charged {}), noisy answer:",
+        ans.schema,
+        privacy_text(&ans.query.privacy),
+        cost_text(&ans.cost)
+    );
+    match &ans.value {
+        AnswerValue::Scalar(x) => println!("  value:        {}", num(*x)),
+        AnswerValue::Histogram(bins) => {
+            let rows: Vec<Vec<String>> =
+                bins.iter().map(|b| vec![format!("  {}", b.label), b.count.to_string()]).collect();
+            cli::print_table(&["  BIN", "NOISY COUNT"], &rows);
+        }
+    }
+    match &ans.accuracy {
+        Accuracy::Interval { confidence, low, high, guaranteed } => println!(
+            "  {}% interval: [{}, {}]{}",
+            num(confidence * 100.0),
+            num(*low),
+            num(*high),
+            if *guaranteed { "" } else { " (estimate)" }
+        ),
+        Accuracy::PerBin { confidence, half_width } => println!(
+            "  accuracy:     every bin within ±{} ({}% confidence, all bins together)",
+            num(*half_width),
+            num(confidence * 100.0)
+        ),
+        Accuracy::Rank { confidence, within } => println!(
+            "  accuracy:     at most {} patients off the target rank ({}% confidence; plus the candidate spacing)",
+            num(*within),
+            num(confidence * 100.0)
+        ),
+    }
+    let rows: Vec<Vec<String>> = ans
+        .components
+        .iter()
+        .map(|c| {
+            vec![
+                format!("  {}", c.name),
+                mechanism_text(c.mechanism),
+                num(c.scale),
+                c.sensitivity.map(num).unwrap_or_else(|| "-".into()),
+                cost_text(&c.cost),
+                c.noisy_value.map(num).unwrap_or_else(|| "-".into()),
+            ]
+        })
+        .collect();
+    cli::print_table(&["  RELEASE", "MECHANISM", "SCALE", "SENSITIVITY", "COST", "NOISY VALUE"], &rows);
+    let b = &a.budget;
+    println!(
+        "budget: remaining ε {} of {} (spent {} in {} {}; log entry {})",
+        num(b.remaining_epsilon),
+        num(b.total_epsilon),
+        num(b.spent_epsilon),
+        b.queries,
+        if b.queries == 1 { "query" } else { "queries" },
+        a.log_index
+    );
+}
+
+fn show_budget(b: &BudgetStatus) {
+    println!("schema:       {}", b.schema);
+    println!("analyst:      {}", b.analyst);
+    println!("total ε:      {} (zCDP ρ converts to ε at δ = {})", b.total_epsilon, b.delta);
+    println!("spent ε:      {} (pure ε {}, ρ {})", b.spent_epsilon, b.spent_pure_epsilon, b.spent_rho);
+    println!("remaining ε:  {}", b.remaining_epsilon);
+    println!("queries:      {}", b.queries);
 }

@@ -7,9 +7,10 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use medrelay_client::cli::{self, Bar};
 use medrelay_client::time::{format_utc, parse_duration};
-use medrelay_client::{ClientError, Passphrase, Patient, ServerOptions};
+use medrelay_client::{ClientError, Passphrase, Patient, ServerOptions, SummaryPreview};
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, SensitivityLabel};
 use medrelay_policy::{Purpose, Scope};
+use medrelay_wire::dp::{SummaryAction, SummaryDoc};
 use medrelay_wire::Role;
 
 /// Keep your medical records encrypted on medrelay and decide which doctor
@@ -20,6 +21,10 @@ use medrelay_wire::Role;
 /// `history` to see every access. Your secret keys never leave this
 /// machine; they are stored encrypted under your passphrase
 /// (MEDRELAY_PASSPHRASE, or asked on the terminal).
+///
+/// To help research without sharing records, `contribute --schema
+/// health-basics` sends a small summary derived here from your records
+/// (you see it first); `withdraw` takes it back.
 #[derive(Debug, Parser)]
 #[command(name = "medrelay-patient", version, about, long_about)]
 struct Cli {
@@ -103,6 +108,44 @@ enum Command {
     },
     /// Every access and denial on your records, verified against the signed log.
     History,
+    /// List the research summary schemas you can contribute to (see `contribute`).
+    Schemas,
+    /// Show the summary `contribute` would send for a schema, without sending it.
+    ///
+    /// The summary is derived on this machine from your own decrypted FHIR
+    /// records. With --stored, show instead what the server holds for you.
+    Summary {
+        /// The schema, e.g. health-basics (list them with `schemas`).
+        #[arg(long)]
+        schema: String,
+        /// Show the summary the server stores for you (if any).
+        #[arg(long)]
+        stored: bool,
+    },
+    /// Contribute a summary of your records to differentially private statistics.
+    ///
+    /// Your records are decrypted here and reduced to the few values the
+    /// schema asks for (e.g. birth year, latest BMI, a diabetes yes/no).
+    /// Numbers outside the schema's public bounds are clamped into them. You
+    /// see the summary and confirm before it is sent; only that summary
+    /// leaves this machine, and analysts only ever get noisy aggregates over
+    /// many patients (the server knows the summary is yours and keeps it
+    /// until you withdraw it). Contributing again replaces your earlier
+    /// summary; `withdraw` deletes it.
+    Contribute {
+        /// The schema, e.g. health-basics (list them with `schemas`).
+        #[arg(long)]
+        schema: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Delete the summary you contributed to a schema.
+    Withdraw {
+        /// The schema.
+        #[arg(long)]
+        schema: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -249,6 +292,104 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             eprintln!("{} events, each proven in the signed log of {} entries", h.items.len(), h.tree_size);
             Ok(())
         }
+        Command::Schemas => {
+            let schemas = open(&cli)?.schemas()?;
+            if cli.json {
+                return cli::print_json(&schemas);
+            }
+            cli::print_schemas(&schemas);
+            Ok(())
+        }
+        Command::Summary { schema, stored: true } => {
+            let doc = open(&cli)?.stored_summary(schema)?;
+            let Some(doc) = doc else {
+                if cli.json {
+                    return cli::print_json(&serde_json::Value::Null);
+                }
+                println!("you have no summary stored for schema {schema}");
+                return Ok(());
+            };
+            if cli.json {
+                return cli::print_json(&doc);
+            }
+            println!("Stored on the server for schema {schema}:");
+            print_summary(&doc, &[], &mut std::io::stdout().lock());
+            Ok(())
+        }
+        Command::Summary { schema, stored: false } => {
+            let preview = open(&cli)?.summary(schema)?;
+            if cli.json {
+                return cli::print_json(&preview);
+            }
+            show_preview(&preview, &mut std::io::stdout().lock());
+            println!("(nothing was sent; `contribute --schema {schema}` sends it)");
+            Ok(())
+        }
+        Command::Contribute { schema, yes } => {
+            let p = open(&cli)?;
+            let preview = p.summary(schema)?;
+            if cli.json {
+                // JSON goes to stdout once, at the end; a person confirming
+                // reads the table on stderr.
+                if !yes {
+                    show_preview(&preview, &mut std::io::stderr().lock());
+                }
+            } else {
+                show_preview(&preview, &mut std::io::stdout().lock());
+            }
+            if !yes
+                && !cli::confirm("Send this summary? Analysts only get noisy statistics over many patients.")?
+            {
+                return Err(ClientError::Invalid("not sent".into()));
+            }
+            let receipt = p.contribute(&preview)?;
+            if cli.json {
+                return cli::print_json(&serde_json::json!({"summary": preview, "receipt": receipt}));
+            }
+            let what = match receipt.action {
+                SummaryAction::Replaced => "replaced your earlier summary",
+                _ => "submitted your summary",
+            };
+            println!("{what} for schema {} (log entry {})", receipt.schema, receipt.log_index);
+            Ok(())
+        }
+        Command::Withdraw { schema } => {
+            let receipt = open(&cli)?.withdraw(schema)?;
+            if cli.json {
+                return cli::print_json(&receipt);
+            }
+            println!(
+                "withdrew your summary from schema {} (log entry {})",
+                receipt.schema, receipt.log_index
+            );
+            Ok(())
+        }
+    }
+}
+
+/// The derived summary as a person reads it before sending it.
+fn show_preview(preview: &SummaryPreview, out: &mut dyn std::io::Write) {
+    let _ = writeln!(
+        out,
+        "Summary for schema {}, derived on this machine from {} of your FHIR records:",
+        preview.schema, preview.records_used
+    );
+    print_summary(&preview.doc, &preview.clamped, out);
+    if !preview.clamped.is_empty() {
+        let _ = writeln!(
+            out,
+            "Clamped into the schema's public bounds: {} (the server accepts only values within them)",
+            preview.clamped.join(", ")
+        );
+    }
+}
+
+fn print_summary(doc: &SummaryDoc, clamped: &[String], out: &mut dyn std::io::Write) {
+    let width = doc.values.keys().map(|k| k.chars().count()).max().unwrap_or(0).max("FIELD".len());
+    let _ = writeln!(out, "  {:<width$}  VALUE", "FIELD");
+    for (name, value) in &doc.values {
+        let mark = if clamped.contains(name) { "  (clamped)" } else { "" };
+        let _ = writeln!(out, "  {name:<width$}  {}{mark}", cli::cell(value.as_ref()));
     }
 }
 
