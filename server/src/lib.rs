@@ -56,6 +56,7 @@
 pub mod admin;
 mod auth;
 mod clock;
+pub mod demo;
 mod directory;
 mod dp;
 mod dp_admin;

@@ -6,6 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use medrelay_crypto::PrincipalId;
+use medrelay_server::demo::{self, DemoOptions};
 use medrelay_server::{
     add_schema, budget_from, enroll_operator, init, list_schemas, serve, set_budget, Clock, EnrolledVia,
     ServeConfig, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON, DEFAULT_REKEY_CACHE_KEYS,
@@ -112,6 +113,21 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
+    /// Play the whole story on a temporary server, narrated: a patient
+    /// imports FHIR records and grants a doctor lab results, the doctor
+    /// reads them and is refused the rest, revocation, access history, an
+    /// auditor's checks, a DP study, and a scan of the server's disk for
+    /// plaintext. Exits non-zero if any step does not behave as told.
+    Demo {
+        /// Keep everything in this (absent or empty) directory instead of a
+        /// temporary one: server data in DIR/server, profiles in DIR/profiles.
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// Synthetic patients generated for the DP study (besides the three
+        /// bundled ones).
+        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u16).range(0..=500))]
+        cohort: u16,
+    },
     /// DP summary schemas (server stopped).
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -187,15 +203,33 @@ fn enroll_cmd(data: &Path, socket: Option<&Path>, role: Role, name: &str) -> any
     Ok(())
 }
 
-fn main() -> anyhow::Result<()> {
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse()) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            // One line, the causes joined; no backtrace for an operator.
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    // The demo narrates on stdout; its server logs only warnings unless
+    // RUST_LOG says otherwise.
+    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    match cli.command {
+        Command::Demo { data, cohort } => {
+            let opts = DemoOptions { data, cohort: usize::from(cohort), ..DemoOptions::default() };
+            demo::run(&opts, &mut std::io::stdout().lock()).context("the demo failed")?;
+        }
         Command::Init { data } => {
             let vk = init(&data).context("init")?;
             println!("initialized {}; log key {}", data.display(), vk.fingerprint());
