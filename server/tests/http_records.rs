@@ -12,6 +12,7 @@ use medrelay_crypto::{
 };
 use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 use medrelay_server::app;
+use medrelay_server::scan::Needles;
 use medrelay_wire::{
     limits, LogEntries, RecordList, Role, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse,
     B64,
@@ -191,28 +192,6 @@ async fn bad_envelopes_are_refused_and_change_nothing() {
     assert_eq!(log_size(&svc).await, after_doctor + 1);
 }
 
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    !needle.is_empty() && hay.windows(needle.len()).any(|w| w == needle)
-}
-
-/// Base64 forms of `s` as it would appear at any alignment inside a longer
-/// base64 string: the middle part that does not depend on its neighbours.
-fn base64_forms(s: &[u8]) -> Vec<Vec<u8>> {
-    let mut out = Vec::new();
-    for pad in 0..3 {
-        let mut v = vec![0u8; pad];
-        v.extend_from_slice(s);
-        let enc = base64::engine::general_purpose::STANDARD.encode(&v);
-        let start = if pad == 0 { 0 } else { 4 };
-        let end = enc.len().saturating_sub(4);
-        out.push(enc.as_bytes()[start..end].to_vec());
-        let enc = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(&v);
-        let end = enc.len().saturating_sub(4);
-        out.push(enc.as_bytes()[start..end].to_vec());
-    }
-    out
-}
-
 #[actix_web::test]
 async fn data_directory_never_holds_plaintext_or_secret_keys() {
     let env = env();
@@ -226,37 +205,24 @@ async fn data_directory_never_holds_plaintext_or_secret_keys() {
     assert_eq!(post(&svc, "/v1/records/batch", &req, Some(&tok)).await.0, 201);
     env.state.store().flush().unwrap();
 
-    let mut needles = vec![CANARY.as_bytes().to_vec()];
-    needles.extend(base64_forms(CANARY.as_bytes()));
-    // Secret keys: the signing key seed and the PRE master secret, raw and hex.
+    // The canary raw and base64 at every alignment; the secret keys (the
+    // signing key seed and the PRE master secret) raw, hex and base64.
     let seed = p.to_seed();
     let master = patient_keys(&p).master().to_bytes();
-    for secret in [&seed[..], &master[..]] {
-        needles.push(secret.to_vec());
-        needles.push(hex::encode(secret).into_bytes());
-        needles.extend(base64_forms(secret));
-    }
-    let mut files = 0;
-    let mut bytes = 0;
-    let mut stack = vec![env.dir.path().to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let data = std::fs::read(&path).unwrap();
-            files += 1;
-            bytes += data.len();
-            for n in &needles {
-                assert!(!contains(&data, n), "{} holds a forbidden byte string", path.display());
-            }
-        }
-    }
-    assert!(files > 0 && bytes > 4 * body.len(), "scanned {files} files, {bytes} bytes");
-    // Sanity: the scan does find the canary when it is there.
-    assert!(contains(format!("x{CANARY}y").as_bytes(), CANARY.as_bytes()));
+    let mut needles = Needles::new();
+    needles.text("canary", CANARY.as_bytes());
+    needles.secret("signing key seed", &seed[..]);
+    needles.secret("PRE master secret", &master[..]);
+    let report = needles.scan_dir(env.dir.path()).unwrap();
+    assert!(report.hits.is_empty(), "forbidden bytes on disk: {:?}", report.hits);
+    assert!(
+        report.files > 0 && report.bytes > 4 * body.len() as u64,
+        "scanned {} files, {} bytes",
+        report.files,
+        report.bytes
+    );
+    // Sanity: the scan does find the canary when it is there, raw or base64.
+    assert_eq!(needles.find_in(format!("x{CANARY}y").as_bytes()), Some("canary"));
     let b64 = base64::engine::general_purpose::STANDARD.encode(format!("ab{CANARY}cd"));
-    assert!(base64_forms(CANARY.as_bytes()).iter().any(|n| contains(b64.as_bytes(), n)));
+    assert_eq!(needles.find_in(b64.as_bytes()), Some("canary (base64)"));
 }

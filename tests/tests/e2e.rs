@@ -14,6 +14,7 @@ use std::collections::BTreeSet;
 use common::*;
 use medrelay_client::fhir::fhir_record_id;
 use medrelay_crypto::PrincipalId;
+use medrelay_server::scan::Needles;
 use serde_json::Value;
 
 fn id_of(who: &User) -> PrincipalId {
@@ -68,13 +69,14 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     assert!(out.contains("already uploaded"), "{out}");
     assert_eq!(records(&patient).len(), 13);
 
-    // No plaintext reaches the server's disk.
-    for entry in walk(&server.data_dir()) {
-        let bytes = std::fs::read(&entry).unwrap();
-        for needle in [&b"Hemoglobin A1c"[..], b"alpha-hba1c", b"Lithium"] {
-            assert!(!contains(&bytes, needle), "{} holds plaintext", entry.display());
-        }
+    // No plaintext reaches the server's disk (regular files; the admin
+    // socket is not data).
+    let mut needles = Needles::new();
+    for canary in ["Hemoglobin A1c", "alpha-hba1c", "Lithium"] {
+        needles.text(canary, canary.as_bytes());
     }
+    let scan = needles.scan_dir(&server.data_dir()).unwrap();
+    assert!(scan.files > 0 && scan.hits.is_empty(), "{scan:?}");
 
     // The patient reads their own record back.
     let hba1c = fhir_record_id(&pid, "Observation", "alpha-hba1c");
@@ -307,23 +309,4 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
     // A second init of the same profile is refused.
     patient.run(&["init", "--server", &url]).fails_with("already initialized");
     drop(server);
-}
-
-fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).unwrap() {
-        let e = e.unwrap();
-        let kind = e.file_type().unwrap();
-        if kind.is_dir() {
-            out.extend(walk(&e.path()));
-        } else if kind.is_file() {
-            // Regular files only: the admin socket is not data.
-            out.push(e.path());
-        }
-    }
-    out
-}
-
-fn contains(hay: &[u8], needle: &[u8]) -> bool {
-    hay.windows(needle.len()).any(|w| w == needle)
 }
