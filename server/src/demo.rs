@@ -35,7 +35,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::scan::Needles;
-use crate::{enroll_in, init, LocalServer, ServeError};
+use crate::{enroll_in, init, LocalServer};
 
 /// The synthetic FHIR bundles shipped in `tests/data/` (written for
 /// medrelay; they describe no real person).
@@ -660,14 +660,6 @@ fn cohort_bundle(rng: &mut StdRng, i: usize) -> String {
     }
     let entry: Vec<Value> = entries.into_iter().map(|r| json!({ "resource": r })).collect();
     json!({ "resourceType": "Bundle", "type": "collection", "entry": entry }).to_string()
-}
-
-/// `ServeError` into a demo error at a step (used by the CLI for failures
-/// before the story starts).
-impl From<ServeError> for DemoError {
-    fn from(e: ServeError) -> Self {
-        DemoError { step: 0, title: "setting up", message: e.to_string() }
-    }
 }
 
 #[cfg(test)]
