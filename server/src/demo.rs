@@ -74,6 +74,9 @@ const DEMO_PASSPHRASE: &str = "demo passphrase for synthetic data";
 const CANARIES: [&str; 4] =
     ["Synthetic-Alpha", "Major depressive disorder", "Hemoglobin A1c", "Lithium [Moles/volume]"];
 
+/// Synthetic patients the demo generates for the DP study by default.
+pub const DEFAULT_COHORT: u16 = 40;
+
 /// How to run the demo.
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
@@ -91,7 +94,7 @@ pub struct DemoOptions {
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        Self { data: None, cohort: 60, seed: 2026 }
+        Self { data: None, cohort: usize::from(DEFAULT_COHORT), seed: 2026 }
     }
 }
 
@@ -463,6 +466,9 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     let a = analyst.query(SCHEMA, &count).at(&story)?;
     story.say(format!("How many contributors have diabetes? (ε = {COUNT_EPSILON})"));
     story.say(format!("  {}", describe_answer(&a)));
+    story.say(
+        "  (the exact count is never released; noise is not clipped, so a small count can come out negative)",
+    );
     let median = Query {
         statistic: Statistic::Median { field: "systolic_bp".into(), candidates: None },
         filters: vec![],

@@ -6,7 +6,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use medrelay_crypto::PrincipalId;
-use medrelay_server::demo::{self, DemoOptions};
+use medrelay_server::demo::{self, DemoOptions, DEFAULT_COHORT};
 use medrelay_server::{
     add_schema, budget_from, enroll_operator, init, list_schemas, serve, set_budget, Clock, EnrolledVia,
     ServeConfig, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON, DEFAULT_REKEY_CACHE_KEYS,
@@ -125,7 +125,7 @@ enum Command {
         data: Option<PathBuf>,
         /// Synthetic patients generated for the DP study (besides the three
         /// bundled ones).
-        #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u16).range(0..=500))]
+        #[arg(long, default_value_t = DEFAULT_COHORT, value_parser = clap::value_parser!(u16).range(0..=500))]
         cohort: u16,
     },
     /// DP summary schemas (server stopped).
