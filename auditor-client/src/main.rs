@@ -1,12 +1,11 @@
 //! `medrelay-auditor`: a thin CLI over `medrelay_client::Auditor`.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use medrelay_client::cli::{self, Bar};
+use medrelay_client::cli::{self, Bar, GlobalArgs};
 use medrelay_client::time::format_utc;
-use medrelay_client::{Auditor, ClientError, Filter, Passphrase, ServerOptions};
+use medrelay_client::{Auditor, ClientError, Filter, Passphrase};
 use medrelay_crypto::PrincipalId;
 use medrelay_wire::Role;
 
@@ -21,18 +20,8 @@ use medrelay_wire::Role;
 #[derive(Debug, Parser)]
 #[command(name = "medrelay-auditor", version, about, long_about)]
 struct Cli {
-    /// Server URL (default: the one given at init).
-    #[arg(long, global = true, env = "MEDRELAY_SERVER")]
-    server: Option<String>,
-    /// Profile directory [default: $HOME/.medrelay/auditor].
-    #[arg(long, global = true, env = "MEDRELAY_PROFILE")]
-    profile: Option<PathBuf>,
-    /// Extra CA certificate (PEM) to trust for https.
-    #[arg(long, global = true, env = "MEDRELAY_CA_CERT")]
-    ca_cert: Option<PathBuf>,
-    /// Print machine-readable JSON instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    opts: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -87,32 +76,27 @@ fn main() -> ExitCode {
 }
 
 fn open(cli: &Cli) -> Result<Auditor, ClientError> {
-    let dir = cli::profile_dir(cli.profile.clone(), Role::Auditor)?;
+    let dir = cli.opts.profile_dir(Role::Auditor)?;
     let pass = Passphrase::from_env_or_prompt(false)?;
-    Auditor::open(&dir, &cli::connect(cli.server.clone(), cli.ca_cert.clone()), &pass)
+    Auditor::open(&dir, &cli.opts.connect(), &pass)
 }
 
 fn run(cli: Cli) -> Result<(), ClientError> {
     match &cli.command {
         Command::Init { enrollment_token, name } => {
-            let dir = cli::profile_dir(cli.profile.clone(), Role::Auditor)?;
-            let url = cli
-                .server
-                .clone()
-                .ok_or_else(|| ClientError::Invalid("init needs --server URL (or MEDRELAY_SERVER)".into()))?;
-            let mut server = ServerOptions::new(url);
-            server.ca_cert.clone_from(&cli.ca_cert);
+            let dir = cli.opts.profile_dir(Role::Auditor)?;
+            let server = cli.opts.init_server()?;
             let pass = Passphrase::from_env_or_prompt(true)?;
             let a = Auditor::init(&dir, &server, name, enrollment_token, &pass)?;
             show_identity(&cli, &a)
         }
         Command::Whoami => show_identity(&cli, &open(&cli)?),
         Command::Verify => {
-            let bar = Bar::new("entries", cli.json);
+            let bar = Bar::new("entries", cli.opts.json);
             let r = open(&cli)?.verify(&mut |p| bar.update(p));
             bar.done();
             let r = r?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&r);
             }
             match r.previous_size {
@@ -125,11 +109,11 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Audit { full: _ } => {
-            let bar = Bar::new("entries", cli.json);
+            let bar = Bar::new("entries", cli.opts.json);
             let r = open(&cli)?.audit(&mut |p| bar.update(p));
             bar.done();
             let r = r?;
-            if cli.json {
+            if cli.opts.json {
                 cli::print_json(&r)?;
             } else {
                 let cp = r.checkpoint();
@@ -148,7 +132,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 }
             }
             if r.is_clean() {
-                if !cli.json {
+                if !cli.opts.json {
                     println!("ok: every access matched a valid grant; no anomaly");
                 }
                 Ok(())
@@ -160,12 +144,12 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::Grants { patient, doctor } => {
-            let bar = Bar::new("entries", cli.json);
+            let bar = Bar::new("entries", cli.opts.json);
             let filter = Filter { patient: *patient, doctor: *doctor };
             let grants = open(&cli)?.grants(&filter, &mut |p| bar.update(p));
             bar.done();
             let grants = grants?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&grants);
             }
             let rows: Vec<Vec<String>> = grants
@@ -190,12 +174,12 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Accesses { patient, doctor } => {
-            let bar = Bar::new("entries", cli.json);
+            let bar = Bar::new("entries", cli.opts.json);
             let filter = Filter { patient: *patient, doctor: *doctor };
             let items = open(&cli)?.accesses(&filter, &mut |p| bar.update(p));
             bar.done();
             let items = items?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&items);
             }
             let rows: Vec<Vec<String>> = items
@@ -220,7 +204,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
 
 fn show_identity(cli: &Cli, a: &Auditor) -> Result<(), ClientError> {
     let id = a.whoami();
-    if cli.json {
+    if cli.opts.json {
         return cli::print_json(&id);
     }
     println!("id:                      {}", id.id);

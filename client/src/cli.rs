@@ -10,7 +10,7 @@ use std::process::ExitCode;
 use indicatif::{ProgressBar, ProgressStyle};
 use medrelay_wire::Role;
 
-use crate::{default_profile_dir, ClientError, Connect, Progress};
+use crate::{default_profile_dir, ClientError, Connect, Progress, ServerOptions};
 
 /// Runs a command body: prints an error as one line on stderr and maps it
 /// to exit code 1.
@@ -26,17 +26,47 @@ pub fn finish(result: Result<(), ClientError>) -> ExitCode {
     }
 }
 
-/// The profile directory: `--profile` or `$HOME/.medrelay/<role>`.
-pub fn profile_dir(given: Option<PathBuf>, role: Role) -> Result<PathBuf, ClientError> {
-    match given {
-        Some(p) => Ok(p),
-        None => default_profile_dir(role),
-    }
+/// The options every client takes, flattened into each CLI's arguments.
+#[derive(Clone, Debug, clap::Args)]
+pub struct GlobalArgs {
+    /// Server URL (default: the one given at init).
+    #[arg(long, global = true, env = "MEDRELAY_SERVER")]
+    pub server: Option<String>,
+    /// Profile directory [default: $HOME/.medrelay/<role>].
+    #[arg(long, global = true, env = "MEDRELAY_PROFILE")]
+    pub profile: Option<PathBuf>,
+    /// Extra CA certificate (PEM) to trust for https.
+    #[arg(long, global = true, env = "MEDRELAY_CA_CERT")]
+    pub ca_cert: Option<PathBuf>,
+    /// Print machine-readable JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
 }
 
-/// Connection overrides from the global options.
-pub fn connect(server: Option<String>, ca_cert: Option<PathBuf>) -> Connect {
-    Connect { server, ca_cert }
+impl GlobalArgs {
+    /// The profile directory: `--profile` or `$HOME/.medrelay/<role>`.
+    pub fn profile_dir(&self, role: Role) -> Result<PathBuf, ClientError> {
+        match &self.profile {
+            Some(p) => Ok(p.clone()),
+            None => default_profile_dir(role),
+        }
+    }
+
+    /// Connection overrides for an existing profile.
+    pub fn connect(&self) -> Connect {
+        Connect { server: self.server.clone(), ca_cert: self.ca_cert.clone() }
+    }
+
+    /// Where `init` registers: `--server` is required there.
+    pub fn init_server(&self) -> Result<ServerOptions, ClientError> {
+        let url = self
+            .server
+            .clone()
+            .ok_or_else(|| ClientError::Invalid("init needs --server URL (or MEDRELAY_SERVER)".into()))?;
+        let mut server = ServerOptions::new(url);
+        server.ca_cert.clone_from(&self.ca_cert);
+        Ok(server)
+    }
 }
 
 /// A progress bar for a batch, hidden when stderr is not a terminal or

@@ -5,10 +5,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use medrelay_client::cli::{self, Bar};
+use medrelay_client::cli::{self, Bar, GlobalArgs};
 use medrelay_client::dp::{build_query, read_query_file, QueryArgs};
 use medrelay_client::time::format_utc;
-use medrelay_client::{Analyst, ClientError, Doctor, Identity, Passphrase, Profile, ServerOptions};
+use medrelay_client::{Analyst, ClientError, Doctor, Identity, Passphrase, Profile};
 use medrelay_crypto::{PrincipalId, RecordId};
 use medrelay_dp::Privacy;
 use medrelay_wire::dp::{Accuracy, AnswerValue, BudgetStatus, DpAnswer, Mechanism, PrivacyCost};
@@ -34,19 +34,8 @@ use medrelay_wire::Role;
 #[derive(Debug, Parser)]
 #[command(name = "medrelay-doctor", version, about, long_about)]
 struct Cli {
-    /// Server URL (default: the one given at init).
-    #[arg(long, global = true, env = "MEDRELAY_SERVER")]
-    server: Option<String>,
-    /// Profile directory [default: $HOME/.medrelay/doctor, or
-    /// $HOME/.medrelay/analyst for analyst commands].
-    #[arg(long, global = true, env = "MEDRELAY_PROFILE")]
-    profile: Option<PathBuf>,
-    /// Extra CA certificate (PEM) to trust for https.
-    #[arg(long, global = true, env = "MEDRELAY_CA_CERT")]
-    ca_cert: Option<PathBuf>,
-    /// Print machine-readable JSON instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    opts: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -175,14 +164,12 @@ fn main() -> ExitCode {
 /// the role the command needs (`whoami`: the doctor profile if there is
 /// one, else the analyst profile).
 fn profile_for(cli: &Cli, role: Option<Role>) -> Result<PathBuf, ClientError> {
-    if let Some(p) = &cli.profile {
-        return Ok(p.clone());
-    }
     match role {
-        Some(r) => cli::profile_dir(None, r),
+        Some(r) => cli.opts.profile_dir(r),
+        None if cli.opts.profile.is_some() => cli.opts.profile_dir(Role::Doctor),
         None => {
-            let doctor = cli::profile_dir(None, Role::Doctor)?;
-            let analyst = cli::profile_dir(None, Role::Analyst)?;
+            let doctor = cli.opts.profile_dir(Role::Doctor)?;
+            let analyst = cli.opts.profile_dir(Role::Analyst)?;
             Ok(if !doctor.exists() && analyst.exists() { analyst } else { doctor })
         }
     }
@@ -219,22 +206,18 @@ fn article(role: Role) -> &'static str {
     }
 }
 
-fn connect(cli: &Cli) -> medrelay_client::Connect {
-    cli::connect(cli.server.clone(), cli.ca_cert.clone())
-}
-
 fn open(cli: &Cli) -> Result<Doctor, ClientError> {
     let dir = profile_for(cli, Some(Role::Doctor))?;
     check_role(cli, &dir, Role::Doctor)?;
     let pass = Passphrase::from_env_or_prompt(false)?;
-    Doctor::open(&dir, &connect(cli), &pass)
+    Doctor::open(&dir, &cli.opts.connect(), &pass)
 }
 
 fn open_analyst(cli: &Cli) -> Result<Analyst, ClientError> {
     let dir = profile_for(cli, Some(Role::Analyst))?;
     check_role(cli, &dir, Role::Analyst)?;
     let pass = Passphrase::from_env_or_prompt(false)?;
-    Analyst::open(&dir, &connect(cli), &pass)
+    Analyst::open(&dir, &cli.opts.connect(), &pass)
 }
 
 fn run(cli: Cli) -> Result<(), ClientError> {
@@ -242,12 +225,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Init { enrollment_token, name, analyst } => {
             let role = if *analyst { Role::Analyst } else { Role::Doctor };
             let dir = profile_for(&cli, Some(role))?;
-            let url = cli
-                .server
-                .clone()
-                .ok_or_else(|| ClientError::Invalid("init needs --server URL (or MEDRELAY_SERVER)".into()))?;
-            let mut server = ServerOptions::new(url);
-            server.ca_cert.clone_from(&cli.ca_cert);
+            let server = cli.opts.init_server()?;
             let pass = Passphrase::from_env_or_prompt(true)?;
             let name = name.clone().unwrap_or_else(|| role.as_str().to_owned());
             let id = if *analyst {
@@ -262,8 +240,8 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             let role = Profile::open(&dir)?.info().role;
             let pass = Passphrase::from_env_or_prompt(false)?;
             let id = match role {
-                Role::Analyst => Analyst::open(&dir, &connect(&cli), &pass)?.whoami(),
-                Role::Doctor => Doctor::open(&dir, &connect(&cli), &pass)?.whoami(),
+                Role::Analyst => Analyst::open(&dir, &cli.opts.connect(), &pass)?.whoami(),
+                Role::Doctor => Doctor::open(&dir, &cli.opts.connect(), &pass)?.whoami(),
                 other => {
                     return Err(ClientError::Invalid(format!(
                         "{} is {} {other} profile: medrelay-doctor works with doctor and analyst profiles",
@@ -276,7 +254,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Schemas => {
             let schemas = open_analyst(&cli)?.schemas()?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&schemas);
             }
             cli::print_schemas(&schemas);
@@ -300,7 +278,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 }
             };
             let answer = a.query(schema, &query)?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&answer);
             }
             show_answer(&answer);
@@ -308,7 +286,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Budget { schema } => {
             let b = open_analyst(&cli)?.budget(schema)?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&b);
             }
             show_budget(&b);
@@ -316,7 +294,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Shared => {
             let shared = open(&cli)?.shared()?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&shared);
             }
             if shared.is_empty() {
@@ -370,11 +348,11 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             }
         }
         Command::FetchAll { patient, out } => {
-            let bar = Bar::new("fetching", cli.json);
+            let bar = Bar::new("fetching", cli.opts.json);
             let report = open(&cli)?.fetch_all(patient, out, &mut |p| bar.update(p));
             bar.done();
             let report = report?;
-            if cli.json {
+            if cli.opts.json {
                 cli::print_json(&report)?;
             } else {
                 for w in &report.written {
@@ -411,7 +389,7 @@ fn indent(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
 }
 
 fn show_identity(cli: &Cli, id: &Identity) -> Result<(), ClientError> {
-    if cli.json {
+    if cli.opts.json {
         return cli::print_json(id);
     }
     println!("id:                      {}", id.id);

@@ -5,9 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use medrelay_client::cli::{self, Bar};
+use medrelay_client::cli::{self, Bar, GlobalArgs};
 use medrelay_client::time::{format_utc, parse_duration};
-use medrelay_client::{ClientError, Passphrase, Patient, ServerOptions, SummaryPreview};
+use medrelay_client::{ClientError, Passphrase, Patient, SummaryPreview};
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, SensitivityLabel};
 use medrelay_policy::{Purpose, Scope};
 use medrelay_wire::dp::{SummaryAction, SummaryDoc};
@@ -28,18 +28,8 @@ use medrelay_wire::Role;
 #[derive(Debug, Parser)]
 #[command(name = "medrelay-patient", version, about, long_about)]
 struct Cli {
-    /// Server URL (default: the one given at init).
-    #[arg(long, global = true, env = "MEDRELAY_SERVER")]
-    server: Option<String>,
-    /// Profile directory [default: $HOME/.medrelay/patient].
-    #[arg(long, global = true, env = "MEDRELAY_PROFILE")]
-    profile: Option<PathBuf>,
-    /// Extra CA certificate (PEM) to trust for https.
-    #[arg(long, global = true, env = "MEDRELAY_CA_CERT")]
-    ca_cert: Option<PathBuf>,
-    /// Print machine-readable JSON instead of tables.
-    #[arg(long, global = true)]
-    json: bool,
+    #[command(flatten)]
+    opts: GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -154,21 +144,16 @@ fn main() -> ExitCode {
 }
 
 fn open(cli: &Cli) -> Result<Patient, ClientError> {
-    let dir = cli::profile_dir(cli.profile.clone(), Role::Patient)?;
+    let dir = cli.opts.profile_dir(Role::Patient)?;
     let pass = Passphrase::from_env_or_prompt(false)?;
-    Patient::open(&dir, &cli::connect(cli.server.clone(), cli.ca_cert.clone()), &pass)
+    Patient::open(&dir, &cli.opts.connect(), &pass)
 }
 
 fn run(cli: Cli) -> Result<(), ClientError> {
     match &cli.command {
         Command::Init { name } => {
-            let dir = cli::profile_dir(cli.profile.clone(), Role::Patient)?;
-            let url = cli
-                .server
-                .clone()
-                .ok_or_else(|| ClientError::Invalid("init needs --server URL (or MEDRELAY_SERVER)".into()))?;
-            let mut server = ServerOptions::new(url);
-            server.ca_cert.clone_from(&cli.ca_cert);
+            let dir = cli.opts.profile_dir(Role::Patient)?;
+            let server = cli.opts.init_server()?;
             let pass = Passphrase::from_env_or_prompt(true)?;
             let p = Patient::init(&dir, &server, name, &pass)?;
             show_identity(&cli, &p)
@@ -184,7 +169,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Records => {
             let rows = open(&cli)?.records()?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&rows);
             }
             let table: Vec<Vec<String>> = rows
@@ -226,7 +211,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 return Err(ClientError::Invalid("not granted".into()));
             }
             let g = p.grant(&d, scope, secs, *purpose)?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&g);
             }
             println!("granted {} until {}", g.grant_id, format_utc(g.not_after));
@@ -234,7 +219,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Grants => {
             let grants = open(&cli)?.grants()?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&grants);
             }
             let now = medrelay_client::time::now();
@@ -267,11 +252,11 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::History => {
-            let bar = Bar::new("verifying", cli.json);
+            let bar = Bar::new("verifying", cli.opts.json);
             let h = open(&cli)?.history(&mut |p| bar.update(p));
             bar.done();
             let h = h?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&h);
             }
             let rows: Vec<Vec<String>> = h
@@ -294,7 +279,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Schemas => {
             let schemas = open(&cli)?.schemas()?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&schemas);
             }
             cli::print_schemas(&schemas);
@@ -303,13 +288,13 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Summary { schema, stored: true } => {
             let doc = open(&cli)?.stored_summary(schema)?;
             let Some(doc) = doc else {
-                if cli.json {
+                if cli.opts.json {
                     return cli::print_json(&serde_json::Value::Null);
                 }
                 println!("you have no summary stored for schema {schema}");
                 return Ok(());
             };
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&doc);
             }
             println!("Stored on the server for schema {schema}:");
@@ -318,7 +303,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Summary { schema, stored: false } => {
             let preview = open(&cli)?.summary(schema)?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&preview);
             }
             show_preview(&preview, &mut std::io::stdout().lock());
@@ -328,7 +313,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         Command::Contribute { schema, yes } => {
             let p = open(&cli)?;
             let preview = p.summary(schema)?;
-            if cli.json {
+            if cli.opts.json {
                 // JSON goes to stdout once, at the end; a person confirming
                 // reads the table on stderr.
                 if !yes {
@@ -343,7 +328,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 return Err(ClientError::Invalid("not sent".into()));
             }
             let receipt = p.contribute(&preview)?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&serde_json::json!({"summary": preview, "receipt": receipt}));
             }
             let what = match receipt.action {
@@ -355,7 +340,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
         }
         Command::Withdraw { schema } => {
             let receipt = open(&cli)?.withdraw(schema)?;
-            if cli.json {
+            if cli.opts.json {
                 return cli::print_json(&receipt);
             }
             println!(
@@ -395,7 +380,7 @@ fn print_summary(doc: &SummaryDoc, clamped: &[String], out: &mut dyn std::io::Wr
 
 fn show_identity(cli: &Cli, p: &Patient) -> Result<(), ClientError> {
     let id = p.whoami();
-    if cli.json {
+    if cli.opts.json {
         return cli::print_json(&id);
     }
     println!("id:                      {}", id.id);
@@ -411,14 +396,14 @@ fn show_identity(cli: &Cli, p: &Patient) -> Result<(), ClientError> {
 }
 
 fn import(cli: &Cli, p: &Patient, files: &[PathBuf]) -> Result<(), ClientError> {
-    let bar = Bar::new("importing", cli.json);
+    let bar = Bar::new("importing", cli.opts.json);
     let report = p.import(files, &mut |pr| bar.update(pr));
     bar.done();
     let report = report?;
     for f in &report.files {
         match &f.outcome {
             Ok(o) => {
-                if !cli.json {
+                if !cli.opts.json {
                     println!(
                         "{}: {} uploaded, {} already present",
                         f.path.display(),
@@ -430,7 +415,7 @@ fn import(cli: &Cli, p: &Patient, files: &[PathBuf]) -> Result<(), ClientError> 
             Err(e) => eprintln!("error: {e}"),
         }
     }
-    if cli.json {
+    if cli.opts.json {
         let files: Vec<serde_json::Value> = report
             .files
             .iter()
