@@ -8,31 +8,26 @@
 //! asked.
 
 use std::path::Path;
-use std::sync::Arc;
 
-use medrelay_crypto::{KeyFile, PrincipalId, SigningKey};
+use medrelay_crypto::PrincipalId;
 use medrelay_dp::{Query, Schema};
 use medrelay_wire::dp::{BudgetStatus, DpAnswer, SchemaInfo};
 use medrelay_wire::Role;
-use rand::rngs::OsRng;
 
-use crate::domain::NO_PRE_KEYS;
 use crate::dp::parse_schema;
-use crate::http::{Http, ServerOptions};
-use crate::keystore::{Passphrase, Profile};
-use crate::session::{create_profile, open_profile, Connect, Identity, NewPrincipal};
+use crate::http::ServerOptions;
+use crate::keystore::Passphrase;
+use crate::session::{Connect, Identity, SigningSession};
 use crate::ClientError;
 
 /// An analyst profile, opened.
 pub struct Analyst {
-    profile: Profile,
-    sk: Arc<SigningKey>,
-    http: Http,
+    session: SigningSession,
 }
 
 impl std::fmt::Debug for Analyst {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Analyst").field("principal", &self.profile.info().principal).finish_non_exhaustive()
+        f.debug_struct("Analyst").field("principal", &self.session.id()).finish_non_exhaustive()
     }
 }
 
@@ -46,54 +41,41 @@ impl Analyst {
         enrollment_token: &str,
         pass: &Passphrase,
     ) -> Result<Self, ClientError> {
-        let keys = KeyFile::new_signing_only(&mut OsRng);
-        let (profile, http, sk) = create_profile(
-            NewPrincipal {
-                dir,
-                server,
-                role: Role::Analyst,
-                name,
-                enrollment_token: Some(enrollment_token),
-                passphrase: pass,
-            },
-            &keys,
-            NO_PRE_KEYS.to_vec(),
-        )?;
-        Ok(Self { profile, sk, http })
+        let session = SigningSession::enroll(dir, server, Role::Analyst, name, enrollment_token, pass)?;
+        Ok(Self { session })
     }
 
     /// Opens the analyst profile in `dir`.
     pub fn open(dir: &Path, connect: &Connect, pass: &Passphrase) -> Result<Self, ClientError> {
-        let (profile, _, http, sk) = open_profile(dir, Role::Analyst, connect, pass)?;
-        Ok(Self { profile, sk, http })
+        Ok(Self { session: SigningSession::open(dir, Role::Analyst, connect, pass)? })
     }
 
     /// Id and signing-key fingerprint.
     pub fn whoami(&self) -> Identity {
-        Identity::new(&self.profile, &self.sk, None)
+        self.session.identity()
     }
 
     /// The principal id.
     pub fn id(&self) -> PrincipalId {
-        self.profile.info().principal
+        self.session.id()
     }
 
     /// The installed summary schemas.
     pub fn schemas(&self) -> Result<Vec<SchemaInfo>, ClientError> {
-        Ok(self.http.dp_schemas()?.schemas)
+        Ok(self.session.http.dp_schemas()?.schemas)
     }
 
     /// One schema, parsed (its fields, types and public bounds), e.g. to
     /// build a query with [`crate::dp::build_query`].
     pub fn schema(&self, name: &str) -> Result<Schema, ClientError> {
-        parse_schema(&self.http.dp_schema(name)?, name)
+        parse_schema(&self.session.http.dp_schema(name)?, name)
     }
 
     /// Asks a DP query. The server debits the budget before answering; a
     /// query the budget cannot pay is refused with
     /// [`ClientError::BudgetExceeded`] and spends nothing.
     pub fn query(&self, schema: &str, query: &Query) -> Result<DpAnswer, ClientError> {
-        let answer = self.http.dp_query(schema, query)?;
+        let answer = self.session.http.dp_query(schema, query)?;
         if answer.answer.schema != schema || answer.answer.query != *query {
             return Err(ClientError::Protocol("the server answered another query".into()));
         }
@@ -103,7 +85,7 @@ impl Analyst {
 
     /// This analyst's budget for `schema`: total, spent and remaining ε.
     pub fn budget(&self, schema: &str) -> Result<BudgetStatus, ClientError> {
-        let status = self.http.dp_budget(schema)?;
+        let status = self.session.http.dp_budget(schema)?;
         self.check_budget(&status, schema)?;
         Ok(status)
     }

@@ -11,19 +11,16 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::Arc;
 
-use medrelay_crypto::{GrantId, KeyFile, PrincipalId, RecordId, SigningKey, Timestamp, VerifyingKey};
+use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp, VerifyingKey};
 use medrelay_policy::audit::{AuditReport, LogAudit};
 use medrelay_policy::{Checkpoint, Grant, LogEvent, Revocation};
 use medrelay_wire::Role;
-use rand::rngs::OsRng;
 use serde::Serialize;
 
-use crate::domain::NO_PRE_KEYS;
-use crate::http::{Http, ServerOptions};
-use crate::keystore::{Passphrase, Profile};
-use crate::session::{create_profile, open_profile, Connect, Identity, NewPrincipal, Progress};
+use crate::http::ServerOptions;
+use crate::keystore::Passphrase;
+use crate::session::{Connect, Identity, Progress, SigningSession};
 use crate::time::now;
 use crate::transparency::{advance_checkpoint, download_log, log_verifier};
 use crate::ClientError;
@@ -116,14 +113,12 @@ impl Filter {
 
 /// An auditor profile, opened.
 pub struct Auditor {
-    profile: Profile,
-    sk: Arc<SigningKey>,
-    http: Http,
+    session: SigningSession,
 }
 
 impl std::fmt::Debug for Auditor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Auditor").field("principal", &self.profile.info().principal).finish_non_exhaustive()
+        f.debug_struct("Auditor").field("principal", &self.session.id()).finish_non_exhaustive()
     }
 }
 
@@ -137,38 +132,26 @@ impl Auditor {
         enrollment_token: &str,
         passphrase: &Passphrase,
     ) -> Result<Self, ClientError> {
-        let keys = KeyFile::new_signing_only(&mut OsRng);
-        let (profile, http, sk) = create_profile(
-            NewPrincipal {
-                dir,
-                server,
-                role: Role::Auditor,
-                name,
-                enrollment_token: Some(enrollment_token),
-                passphrase,
-            },
-            &keys,
-            NO_PRE_KEYS.to_vec(),
-        )?;
-        Ok(Self { profile, sk, http })
+        let session = SigningSession::enroll(dir, server, Role::Auditor, name, enrollment_token, passphrase)?;
+        Ok(Self { session })
     }
 
     /// Opens the profile in `dir`.
     pub fn open(dir: &Path, connect: &Connect, passphrase: &Passphrase) -> Result<Self, ClientError> {
-        let (profile, _, http, sk) = open_profile(dir, Role::Auditor, connect, passphrase)?;
-        Ok(Self { profile, sk, http })
+        Ok(Self { session: SigningSession::open(dir, Role::Auditor, connect, passphrase)? })
     }
 
     /// Id and signing-key fingerprint.
     pub fn whoami(&self) -> Identity {
-        Identity::new(&self.profile, &self.sk, None)
+        self.session.identity()
     }
 
     /// The append-only check (see the module docs). Fails with
     /// [`ClientError::LogIntegrity`] on a rewritten history.
     pub fn verify(&self, progress: &mut dyn FnMut(Progress)) -> Result<VerifyReport, ClientError> {
-        let update = advance_checkpoint(&self.http, &self.profile, |c| {
-            download_log(&self.http, c, &mut |done, total| progress(Progress { done, total })).map(drop)
+        let update = advance_checkpoint(&self.session.http, &self.session.profile, |c| {
+            download_log(&self.session.http, c, &mut |done, total| progress(Progress { done, total }))
+                .map(drop)
         })?;
         Ok(VerifyReport {
             previous_size: update.previous.map(|c| c.tree_size),
@@ -182,8 +165,9 @@ impl Auditor {
     /// stored one is advanced), checks the root, and decodes every event.
     pub fn log(&self, progress: &mut dyn FnMut(Progress)) -> Result<VerifiedLog, ClientError> {
         let mut entries = Vec::new();
-        let update = advance_checkpoint(&self.http, &self.profile, |c| {
-            entries = download_log(&self.http, c, &mut |done, total| progress(Progress { done, total }))?;
+        let update = advance_checkpoint(&self.session.http, &self.session.profile, |c| {
+            entries =
+                download_log(&self.session.http, c, &mut |done, total| progress(Progress { done, total }))?;
             Ok(())
         })?;
         let events = entries
@@ -207,14 +191,15 @@ impl Auditor {
     /// fails with [`ClientError::LogIntegrity`].
     pub fn audit(&self, progress: &mut dyn FnMut(Progress)) -> Result<AuditReport, ClientError> {
         let mut entries = Vec::new();
-        advance_checkpoint(&self.http, &self.profile, |c| {
-            entries = download_log(&self.http, c, &mut |done, total| progress(Progress { done, total }))?;
+        advance_checkpoint(&self.session.http, &self.session.profile, |c| {
+            entries =
+                download_log(&self.session.http, c, &mut |done, total| progress(Progress { done, total }))?;
             Ok(())
         })?;
-        let note = self.profile.load_checkpoint()?.ok_or_else(|| {
-            ClientError::profile(self.profile.dir(), "no checkpoint stored after verifying one")
+        let note = self.session.profile.load_checkpoint()?.ok_or_else(|| {
+            ClientError::profile(self.session.profile.dir(), "no checkpoint stored after verifying one")
         })?;
-        let verifier = log_verifier(&self.profile.info().log_key)?;
+        let verifier = log_verifier(&self.session.profile.info().log_key)?;
         let mut audit = LogAudit::new(&note, &verifier, now())
             .map_err(|e| ClientError::Verification(format!("checkpoint: {e}")))?;
         for e in &entries {

@@ -14,6 +14,7 @@ use medrelay_wire::{limits, registration_message, RegisterRequest, Role, B64};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use crate::domain::NO_PRE_KEYS;
 use crate::fhir::FHIR_MEDIA_TYPE;
 use crate::http::{normalize_url, Http, ServerOptions};
 use crate::keystore::{Passphrase, Profile, ProfileInfo, PROFILE_VERSION};
@@ -115,6 +116,54 @@ pub(crate) fn create_profile(
             Profile::abandon(p.dir);
             Err(e)
         }
+    }
+}
+
+/// An opened profile of a principal that holds only a signing key
+/// (analysts and auditors): enrollment, opening, identity.
+pub(crate) struct SigningSession {
+    pub(crate) profile: Profile,
+    pub(crate) sk: Arc<SigningKey>,
+    pub(crate) http: Http,
+}
+
+impl SigningSession {
+    /// Creates a signing key in `dir` and enrolls as `role` with the
+    /// operator's one-time token.
+    pub(crate) fn enroll(
+        dir: &Path,
+        server: &ServerOptions,
+        role: Role,
+        name: &str,
+        enrollment_token: &str,
+        passphrase: &Passphrase,
+    ) -> Result<Self, ClientError> {
+        let keys = KeyFile::new_signing_only(&mut rand::rngs::OsRng);
+        let principal =
+            NewPrincipal { dir, server, role, name, enrollment_token: Some(enrollment_token), passphrase };
+        let (profile, http, sk) = create_profile(principal, &keys, NO_PRE_KEYS.to_vec())?;
+        Ok(Self { profile, sk, http })
+    }
+
+    /// Opens the `role` profile in `dir`.
+    pub(crate) fn open(
+        dir: &Path,
+        role: Role,
+        connect: &Connect,
+        passphrase: &Passphrase,
+    ) -> Result<Self, ClientError> {
+        let (profile, _, http, sk) = open_profile(dir, role, connect, passphrase)?;
+        Ok(Self { profile, sk, http })
+    }
+
+    /// Id and signing-key fingerprint.
+    pub(crate) fn identity(&self) -> Identity {
+        Identity::new(&self.profile, &self.sk, None)
+    }
+
+    /// The principal id.
+    pub(crate) fn id(&self) -> PrincipalId {
+        self.profile.info().principal
     }
 }
 
