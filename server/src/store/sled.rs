@@ -205,6 +205,30 @@ impl SledStore {
         Ok(LogPlan { start, new_size: o.size, nodes: o.pending.into_iter().collect() })
     }
 
+    /// Appends `events` to the log and applies `change` in the same sled
+    /// transaction, under the append lock, and returns once it is durable:
+    /// the change and its log entries commit together or not at all.
+    /// `change` gets the new entries' indices; an abort from it discards
+    /// the appends too.
+    fn logged<T>(
+        &self,
+        events: &[&LogAppend],
+        change: impl Fn(&TransactionalTree, &[u64]) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
+        let guard = self.lock()?;
+        let plan = self.plan(events)?;
+        let out = self
+            .db
+            .transaction(|tx| {
+                let idxs = tx_apply_log(tx, &plan, events)?;
+                change(tx, &idxs)
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(out)
+    }
+
     fn durable(&self) -> Result<(), StoreError> {
         self.db.flush().map(drop).map_err(backend)
     }
@@ -291,35 +315,27 @@ impl Store for SledStore {
         event: &LogAppend,
     ) -> Result<u64, StoreError> {
         let pkey = key(b"p/", &[principal.id().as_bytes()]);
-        let guard = self.lock()?;
-        let plan = self.plan(&[event])?;
-        let idx = self
-            .db
-            .transaction(|tx| {
-                if tx.get(&pkey)?.is_some() {
-                    return abort(StoreError::AlreadyExists("principal"));
+        self.logged(&[event], |tx, idxs| {
+            if tx.get(&pkey)?.is_some() {
+                return abort(StoreError::AlreadyExists("principal"));
+            }
+            if let Some(u) = &enrollment {
+                let ekey = key(b"e/", &[&u.token_hash]);
+                let Some(raw) = tx.remove(ekey)? else {
+                    return abort(StoreError::InvalidEnrollment);
+                };
+                match Enrollment::decode(&raw) {
+                    Ok(en) if en.role == u.role && u.now < en.expires_at => {}
+                    Ok(_) => return abort(StoreError::InvalidEnrollment),
+                    Err(e) => return abort(e),
                 }
-                if let Some(u) = &enrollment {
-                    let ekey = key(b"e/", &[&u.token_hash]);
-                    let Some(raw) = tx.remove(ekey)? else {
-                        return abort(StoreError::InvalidEnrollment);
-                    };
-                    match Enrollment::decode(&raw) {
-                        Ok(en) if en.role == u.role && u.now < en.expires_at => {}
-                        Ok(_) => return abort(StoreError::InvalidEnrollment),
-                        Err(e) => return abort(e),
-                    }
-                }
-                let idx = tx_apply_log(tx, &plan, &[event])?[0];
-                let mut p = principal.clone();
-                p.log_index = idx;
-                tx.insert(pkey.as_slice(), p.encode())?;
-                Ok(idx)
-            })
-            .map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(idx)
+            }
+            let idx = idxs[0];
+            let mut p = principal.clone();
+            p.log_index = idx;
+            tx.insert(pkey.as_slice(), p.encode())?;
+            Ok(idx)
+        })
     }
 
     fn get_principal(&self, id: &PrincipalId) -> Result<Option<StoredPrincipal>, StoreError> {
@@ -334,36 +350,27 @@ impl Store for SledStore {
         if records.len() != events.len() {
             return Err(StoreError::Backend("one log event per record expected".into()));
         }
-        let guard = self.lock()?;
         let refs: Vec<&LogAppend> = events.iter().collect();
-        let plan = self.plan(&refs)?;
-        let out = self
-            .db
-            .transaction(|tx| {
-                for (meta, _) in records {
-                    if tx.get(key(b"r/", &[meta.record_id.as_bytes()]))?.is_some() {
-                        return abort(StoreError::AlreadyExists("record"));
-                    }
+        self.logged(&refs, |tx, idxs| {
+            for (meta, _) in records {
+                if tx.get(key(b"r/", &[meta.record_id.as_bytes()]))?.is_some() {
+                    return abort(StoreError::AlreadyExists("record"));
                 }
-                let idxs = tx_apply_log(tx, &plan, &refs)?;
-                for ((meta, envelope), idx) in records.iter().zip(&idxs) {
-                    let rid = meta.record_id.as_bytes();
-                    if tx.get(key(b"r/", &[rid]))?.is_some() {
-                        return abort(StoreError::AlreadyExists("record"));
-                    }
-                    let idx = *idx;
-                    let mut m = meta.clone();
-                    m.log_index = idx;
-                    tx.insert(key(b"r/", &[rid]), m.encode())?;
-                    tx.insert(key(b"b/", &[rid]), envelope.as_slice())?;
-                    tx.insert(key(b"o/", &[meta.owner.as_bytes(), rid]), &[][..])?;
+            }
+            for ((meta, envelope), idx) in records.iter().zip(idxs) {
+                let rid = meta.record_id.as_bytes();
+                if tx.get(key(b"r/", &[rid]))?.is_some() {
+                    return abort(StoreError::AlreadyExists("record"));
                 }
-                Ok(idxs)
-            })
-            .map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(out)
+                let idx = *idx;
+                let mut m = meta.clone();
+                m.log_index = idx;
+                tx.insert(key(b"r/", &[rid]), m.encode())?;
+                tx.insert(key(b"b/", &[rid]), envelope.as_slice())?;
+                tx.insert(key(b"o/", &[meta.owner.as_bytes(), rid]), &[][..])?;
+            }
+            Ok(idxs.to_vec())
+        })
     }
 
     fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError> {
@@ -386,54 +393,38 @@ impl Store for SledStore {
 
     fn put_grant(&self, grant: &StoredGrant, rekeys: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
         let gid = grant.grant_id.as_bytes();
-        let guard = self.lock()?;
-        let plan = self.plan(&[event])?;
-        let idx = self
-            .db
-            .transaction(|tx| {
-                if tx.get(key(b"g/", &[gid]))?.is_some() {
-                    return abort(StoreError::AlreadyExists("grant"));
-                }
-                let idx = tx_apply_log(tx, &plan, &[event])?[0];
-                tx.insert(key(b"g/", &[gid]), grant.encode())?;
-                tx.insert(key(b"k/", &[gid]), rekeys)?;
-                tx.insert(key(b"gp/", &[grant.patient.as_bytes(), gid]), &[][..])?;
-                tx.insert(key(b"gd/", &[grant.doctor.as_bytes(), gid]), &[][..])?;
-                Ok(idx)
-            })
-            .map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(idx)
+        self.logged(&[event], |tx, idxs| {
+            if tx.get(key(b"g/", &[gid]))?.is_some() {
+                return abort(StoreError::AlreadyExists("grant"));
+            }
+            let idx = idxs[0];
+            tx.insert(key(b"g/", &[gid]), grant.encode())?;
+            tx.insert(key(b"k/", &[gid]), rekeys)?;
+            tx.insert(key(b"gp/", &[grant.patient.as_bytes(), gid]), &[][..])?;
+            tx.insert(key(b"gd/", &[grant.doctor.as_bytes(), gid]), &[][..])?;
+            Ok(idx)
+        })
     }
 
     fn revoke_grant(&self, id: &GrantId, revocation: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
         let gkey = key(b"g/", &[id.as_bytes()]);
-        let guard = self.lock()?;
-        let plan = self.plan(&[event])?;
-        let idx = self
-            .db
-            .transaction(|tx| {
-                let Some(raw) = tx.get(&gkey)? else {
-                    return abort(StoreError::NotFound("grant"));
-                };
-                let mut g = match StoredGrant::decode(&raw) {
-                    Ok(g) => g,
-                    Err(e) => return abort(e),
-                };
-                if g.revocation.is_some() {
-                    return abort(StoreError::AlreadyRevoked);
-                }
-                g.revocation = Some(revocation.to_vec());
-                let idx = tx_apply_log(tx, &plan, &[event])?[0];
-                tx.insert(gkey.as_slice(), g.encode())?;
-                tx.remove(key(b"k/", &[id.as_bytes()]))?;
-                Ok(idx)
-            })
-            .map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(idx)
+        self.logged(&[event], |tx, idxs| {
+            let Some(raw) = tx.get(&gkey)? else {
+                return abort(StoreError::NotFound("grant"));
+            };
+            let mut g = match StoredGrant::decode(&raw) {
+                Ok(g) => g,
+                Err(e) => return abort(e),
+            };
+            if g.revocation.is_some() {
+                return abort(StoreError::AlreadyRevoked);
+            }
+            g.revocation = Some(revocation.to_vec());
+            let idx = idxs[0];
+            tx.insert(gkey.as_slice(), g.encode())?;
+            tx.remove(key(b"k/", &[id.as_bytes()]))?;
+            Ok(idx)
+        })
     }
 
     fn get_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError> {
@@ -461,12 +452,7 @@ impl Store for SledStore {
     }
 
     fn append_log(&self, event: &LogAppend) -> Result<u64, StoreError> {
-        let guard = self.lock()?;
-        let plan = self.plan(&[event])?;
-        let idx = self.db.transaction(|tx| Ok(tx_apply_log(tx, &plan, &[event])?[0])).map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(idx)
+        self.logged(&[event], |_, idxs| Ok(idxs[0]))
     }
 
     fn log_size(&self) -> Result<u64, StoreError> {
@@ -536,24 +522,16 @@ impl Store for SledStore {
 
     fn put_schema(&self, schema: &StoredSchema, event: &LogAppend) -> Result<u64, StoreError> {
         let skey = schema_key(&schema.name);
-        let guard = self.lock()?;
-        let plan = self.plan(&[event])?;
-        let idx = self
-            .db
-            .transaction(|tx| {
-                if tx.get(&skey)?.is_some() {
-                    return abort(StoreError::AlreadyExists("schema"));
-                }
-                let idx = tx_apply_log(tx, &plan, &[event])?[0];
-                let mut stored = schema.clone();
-                stored.log_index = idx;
-                tx.insert(skey.as_slice(), stored.encode())?;
-                Ok(idx)
-            })
-            .map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(idx)
+        self.logged(&[event], |tx, idxs| {
+            if tx.get(&skey)?.is_some() {
+                return abort(StoreError::AlreadyExists("schema"));
+            }
+            let idx = idxs[0];
+            let mut stored = schema.clone();
+            stored.log_index = idx;
+            tx.insert(skey.as_slice(), stored.encode())?;
+            Ok(idx)
+        })
     }
 
     fn get_schema(&self, name: &str) -> Result<Option<StoredSchema>, StoreError> {
@@ -577,22 +555,14 @@ impl Store for SledStore {
         event: &LogAppend,
     ) -> Result<(bool, u64), StoreError> {
         let (skey, ukey) = (schema_key(schema), summary_key(schema, patient));
-        let guard = self.lock()?;
-        let plan = self.plan(&[event])?;
-        let out = self
-            .db
-            .transaction(|tx| {
-                if tx.get(&skey)?.is_none() {
-                    return abort(StoreError::NotFound("schema"));
-                }
-                let idx = tx_apply_log(tx, &plan, &[event])?[0];
-                let replaced = tx.insert(ukey.as_slice(), summary)?.is_some();
-                Ok((replaced, idx))
-            })
-            .map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(out)
+        self.logged(&[event], |tx, idxs| {
+            if tx.get(&skey)?.is_none() {
+                return abort(StoreError::NotFound("schema"));
+            }
+            let idx = idxs[0];
+            let replaced = tx.insert(ukey.as_slice(), summary)?.is_some();
+            Ok((replaced, idx))
+        })
     }
 
     fn delete_summary(
@@ -602,20 +572,12 @@ impl Store for SledStore {
         event: &LogAppend,
     ) -> Result<u64, StoreError> {
         let ukey = summary_key(schema, patient);
-        let guard = self.lock()?;
-        let plan = self.plan(&[event])?;
-        let idx = self
-            .db
-            .transaction(|tx| {
-                if tx.remove(ukey.as_slice())?.is_none() {
-                    return abort(StoreError::NotFound("summary"));
-                }
-                Ok(tx_apply_log(tx, &plan, &[event])?[0])
-            })
-            .map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(idx)
+        self.logged(&[event], |tx, idxs| {
+            if tx.remove(ukey.as_slice())?.is_none() {
+                return abort(StoreError::NotFound("summary"));
+            }
+            Ok(idxs[0])
+        })
     }
 
     fn get_summary(&self, schema: &str, patient: &PrincipalId) -> Result<Option<Vec<u8>>, StoreError> {
@@ -645,30 +607,22 @@ impl Store for SledStore {
         let (skey, lkey) = (schema_key(schema), ledger_key(analyst, schema));
         let fresh = Ledger::new(AnalystId::from_bytes(*analyst.as_bytes()), schema, budget)
             .map_err(|e| StoreError::Backend(format!("ledger: {e}")))?;
-        let guard = self.lock()?;
-        let plan = self.plan(&[event])?;
-        let out = self
-            .db
-            .transaction(|tx| {
-                if tx.get(&skey)?.is_none() {
-                    return abort(StoreError::NotFound("schema"));
-                }
-                let mut ledger = match tx.get(&lkey)? {
-                    Some(raw) => match decode_ledger(&raw) {
-                        Ok(l) => l,
-                        Err(e) => return abort(e),
-                    },
-                    None => fresh.clone(),
-                };
-                ledger.set_budget(budget);
-                let idx = tx_apply_log(tx, &plan, &[event])?[0];
-                tx.insert(lkey.as_slice(), ledger.encode())?;
-                Ok((ledger, idx))
-            })
-            .map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(out)
+        self.logged(&[event], |tx, idxs| {
+            if tx.get(&skey)?.is_none() {
+                return abort(StoreError::NotFound("schema"));
+            }
+            let mut ledger = match tx.get(&lkey)? {
+                Some(raw) => match decode_ledger(&raw) {
+                    Ok(l) => l,
+                    Err(e) => return abort(e),
+                },
+                None => fresh.clone(),
+            };
+            ledger.set_budget(budget);
+            let idx = idxs[0];
+            tx.insert(lkey.as_slice(), ledger.encode())?;
+            Ok((ledger, idx))
+        })
     }
 
     fn charge_dp_query(
@@ -687,29 +641,21 @@ impl Store for SledStore {
         // Every ledger write happens under the append lock (it always comes
         // with a log entry), and the transaction re-reads the ledger: no two
         // charges can both see the same balance.
-        let guard = self.lock()?;
-        let plan = self.plan(&[event])?;
-        let out = self
-            .db
-            .transaction(|tx| {
-                let mut ledger = match (tx.get(&lkey)?, &fresh) {
-                    (Some(raw), _) => match decode_ledger(&raw) {
-                        Ok(l) => l,
-                        Err(e) => return abort(e),
-                    },
-                    (None, Some(f)) => f.clone(),
-                    (None, None) => return abort(StoreError::NoBudget),
-                };
-                if let Err(e) = ledger.debit(cost) {
-                    return abort(ledger_err(e));
-                }
-                let idx = tx_apply_log(tx, &plan, &[event])?[0];
-                tx.insert(lkey.as_slice(), ledger.encode())?;
-                Ok((ledger, idx))
-            })
-            .map_err(from_tx)?;
-        drop(guard);
-        self.durable()?;
-        Ok(out)
+        self.logged(&[event], |tx, idxs| {
+            let mut ledger = match (tx.get(&lkey)?, &fresh) {
+                (Some(raw), _) => match decode_ledger(&raw) {
+                    Ok(l) => l,
+                    Err(e) => return abort(e),
+                },
+                (None, Some(f)) => f.clone(),
+                (None, None) => return abort(StoreError::NoBudget),
+            };
+            if let Err(e) = ledger.debit(cost) {
+                return abort(ledger_err(e));
+            }
+            let idx = idxs[0];
+            tx.insert(lkey.as_slice(), ledger.encode())?;
+            Ok((ledger, idx))
+        })
     }
 }
