@@ -51,6 +51,9 @@
 //! rows); a schema that does not fit, or that has more than `MAX_ROWS`
 //! summaries (which queries refuse anyway), is answered from a fresh load as
 //! without the cache, and not kept. A capacity of 0 turns the cache off.
+//! While a schema reloads, its raw blobs (~200 bytes each for
+//! `health-basics`) and the previous snapshot (until the queries holding it
+//! finish) are held too, briefly.
 //!
 //! # Threat model
 //!

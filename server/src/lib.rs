@@ -16,7 +16,9 @@
 //! enrollment tokens are swept periodically ([`sweep_expired`]). Prepared
 //! re-encryption keys are kept in a bounded cache ([`RekeyCache`]) that is
 //! consulted only after authorization and emptied of a grant's keys as soon
-//! as its revocation is durable.
+//! as its revocation is durable. Validated DP summaries are kept per schema
+//! in memory ([`DpCache`]) and reloaded from the store after any summary of
+//! the schema changes.
 //!
 //! # Threat model
 //!
