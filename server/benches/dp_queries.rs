@@ -173,7 +173,8 @@ fn rss_bytes() -> u64 {
 }
 
 /// Heap and inline bytes of one validated summary, as the cache holds it
-/// (payload only; the allocator adds its own rounding per allocation).
+/// (payload only; the allocator adds its own rounding to each of its
+/// allocations: the values vector, the schema name, each category string).
 fn summary_bytes(schema: &Schema, s: &Summary) -> usize {
     let fields = schema.fields().len();
     let strings: usize = (0..fields)
@@ -309,7 +310,7 @@ fn main() {
     let rss_after = rss_bytes();
     assert_eq!(state.dp_cache().cached_rows(HB), Some(rows_wanted));
     println!(
-        "first query (cache cold): {:.1} ms; resident memory +{:.1} MB ({:.0} bytes per cached summary, allocator included)",
+        "first query (cache cold): {:.1} ms; resident memory +{:.1} MB ({:.0} bytes per cached summary; an upper bound: includes the load's freed buffers the allocator keeps)",
         first.as_secs_f64() * 1e3,
         rss_after.saturating_sub(rss_before) as f64 / 1e6,
         rss_after.saturating_sub(rss_before) as f64 / rows_wanted as f64

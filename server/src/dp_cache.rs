@@ -1,8 +1,8 @@
 //! An in-memory cache of each DP schema's validated summaries.
 //!
 //! Without it every analyst query reads every stored summary blob of the
-//! schema from the store and parses and validates each one (~0.4 s for
-//! 100,000 summaries, far more than the OpenDP release). The cache keeps, per
+//! schema from the store and parses and validates each one (~0.2–0.4 s for
+//! 100,000 summaries, 10–100× the OpenDP release). The cache keeps, per
 //! schema, one immutable snapshot of the validated rows (`Arc<[Summary]>`)
 //! tagged with the schema's *generation*, and serves it while the generation
 //! has not moved.
@@ -41,16 +41,17 @@
 //! # Memory
 //!
 //! A cached summary costs `size_of::<Summary>()` (48 bytes on 64-bit) plus
-//! one `Option<FieldValue>` (32 bytes) per schema field, plus the heap of its
-//! schema-name string and of each category value (one small allocation
-//! each). For the 7-field `health-basics` schema that is ≈ 48 + 224 + ~60 ≈
-//! 330 bytes of payload, ~350 bytes with allocator overhead: ≈ 35 MB per
-//! 100,000 summaries (measured by the `dp_queries` benchmark). The cache
-//! holds at most `capacity` rows over all schemas (default
-//! [`DEFAULT_DP_CACHE_ROWS`] = `MAX_ROWS`, ≈ 370 MB for `health-basics`
-//! rows); a schema that does not fit, or that has more than `MAX_ROWS`
-//! summaries (which queries refuse anyway), is answered from a fresh load as
-//! without the cache, and not kept. A capacity of 0 turns the cache off.
+//! one `Option<FieldValue>` (24 bytes) per schema field, plus the heap of
+//! its schema-name string and of each category value. For the 7-field
+//! `health-basics` schema that is ≈ 234 bytes of payload (measured by the
+//! `dp_queries` benchmark), ≈ 290 bytes with the allocator's rounding of its
+//! three allocations: ≈ 29 MB per 100,000 summaries. The cache holds at most
+//! `capacity` rows over all schemas (default [`DEFAULT_DP_CACHE_ROWS`] =
+//! `MAX_ROWS`, ≈ 300 MB of `health-basics` rows when full; a 64-field schema
+//! costs ≈ 1.6 KB per row); a schema that does not fit, or that has more
+//! than `MAX_ROWS` summaries (which queries refuse anyway), is answered from
+//! a fresh load as without the cache, and not kept. A capacity of 0 turns
+//! the cache off.
 //! While a schema reloads, its raw blobs (~200 bytes each for
 //! `health-basics`) and the previous snapshot (until the queries holding it
 //! finish) are held too, briefly.

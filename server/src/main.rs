@@ -67,8 +67,8 @@ enum Command {
         #[arg(long, env = "MEDRELAY_REKEY_CACHE_KEYS", default_value_t = DEFAULT_REKEY_CACHE_KEYS)]
         rekey_cache_keys: usize,
         /// Validated DP summaries kept in memory over all schemas, so that a
-        /// query does not re-read the store when no summary changed (~350
-        /// bytes each for `health-basics`: the default 1,048,576 is ~370
+        /// query does not re-read the store when no summary changed (~290
+        /// bytes each for `health-basics`: the default 1,048,576 is ~300
         /// MB when full); 0 turns the cache off.
         #[arg(long, env = "MEDRELAY_DP_CACHE_ROWS", default_value_t = DEFAULT_DP_CACHE_ROWS)]
         dp_cache_rows: usize,
