@@ -1,10 +1,18 @@
 //! DP query throughput over 100,000 generated summaries stored in sled,
 //! through the real HTTP stack on loopback: each request authenticates,
-//! reads and validates every stored summary of the schema, builds the OpenDP
+//! takes the validated summaries of the schema, builds the OpenDP
 //! measurement, releases, and commits the ledger debit and its log entry
-//! durably before answering. The same query answered by `medrelay_dp` over
-//! the summaries already in memory is measured in the same run, so the cost
-//! of storage and HTTP is visible.
+//! durably before answering.
+//!
+//! Measured in the same run, over the same database:
+//! - where the uncached time goes: the sled scan, and parsing + validating
+//!   the stored JSON;
+//! - the old path: a server with the summary cache off (every query reads and
+//!   validates every stored summary);
+//! - the cold query: the first query after a summary write (reloads the
+//!   cache), on a server with the cache on;
+//! - the warm path: the same server once its cache holds the summaries;
+//! - `medrelay_dp::answer` over the summaries in memory (no storage, no HTTP).
 //!
 //! `cargo bench -p medrelay-server --bench dp_queries`
 //! (`DP_BENCH_ROWS=1000` for a quick smoke run with fewer summaries).
@@ -16,7 +24,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use medrelay_crypto::{domain, PrincipalId, SigningKey, Timestamp};
-use medrelay_dp::{answer, plan, AnalystId, Budget, Delta, Epsilon, Ledger, Query, Schema, Summary};
+use medrelay_dp::{
+    answer, plan, AnalystId, Budget, Delta, Epsilon, FieldValue, Ledger, Query, Schema, Summary,
+};
 use medrelay_policy::{LogEvent, LogSigner};
 use medrelay_server::store::{decode_summary, encode_summary, LogAppend, SledStore, Store};
 use medrelay_server::{app, enroll_in, install_default_schema, set_budget_in, AppState, Clock};
@@ -97,28 +107,29 @@ fn seed(store: &Arc<dyn Store>, rows: usize) {
     }
 }
 
-fn run_http(addr: &str, token: &str, name: &str, query: &serde_json::Value, rows: usize) {
+/// Queries per second and median latency of `query` over HTTP, sequential
+/// requests for about [`SECONDS`] (at least 5).
+fn run_http(addr: &str, token: &str, query: &serde_json::Value) -> (f64, Duration, usize) {
     let body = serde_json::to_vec(query).unwrap();
     let path = format!("/v1/dp/schemas/{HB}/query");
     let mut lat = Vec::new();
     let start = Instant::now();
     while start.elapsed() < Duration::from_secs(SECONDS) || lat.len() < 5 {
-        let t = Instant::now();
-        let (s, b) = request(addr, "POST", &path, Some(token), &body);
-        assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
-        lat.push(t.elapsed());
+        lat.push(one_query(addr, &path, token, &body));
     }
     let secs = start.elapsed().as_secs_f64();
     lat.sort();
-    println!(
-        "HTTP  {name:<36} {:>8.2} queries/s   (p50 {:.1} ms, {} queries over {rows} stored summaries)",
-        lat.len() as f64 / secs,
-        lat[lat.len() / 2].as_secs_f64() * 1e3,
-        lat.len()
-    );
+    (lat.len() as f64 / secs, lat[lat.len() / 2], lat.len())
 }
 
-fn run_memory(schema: &Schema, rows: &[Summary], name: &str, query: &serde_json::Value) {
+fn one_query(addr: &str, path: &str, token: &str, body: &[u8]) -> Duration {
+    let t = Instant::now();
+    let (s, b) = request(addr, "POST", path, Some(token), body);
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    t.elapsed()
+}
+
+fn run_memory(schema: &Schema, rows: &[Summary], query: &serde_json::Value) -> f64 {
     let p = plan(schema, &serde_json::from_value::<Query>(query.clone()).unwrap()).unwrap();
     let budget = Budget { epsilon: Epsilon::new(100.0).unwrap(), delta: Delta::new(1e-6).unwrap() };
     let mut done = 0u32;
@@ -128,52 +139,17 @@ fn run_memory(schema: &Schema, rows: &[Summary], name: &str, query: &serde_json:
         std::hint::black_box(answer(&p, rows, &mut ledger).unwrap());
         done += 1;
     }
-    println!(
-        "dp    {name:<36} {:>8.2} queries/s   (in memory, no storage or HTTP)",
-        f64::from(done) / start.elapsed().as_secs_f64()
-    );
+    f64::from(done) / start.elapsed().as_secs_f64()
 }
 
-fn main() {
-    println!(
-        "medrelay-server DP query throughput; reproduce: cargo bench -p medrelay-server --bench dp_queries"
-    );
-    let mut rng = ChaCha20Rng::seed_from_u64(1);
-    let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(&dir.path().join("db")).unwrap();
-    let signer = LogSigner::new("bench.medrelay/log", &SigningKey::generate(&mut rng)).unwrap();
-    let state = AppState::new(store, Clock::System, signer);
-    install_default_schema(state.store().as_ref(), state.clock()).unwrap();
-    let rows_wanted: usize =
-        std::env::var("DP_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_ROWS);
-    let rows_wanted = rows_wanted / SEED_THREADS * SEED_THREADS;
-    let t = Instant::now();
-    seed(state.store(), rows_wanted);
-    println!(
-        "seeded {rows_wanted} summaries ({SEED_THREADS} threads, one durable write each) in {:.1} s",
-        t.elapsed().as_secs_f64()
-    );
-
-    // Time to load and validate every stored summary (paid by every query).
-    let schema = Schema::health_basics();
-    let t = Instant::now();
-    let rows: Vec<Summary> = state
-        .store()
-        .list_summaries(HB, rows_wanted + 1)
-        .unwrap()
-        .iter()
-        .map(|b| Summary::from_json(&schema, decode_summary(b).unwrap()).unwrap())
-        .collect();
-    assert_eq!(rows.len(), rows_wanted);
-    println!("load + validate {rows_wanted} summaries from sled: {:.1} ms", t.elapsed().as_secs_f64() * 1e3);
-
+/// Serves `state` on a fresh loopback port with 2 workers; returns the address.
+fn spawn_server(state: AppState) -> String {
     let addr =
         format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
-    let st = state.clone();
     let bind = addr.clone();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            actix_web::HttpServer::new(move || app(st.clone()))
+            actix_web::HttpServer::new(move || app(state.clone()))
                 .workers(2)
                 .bind(&bind)
                 .unwrap()
@@ -185,6 +161,91 @@ fn main() {
     while TcpStream::connect(&addr).is_err() {
         std::thread::sleep(Duration::from_millis(20));
     }
+    addr
+}
+
+/// Resident memory of this process, in bytes (Linux; 0 elsewhere).
+fn rss_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| s.split_whitespace().nth(1).and_then(|p| p.parse::<u64>().ok()))
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Heap and inline bytes of one validated summary, as the cache holds it
+/// (payload only; the allocator adds its own rounding to each of its
+/// allocations: the values vector, the schema name, each category string).
+fn summary_bytes(schema: &Schema, s: &Summary) -> usize {
+    let fields = schema.fields().len();
+    let strings: usize = (0..fields)
+        .filter_map(|i| match s.value(i) {
+            Some(FieldValue::Category(c)) => Some(c.len()),
+            _ => None,
+        })
+        .sum();
+    std::mem::size_of::<Summary>()
+        + fields * std::mem::size_of::<Option<FieldValue>>()
+        + s.schema().len()
+        + strings
+}
+
+fn main() {
+    println!(
+        "medrelay-server DP query throughput; reproduce: cargo bench -p medrelay-server --bench dp_queries"
+    );
+    let mut rng = ChaCha20Rng::seed_from_u64(1);
+    let dir = tempfile::tempdir().unwrap();
+    let store = SledStore::open(&dir.path().join("db")).unwrap();
+    let signer = LogSigner::new("bench.medrelay/log", &SigningKey::generate(&mut rng)).unwrap();
+    // One database, two servers: the summary cache on (default) and off
+    // (every query reads and validates every stored summary: the old path).
+    let state = AppState::new(store, Clock::System, signer);
+    let uncached = state.clone().with_dp_cache(0);
+    install_default_schema(state.store().as_ref(), state.clock()).unwrap();
+    let rows_wanted: usize =
+        std::env::var("DP_BENCH_ROWS").ok().and_then(|v| v.parse().ok()).unwrap_or(DEFAULT_ROWS);
+    let rows_wanted = rows_wanted / SEED_THREADS * SEED_THREADS;
+    let t = Instant::now();
+    seed(state.store(), rows_wanted);
+    println!(
+        "seeded {rows_wanted} summaries ({SEED_THREADS} threads, one durable write each) in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+
+    // Where an uncached query's load goes: the sled scan, then parsing and
+    // validating each stored JSON summary (best of 3).
+    let schema = Schema::health_basics();
+    let (mut scan, mut parse) = (f64::INFINITY, f64::INFINITY);
+    let mut rows = Vec::new();
+    for _ in 0..3 {
+        drop(std::mem::take(&mut rows));
+        let t = Instant::now();
+        let blobs = state.store().list_summaries(HB, rows_wanted + 1).unwrap();
+        scan = scan.min(t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        rows =
+            blobs.iter().map(|b| Summary::from_json(&schema, decode_summary(b).unwrap()).unwrap()).collect();
+        parse = parse.min(t.elapsed().as_secs_f64());
+    }
+    assert_eq!(rows.len(), rows_wanted);
+    println!(
+        "load {rows_wanted} summaries (best of 3): sled scan {:.1} ms + JSON parse and validate {:.1} ms = {:.1} ms",
+        scan * 1e3,
+        parse * 1e3,
+        (scan + parse) * 1e3
+    );
+    let payload: usize = rows.iter().map(|r| summary_bytes(&schema, r)).sum();
+    println!(
+        "cached summary size: {:.0} bytes payload each on average (Summary {} B + {} fields x {} B + strings); {:.1} MB for {rows_wanted}",
+        payload as f64 / rows.len() as f64,
+        std::mem::size_of::<Summary>(),
+        schema.fields().len(),
+        std::mem::size_of::<Option<FieldValue>>(),
+        payload as f64 / 1e6
+    );
+
+    let addr_cached = spawn_server(state.clone());
+    let addr_uncached = spawn_server(uncached);
 
     let analyst = SigningKey::generate(&mut rng);
     let token = enroll_in(state.store().as_ref(), Role::Analyst, "bench", state.clock()).unwrap();
@@ -200,10 +261,11 @@ fn main() {
         enrollment_token: Some(token.to_string()),
         signature: sig,
     };
-    post_json(&addr, "/v1/principals", None, &req);
+    let addr = addr_cached.as_str();
+    post_json(addr, "/v1/principals", None, &req);
     let principal = analyst.principal_id();
     let ch: ChallengeResponse = serde_json::from_slice(&post_json(
-        &addr,
+        addr,
         "/v1/auth/challenge",
         None,
         &json!({ "principal": principal }),
@@ -211,7 +273,7 @@ fn main() {
     .unwrap();
     let sig = analyst.sign(domain::SIG_AUTH_CHALLENGE, &challenge_message(&principal, ch.nonce.as_bytes()));
     let t: TokenResponse = serde_json::from_slice(&post_json(
-        &addr,
+        addr,
         "/v1/auth/token",
         None,
         &TokenRequest { principal, nonce: ch.nonce, signature: sig },
@@ -240,8 +302,58 @@ fn main() {
             json!({"statistic": {"kind": "quantile", "field": "systolic_bp", "alpha": 0.9}, "privacy": {"rho": 0.0001}}),
         ),
     ];
+
+    // The cache's memory: resident size before and after the first load.
+    let rss_before = rss_bytes();
+    let path = format!("/v1/dp/schemas/{HB}/query");
+    let first = one_query(addr, &path, &t.token, &serde_json::to_vec(&queries[0].1).unwrap());
+    let rss_after = rss_bytes();
+    assert_eq!(state.dp_cache().cached_rows(HB), Some(rows_wanted));
+    println!(
+        "first query (cache cold): {:.1} ms; resident memory +{:.1} MB ({:.0} bytes per cached summary; an upper bound: includes the load's freed buffers the allocator keeps)",
+        first.as_secs_f64() * 1e3,
+        rss_after.saturating_sub(rss_before) as f64 / 1e6,
+        rss_after.saturating_sub(rss_before) as f64 / rows_wanted as f64
+    );
+
+    println!();
+    println!(
+        "{:<38} {:>22} {:>15} {:>22} {:>13} {:>11} {:>11}",
+        "query",
+        "old path (cache off)",
+        "cold (reload)",
+        "warm (cache on)",
+        "dp in memory",
+        "warm/old",
+        "warm/dp"
+    );
     for (name, q) in &queries {
-        run_http(&addr, &t.token, name, q, rows_wanted);
-        run_memory(&schema, &rows, name, q);
+        let body = serde_json::to_vec(q).unwrap();
+        let (old_qps, old_p50, _) = run_http(&addr_uncached, &t.token, q);
+        // Cold: the first query after a summary write (an invalidation),
+        // median of 3.
+        let mut cold: Vec<Duration> = (0..3)
+            .map(|_| {
+                state.dp_cache().invalidate(HB);
+                one_query(addr, &path, &t.token, &body)
+            })
+            .collect();
+        cold.sort();
+        let (warm_qps, warm_p50, _) = run_http(addr, &t.token, q);
+        let mem_qps = run_memory(&schema, &rows, q);
+        println!(
+            "{name:<38} {:>8.2} q/s ({:>6.1} ms) {:>12.1} ms {:>8.2} q/s ({:>6.1} ms) {:>9.1} q/s {:>10.1}x {:>10.2}",
+            old_qps,
+            old_p50.as_secs_f64() * 1e3,
+            cold[1].as_secs_f64() * 1e3,
+            warm_qps,
+            warm_p50.as_secs_f64() * 1e3,
+            mem_qps,
+            warm_qps / old_qps,
+            warm_qps / mem_qps
+        );
     }
+    println!(
+        "\n(HTTP: sequential requests, new connection each, {SECONDS} s per figure, p50 latency in brackets; {rows_wanted} stored summaries)"
+    );
 }

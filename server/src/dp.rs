@@ -29,7 +29,7 @@ use actix_web::{web, HttpResponse};
 use medrelay_crypto::PrincipalId;
 use medrelay_dp::{
     AnalystId, Answer, Budget, Delta, DpError, Epsilon, Ledger, Plan, PrivacyCost, Query, Schema, Summary,
-    SummaryDoc, MAX_QUERY_BYTES, MAX_ROWS, MAX_SUMMARY_BYTES,
+    SummaryDoc, MAX_QUERY_BYTES, MAX_SUMMARY_BYTES,
 };
 use medrelay_policy::LogEvent;
 use medrelay_wire::dp::{
@@ -38,7 +38,7 @@ use medrelay_wire::dp::{
 use medrelay_wire::Role;
 
 use crate::store::{decode_summary, encode_summary, LogAppend, Store, StoredSchema};
-use crate::{error, events, ApiError, AppState, Auth, PatientAuth};
+use crate::{error, events, ApiError, AppState, Auth, DpCache, PatientAuth};
 
 /// ε of the budget an analyst gets for a schema when the operator has set
 /// none (see [`default_dp_budget`]).
@@ -182,7 +182,16 @@ async fn submit_summary(
         schema: name.clone(),
     })?;
     let n = name.clone();
-    let (replaced, log_index) = state.with_store(move |s| s.put_summary(&n, &patient, &blob, &event)).await?;
+    let cache = Arc::clone(state.dp_cache());
+    let (replaced, log_index) = state
+        .with_store(move |s| {
+            // Bumped on this blocking thread whatever the outcome (see
+            // `dp_cache`): visible to every query after the acknowledgement.
+            let r = s.put_summary(&n, &patient, &blob, &event);
+            cache.invalidate(&n);
+            r
+        })
+        .await?;
     tracing::info!(principal.id = %patient, dp.schema = %name, replaced, "dp summary stored");
     let action = if replaced { SummaryAction::Replaced } else { SummaryAction::Submitted };
     Ok(HttpResponse::Ok().json(SummaryReceipt { schema: name, patient, action, log_index }))
@@ -240,7 +249,14 @@ async fn withdraw_summary(
         schema: name.clone(),
     })?;
     let n = name.clone();
-    let log_index = state.with_store(move |s| s.delete_summary(&n, &patient, &event)).await?;
+    let cache = Arc::clone(state.dp_cache());
+    let log_index = state
+        .with_store(move |s| {
+            let r = s.delete_summary(&n, &patient, &event);
+            cache.invalidate(&n);
+            r
+        })
+        .await?;
     tracing::info!(principal.id = %patient, dp.schema = %name, "dp summary withdrawn");
     Ok(HttpResponse::Ok().json(SummaryReceipt {
         schema: name,
@@ -299,32 +315,35 @@ async fn budget(
 }
 
 /// Everything a query does on the blocking pool: refuse early if the
-/// stored ledger cannot pay, read and validate the summaries, build the
-/// OpenDP measurements and release (on a scratch copy of the ledger), then
-/// charge the real ledger and log in one durable transaction. Only if that
-/// commit succeeds does the answer leave this function.
+/// stored ledger cannot pay, take the validated summaries (from the
+/// [`DpCache`] if no summary of the schema changed since they were loaded,
+/// else read and validated from the store), build the OpenDP measurements
+/// and release (on a scratch copy of the ledger), then charge the real
+/// ledger and log in one durable transaction. Only if that commit succeeds
+/// does the answer leave this function.
 fn answer_and_charge(
     store: &dyn Store,
+    cache: &DpCache,
+    stored: &StoredSchema,
     schema: &Schema,
-    plan: &Plan,
-    analyst: PrincipalId,
-    default: Option<Budget>,
-    event: &LogAppend,
+    q: &QueryJob,
 ) -> Result<(Answer, Ledger, u64), ApiError> {
     let name = schema.name();
-    let mut scratch = current_ledger(store, &analyst, name, default)?;
-    scratch.check(plan.cost()).map_err(dp_error)?;
-    let blobs = store.list_summaries(name, MAX_ROWS + 1)?;
-    let mut rows = Vec::with_capacity(blobs.len());
-    for blob in &blobs {
-        let summary = Summary::from_json(schema, decode_summary(blob)?)
-            .map_err(|e| ApiError::Internal(format!("stored summary: {e}")))?;
-        rows.push(summary);
-    }
-    drop(blobs);
-    let answer = medrelay_dp::answer(plan, &rows, &mut scratch).map_err(dp_error)?;
-    let (ledger, log_index) = store.charge_dp_query(&analyst, name, default, plan.cost(), event)?;
+    let mut scratch = current_ledger(store, &q.analyst, name, q.default)?;
+    scratch.check(q.plan.cost()).map_err(dp_error)?;
+    let rows = cache.summaries(store, stored, schema)?;
+    let answer = medrelay_dp::answer(&q.plan, &rows, &mut scratch).map_err(dp_error)?;
+    drop(rows);
+    let (ledger, log_index) = store.charge_dp_query(&q.analyst, name, q.default, q.plan.cost(), &q.event)?;
     Ok((answer, ledger, log_index))
+}
+
+/// One analyst's planned query, with the log entry its charge appends.
+struct QueryJob {
+    plan: Plan,
+    analyst: PrincipalId,
+    default: Option<Budget>,
+    event: LogAppend,
 }
 
 async fn query(
@@ -336,7 +355,7 @@ async fn query(
     let analyst = analyst(auth)?;
     let name = name.into_inner();
     check_schema_name(&name)?;
-    let (_, schema) = load_schema(&state, &name).await?;
+    let (stored, schema) = load_schema(&state, &name).await?;
     let plan = medrelay_dp::plan(&schema, &q).map_err(|e| match e {
         // Calibration failures come from the requested parameters.
         DpError::OpenDp(m) => ApiError::field("privacy", m),
@@ -355,9 +374,10 @@ async fn query(
     })?;
     let default = state.dp_default_budget();
     let store = Arc::clone(state.store());
+    let cache = Arc::clone(state.dp_cache());
+    let job = QueryJob { plan, analyst, default, event };
     let result =
-        web::block(move || answer_and_charge(store.as_ref(), &schema, &plan, analyst, default, &event))
-            .await?;
+        web::block(move || answer_and_charge(store.as_ref(), &cache, &stored, &schema, &job)).await?;
     let (answer, ledger, log_index) = match result {
         Ok(r) => r,
         Err(e) => {

@@ -16,7 +16,9 @@
 //! enrollment tokens are swept periodically ([`sweep_expired`]). Prepared
 //! re-encryption keys are kept in a bounded cache ([`RekeyCache`]) that is
 //! consulted only after authorization and emptied of a grant's keys as soon
-//! as its revocation is durable.
+//! as its revocation is durable. Validated DP summaries are kept per schema
+//! in memory ([`DpCache`]) and reloaded from the store after any summary of
+//! the schema changes.
 //!
 //! # Threat model
 //!
@@ -60,6 +62,7 @@ pub mod demo;
 mod directory;
 mod dp;
 mod dp_admin;
+mod dp_cache;
 mod error;
 mod events;
 mod grants;
@@ -90,6 +93,7 @@ pub use dp_admin::{
     add_schema, add_schema_in, budget_from, install_default_schema, install_schema, list_schemas, set_budget,
     set_budget_in,
 };
+pub use dp_cache::{DpCache, DEFAULT_DP_CACHE_ROWS};
 pub use error::ApiError;
 pub use local::LocalServer;
 pub use maintenance::{spawn_sweeper, sweep_expired, DEFAULT_SWEEP_INTERVAL};
@@ -109,6 +113,7 @@ pub struct AppState {
     metrics: Arc<Metrics>,
     log_signer: Arc<LogSigner>,
     rekey_cache: Arc<RekeyCache>,
+    dp_cache: Arc<DpCache>,
     dp_default_budget: Option<medrelay_dp::Budget>,
 }
 
@@ -128,6 +133,7 @@ impl AppState {
             metrics: Arc::new(Metrics::default()),
             log_signer: Arc::new(log_signer),
             rekey_cache: Arc::new(RekeyCache::new(DEFAULT_REKEY_CACHE_KEYS)),
+            dp_cache: Arc::new(DpCache::new(DEFAULT_DP_CACHE_ROWS)),
             dp_default_budget: default_dp_budget(),
         }
     }
@@ -142,6 +148,21 @@ impl AppState {
     /// The re-encryption key cache.
     pub fn rekey_cache(&self) -> &RekeyCache {
         &self.rekey_cache
+    }
+
+    /// The same state with a DP summary cache of at most `rows` summaries
+    /// over all schemas (0: off, every query reads the store) instead of
+    /// [`DEFAULT_DP_CACHE_ROWS`].
+    pub fn with_dp_cache(mut self, rows: usize) -> Self {
+        self.dp_cache = Arc::new(DpCache::new(rows));
+        self
+    }
+
+    /// The cache of validated DP summaries. Code that writes summaries to
+    /// the store directly (not through the HTTP handlers) while this state
+    /// serves must call [`DpCache::invalidate`] afterwards.
+    pub fn dp_cache(&self) -> &Arc<DpCache> {
+        &self.dp_cache
     }
 
     /// Sets the DP budget an analyst gets for a schema when the operator has

@@ -195,5 +195,13 @@ pub(crate) async fn metrics(state: web::Data<AppState>) -> HttpResponse {
         cache.len(),
         cache.capacity()
     );
+    let dp = state.dp_cache();
+    let _ = writeln!(
+        body,
+        "# HELP medrelay_dp_cache_rows Validated DP summaries held in memory.\n# TYPE medrelay_dp_cache_rows gauge\nmedrelay_dp_cache_rows {}\n# HELP medrelay_dp_cache_capacity_rows Capacity of the DP summary cache.\n# TYPE medrelay_dp_cache_capacity_rows gauge\nmedrelay_dp_cache_capacity_rows {}\n# HELP medrelay_dp_cache_loads_total DP summary loads from the store (cache misses).\n# TYPE medrelay_dp_cache_loads_total counter\nmedrelay_dp_cache_loads_total {}",
+        dp.rows(),
+        dp.capacity(),
+        dp.loads()
+    );
     HttpResponse::Ok().content_type("text/plain; version=0.0.4").body(body)
 }

@@ -86,6 +86,8 @@ pub struct ServeConfig {
     pub admin_socket: bool,
     /// Capacity of the re-encryption key cache, in keys (0: off).
     pub rekey_cache_keys: usize,
+    /// Capacity of the DP summary cache, in summaries (0: off).
+    pub dp_cache_rows: usize,
     /// Time between two expiry sweeps.
     pub sweep_interval: Duration,
     /// DP budget of an analyst for a schema the operator set no budget for
@@ -259,6 +261,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let store = SledStore::open(&db_dir(&cfg.data))?;
     let state = AppState::new(store, Clock::System, signer)
         .with_rekey_cache(cfg.rekey_cache_keys)
+        .with_dp_cache(cfg.dp_cache_rows)
         .with_dp_default_budget(cfg.dp_default_budget);
     // The admin socket is bound first, so that once the public port accepts
     // connections, live enrollment works too.
@@ -282,6 +285,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         tls = cfg.tls_cert.is_some(),
         admin_socket = cfg.admin_socket,
         rekey_cache_keys = cfg.rekey_cache_keys,
+        dp_cache_rows = cfg.dp_cache_rows,
         "medrelay-server listening"
     );
     let served = server.await.map_err(io_err("serving"));

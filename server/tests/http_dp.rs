@@ -1,7 +1,9 @@
 //! The DP service through the real HTTP stack: summaries (submit, replace,
 //! withdraw, validation), analysts' queries (noisy answers with mechanism,
 //! scale and interval), exact accounting, overspend refusal, concurrent
-//! queries, restart, and small filtered counts.
+//! queries, restart, small filtered counts, and the summary cache (every
+//! acknowledged submit, replace and withdraw is seen by the next query; a
+//! restart rebuilds the cache from the store).
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -52,6 +54,8 @@ fn seed(state: &AppState, n: usize, values: impl Fn(usize) -> Value) {
             .put_summary(HB, &patient, &encode_summary(doc.to_string().as_bytes()), &append)
             .unwrap();
     }
+    // Written past the handlers: tell the summary cache, as they do.
+    state.dp_cache().invalidate(HB);
 }
 
 fn population(i: usize) -> Value {
@@ -532,4 +536,129 @@ async fn a_filter_matching_one_patient_still_gets_only_noise() {
     assert!(values.iter().any(|v| *v != 1.0), "{values:?}");
     let mean = values.iter().sum::<f64>() / values.len() as f64;
     assert!((mean - 1.0).abs() < 3.0, "{values:?}");
+}
+
+/// ε of the cache tests' counts. A count is released with discrete Laplace
+/// noise of scale 1/ε, which is 0 with probability (1 − e^−ε)/(1 + e^−ε):
+/// at ε = 20 the noisy count differs from the true one with probability
+/// 2e^−20/(1 + e^−20) ≈ 4.1e-9 per query, so each answer rounds to the exact
+/// count and tells apart counts that differ by one patient. The tests below
+/// ask 13 such queries: their flake rate is below 6e-8.
+const EXACT_EPS: f64 = 20.0;
+
+/// A count (optionally of diabetics only) at [`EXACT_EPS`]: the true count
+/// except with probability ≈ 4.1e-9 (see there).
+async fn near_exact_count<S, B>(svc: &S, token: &str, diabetics: bool) -> f64
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let mut q = count_query(EXACT_EPS);
+    if diabetics {
+        q["filters"] = json!([{"field": "diabetes", "op": "is", "value": true}]);
+    }
+    let (s, b) = ask(svc, token, &q).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let a: DpAnswer = json(&b);
+    let AnswerValue::Scalar(v) = a.answer.value else { panic!("{:?}", a.answer.value) };
+    v
+}
+
+#[actix_web::test]
+async fn every_acknowledged_summary_change_is_seen_by_the_next_query() {
+    let env = env_with_schema();
+    // 50 patients, 10 of them diabetic (every fifth).
+    seed(&env.state, 50, population);
+    let svc = test::init_service(app(env.state.clone())).await;
+    let cache = env.state.dp_cache();
+    // Two analysts with ε = 100 each: four queries of ε = 20 apiece.
+    let (a1, t1) = analyst(&svc, &env, 9).await;
+    let (a2, t2) = analyst(&svc, &env, 10).await;
+    for a in [&a1, &a2] {
+        set_budget_in(env.state.store().as_ref(), &a.principal_id(), HB, budget(100.0), &env.clock).unwrap();
+    }
+    let p = key(1);
+    register(&svc, &p, Role::Patient, None).await;
+    let ptoken = login(&svc, &p).await;
+    let path = format!("/v1/dp/schemas/{HB}/summary");
+
+    assert_eq!(cache.loads(), 0);
+    assert_eq!(near_exact_count(&svc, &t1, false).await.round(), 50.0);
+    assert_eq!(cache.cached_rows(HB), Some(50));
+    // Nothing changed: the second query is served from memory.
+    assert_eq!(near_exact_count(&svc, &t1, true).await.round(), 10.0);
+    assert_eq!(cache.loads(), 1);
+
+    // Submit a diabetic summary: both counts go up by one.
+    let doc = json!({"schema": HB, "values": {"bmi": 31.5, "diabetes": true, "sex": "female"}});
+    assert_eq!(put(&svc, &path, &doc, &ptoken).await.0, 200);
+    assert_eq!(near_exact_count(&svc, &t1, false).await.round(), 51.0);
+    assert_eq!(near_exact_count(&svc, &t1, true).await.round(), 11.0);
+    assert_eq!((cache.loads(), cache.cached_rows(HB)), (2, Some(51)));
+
+    // Replace it with a non-diabetic one: the filtered count goes back down,
+    // the total stays.
+    let doc = json!({"schema": HB, "values": {"bmi": 24.0, "diabetes": false}});
+    let r: SummaryReceipt = json(&put(&svc, &path, &doc, &ptoken).await.1);
+    assert_eq!(r.action, SummaryAction::Replaced);
+    assert_eq!(near_exact_count(&svc, &t2, true).await.round(), 10.0);
+    assert_eq!(near_exact_count(&svc, &t2, false).await.round(), 51.0);
+    assert_eq!(cache.loads(), 3);
+
+    // Withdraw it: the total is back to 50.
+    assert_eq!(delete(&svc, &path, &ptoken).await.0, 200);
+    assert_eq!(near_exact_count(&svc, &t2, false).await.round(), 50.0);
+    assert_eq!((cache.loads(), cache.cached_rows(HB)), (4, Some(50)));
+
+    // A refused write (nothing to withdraw) costs at most one reload and
+    // changes no answer.
+    expect_err(delete(&svc, &path, &ptoken).await, 404, "not_found");
+    assert_eq!(near_exact_count(&svc, &t2, true).await.round(), 10.0);
+    // Every answer was still charged and logged one by one.
+    assert_eq!(dp_events(&env.state).len(), 8);
+    assert_eq!(budget_of(&svc, &t2).await.queries, 4);
+}
+
+#[actix_web::test]
+async fn the_summary_cache_is_rebuilt_from_the_store_after_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = Clock::manual(T0);
+    let signer = || medrelay_policy::LogSigner::new("test.medrelay/log", &log_key()).unwrap();
+    let analyst_key = key(9);
+    {
+        let state = AppState::new(SledStore::open(&dir.path().join("db")).unwrap(), clock.clone(), signer());
+        install_default_schema(state.store().as_ref(), &clock).unwrap();
+        seed(&state, 30, population);
+        let svc = test::init_service(app(state.clone())).await;
+        let enrollment = enroll_in(state.store().as_ref(), Role::Analyst, "A", &clock).unwrap().to_string();
+        register(&svc, &analyst_key, Role::Analyst, Some(enrollment)).await;
+        let principal = analyst_key.principal_id();
+        set_budget_in(state.store().as_ref(), &principal, HB, budget(100.0), &clock).unwrap();
+        let token = login(&svc, &analyst_key).await;
+        assert_eq!(near_exact_count(&svc, &token, false).await.round(), 30.0);
+        assert_eq!(state.dp_cache().cached_rows(HB), Some(30));
+    }
+    // Reopen the same sled directory; while the server was down, 5 more
+    // summaries were stored (the first 30 are rewritten unchanged).
+    let state = AppState::new(SledStore::open(&dir.path().join("db")).unwrap(), clock.clone(), signer());
+    seed(&state, 35, population);
+    assert_eq!((state.dp_cache().cached_rows(HB), state.dp_cache().loads()), (None, 0));
+    let svc = test::init_service(app(state.clone())).await;
+    let token = login(&svc, &analyst_key).await;
+    assert_eq!(near_exact_count(&svc, &token, false).await.round(), 35.0);
+    assert_eq!(near_exact_count(&svc, &token, true).await.round(), 7.0);
+    assert_eq!((state.dp_cache().cached_rows(HB), state.dp_cache().loads()), (Some(35), 1));
+}
+
+#[actix_web::test]
+async fn with_the_summary_cache_off_every_query_reads_the_store() {
+    let env = env_with_schema();
+    let state = env.state.clone().with_dp_cache(0);
+    seed(&state, 20, population);
+    let svc = test::init_service(app(state.clone())).await;
+    let (sk, token) = analyst(&svc, &env, 9).await;
+    set_budget_in(state.store().as_ref(), &sk.principal_id(), HB, budget(100.0), &env.clock).unwrap();
+    assert_eq!(near_exact_count(&svc, &token, false).await.round(), 20.0);
+    assert_eq!(near_exact_count(&svc, &token, true).await.round(), 4.0);
+    assert_eq!((state.dp_cache().loads(), state.dp_cache().rows()), (2, 0));
 }
