@@ -18,53 +18,29 @@
 //! (`DP_BENCH_ROWS=1000` for a quick smoke run with fewer summaries).
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use medrelay_crypto::{domain, PrincipalId, SigningKey, Timestamp};
+use medrelay_crypto::{PrincipalId, SigningKey, Timestamp};
 use medrelay_dp::{
     answer, plan, AnalystId, Budget, Delta, Epsilon, FieldValue, Ledger, Query, Schema, Summary,
 };
 use medrelay_policy::{LogEvent, LogSigner};
 use medrelay_server::store::{decode_summary, encode_summary, LogAppend, SledStore, Store};
-use medrelay_server::{app, enroll_in, install_default_schema, set_budget_in, AppState, Clock};
-use medrelay_wire::{
-    challenge_message, registration_message, ChallengeResponse, RegisterRequest, Role, TokenRequest,
-    TokenResponse, B64,
-};
+use medrelay_server::{enroll_in, install_default_schema, set_budget_in, AppState, Clock};
+use medrelay_wire::Role;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 use serde_json::json;
+
+mod common;
+use common::{login, register, request, serve};
 
 const DEFAULT_ROWS: usize = 100_000;
 const SEED_THREADS: usize = 8;
 const SECONDS: u64 = 5;
 const HB: &str = "health-basics";
 const SEXES: [&str; 4] = ["female", "male", "other", "unknown"];
-
-fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = std::str::from_utf8(&raw[9..12]).unwrap().parse().unwrap();
-    (status, raw[split + 4..].to_vec())
-}
-
-fn post_json<T: serde::Serialize>(addr: &str, path: &str, token: Option<&str>, body: &T) -> Vec<u8> {
-    let (s, b) = request(addr, "POST", path, token, &serde_json::to_vec(body).unwrap());
-    assert!(s == 200 || s == 201, "{path}: {s} {}", String::from_utf8_lossy(&b));
-    b
-}
 
 fn summary_json(rng: &mut ChaCha20Rng) -> Vec<u8> {
     let bmi: f64 = 18.0 + 17.0 * rng.gen::<f64>();
@@ -140,28 +116,6 @@ fn run_memory(schema: &Schema, rows: &[Summary], query: &serde_json::Value) -> f
         done += 1;
     }
     f64::from(done) / start.elapsed().as_secs_f64()
-}
-
-/// Serves `state` on a fresh loopback port with 2 workers; returns the address.
-fn spawn_server(state: AppState) -> String {
-    let addr =
-        format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
-    let bind = addr.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            actix_web::HttpServer::new(move || app(state.clone()))
-                .workers(2)
-                .bind(&bind)
-                .unwrap()
-                .run()
-                .await
-                .unwrap();
-        });
-    });
-    while TcpStream::connect(&addr).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    addr
 }
 
 /// Resident memory of this process, in bytes (Linux; 0 elsewhere).
@@ -244,41 +198,15 @@ fn main() {
         payload as f64 / 1e6
     );
 
-    let addr_cached = spawn_server(state.clone());
-    let addr_uncached = spawn_server(uncached);
+    let addr_cached = serve(state.clone());
+    let addr_uncached = serve(uncached);
 
     let analyst = SigningKey::generate(&mut rng);
     let token = enroll_in(state.store().as_ref(), Role::Analyst, "bench", state.clock()).unwrap();
-    let vk = analyst.verifying_key();
-    let keys = vec![0u8; 8];
-    let sig =
-        analyst.sign(domain::SIG_REGISTRATION, &registration_message(Role::Analyst, "bench", &vk, &keys));
-    let req = RegisterRequest {
-        role: Role::Analyst,
-        name: "bench".into(),
-        signing_key: vk,
-        pre_public_keys: B64(keys),
-        enrollment_token: Some(token.to_string()),
-        signature: sig,
-    };
     let addr = addr_cached.as_str();
-    post_json(addr, "/v1/principals", None, &req);
+    register(addr, &analyst, Role::Analyst, vec![0u8; 8], Some(token.to_string()));
     let principal = analyst.principal_id();
-    let ch: ChallengeResponse = serde_json::from_slice(&post_json(
-        addr,
-        "/v1/auth/challenge",
-        None,
-        &json!({ "principal": principal }),
-    ))
-    .unwrap();
-    let sig = analyst.sign(domain::SIG_AUTH_CHALLENGE, &challenge_message(&principal, ch.nonce.as_bytes()));
-    let t: TokenResponse = serde_json::from_slice(&post_json(
-        addr,
-        "/v1/auth/token",
-        None,
-        &TokenRequest { principal, nonce: ch.nonce, signature: sig },
-    ))
-    .unwrap();
+    let token = login(addr, &analyst);
     let budget = Budget { epsilon: Epsilon::new(100.0).unwrap(), delta: Delta::new(1e-6).unwrap() };
     set_budget_in(state.store().as_ref(), &principal, HB, budget, state.clock()).unwrap();
 
@@ -306,7 +234,7 @@ fn main() {
     // The cache's memory: resident size before and after the first load.
     let rss_before = rss_bytes();
     let path = format!("/v1/dp/schemas/{HB}/query");
-    let first = one_query(addr, &path, &t.token, &serde_json::to_vec(&queries[0].1).unwrap());
+    let first = one_query(addr, &path, &token, &serde_json::to_vec(&queries[0].1).unwrap());
     let rss_after = rss_bytes();
     assert_eq!(state.dp_cache().cached_rows(HB), Some(rows_wanted));
     println!(
@@ -329,17 +257,17 @@ fn main() {
     );
     for (name, q) in &queries {
         let body = serde_json::to_vec(q).unwrap();
-        let (old_qps, old_p50, _) = run_http(&addr_uncached, &t.token, q);
+        let (old_qps, old_p50, _) = run_http(&addr_uncached, &token, q);
         // Cold: the first query after a summary write (an invalidation),
         // median of 3.
         let mut cold: Vec<Duration> = (0..3)
             .map(|_| {
                 state.dp_cache().invalidate(HB);
-                one_query(addr, &path, &t.token, &body)
+                one_query(addr, &path, &token, &body)
             })
             .collect();
         cold.sort();
-        let (warm_qps, warm_p50, _) = run_http(addr, &t.token, q);
+        let (warm_qps, warm_p50, _) = run_http(addr, &token, q);
         let mem_qps = run_memory(&schema, &rows, q);
         println!(
             "{name:<38} {:>8.2} q/s ({:>6.1} ms) {:>12.1} ms {:>8.2} q/s ({:>6.1} ms) {:>9.1} q/s {:>10.1}x {:>10.2}",

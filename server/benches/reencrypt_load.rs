@@ -10,110 +10,30 @@
 //! `cargo bench -p medrelay-server --bench reencrypt_load`
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::time::{Duration, Instant};
 
 use medrelay_crypto::{
-    domain, encrypt_record, generate_reencryption_key, reencrypt_capsule, GrantId, KeyClass,
-    PatientSecretKeys, PreKeyPair, RecordCategory, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
+    encrypt_record, generate_reencryption_key, reencrypt_capsule, GrantId, KeyClass, PatientSecretKeys,
+    PreKeyPair, RecordCategory, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
 };
 use medrelay_policy::{Grant, LogSigner, Purpose};
 use medrelay_server::store::SledStore;
-use medrelay_server::{app, enroll_in, AppState, Clock};
-use medrelay_wire::{
-    challenge_message, registration_message, ChallengeResponse, CreateGrantRequest, RegisterRequest, Role,
-    TokenRequest, TokenResponse, UploadRecordsRequest, B64,
-};
+use medrelay_server::{enroll_in, AppState, Clock};
+use medrelay_wire::{CreateGrantRequest, Role, UploadRecordsRequest, B64};
 use rand::rngs::OsRng;
 use rand_chacha::rand_core::SeedableRng;
+
+mod common;
+use common::{login, post_json, register, request, serve};
 
 const CONCURRENCY: usize = 4;
 const REQUESTS_PER_CLIENT: usize = 50;
 const RAW_ITERATIONS: usize = 200;
 const RECORDS: usize = 8;
 
-fn request(addr: &str, method: &str, path: &str, token: Option<&str>, body: &[u8]) -> (u16, Vec<u8>) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
-    let head = format!(
-        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-        body.len()
-    );
-    s.write_all(head.as_bytes()).unwrap();
-    s.write_all(body).unwrap();
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).unwrap();
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
-    let status = std::str::from_utf8(&raw[9..12]).unwrap().parse().unwrap();
-    (status, raw[split + 4..].to_vec())
-}
-
-fn post_json<T: serde::Serialize>(addr: &str, path: &str, token: Option<&str>, body: &T) -> Vec<u8> {
-    let (s, b) = request(addr, "POST", path, token, &serde_json::to_vec(body).unwrap());
-    assert!(s == 200 || s == 201, "{path}: {s} {}", String::from_utf8_lossy(&b));
-    b
-}
-
-fn register(addr: &str, sk: &SigningKey, role: Role, keys: Vec<u8>, token: Option<String>) {
-    let vk = sk.verifying_key();
-    let sig = sk.sign(domain::SIG_REGISTRATION, &registration_message(role, "bench", &vk, &keys));
-    let req = RegisterRequest {
-        role,
-        name: "bench".into(),
-        signing_key: vk,
-        pre_public_keys: B64(keys),
-        enrollment_token: token,
-        signature: sig,
-    };
-    post_json(addr, "/v1/principals", None, &req);
-}
-
-fn login(addr: &str, sk: &SigningKey) -> String {
-    let principal = sk.principal_id();
-    let ch: ChallengeResponse = serde_json::from_slice(&post_json(
-        addr,
-        "/v1/auth/challenge",
-        None,
-        &serde_json::json!({ "principal": principal }),
-    ))
-    .unwrap();
-    let sig = sk.sign(domain::SIG_AUTH_CHALLENGE, &challenge_message(&principal, ch.nonce.as_bytes()));
-    let t: TokenResponse = serde_json::from_slice(&post_json(
-        addr,
-        "/v1/auth/token",
-        None,
-        &TokenRequest { principal, nonce: ch.nonce, signature: sig },
-    ))
-    .unwrap();
-    t.token
-}
-
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
-}
-
-/// Serves `state` on a fresh loopback port (2 workers); returns the address.
-fn start_server(state: AppState) -> String {
-    let addr =
-        format!("127.0.0.1:{}", TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port());
-    let bind = addr.clone();
-    std::thread::spawn(move || {
-        actix_web::rt::System::new().block_on(async move {
-            actix_web::HttpServer::new(move || app(state.clone()))
-                .workers(2)
-                .bind(&bind)
-                .unwrap()
-                .run()
-                .await
-                .unwrap();
-        });
-    });
-    while TcpStream::connect(&addr).is_err() {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    addr
 }
 
 /// `CONCURRENCY` clients each asking `REQUESTS_PER_CLIENT` re-encryptions;
@@ -154,8 +74,8 @@ fn main() {
     // Two servers over one database: cache off (the pre-cache behaviour) and on.
     let state = AppState::new(store.clone(), Clock::System, signer()).with_rekey_cache(0);
     let cached = AppState::new(store, Clock::System, signer());
-    let addr = start_server(state.clone());
-    let cached_addr = start_server(cached.clone());
+    let addr = serve(state.clone());
+    let cached_addr = serve(cached.clone());
 
     let p = SigningKey::generate(&mut rng);
     let d = SigningKey::generate(&mut rng);
