@@ -18,7 +18,7 @@ use medrelay_wire::{limits, CreateGrantRequest, GrantReceipt, RevokeRequest, Rol
 use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
-use crate::dp::{clamp_summary, parse_schema, SummaryPreview};
+use crate::dp::{clamp_summary, SummaryPreview};
 use crate::fhir::{self, FhirResource, FHIR_MEDIA_TYPE};
 use crate::http::{Http, ServerOptions};
 use crate::keystore::{read_limited, Passphrase, Profile};
@@ -27,7 +27,9 @@ use crate::session::{
     OpenedRecord, Progress,
 };
 use crate::time::now;
-use crate::transparency::{advance_checkpoint, fetch_principal, verify_inclusion, VerifiedPrincipal};
+use crate::transparency::{
+    advance_checkpoint, fetch_principal, verified_schema, verify_inclusion, VerifiedPrincipal,
+};
 use crate::ClientError;
 
 /// The local record index file in the profile.
@@ -545,7 +547,9 @@ impl Patient {
     /// values into the schema's public bounds (naming the fields it
     /// clamped). Nothing is sent.
     pub fn summary(&self, schema: &str) -> Result<SummaryPreview, ClientError> {
-        let schema_def = parse_schema(&self.http.dp_schema(schema)?, schema)?;
+        // The schema decides what is derived from the records: use it only
+        // if it is the one the operator installed and logged.
+        let schema_def = verified_schema(&self.http, &self.profile, &self.http.dp_schema(schema)?, schema)?;
         let fail = |reason: String| ClientError::Summary { schema: schema.to_owned(), reason };
         let index = self.index()?;
         let mut resources = Vec::new();

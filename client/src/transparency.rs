@@ -18,10 +18,14 @@
 //! holding their signing key.
 
 use medrelay_crypto::{domain, PatientPublicKeys, PrePublicKey, PrincipalId, VerifyingKey};
+use medrelay_dp::Schema;
 use medrelay_policy::{
-    hash_leaf, root_from_leaves, Checkpoint, ConsistencyProof, InclusionProof, LogVerifier, MerkleHash,
+    hash_leaf, root_from_leaves, Checkpoint, ConsistencyProof, InclusionProof, LogEvent, LogVerifier,
+    MerkleHash,
 };
+use medrelay_wire::dp::SchemaInfo;
 use medrelay_wire::{limits, registration_message, CheckpointResponse, PrincipalInfo, ProofResponse, Role};
+use sha2::{Digest as _, Sha256};
 
 use crate::http::Http;
 use crate::keystore::Profile;
@@ -252,6 +256,52 @@ pub fn verify_principal(id: &PrincipalId, info: PrincipalInfo) -> Result<Verifie
 /// unknown.
 pub fn fetch_principal(http: &Http, id: &PrincipalId) -> Result<VerifiedPrincipal, ClientError> {
     verify_principal(id, http.principal(id)?)
+}
+
+/// A DP summary schema as the server serves it, checked against the log:
+/// its canonical JSON hashes to the SHA-256 that the `schema added` entry
+/// at `info.log_index` records under the same name, and that entry is in
+/// the signed log (inclusion proof against a checkpoint consistent with the
+/// one this profile stored). A server cannot show a patient a schema other
+/// than the one the operator installed and auditors can see.
+pub fn verified_schema(
+    http: &Http,
+    profile: &Profile,
+    info: &SchemaInfo,
+    name: &str,
+) -> Result<Schema, ClientError> {
+    let schema = crate::dp::parse_schema(info, name)?;
+    let canonical =
+        serde_json::to_vec(&schema).map_err(|e| ClientError::Protocol(format!("schema {name}: {e}")))?;
+    let digest: [u8; 32] = Sha256::digest(&canonical).into();
+    if hex::encode(digest) != info.schema_sha256 {
+        return Err(ClientError::Verification(format!(
+            "schema {name}: the served document does not hash to its stated SHA-256"
+        )));
+    }
+    let update = advance_checkpoint(http, profile, |_| Ok(()))?;
+    let page = http.log_entries(info.log_index, info.log_index.saturating_add(1))?;
+    let [entry] = page.entries.as_slice() else {
+        // One entry asked, one expected.
+        return Err(ClientError::Protocol(format!(
+            "asked for log entry {}, got {}",
+            info.log_index,
+            page.entries.len()
+        )));
+    };
+    let data = entry.data.as_bytes();
+    match LogEvent::from_bytes(data) {
+        Ok(LogEvent::SchemaAdded { schema: logged, schema_sha256, .. })
+            if logged == name && schema_sha256 == digest => {}
+        _ => {
+            return Err(ClientError::Verification(format!(
+                "schema {name}: log entry {} does not record this schema",
+                info.log_index
+            )))
+        }
+    }
+    verify_inclusion(http, &update.current, info.log_index, data)?;
+    Ok(schema)
 }
 
 #[cfg(test)]

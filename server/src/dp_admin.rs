@@ -178,4 +178,59 @@ mod tests {
         assert_eq!(store.list_schemas(10).unwrap().len(), 1);
         assert!(store.get_schema("x").unwrap().is_none());
     }
+
+    /// Rewrites the stored `health-basics` schema in a stopped server's
+    /// database: `edit` changes the canonical JSON; the stored hash is
+    /// recomputed when `rehash` (a server lying consistently), else kept.
+    fn tamper_schema(data: &Path, rehash: bool) {
+        let db = sled::Config::new().path(db_dir(data)).open().unwrap();
+        let key = b"dsc/health-basics";
+        let mut stored = StoredSchema::decode(&db.get(key).unwrap().unwrap()).unwrap();
+        let mut doc: serde_json::Value = serde_json::from_slice(&stored.json).unwrap();
+        // Widen what the summary derives: count any F-code (mental health)
+        // as "asthma".
+        doc["fields"][6]["derive"]["codes"][0] =
+            serde_json::json!({ "system": "http://hl7.org/fhir/sid/icd-10-cm", "code": "F", "prefix": true });
+        let schema = Schema::from_json(&serde_json::to_vec(&doc).unwrap()).unwrap();
+        stored.json = serde_json::to_vec(&schema).unwrap();
+        if rehash {
+            stored.sha256 = Sha256::digest(&stored.json).into();
+        }
+        db.insert(key, stored.encode()).unwrap();
+        db.flush().unwrap();
+    }
+
+    #[test]
+    fn a_patient_client_refuses_a_schema_the_log_does_not_record() {
+        use medrelay_client::{ClientError, Passphrase, Patient, ServerOptions};
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("server");
+        crate::init(&data).unwrap();
+        let bundle = dir.path().join("alpha.json");
+        std::fs::write(&bundle, include_str!("../../tests/data/fhir-patient-alpha.json")).unwrap();
+        let pass = Passphrase::new("correct horse battery staple").unwrap();
+        let profile = dir.path().join("alpha");
+        let server = crate::LocalServer::start(&data, "test/log", 1).unwrap();
+        let patient = Patient::init(&profile, &ServerOptions::new(server.url()), "Alpha", &pass).unwrap();
+        patient.import(&[bundle], &mut |_| ()).unwrap();
+        // The honest schema verifies against its `schema added` entry.
+        let honest = patient.summary("health-basics").unwrap();
+        assert_eq!(honest.doc.values["asthma"], Some(serde_json::Value::Bool(false)));
+        server.stop().unwrap();
+
+        for (rehash, expected) in [
+            (false, "does not hash to its stated SHA-256"),
+            (true, "log entry 0 does not record this schema"),
+        ] {
+            tamper_schema(&data, rehash);
+            let server = crate::LocalServer::start(&data, "test/log", 1).unwrap();
+            let connect = medrelay_client::Connect { server: Some(server.url()), ca_cert: None };
+            let patient = Patient::open(&profile, &connect, &pass).unwrap();
+            match patient.summary("health-basics") {
+                Err(ClientError::Verification(m)) => assert!(m.contains(expected), "{m}"),
+                other => panic!("a tampered schema was used: {other:?}"),
+            }
+            server.stop().unwrap();
+        }
+    }
 }
