@@ -506,8 +506,13 @@ fn show_answer(a: &DpAnswer) {
 fn show_budget(b: &BudgetStatus) {
     println!("schema:       {}", b.schema);
     println!("analyst:      {}", b.analyst);
-    println!("total ε:      {} (zCDP ρ converts to ε at δ = {})", b.total_epsilon, b.delta);
-    println!("spent ε:      {} (pure ε {}, ρ {})", b.spent_epsilon, b.spent_pure_epsilon, b.spent_rho);
-    println!("remaining ε:  {}", b.remaining_epsilon);
+    println!("total ε:      {} (zCDP ρ converts to ε at δ = {})", num(b.total_epsilon), b.delta);
+    println!(
+        "spent ε:      {} (pure ε {}, ρ {})",
+        num(b.spent_epsilon),
+        num(b.spent_pure_epsilon),
+        num(b.spent_rho)
+    );
+    println!("remaining ε:  {}", num(b.remaining_epsilon));
     println!("queries:      {}", b.queries);
 }
