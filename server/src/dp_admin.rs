@@ -183,7 +183,10 @@ mod tests {
     /// database: `edit` changes the canonical JSON; the stored hash is
     /// recomputed when `rehash` (a server lying consistently), else kept.
     fn tamper_schema(data: &Path, rehash: bool) {
-        let db = sled::Config::new().path(db_dir(data)).open().unwrap();
+        // The server stopped a moment ago in this process: sled releases
+        // its file lock shortly after the last handle is dropped.
+        let store = SledStore::open_waiting(&db_dir(data), std::time::Duration::from_secs(30)).unwrap();
+        let db = store.raw_db();
         let key = b"dsc/health-basics";
         let mut stored = StoredSchema::decode(&db.get(key).unwrap().unwrap()).unwrap();
         let mut doc: serde_json::Value = serde_json::from_slice(&stored.json).unwrap();

@@ -4,8 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use actix_web::dev::ServerHandle;
 use actix_web::HttpServer;
@@ -13,6 +14,10 @@ use actix_web::HttpServer;
 use crate::serve::{db_dir, io_err};
 use crate::store::SledStore;
 use crate::{app, load_log_key, AppState, Clock, ServeError};
+
+/// How long [`LocalServer::stop`] waits for the workers to let go of the
+/// database.
+const STOP_WAIT: Duration = Duration::from_secs(30);
 
 /// A running server on `127.0.0.1:<free port>` over the sled database in
 /// `data`, served by its own actix system on a background thread.
@@ -37,7 +42,9 @@ impl LocalServer {
         let key = load_log_key(data)?;
         let signer = medrelay_policy::LogSigner::new(log_origin, &key)
             .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
-        let store = SledStore::open(&db_dir(data))?;
+        // A server stopped a moment ago in this process may still hold the
+        // database lock briefly.
+        let store = SledStore::open_waiting(&db_dir(data), STOP_WAIT)?;
         let state = AppState::new(store, Clock::System, signer);
         let st = state.clone();
         let (tx, rx) = mpsc::channel();
@@ -103,6 +110,19 @@ impl LocalServer {
             match thread.join() {
                 Ok(r) => r.map_err(io_err("serving"))?,
                 Err(_) => return Err(ServeError::Argument("the server thread panicked".into())),
+            }
+            // Worker threads drop their copies of the state as they exit,
+            // possibly after the server future resolved: wait (bounded) until
+            // ours is the last, so that once this returns and the server is
+            // dropped, the database is closed and can be opened again.
+            let deadline = Instant::now() + STOP_WAIT;
+            while Arc::strong_count(self.state.store()) > 1 {
+                if Instant::now() >= deadline {
+                    return Err(ServeError::Argument(
+                        "the server's workers did not release the database".into(),
+                    ));
+                }
+                std::thread::sleep(Duration::from_millis(5));
             }
             self.state.store().flush()?;
         }

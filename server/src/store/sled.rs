@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
 use medrelay_policy::{
@@ -182,8 +183,33 @@ pub struct SledStore {
 impl SledStore {
     /// Opens (or creates) the database in `dir`.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open().map_err(backend)?;
-        Ok(Self { db, append_lock: Arc::new(Mutex::new(())) })
+        Self::open_waiting(dir, Duration::ZERO)
+    }
+
+    /// Opens the database in `dir`, waiting up to `wait` while its file
+    /// lock is held: after the last handle in this process is dropped,
+    /// sled's background threads release the lock a moment later (an
+    /// in-process restart, as [`crate::LocalServer`] does). A database
+    /// another process holds still fails once `wait` has passed.
+    pub fn open_waiting(dir: &Path, wait: Duration) -> Result<Self, StoreError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            match sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open() {
+                Ok(db) => return Ok(Self { db, append_lock: Arc::new(Mutex::new(())) }),
+                Err(sled::Error::Io(e))
+                    if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err(e) => return Err(backend(e)),
+            }
+        }
+    }
+
+    /// The sled database itself, for tests that edit stored bytes.
+    #[cfg(test)]
+    pub(crate) fn raw_db(&self) -> &sled::Db {
+        &self.db
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, ()>, StoreError> {
