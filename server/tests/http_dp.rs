@@ -491,7 +491,11 @@ async fn a_restart_keeps_the_spent_budget() {
         budget_of(&svc, &token).await
     };
     // Everything above is dropped: reopen the same sled directory.
-    let state = AppState::new(SledStore::open(&dir.path().join("db")).unwrap(), clock.clone(), signer());
+    let state = AppState::new(
+        SledStore::open_waiting(&dir.path().join("db"), REOPEN_WAIT).unwrap(),
+        clock.clone(),
+        signer(),
+    );
     let svc = test::init_service(app(state.clone())).await;
     let token = login(&svc, &analyst_key).await;
     let after = budget_of(&svc, &token).await;
@@ -640,7 +644,11 @@ async fn the_summary_cache_is_rebuilt_from_the_store_after_a_restart() {
     }
     // Reopen the same sled directory; while the server was down, 5 more
     // summaries were stored (the first 30 are rewritten unchanged).
-    let state = AppState::new(SledStore::open(&dir.path().join("db")).unwrap(), clock.clone(), signer());
+    let state = AppState::new(
+        SledStore::open_waiting(&dir.path().join("db"), REOPEN_WAIT).unwrap(),
+        clock.clone(),
+        signer(),
+    );
     seed(&state, 35, population);
     assert_eq!((state.dp_cache().cached_rows(HB), state.dp_cache().loads()), (None, 0));
     let svc = test::init_service(app(state.clone())).await;
@@ -662,3 +670,7 @@ async fn with_the_summary_cache_off_every_query_reads_the_store() {
     assert_eq!(near_exact_count(&svc, &token, true).await.round(), 4.0);
     assert_eq!((state.dp_cache().loads(), state.dp_cache().rows()), (2, 0));
 }
+
+/// How long a reopen waits for sled to release the file lock of the store
+/// just dropped in this process (its I/O threads let go a moment later).
+const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);

@@ -168,7 +168,8 @@ mod sled_backend {
             s.put_summary("hb", &p, b"v", &ev(1, &[p])).unwrap();
             s.charge_dp_query(&a, "hb", Some(budget(1.0)), PrivacyCost::Epsilon(0.75), &ev(2, &[a])).unwrap();
         }
-        let s = SledStore::open(dir.path()).unwrap();
+        // sled releases its file lock a moment after the last handle drops.
+        let s = SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(30)).unwrap();
         assert_eq!(s.get_ledger(&a, "hb").unwrap().unwrap().spent_pure_epsilon(), 0.75);
         assert!(s
             .charge_dp_query(&a, "hb", Some(budget(1.0)), PrivacyCost::Epsilon(0.5), &ev(2, &[a]))
