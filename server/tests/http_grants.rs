@@ -86,19 +86,7 @@ async fn bad_grants_are_refused_before_any_key_is_used_and_change_nothing() {
     // refusal by the submitting patient (ids and reasons only); the malformed
     // ones, the limits and the unauthenticated attempt are not.
     assert_eq!(log_size(&svc).await, before + 3);
-    let (_, b) = get(&svc, "/v1/log/mine", Some(&tok)).await;
-    let refusals: Vec<_> = json::<LogEntries>(&b)
-        .entries
-        .iter()
-        .filter(|e| e.index >= before)
-        .map(|e| match LogEvent::from_bytes(e.data.as_bytes()).unwrap() {
-            LogEvent::RequestRefused { principal, what, reason, .. } => {
-                assert_eq!(principal, p.principal_id());
-                (what, reason)
-            }
-            other => panic!("unexpected {other:?}"),
-        })
-        .collect();
+    let refusals = refusals_since(&svc, &tok, p.principal_id(), before).await;
     assert_eq!(
         refusals,
         vec![

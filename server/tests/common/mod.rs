@@ -6,15 +6,15 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
 use medrelay_crypto::{
-    domain, encrypt_record, generate_reencryption_key, GrantId, PatientSecretKeys, PreKeyPair,
+    domain, encrypt_record, generate_reencryption_key, GrantId, PatientSecretKeys, PreKeyPair, PrincipalId,
     RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
 };
-use medrelay_policy::{Grant, Purpose, Scope};
+use medrelay_policy::{Grant, LogEvent, Purpose, RefusalReason, RefusedObject, Scope};
 use medrelay_server::store::SledStore;
 use medrelay_server::{enroll_in, AppState, Clock};
 use medrelay_wire::{
     challenge_message, registration_message, ChallengeResponse, CreateGrantRequest, ErrorBody, Health,
-    PrincipalInfo, RegisterRequest, Role, TokenRequest, TokenResponse, B64,
+    LogEntries, PrincipalInfo, RegisterRequest, Role, TokenRequest, TokenResponse, B64,
 };
 use rand_chacha::rand_core::SeedableRng;
 use serde::de::DeserializeOwned;
@@ -131,6 +131,37 @@ where
     let (s, b) = get(svc, "/healthz", None).await;
     assert_eq!(s, 200);
     json::<Health>(&b).log_size
+}
+
+/// The caller's log entries from index `from` on, which must all be
+/// `request refused` events by `principal` holding ids and codes only (64
+/// bytes, no submitted bytes), as (what, reason) in log order.
+pub async fn refusals_since<S, B>(
+    svc: &S,
+    token: &str,
+    principal: PrincipalId,
+    from: u64,
+) -> Vec<(RefusedObject, RefusalReason)>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (_, b) = get(svc, "/v1/log/mine", Some(token)).await;
+    json::<LogEntries>(&b)
+        .entries
+        .iter()
+        .filter(|e| e.index >= from)
+        .map(|e| {
+            assert_eq!(e.data.len(), 64, "a refusal entry of {} bytes", e.data.len());
+            match LogEvent::from_bytes(e.data.as_bytes()).unwrap() {
+                LogEvent::RequestRefused { principal: by, what, reason, .. } => {
+                    assert_eq!(by, principal);
+                    (what, reason)
+                }
+                other => panic!("unexpected {other:?}"),
+            }
+        })
+        .collect()
 }
 
 pub async fn register<S, B>(svc: &S, sk: &SigningKey, role: Role, token: Option<String>) -> PrincipalInfo
