@@ -22,7 +22,7 @@ use crate::http::ServerOptions;
 use crate::keystore::Passphrase;
 use crate::session::{Connect, Identity, Progress, SigningSession};
 use crate::time::now;
-use crate::transparency::{advance_checkpoint, download_log, log_verifier};
+use crate::transparency::{advance_checkpoint, download_log, log_verifier, CheckpointUpdate};
 use crate::ClientError;
 
 /// The outcome of `verify`.
@@ -161,15 +161,25 @@ impl Auditor {
         })
     }
 
-    /// Downloads the whole log under a freshly verified checkpoint (the
-    /// stored one is advanced), checks the root, and decodes every event.
-    pub fn log(&self, progress: &mut dyn FnMut(Progress)) -> Result<VerifiedLog, ClientError> {
+    /// Advances the stored checkpoint and downloads every entry it covers,
+    /// checked against its root.
+    fn download(
+        &self,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<(CheckpointUpdate, Vec<Vec<u8>>), ClientError> {
         let mut entries = Vec::new();
         let update = advance_checkpoint(&self.session.http, &self.session.profile, |c| {
             entries =
                 download_log(&self.session.http, c, &mut |done, total| progress(Progress { done, total }))?;
             Ok(())
         })?;
+        Ok((update, entries))
+    }
+
+    /// Downloads the whole log under a freshly verified checkpoint (the
+    /// stored one is advanced), checks the root, and decodes every event.
+    pub fn log(&self, progress: &mut dyn FnMut(Progress)) -> Result<VerifiedLog, ClientError> {
+        let (update, entries) = self.download(progress)?;
         let events = entries
             .iter()
             .enumerate()
@@ -190,17 +200,9 @@ impl Auditor {
     /// (not an error); a server whose entries do not hash to its signed root
     /// fails with [`ClientError::LogIntegrity`].
     pub fn audit(&self, progress: &mut dyn FnMut(Progress)) -> Result<AuditReport, ClientError> {
-        let mut entries = Vec::new();
-        advance_checkpoint(&self.session.http, &self.session.profile, |c| {
-            entries =
-                download_log(&self.session.http, c, &mut |done, total| progress(Progress { done, total }))?;
-            Ok(())
-        })?;
-        let note = self.session.profile.load_checkpoint()?.ok_or_else(|| {
-            ClientError::profile(self.session.profile.dir(), "no checkpoint stored after verifying one")
-        })?;
+        let (update, entries) = self.download(progress)?;
         let verifier = log_verifier(&self.session.profile.info().log_key)?;
-        let mut audit = LogAudit::new(&note, &verifier, now())
+        let mut audit = LogAudit::new(&update.note, &verifier, now())
             .map_err(|e| ClientError::Verification(format!("checkpoint: {e}")))?;
         for e in &entries {
             audit.push_entry(e);

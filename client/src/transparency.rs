@@ -110,6 +110,8 @@ pub struct CheckpointUpdate {
     pub previous: Option<Checkpoint>,
     /// The newest checkpoint, now stored.
     pub current: Checkpoint,
+    /// Its signed note, as stored.
+    pub note: String,
 }
 
 /// Fetches the newest checkpoint, verifies its signature with the profile's
@@ -134,7 +136,7 @@ pub fn advance_checkpoint(
     }
     check(&current)?;
     profile.save_checkpoint(&resp.checkpoint)?;
-    Ok(CheckpointUpdate { previous, current })
+    Ok(CheckpointUpdate { previous, current, note: resp.checkpoint })
 }
 
 /// Verifies that `data` is the log entry at `index` under `checkpoint`.
