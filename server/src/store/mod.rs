@@ -15,6 +15,7 @@ mod codec;
 mod dp;
 pub(crate) mod sled;
 #[cfg(test)]
+#[macro_use]
 mod tests;
 #[cfg(test)]
 mod tests_dp;

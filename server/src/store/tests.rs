@@ -243,26 +243,22 @@ pub(crate) fn expired_secrets_are_swept_and_live_ones_kept<S: Store>(s: S) {
     assert_eq!(s.log_size().unwrap(), 2);
 }
 
+/// One `#[test]` per named conformance check, each on a fresh sled store
+/// in a temporary directory (used here and by `tests_dp`).
+macro_rules! sled_conformance {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let dir = tempfile::tempdir().unwrap();
+            super::$name(SledStore::open(dir.path()).unwrap());
+        }
+    )*};
+}
+
 mod sled_backend {
     use super::*;
 
-    fn fresh() -> (tempfile::TempDir, SledStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        (dir, s)
-    }
-
-    macro_rules! conformance {
-        ($($name:ident),* $(,)?) => {$(
-            #[test]
-            fn $name() {
-                let (_dir, s) = fresh();
-                super::$name(s);
-            }
-        )*};
-    }
-
-    conformance!(
+    sled_conformance!(
         challenges_are_single_use,
         sessions_round_trip,
         registration_is_atomic_with_its_log_entry,

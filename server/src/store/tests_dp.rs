@@ -133,23 +133,7 @@ pub(crate) fn concurrent_charges_never_overspend<S: Store>(s: S) {
 mod sled_backend {
     use super::*;
 
-    fn fresh() -> (tempfile::TempDir, SledStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = SledStore::open(dir.path()).unwrap();
-        (dir, s)
-    }
-
-    macro_rules! conformance {
-        ($($name:ident),* $(,)?) => {$(
-            #[test]
-            fn $name() {
-                let (_dir, s) = fresh();
-                super::$name(s);
-            }
-        )*};
-    }
-
-    conformance!(
+    sled_conformance!(
         schemas_are_installed_once_with_their_log_entry,
         summaries_replace_withdraw_and_need_a_schema,
         charges_debit_durably_and_refuse_overspend,
