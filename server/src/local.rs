@@ -4,9 +4,9 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{mpsc, Arc};
+use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::HttpServer;
@@ -15,9 +15,10 @@ use crate::serve::{db_dir, io_err};
 use crate::store::SledStore;
 use crate::{app, load_log_key, AppState, Clock, ServeError};
 
-/// How long [`LocalServer::stop`] waits for the workers to let go of the
-/// database.
-const STOP_WAIT: Duration = Duration::from_secs(30);
+/// How long [`LocalServer::start`] waits for the database lock of a server
+/// stopped a moment ago in this process (sled's I/O threads release it
+/// shortly after the last handle is dropped).
+const REOPEN_WAIT: Duration = Duration::from_secs(30);
 
 /// A running server on `127.0.0.1:<free port>` over the sled database in
 /// `data`, served by its own actix system on a background thread.
@@ -44,7 +45,7 @@ impl LocalServer {
             .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
         // A server stopped a moment ago in this process may still hold the
         // database lock briefly.
-        let store = SledStore::open_waiting(&db_dir(data), STOP_WAIT)?;
+        let store = SledStore::open_waiting(&db_dir(data), REOPEN_WAIT)?;
         let state = AppState::new(store, Clock::System, signer);
         let st = state.clone();
         let (tx, rx) = mpsc::channel();
@@ -110,19 +111,6 @@ impl LocalServer {
             match thread.join() {
                 Ok(r) => r.map_err(io_err("serving"))?,
                 Err(_) => return Err(ServeError::Argument("the server thread panicked".into())),
-            }
-            // Worker threads drop their copies of the state as they exit,
-            // possibly after the server future resolved: wait (bounded) until
-            // ours is the last, so that once this returns and the server is
-            // dropped, the database is closed and can be opened again.
-            let deadline = Instant::now() + STOP_WAIT;
-            while Arc::strong_count(self.state.store()) > 1 {
-                if Instant::now() >= deadline {
-                    return Err(ServeError::Argument(
-                        "the server's workers did not release the database".into(),
-                    ));
-                }
-                std::thread::sleep(Duration::from_millis(5));
             }
             self.state.store().flush()?;
         }
