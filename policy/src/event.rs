@@ -690,14 +690,16 @@ impl serde::Serialize for LogEvent {
                     key_class: *key_class,
                 }
             }
-            LogEvent::AccessDenied { at, doctor, record, patient, reason, count } => EventView::AccessDenied {
-                at: *at,
-                doctor: *doctor,
-                record: *record,
-                patient: *patient,
-                reason: *reason,
-                count: *count,
-            },
+            LogEvent::AccessDenied { at, doctor, record, patient, reason, count } => {
+                EventView::AccessDenied {
+                    at: *at,
+                    doctor: *doctor,
+                    record: *record,
+                    patient: *patient,
+                    reason: *reason,
+                    count: *count,
+                }
+            }
             LogEvent::DpQueryAnswered { at, analyst, schema, epsilon, rho } => EventView::DpQueryAnswered {
                 at: *at,
                 analyst: *analyst,

@@ -209,7 +209,8 @@ mod tests {
         version[4] = 2;
         assert!(LeafOpening::from_bytes(&version).is_err());
         // Another salt or one changed event byte opens another leaf.
-        let other = LeafOpening::from_parts(EventSalt::from_bytes([0; 32]), a.event_bytes().to_vec()).unwrap();
+        let other =
+            LeafOpening::from_parts(EventSalt::from_bytes([0; 32]), a.event_bytes().to_vec()).unwrap();
         assert_ne!(other.leaf_hash(), a.leaf_hash());
         let mut ev = a.event_bytes().to_vec();
         *ev.last_mut().unwrap() ^= 1;

@@ -330,7 +330,8 @@ mod tests {
 
     #[test]
     fn operations_are_method_and_route_only() {
-        for ok in ["GET /v1/log/mine", "POST /v1/grants/{id}/revoke", "DELETE /v1/dp/schemas/{name}/summary"] {
+        for ok in ["GET /v1/log/mine", "POST /v1/grants/{id}/revoke", "DELETE /v1/dp/schemas/{name}/summary"]
+        {
             assert_eq!(Operation::new(ok).unwrap().as_str(), ok);
         }
         for bad in [

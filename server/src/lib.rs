@@ -55,6 +55,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod access;
 pub mod admin;
 mod auth;
 mod clock;
@@ -73,6 +74,7 @@ mod metrics;
 mod openapi;
 mod records;
 mod reencrypt;
+mod refusals;
 mod rekey_cache;
 pub mod scan;
 mod serve;
@@ -98,6 +100,7 @@ pub use error::ApiError;
 pub use local::LocalServer;
 pub use maintenance::{spawn_sweeper, sweep_expired, DEFAULT_SWEEP_INTERVAL};
 pub use metrics::Metrics;
+pub use refusals::{flush_all_refusals, RefusalCoalescer, MAX_OPEN_WINDOWS, REFUSAL_WINDOW_SECS};
 pub use rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
 pub use serve::{
     enroll, enroll_in, enroll_operator, init, load_log_key, serve, EnrolledVia, ServeConfig, ServeError,
@@ -115,6 +118,7 @@ pub struct AppState {
     rekey_cache: Arc<RekeyCache>,
     dp_cache: Arc<DpCache>,
     dp_default_budget: Option<medrelay_dp::Budget>,
+    refusals: Arc<RefusalCoalescer>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -135,7 +139,21 @@ impl AppState {
             rekey_cache: Arc::new(RekeyCache::new(DEFAULT_REKEY_CACHE_KEYS)),
             dp_cache: Arc::new(DpCache::new(DEFAULT_DP_CACHE_ROWS)),
             dp_default_budget: default_dp_budget(),
+            refusals: Arc::new(RefusalCoalescer::default()),
         }
+    }
+
+    /// The same state coalescing identical refusals over windows of
+    /// `secs` seconds (0: every refusal is its own entry) instead of
+    /// [`REFUSAL_WINDOW_SECS`]; see [`RefusalCoalescer`].
+    pub fn with_refusal_window(mut self, secs: u64) -> Self {
+        self.refusals = Arc::new(RefusalCoalescer::new(secs));
+        self
+    }
+
+    /// The open refusal-coalescing windows.
+    pub fn refusals(&self) -> &RefusalCoalescer {
+        &self.refusals
     }
 
     /// The same state with a re-encryption key cache of `capacity` keys
@@ -238,6 +256,7 @@ pub fn app(
         .app_data(json)
         .app_data(path)
         .app_data(query)
+        .wrap(actix_web::middleware::from_fn(refusals::log_wrong_role))
         .wrap(actix_web::middleware::from_fn(metrics::track))
         .route("/healthz", web::get().to(metrics::healthz))
         .route("/metrics", web::get().to(metrics::metrics))

@@ -79,10 +79,10 @@ async fn forged_and_foreign_submissions_are_refused_logged_and_store_nothing_els
         .iter()
         .filter(|x| x.index >= before)
         .map(|x| {
-            assert_eq!(x.data.len(), 64, "ids and codes only");
-            match LogEvent::from_bytes(x.data.as_bytes()).unwrap() {
-                LogEvent::RequestRefused { principal, what, reason, at } => {
-                    assert_eq!((principal, at), (p.principal_id(), Timestamp(T0)));
+            assert_eq!(x.event.len(), 68, "ids and codes only");
+            match event_of(x) {
+                LogEvent::RequestRefused { principal, what, reason, at, count } => {
+                    assert_eq!((principal, at, count), (p.principal_id(), Timestamp(T0), 1));
                     (what, reason)
                 }
                 other => panic!("unexpected {other:?}"),
