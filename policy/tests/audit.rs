@@ -666,7 +666,7 @@ fn a_checkpoint_that_does_not_verify_is_an_error() {
     // Not a note at all.
     assert!(matches!(LogAudit::new("garbage", &verifier, NOW), Err(PolicyError::InvalidCheckpoint(_))));
     // The genuine one still audits clean.
-    assert!(audit_log(&opened(&entries), &note, &verifier, NOW).unwrap().is_clean());
+    assert!(audit_log(opened(&entries).iter(), &note, &verifier, NOW).unwrap().is_clean());
 }
 
 proptest::proptest! {

@@ -191,7 +191,7 @@ pub(crate) async fn flush_closed(state: &AppState) -> Result<u64, ApiError> {
     if closed.is_empty() {
         return Ok(0);
     }
-    Ok(state.with_store(move |s| append_all(s, &closed)).await?)
+    state.with_store(move |s| append_all(s, &closed)).await
 }
 
 /// Writes the counts of every open window, ended or not (at shutdown, after
@@ -201,9 +201,9 @@ pub fn flush_all_refusals(state: &AppState) -> Result<u64, StoreError> {
     append_all(state.store().as_ref(), &closed)
 }
 
-/// Puts a refusal (an `access denied` or `request refused` event with count
-/// 1) on the record: writes the windows that have ended, then appends this
-/// one durably unless an identical one opened a window that is still open.
+/// Puts a refusal (an `access denied` or `request refused` event, count one)
+/// on the record: writes the windows that have ended, then appends this one
+/// durably unless an identical one opened a window that is still open.
 /// Returns the new entry's index, or `None` if it was counted. A failed
 /// append fails the request.
 pub(crate) async fn record(state: &AppState, event: LogEvent) -> Result<Option<u64>, ApiError> {

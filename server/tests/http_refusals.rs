@@ -184,7 +184,9 @@ async fn each_refusal_kind_is_one_entry_and_repeats_are_coalesced_not_flooded() 
             B64(SignedGrant::from_parts(body.clone(), d.sign(domain::SIG_GRANT, &body)).unwrap().to_bytes());
         g
     };
-    let cases: Vec<(&str, (u16, Vec<u8>), u16, &str)> = vec![
+    // (what, the answer, its status and code)
+    type Case = (&'static str, (u16, Vec<u8>), u16, &'static str);
+    let cases: Vec<Case> = vec![
         (
             "another principal's object",
             get(&svc, &format!("/v1/records/{rid}"), Some(&tq)).await,

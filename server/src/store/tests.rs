@@ -295,5 +295,27 @@ mod sled_backend {
         let s = SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(30)).unwrap();
         assert_eq!(s.get_principal(&p.id()).unwrap().unwrap().name, p.name);
         assert_eq!(s.log_size().unwrap(), 1);
+        // What is stored per entry is the opening (salt + event); the tree
+        // holds only its commitment.
+        assert_eq!(s.log_entries(0, 1).unwrap()[0].1, opening(1));
+        assert_eq!(s.log_leaf_hashes(0, 1).unwrap()[0].1, opening(1).leaf_hash());
+    }
+
+    #[test]
+    fn a_log_from_before_leaf_commitments_is_refused_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            // An entry as the old format stored it: the bare event bytes.
+            let old = medrelay_policy::LogEvent::SchemaAdded {
+                at: Timestamp(1),
+                schema: "s".into(),
+                schema_sha256: [0; 32],
+            };
+            s.raw_db().insert(b"l/\0\0\0\0\0\0\0\0", old.to_bytes().unwrap()).unwrap();
+            s.raw_db().flush().unwrap();
+        }
+        let err = SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(30)).unwrap_err();
+        assert!(err.to_string().contains("old format"), "{err}");
     }
 }
