@@ -27,13 +27,20 @@
 //! (envelopes, signed headers, signed grants and revocations, public keys,
 //! re-encryption keys). It never sees plaintext or a secret key. Everything
 //! it does is appended to a Merkle log, so auditors can detect a server that
-//! swaps keys or serves records without a grant. Clients are untrusted:
+//! swaps keys or serves records without a grant. The log's leaves are salted
+//! commitments: checkpoints, proofs and leaf hashes are public, an event goes
+//! only to the principals it is about and to auditors, and names and keys
+//! only to callers with a reason (`docs/THREAT-MODEL.md`, "Who can read
+//! what"). A doctor sees only the records a grant in force covers. Clients
+//! are untrusted:
 //! every body has a size limit, every JSON type rejects unknown fields, every
 //! blob is versioned and decoded with limits, and every error is a 4xx JSON
 //! body that changed nothing — except that a submission from an
 //! authenticated principal that fails its signature or names someone else
-//! (forged grant, tampered envelope) is also written to the audit log as
-//! `request refused`, ids and reason only. Bearer tokens and enrollment
+//! (forged grant, tampered envelope), reads someone else's objects or uses
+//! another role's operation is also written to the audit log as `request
+//! refused`, ids and reason only (identical refusals coalesced per window,
+//! see `refusals`). Bearer tokens and enrollment
 //! tokens are stored only as SHA-256 hashes; challenges are single use.
 //! Logs carry ids only.
 //!
