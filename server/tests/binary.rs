@@ -50,7 +50,14 @@ impl Server {
             assert!(Instant::now() < deadline, "server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Server { child, addr }
+        // The port accepts as soon as it is bound; wait for an answer, so the
+        // server runs (and handles SIGTERM) before a test stops it.
+        let server = Server { child, addr };
+        while server.request("GET", "/healthz", None).0 != 200 {
+            assert!(Instant::now() < deadline, "server did not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
     }
 
     /// One HTTP/1.1 request; returns (status, body).
