@@ -463,6 +463,7 @@ pub fn plan_import_with(table: &LabelTable, sources: &[Source<'_>], options: &Im
                 Err(p) => report.problems.push(p),
             }
         }
+        report.problems.sort_by(|a, b| a.at.cmp(&b.at));
         if options.strict && !report.problems.is_empty() {
             let count = report.problems.len();
             let first = Box::new(report.problems[0].clone());
