@@ -23,8 +23,8 @@ use medrelay_wire::dp::{BudgetStatus, DpAnswer, Query, SchemaInfo, SchemaList, S
 use medrelay_wire::{
     challenge_message, limits, ChallengeRequest, ChallengeResponse, CheckpointResponse, CreateGrantRequest,
     ErrorBody, GrantList, GrantReceipt, Health, LogEntries, PrincipalInfo, ProofResponse, RecordList,
-    ReencryptRequest, ReencryptResponse, ReencryptedRecord, RegisterRequest, RevokeRequest, TokenRequest,
-    TokenResponse, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
+    RecordSummary, ReencryptRequest, ReencryptResponse, ReencryptedRecord, RegisterRequest, RevokeRequest,
+    TokenRequest, TokenResponse, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -320,9 +320,35 @@ impl Http {
         self.authed("POST", "/v1/records/batch", Some(body), MAX_ANSWER_BYTES)
     }
 
-    /// `GET /v1/patients/{id}/records`.
-    pub fn records_of(&self, patient: &PrincipalId) -> Result<RecordList, ClientError> {
-        self.authed("GET", &format!("/v1/patients/{patient}/records"), None, MAX_ANSWER_BYTES)
+    /// `GET /v1/patients/{id}/records?after=`: one page, ordered by id.
+    pub fn records_of(
+        &self,
+        patient: &PrincipalId,
+        after: Option<&RecordId>,
+    ) -> Result<RecordList, ClientError> {
+        let path = match after {
+            None => format!("/v1/patients/{patient}/records"),
+            Some(a) => format!("/v1/patients/{patient}/records?after={a}"),
+        };
+        self.authed("GET", &path, None, MAX_ANSWER_BYTES)
+    }
+
+    /// Every record of `patient`, page by page.
+    pub fn all_records_of(&self, patient: &PrincipalId) -> Result<Vec<RecordSummary>, ClientError> {
+        let mut out: Vec<RecordSummary> = Vec::new();
+        loop {
+            let page = self.records_of(patient, out.last().map(|r| &r.record_id))?.records;
+            let n = page.len();
+            if let (Some(last), Some(first)) = (out.last(), page.first()) {
+                if first.record_id <= last.record_id {
+                    return Err(ClientError::Protocol("record pages out of order".into()));
+                }
+            }
+            out.extend(page);
+            if n < limits::MAX_LIST_ITEMS {
+                return Ok(out);
+            }
+        }
     }
 
     /// `GET /v1/records/{id}`: the encoded envelope.

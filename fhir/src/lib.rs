@@ -70,6 +70,7 @@
 #![warn(missing_docs)]
 
 mod category;
+pub mod domain;
 mod entry;
 mod error;
 pub mod export;

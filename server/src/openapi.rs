@@ -52,7 +52,7 @@ pub(crate) const ROUTES: &[RouteRow] = &[
     (
         "get",
         "/v1/patients/{id}/records",
-        "Records of a patient (owner, granted doctor, auditor)",
+        "Records of a patient, by id, 1000 a page (?after=<last id> for the next) (owner, granted doctor, auditor)",
         true,
         None,
         200,

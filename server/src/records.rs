@@ -146,14 +146,25 @@ async fn may_read(state: &AppState, auth: Auth, owner: PrincipalId) -> Result<()
     }
 }
 
+/// `?after=<record id>`: the next page of a listing (records are ordered by
+/// id; a page holds at most [`limits::MAX_LIST_ITEMS`]).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    after: Option<RecordId>,
+}
+
 async fn list(
     state: web::Data<AppState>,
     auth: Auth,
     owner: web::Path<PrincipalId>,
+    q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let owner = owner.into_inner();
+    let after = q.into_inner().after;
     may_read(&state, auth, owner).await?;
-    let metas = state.with_store(move |s| s.list_records(&owner, limits::MAX_LIST_ITEMS)).await?;
+    let metas =
+        state.with_store(move |s| s.list_records(&owner, after.as_ref(), limits::MAX_LIST_ITEMS)).await?;
     let records = metas
         .into_iter()
         .map(|m| RecordSummary {
