@@ -89,6 +89,13 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     let own: Value = serde_json::from_str(&patient.run(&["read", &hba1c.to_string()]).ok()).unwrap();
     assert_eq!(own["id"], "alpha-hba1c");
 
+    // A scope naming a type no record can have is refused before anything
+    // is signed (a typo would otherwise grant nothing, silently).
+    patient
+        .run(&["grant", &did.to_string(), "--scope", "Observaton", "--yes"])
+        .fails_with("\"Observaton\", which is not a FHIR R4 resource type");
+    assert!(patient.run(&["grants", "--json"]).json().as_array().unwrap().is_empty());
+
     // Grant laboratory results only.
     let g = patient
         .run(&[
