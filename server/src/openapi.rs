@@ -66,7 +66,7 @@ pub(crate) const ROUTES: &[RouteRow] = &[
     (
         "get",
         "/v1/patients/{id}/records",
-        "Records of a patient (owner, auditor; a doctor: those a grant in force covers)",
+        "Records of a patient, by id, 1000 scanned a page (`next`: the cursor to pass as ?after=) (owner, auditor; a doctor: only those a grant in force covers)",
         true,
         None,
         200,

@@ -163,12 +163,22 @@ async fn reader(state: &AppState, auth: Auth, owner: PrincipalId) -> Result<Read
     }
 }
 
+/// `?after=<record id>`: the next page of a listing (records are ordered by
+/// id; a page holds at most [`limits::MAX_LIST_ITEMS`]).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    after: Option<RecordId>,
+}
+
 async fn list(
     state: web::Data<AppState>,
     auth: Auth,
     owner: web::Path<PrincipalId>,
+    q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let owner = owner.into_inner();
+    let after = q.into_inner().after;
     let what = RefusedObject::RecordList(owner);
     let grants = match reader(&state, auth, owner).await? {
         Reader::Everything => None,
@@ -186,7 +196,11 @@ async fn list(
             return Err(events::refuse(&state, auth.principal, what, RefusalReason::NotEntitled, error).await);
         }
     };
-    let metas = state.with_store(move |s| s.list_records(&owner, limits::MAX_LIST_ITEMS)).await?;
+    let metas =
+        state.with_store(move |s| s.list_records(&owner, after.as_ref(), limits::MAX_LIST_ITEMS)).await?;
+    // A full page may continue; the cursor is the last id scanned, not the
+    // last one shown, so a doctor's filtered page never ends a listing early.
+    let next = if metas.len() == limits::MAX_LIST_ITEMS { metas.last().map(|m| m.record_id()) } else { None };
     let now = state.clock().now();
     let records = metas
         .into_iter()
@@ -199,7 +213,7 @@ async fn list(
             size: m.size,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(RecordList { records }))
+    Ok(HttpResponse::Ok().json(RecordList { records, next }))
 }
 
 async fn get_envelope(

@@ -154,8 +154,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<u64>, StoreError>;
     /// A record's metadata and envelope.
     fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError>;
-    /// Up to `limit` records of `owner`, ordered by id.
-    fn list_records(&self, owner: &PrincipalId, limit: usize) -> Result<Vec<RecordMeta>, StoreError>;
+    /// Up to `limit` records of `owner`, ordered by id, starting after
+    /// record `after` (a page cursor) if given.
+    fn list_records(
+        &self,
+        owner: &PrincipalId,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<RecordMeta>, StoreError>;
 
     /// Stores a grant with its re-encryption key material and log event
     /// atomically. Returns the log index.

@@ -425,9 +425,29 @@ impl Store for SledStore {
         Ok(Some((meta, env.to_vec())))
     }
 
-    fn list_records(&self, owner: &PrincipalId, limit: usize) -> Result<Vec<RecordMeta>, StoreError> {
+    fn list_records(
+        &self,
+        owner: &PrincipalId,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<RecordMeta>, StoreError> {
+        let prefix = key(b"o/", &[owner.as_bytes()]);
+        let ids: Vec<[u8; 16]> = match after {
+            None => self.scan_ids::<16>(&prefix, limit)?,
+            Some(after) => {
+                let start = key(b"o/", &[owner.as_bytes(), after.as_bytes()]);
+                let mut ids = Vec::new();
+                let range = (std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded);
+                for item in self.db.range::<Vec<u8>, _>(range).take(limit) {
+                    let (k, _) = item.map_err(backend)?;
+                    let Some(tail) = k.strip_prefix(prefix.as_slice()) else { break };
+                    ids.push(tail.try_into().map_err(|_| StoreError::Corrupt("index key"))?);
+                }
+                ids
+            }
+        };
         let mut out = Vec::new();
-        for id in self.scan_ids::<16>(&key(b"o/", &[owner.as_bytes()]), limit)? {
+        for id in ids {
             let raw = self.get(&key(b"r/", &[&id]))?.ok_or(StoreError::Corrupt("record index"))?;
             out.push(RecordMeta::decode(&raw)?);
         }

@@ -128,10 +128,22 @@ pub(crate) fn record_batches_are_all_or_nothing<S: Store>(s: S) {
     assert_eq!((m.log_index, env), (0, vec![1; 4]));
     let ok = vec![(meta(3, owner), vec![3; 4]), (meta(2, owner), vec![2; 4])];
     assert_eq!(s.put_records(&ok, &[ev(2, &[owner]), ev(3, &[owner])]).unwrap(), vec![1, 2]);
-    let listed: Vec<_> = s.list_records(&owner, 10).unwrap().into_iter().map(|m| m.record_id()).collect();
+    let listed: Vec<_> =
+        s.list_records(&owner, None, 10).unwrap().into_iter().map(|m| m.record_id()).collect();
     assert_eq!(listed, [[1; 16], [2; 16], [3; 16]].map(RecordId::from_bytes).to_vec());
-    assert_eq!(s.list_records(&owner, 2).unwrap().len(), 2);
-    assert!(s.list_records(&PrincipalId::from_bytes([8; 32]), 10).unwrap().is_empty());
+    assert_eq!(s.list_records(&owner, None, 2).unwrap().len(), 2);
+    assert!(s.list_records(&PrincipalId::from_bytes([8; 32]), None, 10).unwrap().is_empty());
+    // Pages: after a cursor, never another owner's records.
+    let other = PrincipalId::from_bytes([10; 32]);
+    s.put_records(&[(meta(4, other), vec![4; 4])], &[ev(4, &[other])]).unwrap();
+    let page = |after: u8, n| -> Vec<RecordId> {
+        let a = RecordId::from_bytes([after; 16]);
+        s.list_records(&owner, Some(&a), n).unwrap().into_iter().map(|m| m.record_id()).collect()
+    };
+    assert_eq!(page(1, 1), [RecordId::from_bytes([2; 16])]);
+    assert_eq!(page(1, 10), [[2; 16], [3; 16]].map(RecordId::from_bytes).to_vec());
+    assert!(page(3, 10).is_empty(), "the last page ends at the owner's records");
+    assert_eq!(page(0, 10).len(), 3, "a cursor need not be a stored id");
 }
 
 pub(crate) fn revocation_deletes_rekeys_atomically<S: Store>(s: S) {
