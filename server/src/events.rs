@@ -61,6 +61,9 @@ fn subjects(ev: &LogEvent) -> Result<Vec<PrincipalId>, ApiError> {
             vec![*patient]
         }
         LogEvent::BudgetSet { analyst, .. } => vec![*analyst],
+        LogEvent::PrincipalSuspended { principal, .. }
+        | LogEvent::PrincipalReinstated { principal, .. }
+        | LogEvent::SuspendedPrincipalRefused { principal, .. } => vec![*principal],
         _ => Vec::new(),
     };
     v.sort();

@@ -127,6 +127,14 @@ pub(crate) const ROUTES: &[RouteRow] = &[
     ),
 ];
 
+/// The methods the document lists for `path` (a route pattern), upper-case
+/// and comma-separated: the `Allow` header of a 405.
+pub(crate) fn allowed_methods(path: &str) -> String {
+    let methods: Vec<String> =
+        ROUTES.iter().filter(|r| r.1 == path).map(|r| r.0.to_ascii_uppercase()).collect();
+    methods.join(", ")
+}
+
 fn error_response(description: &str) -> Value {
     json!({
         "description": description,

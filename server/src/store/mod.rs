@@ -109,7 +109,9 @@ impl Swept {
 
 /// The storage interface of the server.
 pub trait Store: Send + Sync + 'static {
-    /// Stores a challenge under the hash of its nonce.
+    /// Stores a challenge under the hash of its nonce. Need not be durable
+    /// when it returns (a challenge lost in a crash only makes its client
+    /// ask again), so a flood of challenges costs no flush each.
     fn put_challenge(&self, nonce_hash: &SecretHash, challenge: &Challenge) -> Result<(), StoreError>;
     /// Removes and returns a challenge (atomically: a nonce is used once).
     fn take_challenge(&self, nonce_hash: &SecretHash) -> Result<Option<Challenge>, StoreError>;
@@ -131,6 +133,17 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<u64, StoreError>;
     /// A registered principal.
     fn get_principal(&self, id: &PrincipalId) -> Result<Option<StoredPrincipal>, StoreError>;
+
+    /// Suspends a principal and appends its log event atomically
+    /// (`AlreadyExists("suspension")` if it is suspended already), then
+    /// removes every session of the principal; all durable before it
+    /// returns. Returns the log index and the number of sessions ended.
+    fn suspend_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<(u64, u64), StoreError>;
+    /// Lifts a suspension and appends its log event atomically
+    /// (`NotFound("suspension")` if the principal is not suspended).
+    fn reinstate_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<u64, StoreError>;
+    /// Whether the principal is suspended.
+    fn is_suspended(&self, id: &PrincipalId) -> Result<bool, StoreError>;
 
     /// Stores records (metadata + envelope) and their log events atomically:
     /// all or none. Fails with `AlreadyExists` if any record id is taken.
