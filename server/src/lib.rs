@@ -257,8 +257,15 @@ impl AppState {
     }
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("route"))
+/// No route matched: a path served with other methods is a 405 naming
+/// them, anything else a 404.
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let allow = openapi::allowed_methods_at(req.path());
+    if allow.is_empty() {
+        Err(ApiError::NotFound("route"))
+    } else {
+        Err(ApiError::MethodNotAllowed { allow })
+    }
 }
 
 /// The whole application: every route under `/v1`, `/healthz`, `/metrics`,

@@ -127,11 +127,34 @@ pub(crate) const ROUTES: &[RouteRow] = &[
     ),
 ];
 
-/// The methods the document lists for `path` (a route pattern), upper-case
-/// and comma-separated: the `Allow` header of a 405.
-pub(crate) fn allowed_methods(path: &str) -> String {
+/// The methods the document lists for the route pattern `pattern`,
+/// upper-case and comma-separated: the `Allow` header of a 405.
+pub(crate) fn allowed_methods(pattern: &str) -> String {
     let methods: Vec<String> =
-        ROUTES.iter().filter(|r| r.1 == path).map(|r| r.0.to_ascii_uppercase()).collect();
+        ROUTES.iter().filter(|r| r.1 == pattern).map(|r| r.0.to_ascii_uppercase()).collect();
+    methods.join(", ")
+}
+
+/// The methods the document lists for a request path (a `{param}` segment
+/// matches any one non-empty segment); empty if no listed path matches.
+pub(crate) fn allowed_methods_at(path: &str) -> String {
+    let matches = |pattern: &str| {
+        let (mut p, mut q) = (pattern.split('/'), path.split('/'));
+        loop {
+            match (p.next(), q.next()) {
+                (None, None) => return true,
+                (Some(a), Some(b)) if a.starts_with('{') && a.ends_with('}') => {
+                    if b.is_empty() {
+                        return false;
+                    }
+                }
+                (Some(a), Some(b)) if a == b => {}
+                _ => return false,
+            }
+        }
+    };
+    let methods: Vec<String> =
+        ROUTES.iter().filter(|r| matches(r.1)).map(|r| r.0.to_ascii_uppercase()).collect();
     methods.join(", ")
 }
 

@@ -45,11 +45,11 @@ use std::str::FromStr;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::Method;
 use actix_web::middleware::Next;
-use actix_web::web;
+use actix_web::{web, ResponseError as _};
 use medrelay_crypto::PrincipalId;
 
 use crate::{ApiError, AppState};
@@ -333,7 +333,7 @@ pub(crate) fn source_key(ip: IpAddr) -> IpAddr {
 pub(crate) async fn guard(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     if req.method() == Method::POST {
         let class = match req.match_pattern().as_deref() {
             Some("/v1/principals") => Some(true),
@@ -357,11 +357,12 @@ pub(crate) async fn guard(
             if let Err((quota, retry_after)) = verdict {
                 state.metrics().rate_limited();
                 tracing::info!(quota, retry_after, "rate limited");
-                return Err(ApiError::RateLimited { quota, retry_after }.into());
+                let answer = ApiError::RateLimited { quota, retry_after }.error_response();
+                return Ok(req.into_response(answer).map_into_right_body());
             }
         }
     }
-    next.call(req).await
+    Ok(next.call(req).await?.map_into_left_body())
 }
 
 #[cfg(test)]
