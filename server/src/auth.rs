@@ -10,11 +10,11 @@
 //! Every failure of step 2 and every bad bearer token is the same opaque
 //! `401 unauthorized`.
 //!
-//! A principal the operator suspended (see [`crate::admin`]) has no
-//! sessions left; a signed login of it, or a session that raced the
-//! suspension, is refused with `403 suspended` and logged (at most once a
-//! minute per principal: see [`crate::Limiters`]). Every authenticated
-//! request then counts against the principal's request quota.
+//! A principal the operator suspended (see [`crate::suspend`]) is refused
+//! with `403 suspended`, for each request with one of its sessions and each
+//! signed login, and logged (at most once a minute per principal: see
+//! [`crate::Limiters`]). Every other authenticated request counts against
+//! the principal's request quota.
 
 use std::future::Future;
 use std::pin::Pin;

@@ -247,12 +247,14 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     // 1. The operator.
     story.step("The operator starts a medrelay server");
     let log_key = init(&dirs.server()).at(&story)?;
-    // Every demo patient registers from this machine's loopback address:
-    // the registration quotas are raised to fit the cohort.
-    let fit = |n: usize| Rate::per(u32::try_from(n).unwrap_or(u32::MAX), 3600).unwrap_or(Rate::Off);
+    // Every demo patient registers and logs in from this machine's loopback
+    // address: the anonymous quotas are raised to fit the cohort.
+    let fit = |n: usize, secs| Rate::per(u32::try_from(n).unwrap_or(u32::MAX), secs).unwrap_or(Rate::Off);
+    let people = opts.cohort + 16;
     let quotas = Quotas {
-        register_per_source: fit(opts.cohort + 16),
-        register_total: fit((opts.cohort + 16).max(300)),
+        register_per_source: fit(people, 3600),
+        register_total: fit(people.max(300), 3600),
+        login_per_source: fit((4 * people).max(120), 60),
         ..Quotas::default()
     };
     let server = LocalServer::start_with(&dirs.server(), "medrelay.demo/log", 2, quotas).at(&story)?;

@@ -152,9 +152,9 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
-    /// Suspend a doctor, analyst or auditor: their sessions end at once and
-    /// every later login is refused and logged (through the running
-    /// server's admin socket, or offline).
+    /// Suspend a doctor, analyst or auditor: from now on every request and
+    /// login of theirs is refused and logged (through the running server's
+    /// admin socket, or offline).
     Suspend {
         /// Data directory.
         #[arg(long, env = "MEDRELAY_DATA")]
@@ -167,7 +167,8 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
-    /// Lift a suspension (logged; the principal logs in again).
+    /// Lift a suspension (logged; old sessions are deleted, the principal
+    /// logs in again).
     Unsuspend {
         /// Data directory.
         #[arg(long, env = "MEDRELAY_DATA")]
@@ -285,7 +286,7 @@ fn suspend_cmd(
     }
     if suspend {
         println!(
-            "suspended {} {} (log index {}); {} session(s) ended",
+            "suspended {} {} (log index {}); {} session(s) stopped working",
             r.role, r.principal, r.log_index, r.sessions_ended
         );
     } else {

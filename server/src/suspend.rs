@@ -3,14 +3,14 @@
 //! `medrelay-server suspend --principal ID` (and `unsuspend`) goes through
 //! the running server's admin socket, or opens the database when no server
 //! runs, exactly like enrollment. A suspension is one durable store change
-//! with its `principal suspended` log entry; then every session of the
-//! principal is deleted, so its bearer tokens stop working at once (401:
-//! the session no longer exists). A later signed login of the principal is
-//! refused with `403 suspended` and logged (`suspended principal refused`,
-//! at most once a minute per principal, every one counted in
-//! `medrelay_suspended_refusals_total`), so the operator and auditors see
-//! a stolen key still being tried. Reinstating is logged too and needs a
-//! fresh login.
+//! with its `principal suspended` log entry, checked on every request: from
+//! that moment every request with one of the principal's bearer tokens, and
+//! every signed login of it, is refused with `403 suspended` and logged
+//! (`suspended principal refused`, at most once a minute per principal,
+//! every one counted in `medrelay_suspended_refusals_total`), so the
+//! operator and auditors see a stolen key or token still being tried.
+//! Reinstating deletes the principal's old sessions first (none of them
+//! ever works again), is logged too, and needs a fresh login.
 //!
 //! Patients cannot be suspended: they hold their own keys and must always
 //! be able to read their history and revoke grants.
@@ -38,7 +38,7 @@ pub struct SuspensionReceipt {
     pub suspended: bool,
     /// The log entry of the change.
     pub log_index: u64,
-    /// Sessions ended (0 when reinstating).
+    /// Sessions of the principal that stopped working (0 when reinstating).
     pub sessions_ended: u64,
 }
 

@@ -436,8 +436,8 @@ fn login_raw(server: &Server, sk: &SigningKey) -> (u16, String) {
 }
 
 /// Issue 12: the operator suspends a doctor through the running server's
-/// admin socket (sessions end at once, logins are refused), and lifts it
-/// offline with the server stopped.
+/// admin socket (its sessions stop working at once, logins are refused),
+/// and lifts it offline with the server stopped.
 #[cfg(unix)]
 #[test]
 fn suspend_and_unsuspend_from_the_cli_live_and_offline() {
@@ -467,10 +467,11 @@ fn suspend_and_unsuspend_from_the_cli_live_and_offline() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("done by the running server"));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        stdout.contains(&format!("suspended doctor {id}")) && stdout.contains("1 session(s) ended"),
+        stdout.contains(&format!("suspended doctor {id}")) && stdout.contains("1 session(s) stopped working"),
         "{stdout}"
     );
-    assert!(authed(&server, &bearer).starts_with("HTTP/1.1 401"), "the session ended at once");
+    let refused = authed(&server, &bearer);
+    assert!(refused.starts_with("HTTP/1.1 403") && refused.contains("suspended"), "{refused}");
     let (s, body) = login_raw(&server, &sk);
     assert_eq!(s, 403, "{body}");
     assert!(body.contains("\"error\":\"suspended\""), "{body}");
@@ -485,6 +486,7 @@ fn suspend_and_unsuspend_from_the_cli_live_and_offline() {
     let out = run(&["unsuspend", "--data", d, "--principal", &id]);
     assert!(!out.status.success(), "not suspended any more");
     let server = Server::start(&data);
+    assert!(authed(&server, &bearer).starts_with("HTTP/1.1 401"), "old sessions never work again");
     let (s, bearer) = login_raw(&server, &sk);
     assert_eq!(s, 200, "{bearer}");
     assert!(authed(&server, &bearer).starts_with("HTTP/1.1 200"));

@@ -135,12 +135,15 @@ pub trait Store: Send + Sync + 'static {
     fn get_principal(&self, id: &PrincipalId) -> Result<Option<StoredPrincipal>, StoreError>;
 
     /// Suspends a principal and appends its log event atomically
-    /// (`AlreadyExists("suspension")` if it is suspended already), then
-    /// removes every session of the principal; all durable before it
-    /// returns. Returns the log index and the number of sessions ended.
+    /// (`AlreadyExists("suspension")` if it is suspended already), durably.
+    /// Its sessions stay stored, so that every later request with one of
+    /// them is recognised and refused as the suspended principal's. Returns
+    /// the log index and the number of unexpired sessions it had.
     fn suspend_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<(u64, u64), StoreError>;
-    /// Lifts a suspension and appends its log event atomically
-    /// (`NotFound("suspension")` if the principal is not suspended).
+    /// Deletes every session of a suspended principal (it logs in afresh),
+    /// then lifts the suspension and appends its log event atomically;
+    /// `NotFound("suspension")` if the principal is not suspended. Durable
+    /// before it returns.
     fn reinstate_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<u64, StoreError>;
     /// Whether the principal is suspended.
     fn is_suspended(&self, id: &PrincipalId) -> Result<bool, StoreError>;

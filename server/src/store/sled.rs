@@ -381,22 +381,31 @@ impl Store for SledStore {
             }
             Ok(idxs[0])
         })?;
-        // The suspension is durable: from here on every session of the
-        // principal is refused anyway; now remove them.
-        let mut ended = 0;
+        let mut live = 0;
         for item in self.db.scan_prefix(b"s/") {
-            let (k, v) = item.map_err(backend)?;
+            let (_, v) = item.map_err(backend)?;
             if Session::decode(&v).is_ok_and(|s| s.principal == *id) {
-                self.db.remove(&k).map_err(backend)?;
-                ended += 1;
+                live += 1;
             }
         }
-        self.durable()?;
-        Ok((idx, ended))
+        Ok((idx, live))
     }
 
     fn reinstate_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<u64, StoreError> {
         let skey = key(b"su/", &[id.as_bytes()]);
+        if self.get(&skey)?.is_none() {
+            return Err(StoreError::NotFound("suspension"));
+        }
+        // First, while still suspended, the sessions from before go (no new
+        // one can be made meanwhile: logins are refused), durably: a crash
+        // after the suspension is lifted can never revive one.
+        for item in self.db.scan_prefix(b"s/") {
+            let (k, v) = item.map_err(backend)?;
+            if Session::decode(&v).is_ok_and(|s| s.principal == *id) {
+                self.db.remove(&k).map_err(backend)?;
+            }
+        }
+        self.durable()?;
         self.logged(&[event], |tx, idxs| {
             if tx.remove(skey.as_slice())?.is_none() {
                 return abort(StoreError::NotFound("suspension"));
