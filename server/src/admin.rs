@@ -254,7 +254,7 @@ fn admin_request(
 }
 
 /// The body of an answer with status `want`, or the server's error.
-fn expect_answer<'a>(raw: &'a [u8], want: u16) -> Result<&'a [u8], ServeError> {
+fn expect_answer(raw: &[u8], want: u16) -> Result<&[u8], ServeError> {
     let (status, body) = parse_response(raw)?;
     if status == want {
         return Ok(body);
