@@ -208,7 +208,9 @@ fn matches_pattern(pattern: &str, s: &str) -> bool {
         .and_then(|p| p.strip_suffix('$'))
         .unwrap_or_else(|| panic!("pattern {pattern} is not anchored"));
     let p: Vec<char> = body.chars().collect();
-    let mut atoms: Vec<(Vec<(char, char)>, usize, bool)> = Vec::new();
+    // (character ranges, count, or more)
+    type Atom = (Vec<(char, char)>, usize, bool);
+    let mut atoms: Vec<Atom> = Vec::new();
     let mut i = 0;
     while i < p.len() {
         let mut class = Vec::new();
