@@ -58,8 +58,19 @@ impl Server {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
+        // Wait for an HTTP answer, not only an open port: the port accepts
+        // as soon as it is bound, before the server runs and handles
+        // SIGTERM (a quick `stop` would then kill it instead).
         let deadline = Instant::now() + Duration::from_secs(20);
-        while TcpStream::connect(&addr).is_err() {
+        let healthy = |addr: &str| {
+            let Ok(mut s) = TcpStream::connect(addr) else { return false };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+            let _ = s.write_all(b"GET /healthz HTTP/1.0\r\nHost: localhost\r\n\r\n");
+            let mut buf = String::new();
+            let _ = s.read_to_string(&mut buf);
+            buf.starts_with("HTTP/1.0 200") || buf.starts_with("HTTP/1.1 200")
+        };
+        while !healthy(&addr) {
             assert!(Instant::now() < deadline, "server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
