@@ -506,3 +506,77 @@ async fn run_gated<T: Send + 'static>(
         Err(_) => task.await?,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::store::SledStore;
+    use crate::Clock;
+
+    fn state(dir: &std::path::Path, deadline: Duration) -> AppState {
+        let key = medrelay_crypto::SigningKey::from_seed(&[3; 32]);
+        let signer = medrelay_policy::LogSigner::new("test/log", &key).unwrap();
+        AppState::new(SledStore::open(dir).unwrap(), Clock::manual(1), signer).with_dp_limits(1, deadline)
+    }
+
+    async fn wait_idle(gate: &DpGate) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while gate.busy() > 0 {
+            assert!(Instant::now() < until, "the slot never came back");
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_full_gate_is_busy_and_a_late_answer_is_never_charged() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path(), Duration::from_millis(100));
+        let gate = Arc::clone(state.dp_gate());
+
+        // Every slot taken until the deadline: dp_busy, the work never runs.
+        let held = Arc::clone(&gate.slots).try_acquire_owned().unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&ran);
+        let e = run_gated(&state, Instant::now(), move |_| {
+            r.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "dp_busy");
+        assert!(!ran.load(Ordering::SeqCst));
+        drop(held);
+
+        // Work that finishes after the deadline cannot charge: the request
+        // was answered dp_deadline, and the slot stays taken until the work
+        // really ends.
+        let charged = Arc::new(AtomicBool::new(false));
+        let c = Arc::clone(&charged);
+        let e = run_gated(&state, Instant::now(), move |fate| {
+            std::thread::sleep(Duration::from_millis(300));
+            if fate.compare_exchange(COMPUTING, CHARGING, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                c.store(true, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "dp_deadline");
+        assert_eq!(gate.busy(), 1, "the abandoned work still holds its slot");
+        wait_idle(&gate).await;
+        assert!(!charged.load(Ordering::SeqCst), "an abandoned answer was charged");
+
+        // In time: answered, and the slot is free again.
+        let v = run_gated(&state, Instant::now(), |fate| {
+            assert!(fate.compare_exchange(COMPUTING, CHARGING, Ordering::SeqCst, Ordering::SeqCst).is_ok());
+            Ok(7)
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 7);
+        wait_idle(&gate).await;
+    }
+}
