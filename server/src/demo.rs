@@ -36,7 +36,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::scan::Needles;
-use crate::{enroll_in, init, LocalServer};
+use crate::{enroll_in, init, LocalServer, Quotas, Rate};
 
 /// The synthetic FHIR bundles shipped in `tests/data/` (written for
 /// medrelay; they describe no real person). Alpha's is shaped like a real
@@ -250,7 +250,17 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     // 1. The operator.
     story.step("The operator starts a medrelay server");
     let log_key = init(&dirs.server()).at(&story)?;
-    let server = LocalServer::start(&dirs.server(), "medrelay.demo/log", 2).at(&story)?;
+    // Every demo patient registers and logs in from this machine's loopback
+    // address: the anonymous quotas are raised to fit the cohort.
+    let fit = |n: usize, secs| Rate::per(u32::try_from(n).unwrap_or(u32::MAX), secs).unwrap_or(Rate::Off);
+    let people = opts.cohort + 16;
+    let quotas = Quotas {
+        register_per_source: fit(people, 3600),
+        register_total: fit(people.max(300), 3600),
+        login_per_source: fit((4 * people).max(120), 60),
+        ..Quotas::default()
+    };
+    let server = LocalServer::start_with(&dirs.server(), "medrelay.demo/log", 2, quotas).at(&story)?;
     let opts_http = ServerOptions::new(server.url());
     story.say(format!("data directory: {} (sled, embedded)", dirs.server().display()));
     story.say(format!("log signing key made; auditors pin its fingerprint {}", log_key.fingerprint()));

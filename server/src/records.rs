@@ -35,10 +35,18 @@ use crate::{ApiError, AppState};
 use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/records", web::post().to(upload_one))
-        .route("/records/batch", web::post().to(upload_batch))
-        .route("/records/{id}", web::get().to(get_envelope))
-        .route("/patients/{id}/records", web::get().to(list));
+    cfg.service(
+        web::resource("/records")
+            .app_data(crate::error::json_config(limits::MAX_RECORD_BODY_BYTES))
+            .route(web::post().to(upload_one)),
+    )
+    .service(
+        web::resource("/records/batch")
+            .app_data(crate::error::json_config(limits::MAX_BODY_BYTES))
+            .route(web::post().to(upload_batch)),
+    )
+    .route("/records/{id}", web::get().to(get_envelope))
+    .route("/patients/{id}/records", web::get().to(list));
 }
 
 /// Decodes one envelope with its size limit (malformed bytes are a plain

@@ -269,6 +269,39 @@ pub(crate) fn expired_secrets_are_swept_and_live_ones_kept<S: Store>(s: S) {
 
 /// One `#[test]` per named conformance check, each on a fresh sled store
 /// in a temporary directory (used here and by `tests_dp`).
+pub(crate) fn suspension_is_logged_and_reinstatement_ends_old_sessions<S: Store>(s: S) {
+    let d = principal(1, Role::Doctor);
+    let other = principal(2, Role::Doctor);
+    s.register_principal(&d, None, &ev(1, &[d.id()])).unwrap();
+    s.register_principal(&other, None, &ev(2, &[other.id()])).unwrap();
+    let sess =
+        |p: &StoredPrincipal| Session { principal: p.id(), role: Role::Doctor, expires_at: Timestamp(99) };
+    s.put_session(&[1; 32], &sess(&d)).unwrap();
+    s.put_session(&[2; 32], &sess(&d)).unwrap();
+    s.put_session(&[3; 32], &sess(&other)).unwrap();
+    assert!(!s.is_suspended(&d.id()).unwrap());
+
+    assert_eq!(s.suspend_principal(&d.id(), &ev(3, &[d.id()])).unwrap(), (2, 2));
+    assert!(s.is_suspended(&d.id()).unwrap());
+    // Sessions stay (so their use is recognised and refused) until reinstated.
+    assert_eq!(s.get_session(&[1; 32]).unwrap(), Some(sess(&d)));
+    assert!(!s.is_suspended(&other.id()).unwrap());
+    // Twice, or an unknown principal: refused, nothing logged.
+    assert!(matches!(s.suspend_principal(&d.id(), &ev(4, &[d.id()])), Err(StoreError::AlreadyExists(_))));
+    let nobody = PrincipalId::from_bytes([9; 32]);
+    assert!(matches!(s.suspend_principal(&nobody, &ev(4, &[nobody])), Err(StoreError::NotFound(_))));
+    assert_eq!(s.log_size().unwrap(), 3);
+
+    assert_eq!(s.reinstate_principal(&d.id(), &ev(5, &[d.id()])).unwrap(), 3);
+    assert!(!s.is_suspended(&d.id()).unwrap());
+    assert_eq!(s.get_session(&[1; 32]).unwrap(), None, "old sessions never work again");
+    assert_eq!(s.get_session(&[2; 32]).unwrap(), None);
+    assert_eq!(s.get_session(&[3; 32]).unwrap(), Some(sess(&other)), "other principals keep theirs");
+    assert!(matches!(s.reinstate_principal(&d.id(), &ev(6, &[d.id()])), Err(StoreError::NotFound(_))));
+    assert_eq!(s.log_size().unwrap(), 4);
+    assert_eq!(s.log_indices_for(&d.id(), 0, 10).unwrap(), vec![0, 2, 3]);
+}
+
 macro_rules! sled_conformance {
     ($($name:ident),* $(,)?) => {$(
         #[test]
@@ -292,6 +325,7 @@ mod sled_backend {
         log_ranges_and_subject_index,
         merkle_tree_tracks_the_log_atomically,
         expired_secrets_are_swept_and_live_ones_kept,
+        suspension_is_logged_and_reinstatement_ends_old_sessions,
     );
 
     #[test]
