@@ -186,8 +186,8 @@ pub fn hpke_open(
     aad: &[u8],
     ciphertext: &HpkeCiphertext,
 ) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
-    let encapped = <Kem as hpke::Kem>::EncappedKey::from_bytes(&ciphertext.enc)
-        .map_err(|_| CryptoError::Decryption)?;
+    let encapped =
+        <Kem as hpke::Kem>::EncappedKey::from_bytes(&ciphertext.enc).map_err(|_| CryptoError::Decryption)?;
     hpke::single_shot_open::<AesGcm256, HkdfSha256, Kem>(
         &OpModeR::Base,
         &key.secret,

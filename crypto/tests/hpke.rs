@@ -32,10 +32,12 @@ fn a_share_sealed_to_one_aggregator_opens_only_there() {
     let mut rng = rand::rngs::OsRng;
     let leader = HpkeSecretKey::generate(&mut rng);
     let helper = HpkeSecretKey::generate(&mut rng);
-    let ct = hpke_seal(&mut rng, &helper.public_key(), b"medrelay study helper", b"report", b"share").unwrap();
+    let ct =
+        hpke_seal(&mut rng, &helper.public_key(), b"medrelay study helper", b"report", b"share").unwrap();
     assert_eq!(&hpke_open(&helper, b"medrelay study helper", b"report", &ct).unwrap()[..], b"share");
     assert!(hpke_open(&leader, b"medrelay study helper", b"report", &ct).is_err());
     // Two seals of the same plaintext differ (fresh ephemeral key each time).
-    let again = hpke_seal(&mut rng, &helper.public_key(), b"medrelay study helper", b"report", b"share").unwrap();
+    let again =
+        hpke_seal(&mut rng, &helper.public_key(), b"medrelay study helper", b"report", b"share").unwrap();
     assert_ne!(again.enc, ct.enc);
 }

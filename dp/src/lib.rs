@@ -78,6 +78,7 @@ mod error;
 mod mechanism;
 mod query;
 mod schema;
+pub mod study;
 mod summary;
 
 pub use answer::{answer, Accuracy, Answer, AnswerValue, BinCount, ComponentAnswer, CONFIDENCE, MAX_ROWS};
