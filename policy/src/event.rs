@@ -17,6 +17,7 @@ use crate::grant::{SignedGrant, SignedRevocation, MAX_SIGNED_GRANT_LEN, MAX_SIGN
 use crate::merkle::{hash_leaf, MerkleHash};
 use crate::principal::Role;
 use crate::refusal::{RefusalReason, RefusedObject};
+use crate::study_event::StudyEvent;
 
 const VERSION: u8 = 1;
 /// Largest encoded event.
@@ -170,7 +171,18 @@ pub enum LogEvent {
         /// δ at which zCDP spending converts to ε, finite and > 0.
         delta: f64,
     },
+    /// A private-study event (see [`StudyEvent`]).
+    Study {
+        /// When.
+        at: Timestamp,
+        /// What happened.
+        event: StudyEvent,
+    },
 }
+
+/// Tag of [`LogEvent::Study`]: kept apart from the other tags so that
+/// events added elsewhere cannot collide with it.
+const STUDY_TAG: u8 = 40;
 
 fn valid_cost(x: f64) -> bool {
     x.is_finite() && x >= 0.0 && x.is_sign_positive()
@@ -198,7 +210,8 @@ impl LogEvent {
             | LogEvent::RequestRefused { at, .. }
             | LogEvent::SummaryWithdrawn { at, .. }
             | LogEvent::SchemaAdded { at, .. }
-            | LogEvent::BudgetSet { at, .. } => *at,
+            | LogEvent::BudgetSet { at, .. }
+            | LogEvent::Study { at, .. } => *at,
         }
     }
 
@@ -218,6 +231,7 @@ impl LogEvent {
             LogEvent::SummaryWithdrawn { .. } => "summary_withdrawn",
             LogEvent::SchemaAdded { .. } => "schema_added",
             LogEvent::BudgetSet { .. } => "budget_set",
+            LogEvent::Study { event, .. } => event.kind(),
         }
     }
 
@@ -236,6 +250,7 @@ impl LogEvent {
             LogEvent::SummaryWithdrawn { .. } => 10,
             LogEvent::SchemaAdded { .. } => 11,
             LogEvent::BudgetSet { .. } => 12,
+            LogEvent::Study { .. } => STUDY_TAG,
         }
     }
 
@@ -266,6 +281,7 @@ impl LogEvent {
                     return Err(PolicyError::Malformed("log event: budget"));
                 }
             }
+            LogEvent::Study { event, .. } => event.validate()?,
             _ => {}
         }
         Ok(())
@@ -328,6 +344,7 @@ impl LogEvent {
             LogEvent::BudgetSet { analyst, schema, epsilon, delta, .. } => {
                 e.fixed(analyst.as_bytes()).str(schema).u64(epsilon.to_bits()).u64(delta.to_bits());
             }
+            LogEvent::Study { event, .. } => event.encode(&mut e),
         }
         Ok(e.finish())
     }
@@ -428,6 +445,7 @@ impl LogEvent {
                 epsilon: f64::from_bits(d.u64()?),
                 delta: f64::from_bits(d.u64()?),
             },
+            STUDY_TAG => LogEvent::Study { at, event: StudyEvent::decode(&mut d)? },
             _ => return Err(PolicyError::Malformed("log event: unknown event type")),
         };
         d.finish()?;
@@ -604,6 +622,7 @@ impl serde::Serialize for LogEvent {
             LogEvent::BudgetSet { at, analyst, schema, epsilon, delta } => {
                 EventView::BudgetSet { at: *at, analyst: *analyst, schema, epsilon: *epsilon, delta: *delta }
             }
+            LogEvent::Study { at, event } => return event.serialize_at(*at, s),
         };
         view.serialize(s)
     }

@@ -112,6 +112,7 @@ mod merkle;
 mod principal;
 mod refusal;
 mod scope;
+mod study_event;
 pub mod testing;
 mod tree;
 
@@ -124,6 +125,7 @@ pub use grant::{
 pub use principal::{PrePublicKey, Principal, Role, MAX_DISPLAY_NAME_LEN, MAX_PRE_KEY_LEN};
 pub use refusal::{RefusalReason, RefusedObject};
 pub use scope::{Scope, MAX_SCOPE_ITEMS, MAX_SCOPE_LEN};
+pub use study_event::{StudyAggregator, StudyEvent, STUDY_REJECTION_REASONS};
 
 pub use checkpoint::{
     Checkpoint, LogSigner, LogVerifier, MAX_EXTENSION_LINES, MAX_KEY_NAME_LEN, MAX_NOTE_LEN,
