@@ -96,6 +96,7 @@ pub mod http;
 pub mod keystore;
 mod patient;
 mod session;
+pub mod study;
 pub mod time;
 pub mod transparency;
 

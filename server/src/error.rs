@@ -77,6 +77,16 @@ pub enum ApiError {
     /// operator and no default configured).
     #[error("no privacy budget for this schema: the operator must set one")]
     NoBudget,
+    /// A private-study request refused for a stated reason with its own
+    /// stable code (`batch_too_small`, `already_released`, `batch_collected`,
+    /// `batch_mismatch`, `study_mismatch`, …); nothing changed.
+    #[error("{message}")]
+    Refused {
+        /// The code sent as `error`.
+        code: &'static str,
+        /// What happened (names and counts only).
+        message: String,
+    },
     /// Server-side failure; the detail stays in the log.
     #[error("internal error")]
     Internal(String),
@@ -101,6 +111,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::BudgetExceeded(_) => "budget_exceeded",
             ApiError::NoBudget => "no_budget",
+            ApiError::Refused { code, .. } => code,
             ApiError::Internal(_) => "internal",
         }
     }
@@ -136,7 +147,7 @@ impl ResponseError for ApiError {
             | ApiError::BudgetExceeded(_)
             | ApiError::NoBudget => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -157,6 +168,7 @@ impl From<StoreError> for ApiError {
                 "record" => "record id already stored",
                 "grant" => "grant id already stored",
                 "schema" => "a schema with this name is already installed",
+                "study" => "a study with this name is already installed",
                 _ => "already exists",
             }),
             StoreError::NotFound(what) => ApiError::NotFound(what),

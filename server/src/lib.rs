@@ -77,6 +77,7 @@ mod rekey_cache;
 pub mod scan;
 mod serve;
 pub mod store;
+pub mod study;
 
 use std::sync::Arc;
 
@@ -102,6 +103,7 @@ pub use rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
 pub use serve::{
     enroll, enroll_in, enroll_operator, init, load_log_key, serve, EnrolledVia, ServeConfig, ServeError,
 };
+pub use study::{AggregatorConfig, AggregatorToken, StudyService};
 
 use store::Store;
 
@@ -115,6 +117,7 @@ pub struct AppState {
     rekey_cache: Arc<RekeyCache>,
     dp_cache: Arc<DpCache>,
     dp_default_budget: Option<medrelay_dp::Budget>,
+    study: Option<Arc<StudyService>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -135,7 +138,20 @@ impl AppState {
             rekey_cache: Arc::new(RekeyCache::new(DEFAULT_REKEY_CACHE_KEYS)),
             dp_cache: Arc::new(DpCache::new(DEFAULT_DP_CACHE_ROWS)),
             dp_default_budget: default_dp_budget(),
+            study: None,
         }
+    }
+
+    /// The same state serving private studies as a leader or helper
+    /// aggregator (see [`study`]).
+    pub fn with_study_service(mut self, service: StudyService) -> Self {
+        self.study = Some(Arc::new(service));
+        self
+    }
+
+    /// The private-study service, if this server is an aggregator.
+    pub fn study_service(&self) -> Option<&StudyService> {
+        self.study.as_deref()
     }
 
     /// The same state with a re-encryption key cache of `capacity` keys
@@ -239,6 +255,7 @@ pub fn app(
         .app_data(path)
         .app_data(query)
         .wrap(actix_web::middleware::from_fn(metrics::track))
+        .wrap(actix_web::middleware::from_fn(study::mode_filter))
         .route("/healthz", web::get().to(metrics::healthz))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/v1/openapi.json", web::get().to(openapi::openapi))
@@ -250,7 +267,8 @@ pub fn app(
                 .configure(grants::routes)
                 .configure(reencrypt::routes)
                 .configure(log::routes)
-                .configure(dp::routes),
+                .configure(dp::routes)
+                .configure(study::routes),
         )
         .default_service(web::to(not_found))
 }

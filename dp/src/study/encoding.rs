@@ -145,6 +145,7 @@ pub struct Measurement {
 #[derive(Debug, Clone, PartialEq)]
 pub struct StudyEncoding {
     def: StudyDefinition,
+    schema: Schema,
     study_sha256: [u8; 32],
     pub(crate) numeric: Vec<Numeric>,
     pub(crate) pairs: Vec<(Numeric, Numeric)>,
@@ -325,12 +326,27 @@ impl StudyEncoding {
             }
         }
         let study_sha256 = sha256(&def.canonical_json()?);
-        Ok(Self { def: def.clone(), study_sha256, numeric, pairs, hists, strata, half, per_block })
+        Ok(Self {
+            def: def.clone(),
+            schema: schema.clone(),
+            study_sha256,
+            numeric,
+            pairs,
+            hists,
+            strata,
+            half,
+            per_block,
+        })
     }
 
     /// The definition.
     pub fn definition(&self) -> &StudyDefinition {
         &self.def
+    }
+
+    /// The schema it was checked against.
+    pub fn schema(&self) -> &Schema {
+        &self.schema
     }
 
     /// SHA-256 of the definition's canonical JSON (bound into every report

@@ -291,6 +291,37 @@ impl StudyVdaf {
         Ok(())
     }
 
+    /// Adds aggregate share `b` into `a`.
+    pub fn merge(&self, a: &mut AggregateShares, b: &AggregateShares) -> Result<(), StudyError> {
+        if a.0.len() != b.0.len() {
+            return Err(StudyError::Release("aggregate share groups"));
+        }
+        for (x, y) in a.0.iter_mut().zip(&b.0) {
+            x.merge(y).map_err(vdaf_err)?;
+        }
+        Ok(())
+    }
+
+    /// Checks that an input share and a public share have this study's
+    /// exact layout and lengths, without preparing them (the leader does
+    /// this at upload, to refuse malformed reports at once).
+    pub fn check_shares(
+        &self,
+        role: AggregatorRole,
+        public_share: &[u8],
+        input_share: &[u8],
+    ) -> Result<(), PrepError> {
+        let n = self.groups.len();
+        let publics = unframe(public_share, n).ok_or(PrepError::Malformed)?;
+        let inputs = unframe(input_share, n).ok_or(PrepError::Malformed)?;
+        for ((g, public), input) in self.groups.iter().zip(publics).zip(inputs) {
+            Prio3PublicShare::get_decoded_with_param(&g.vdaf, public).map_err(|_| PrepError::Malformed)?;
+            Prio3InputShare::get_decoded_with_param(&(&g.vdaf, role.agg_id()), input)
+                .map_err(|_| PrepError::Malformed)?;
+        }
+        Ok(())
+    }
+
     /// Encodes an aggregate share for storage or the wire (framed).
     pub fn encode_aggregate(&self, agg: &AggregateShares) -> Result<Vec<u8>, StudyError> {
         let parts = agg.0.iter().map(|a| a.get_encoded().map_err(vdaf_err)).collect::<Result<Vec<_>, _>>()?;
@@ -466,3 +497,11 @@ mod tests {
         assert!(unframe(&f[..f.len() - 1], 3).is_none());
     }
 }
+// Servers share these across worker threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<StudyVdaf>();
+    send_sync::<AggregateShares>();
+    send_sync::<PrepState>();
+    send_sync::<OutputShares>();
+};
