@@ -37,6 +37,31 @@ pub const TIME_PRECISION_SECS: u64 = 3600;
 /// The HPKE suite every study uses (RFC 9180 names).
 pub const HPKE_SUITE: &str = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM";
 
+/// An example study over `health-basics` (blood pressure and BMI by
+/// diabetes status), with zero placeholders for the schema hash and the two
+/// aggregators' keys: fill them in with [`example_study`].
+pub const EXAMPLE_STUDY_JSON: &str = include_str!("../../studies/bp-by-diabetes.json");
+
+/// The example study with the installed schema's SHA-256 (hex), the two
+/// aggregators' HPKE public keys, and the given minimum batch size and
+/// privacy parameter (for the demo and tests; operators edit the document).
+pub fn example_study(
+    schema_sha256: &str,
+    leader: &[u8; 32],
+    helper: &[u8; 32],
+    min_batch_size: u64,
+    privacy: Privacy,
+) -> Result<StudyDefinition, StudyError> {
+    let mut doc: StudyDoc =
+        serde_json::from_str(EXAMPLE_STUDY_JSON).map_err(|e| invalid("document", e.to_string()))?;
+    doc.schema_sha256 = schema_sha256.to_owned();
+    doc.aggregators.leader = AggregatorKey::new(leader);
+    doc.aggregators.helper = AggregatorKey::new(helper);
+    doc.min_batch_size = min_batch_size;
+    doc.privacy = privacy;
+    StudyDefinition::validate(doc)
+}
+
 /// A histogram the study releases.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -48,9 +48,10 @@ pub mod testing;
 mod vdaf;
 
 pub use definition::{
-    AggregatorKey, Aggregators, HistogramSpec, StudyDefinition, DEFAULT_VALUE_BITS, HPKE_SUITE,
-    MAX_MIN_BATCH, MAX_REPORTS_PER_PATIENT, MAX_STRATA, MAX_STUDY_BINS, MAX_STUDY_BYTES, MAX_STUDY_FIELDS,
-    MAX_STUDY_HISTOGRAMS, MAX_STUDY_PAIRS, MIN_BATCH_FLOOR, TIME_PRECISION_SECS, VALUE_BITS,
+    example_study, AggregatorKey, Aggregators, HistogramSpec, StudyDefinition, DEFAULT_VALUE_BITS,
+    EXAMPLE_STUDY_JSON, HPKE_SUITE, MAX_MIN_BATCH, MAX_REPORTS_PER_PATIENT, MAX_STRATA, MAX_STUDY_BINS,
+    MAX_STUDY_BYTES, MAX_STUDY_FIELDS, MAX_STUDY_HISTOGRAMS, MAX_STUDY_PAIRS, MIN_BATCH_FLOOR,
+    TIME_PRECISION_SECS, VALUE_BITS,
 };
 pub use encoding::{Group, Measurement, StudyEncoding, DEFAULT_STUDY_BINS, MAX_GROUP_LEN};
 pub use error::{PrepError, StudyError};
