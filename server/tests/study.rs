@@ -118,8 +118,8 @@ fn person(i: u32) -> Summary {
     summary(serde_json::json!({
         "systolic_bp": 110.0 + f64::from(i % 7) * 6.0,
         "bmi": 22.0 + f64::from(i % 5),
-        "diabetes": i % 3 == 0,
-        "sex": if i % 2 == 0 { "female" } else { "male" },
+        "diabetes": i.is_multiple_of(3),
+        "sex": if i.is_multiple_of(2) { "female" } else { "male" },
     }))
 }
 

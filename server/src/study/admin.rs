@@ -26,16 +26,18 @@ fn arg(e: impl std::fmt::Display) -> ServeError {
     ServeError::Argument(e.to_string())
 }
 
-/// `study add` in an open store, for the aggregator whose HPKE public key
-/// is `own`: returns the stored study and this aggregator's role in it.
-pub fn add_study_in<S: Store + StudyStore>(
-    store: &S,
+/// `study add` in an open store (`schemas` and `studies`: the same
+/// database), for the aggregator whose HPKE public key is `own`: returns
+/// the stored study and this aggregator's role in it.
+pub fn add_study_in(
+    schemas: &dyn Store,
+    studies: &dyn StudyStore,
     own: &HpkePublicKey,
     bytes: &[u8],
     clock: &Clock,
 ) -> Result<(StoredStudy, AggregatorRole), ServeError> {
     let def = StudyDefinition::from_json(bytes).map_err(arg)?;
-    let schema_row = store
+    let schema_row = schemas
         .get_schema(def.schema())?
         .ok_or_else(|| arg(format!("no schema named {:?} is installed", def.schema())))?;
     let schema = Schema::from_json(&schema_row.json).map_err(arg)?;
@@ -74,7 +76,7 @@ pub fn add_study_in<S: Store + StudyStore>(
         sha256,
         log_index: 0,
     };
-    stored.log_index = store.put_study(&stored, &event)?;
+    stored.log_index = studies.put_study(&stored, &event)?;
     Ok((stored, role))
 }
 
@@ -87,7 +89,7 @@ fn open(data: &Path) -> Result<SledStore, ServeError> {
 pub fn add_study(data: &Path, bytes: &[u8]) -> Result<(StoredStudy, AggregatorRole), ServeError> {
     let own = load_aggregator_key(data)?.public_key();
     let store = open(data)?;
-    add_study_in(&store, &own, bytes, &Clock::System)
+    add_study_in(&store, &store, &own, bytes, &Clock::System)
 }
 
 /// `medrelay-server study list --data DIR` (server stopped).

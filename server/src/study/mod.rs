@@ -139,6 +139,22 @@ impl StudyService {
         self.role
     }
 
+    /// Installs a study on this running aggregator (what `study add` does
+    /// with the server stopped), over the server's own `schemas` store.
+    pub fn install(
+        &self,
+        schemas: &dyn crate::store::Store,
+        bytes: &[u8],
+        clock: &crate::Clock,
+    ) -> Result<(StoredStudy, AggregatorRole), crate::ServeError> {
+        admin::add_study_in(schemas, self.store.as_ref(), &self.hpke.public_key(), bytes, clock)
+    }
+
+    /// This aggregator's HPKE public key.
+    pub fn hpke_public_key(&self) -> medrelay_crypto::hpke::HpkePublicKey {
+        self.hpke.public_key()
+    }
+
     pub(crate) fn store(&self) -> &Arc<dyn StudyStore> {
         &self.store
     }
