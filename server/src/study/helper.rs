@@ -49,7 +49,7 @@ fn authorized<'a>(state: &'a AppState, req: &HttpRequest) -> Result<&'a StudySer
     let svc = state
         .study_service()
         .filter(|s| s.role() == AggregatorRole::Helper)
-        .ok_or(ApiError::NotFound("route"))?;
+        .ok_or(ApiError::NotFound("aggregator service"))?;
     let presented = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)
@@ -118,7 +118,10 @@ async fn job(
 }
 
 fn authorized_blocking(state: &AppState) -> Result<&StudyService, ApiError> {
-    state.study_service().filter(|s| s.role() == AggregatorRole::Helper).ok_or(ApiError::NotFound("route"))
+    state
+        .study_service()
+        .filter(|s| s.role() == AggregatorRole::Helper)
+        .ok_or(ApiError::NotFound("aggregator service"))
 }
 
 fn prepare_job(
