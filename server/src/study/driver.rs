@@ -170,13 +170,10 @@ fn run_job(svc: &StudyService, l: &LoadedStudy, job: &StudyJob) -> Result<usize,
     let mut rejected: Vec<([u8; 16], usize)> = Vec::new();
     let mut sent = Vec::with_capacity(job.reports.len());
     let mut states = Vec::with_capacity(job.reports.len());
-    for (id, bytes) in &job.reports {
+    let prepared = super::par_map(&job.reports, |(id, bytes)| {
         let report = match Report::decode(bytes) {
             Ok(r) if r.id.0 == *id => r,
-            _ => {
-                rejected.push((*id, PrepError::Malformed.index()));
-                continue;
-            }
+            _ => return (*id, Err(PrepError::Malformed)),
         };
         let prepared = report.open_share(AggregatorRole::Leader, &svc.hpke).and_then(|share| {
             l.vdaf.verify_init(
@@ -187,8 +184,12 @@ fn run_job(svc: &StudyService, l: &LoadedStudy, job: &StudyJob) -> Result<usize,
                 &share,
             )
         });
-        match prepared {
-            Ok((st, verifier)) => {
+        (*id, prepared.map(|p| (report, p)))
+    });
+    for (id, prepared) in prepared {
+        let id = &id;
+        match prepared.map(|(report, (st, verifier))| (report, st, verifier)) {
+            Ok((report, st, verifier)) => {
                 states.push(st);
                 sent.push(JobReport {
                     id: *id,
@@ -222,9 +223,17 @@ fn run_job(svc: &StudyService, l: &LoadedStudy, job: &StudyJob) -> Result<usize,
         {
             return Err(HelperError::Protocol("the answer does not match the job".into()).into());
         }
-        for (st, (id, result)) in states.into_iter().zip(resp.results) {
+        let pairs: Vec<_> = states.into_iter().zip(resp.results).collect();
+        let finished = super::par_map(&pairs, |(st, (id, result))| {
+            let out = match result {
+                JobResult::Continue(msg) => Ok(l.vdaf.finish(st.clone(), msg)),
+                JobResult::Reject(why) => Err(*why),
+            };
+            (*id, out)
+        });
+        for (id, result) in finished {
             match result {
-                JobResult::Continue(msg) => match l.vdaf.finish(st, &msg) {
+                Ok(finished) => match finished {
                     Ok(out) => {
                         l.vdaf
                             .accumulate(&mut aggregate, &out)
@@ -239,7 +248,7 @@ fn run_job(svc: &StudyService, l: &LoadedStudy, job: &StudyJob) -> Result<usize,
                         rejected.push((id, why.index()));
                     }
                 },
-                JobResult::Reject(why) => rejected.push((id, why.index())),
+                Err(why) => rejected.push((id, why.index())),
             }
         }
     }

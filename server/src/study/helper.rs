@@ -137,30 +137,34 @@ fn prepare_job(
     let mut aggregate = l.vdaf.aggregate_init();
     let mut aggregated = Vec::new();
     let mut rejected = Vec::new();
+    // Replays (seen before, or twice in this job) first, in order; then
+    // every report is prepared on its own, in parallel.
     let mut in_job = std::collections::HashSet::new();
-    for (r, seen) in request.reports.iter().zip(seen) {
-        let outcome = (|| -> Result<_, PrepError> {
-            if seen || !in_job.insert(r.id) {
-                return Err(PrepError::Replayed);
-            }
-            if !l.def.in_window(r.time) {
-                return Err(PrepError::OutsideWindow);
-            }
-            let report = medrelay_dp::study::Report {
-                id: medrelay_dp::study::ReportId(r.id),
-                time: r.time,
-                study_sha256: l.stored.sha256,
-                public_share: r.public_share.clone(),
-                leader_share: HpkeCiphertext { enc: [0; 32], ciphertext: Vec::new() },
-                helper_share: HpkeCiphertext { enc: r.helper_enc, ciphertext: r.helper_ciphertext.clone() },
-            };
-            let share = report.open_share(AggregatorRole::Helper, &svc.hpke)?;
-            let (state, own) =
-                l.vdaf.verify_init(&l.verify_key, AggregatorRole::Helper, &r.id, &r.public_share, &share)?;
-            let message = l.vdaf.verifier_message(&state, &r.leader_verifier, &own)?;
-            let out = l.vdaf.finish(state, &message)?;
-            Ok((message, out))
-        })();
+    let work: Vec<(&super::protocol::JobReport, bool)> =
+        request.reports.iter().zip(seen).map(|(r, seen)| (r, seen || !in_job.insert(r.id))).collect();
+    let outcomes = super::par_map(&work, |(r, replayed)| -> Result<_, PrepError> {
+        if *replayed {
+            return Err(PrepError::Replayed);
+        }
+        if !l.def.in_window(r.time) {
+            return Err(PrepError::OutsideWindow);
+        }
+        let report = medrelay_dp::study::Report {
+            id: medrelay_dp::study::ReportId(r.id),
+            time: r.time,
+            study_sha256: l.stored.sha256,
+            public_share: r.public_share.clone(),
+            leader_share: HpkeCiphertext { enc: [0; 32], ciphertext: Vec::new() },
+            helper_share: HpkeCiphertext { enc: r.helper_enc, ciphertext: r.helper_ciphertext.clone() },
+        };
+        let share = report.open_share(AggregatorRole::Helper, &svc.hpke)?;
+        let (state, own) =
+            l.vdaf.verify_init(&l.verify_key, AggregatorRole::Helper, &r.id, &r.public_share, &share)?;
+        let message = l.vdaf.verifier_message(&state, &r.leader_verifier, &own)?;
+        let out = l.vdaf.finish(state, &message)?;
+        Ok((message, out))
+    });
+    for ((r, _), outcome) in work.iter().zip(outcomes) {
         match outcome {
             Ok((message, out)) => {
                 l.vdaf.accumulate(&mut aggregate, &out).map_err(|e| ApiError::Internal(e.to_string()))?;

@@ -206,6 +206,21 @@ impl StudyService {
     }
 }
 
+/// `f` over `items` on up to as many threads as the machine has cores (at
+/// most 8), in order. Preparation is CPU-bound and independent per report.
+pub(crate) fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync) -> Vec<U> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8);
+    if threads == 1 || items.len() < 32 {
+        return items.iter().map(&f).collect();
+    }
+    let chunk = items.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> =
+            items.chunks(chunk).map(|c| s.spawn(|| c.iter().map(&f).collect::<Vec<U>>())).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
+    })
+}
+
 /// Checks a study name from a path: 1-64 characters from `[a-z0-9_-]`.
 pub(crate) fn check_study_name(name: &str) -> Result<(), ApiError> {
     let ok = !name.is_empty()
