@@ -351,6 +351,30 @@ fn the_study_store_decides_under_its_lock() {
     let (out, _) = store.upload_reports("s", &patient, 2, &[([4u8; 16], vec![5])], 0, &event).unwrap();
     assert_eq!(out, [UploadOutcome::OverQuota], "the quota holds across requests");
 
+    // A started job keeps its reports (by id) until its commit deletes
+    // them: after a crash, `jobs` hands back the same reports to resend.
+    let pending = store.pending_reports("s", 10).unwrap();
+    let job = medrelay_server::store::StudyJob { job_id: [3; 16], batch: 0, reports: pending.clone() };
+    store.start_job("s", &job).unwrap();
+    assert_eq!(store.jobs("s").unwrap(), vec![job.clone()]);
+    let missing =
+        medrelay_server::store::StudyJob { job_id: [4; 16], batch: 0, reports: vec![([9u8; 16], vec![])] };
+    assert!(matches!(store.start_job("s", &missing), Err(StoreError::NotFound("pending report"))));
+    let ids: Vec<[u8; 16]> = pending.iter().map(|(id, _)| *id).collect();
+    let leader_commit = medrelay_server::store::JobCommit {
+        job_id: [3; 16],
+        batch: 0,
+        aggregated: &ids[..1],
+        rejected: &[(ids[1], 2)],
+        helper_response: None,
+    };
+    let keep: &Transform<'_> = &|cur: &[u8]| Ok(cur.to_vec());
+    let log = medrelay_server::store::LogAppend { data: b"j".to_vec(), subjects: vec![] };
+    store.commit_job("s", &leader_commit, b"agg", keep, &log).unwrap();
+    assert!(store.jobs("s").unwrap().is_empty() && store.pending_reports("s", 10).unwrap().is_empty());
+    let b = store.get_batch("s", 0).unwrap().unwrap();
+    assert_eq!((b.reports, b.rejected), (1, [0, 0, 1, 0, 0]));
+
     // Helper release: wrong count or checksum, too small, then once.
     let noisy: &Transform<'_> = &|agg: &[u8]| Ok([agg, b"+noise"].concat());
     let log = medrelay_server::store::LogAppend { data: b"r".to_vec(), subjects: vec![] };
@@ -362,27 +386,27 @@ fn the_study_store_decides_under_its_lock() {
         helper_response: Some(([0; 32], b"resp")),
     };
     let merge: &Transform<'_> = &|cur: &[u8]| Ok([cur, b"+"].concat());
-    store.commit_job("s", &commit, b"agg", merge, &log).unwrap();
-    let batch = store.get_batch("s", 0).unwrap().unwrap();
+    store.commit_job("h", &commit, b"agg", merge, &log).unwrap();
+    let batch = store.get_batch("h", 0).unwrap().unwrap();
     let check = |reports, checksum| CollectCheck { batch: 0, reports, checksum, min_reports: 2 };
     assert_eq!(
-        store.helper_release("s", &check(3, batch.checksum), noisy, &log).unwrap(),
+        store.helper_release("h", &check(3, batch.checksum), noisy, &log).unwrap(),
         HelperReleaseOutcome::Mismatch
     );
     assert_eq!(
-        store.helper_release("s", &check(2, [0; 32]), noisy, &log).unwrap(),
+        store.helper_release("h", &check(2, [0; 32]), noisy, &log).unwrap(),
         HelperReleaseOutcome::Mismatch
     );
     let tight = CollectCheck { min_reports: 3, ..check(2, batch.checksum) };
-    assert_eq!(store.helper_release("s", &tight, noisy, &log).unwrap(), HelperReleaseOutcome::TooSmall);
-    let first = store.helper_release("s", &check(2, batch.checksum), noisy, &log).unwrap();
+    assert_eq!(store.helper_release("h", &tight, noisy, &log).unwrap(), HelperReleaseOutcome::TooSmall);
+    let first = store.helper_release("h", &check(2, batch.checksum), noisy, &log).unwrap();
     assert_eq!(first, HelperReleaseOutcome::Released(b"agg++noise".to_vec()));
     // A retry gets the same bytes, not fresh noise; the batch takes no job.
     let other_noise: &Transform<'_> = &|_: &[u8]| panic!("noise drawn twice");
-    assert_eq!(store.helper_release("s", &check(2, batch.checksum), other_noise, &log).unwrap(), first);
+    assert_eq!(store.helper_release("h", &check(2, batch.checksum), other_noise, &log).unwrap(), first);
     let late = medrelay_server::store::JobCommit { job_id: [8; 16], aggregated: &[[7u8; 16]], ..commit };
     assert_eq!(
-        store.commit_job("s", &late, b"agg", merge, &log).unwrap(),
+        store.commit_job("h", &late, b"agg", merge, &log).unwrap(),
         medrelay_server::store::CommitOutcome::BatchClosed
     );
 }

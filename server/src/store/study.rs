@@ -10,7 +10,7 @@
 
 use medrelay_crypto::encoding::{Decoder, Encoder};
 use medrelay_crypto::{DecodeError, PrincipalId};
-use medrelay_dp::study::{MAX_REPORT_BYTES, MAX_STUDY_BYTES};
+use medrelay_dp::study::MAX_STUDY_BYTES;
 
 use super::{LogAppend, StoreError};
 
@@ -164,9 +164,11 @@ impl BatchState {
     }
 }
 
-/// A leader's preparation job: reports taken from the pending queue for one
-/// batch, kept until the helper's answer is committed (so a crash in
-/// between resumes the same job, which the helper answers idempotently).
+/// A leader's preparation job: reports of the pending queue assigned to one
+/// batch. The job record keeps only their ids (the reports stay where the
+/// upload stored them) until the helper's answer is committed, which
+/// deletes both; a crash in between resumes the same job, which the helper
+/// answers idempotently.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StudyJob {
     /// The job id.
@@ -177,32 +179,36 @@ pub struct StudyJob {
     pub reports: Vec<(ReportIdBytes, Vec<u8>)>,
 }
 
-impl StudyJob {
+/// The stored form of a job: its id, batch and report ids.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct JobRecord {
+    pub(crate) job_id: [u8; 16],
+    pub(crate) batch: u64,
+    pub(crate) ids: Vec<ReportIdBytes>,
+}
+
+impl JobRecord {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let size: usize = self.reports.iter().map(|(_, r)| r.len() + 24).sum();
-        let mut e = Encoder::with_capacity(b"MSJB", V1, 64 + size);
-        e.fixed(&self.job_id).u64(self.batch).u32(u32::try_from(self.reports.len()).unwrap_or(u32::MAX));
-        for (id, r) in &self.reports {
-            e.fixed(id).bytes(r);
+        let mut e = Encoder::with_capacity(b"MSJB", V1, 64 + 16 * self.ids.len());
+        e.fixed(&self.job_id).u64(self.batch).u32(u32::try_from(self.ids.len()).unwrap_or(u32::MAX));
+        for id in &self.ids {
+            e.fixed(id);
         }
         e.finish()
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self, StoreError> {
         (|| -> Result<Self, DecodeError> {
-            let mut d = Decoder::open(b, b"MSJB", &[V1], MAX_JOB_REPORTS * (MAX_REPORT_BYTES + 32) + 64)?;
+            let mut d = Decoder::open(b, b"MSJB", &[V1], MAX_JOB_REPORTS * 16 + 64)?;
             let job_id = d.array()?;
             let batch = d.u64()?;
             let n = usize::try_from(d.u32()?).map_err(|_| DecodeError::Invalid("job size"))?;
             if n > MAX_JOB_REPORTS {
                 return Err(DecodeError::Invalid("job size"));
             }
-            let mut reports = Vec::with_capacity(n);
-            for _ in 0..n {
-                reports.push((d.array()?, d.bytes(MAX_REPORT_BYTES)?.to_vec()));
-            }
+            let ids = (0..n).map(|_| d.array()).collect::<Result<_, _>>()?;
             d.finish()?;
-            Ok(Self { job_id, batch, reports })
+            Ok(Self { job_id, batch, ids })
         })()
         .map_err(|_| StoreError::Corrupt("study job"))
     }
@@ -306,11 +312,10 @@ pub trait StudyStore: Send + Sync + 'static {
         -> Result<Vec<(ReportIdBytes, Vec<u8>)>, StoreError>;
     /// Leader: the batch new jobs go into (0 at first).
     fn open_batch(&self, study: &str) -> Result<u64, StoreError>;
-    /// Leader: moves the job's reports from the pending queue into the job
-    /// record, in one durable transaction. `NotFound("pending report")` if
-    /// one is no longer pending.
+    /// Leader: records the job (its report ids, which must all be pending:
+    /// else `NotFound("pending report")`), durably.
     fn start_job(&self, study: &str, job: &StudyJob) -> Result<(), StoreError>;
-    /// Leader: started jobs not yet committed.
+    /// Leader: started jobs not yet committed, with their reports.
     fn jobs(&self, study: &str) -> Result<Vec<StudyJob>, StoreError>;
 
     /// Helper: which of `ids` were aggregated before.
@@ -323,7 +328,7 @@ pub trait StudyStore: Send + Sync + 'static {
     /// be open; `merge` turns its stored aggregate into the new one; counts,
     /// checksum and rejections are added. Helper: every report of the job
     /// must be unseen and is marked seen, and the response is kept. Leader:
-    /// the job record is deleted.
+    /// the job record and the job's pending reports are deleted.
     fn commit_job(
         &self,
         study: &str,
@@ -387,13 +392,13 @@ mod tests {
         b.status = BatchStatus::Charged;
         b.rejected = [1, 2, 3, 4, 5];
         assert_eq!(BatchState::decode(&b.encode()).unwrap(), b);
-        let j = StudyJob { job_id: [4; 16], batch: 7, reports: vec![([5; 16], vec![9; 10])] };
-        assert_eq!(StudyJob::decode(&j.encode()).unwrap(), j);
+        let j = JobRecord { job_id: [4; 16], batch: 7, ids: vec![[5; 16], [6; 16]] };
+        assert_eq!(JobRecord::decode(&j.encode()).unwrap(), j);
         type Dec = fn(&[u8]) -> bool;
         let cases: [(Vec<u8>, Dec); 3] = [
             (s.encode(), |x| StoredStudy::decode(x).is_ok()),
             (b.encode(), |x| BatchState::decode(x).is_ok()),
-            (j.encode(), |x| StudyJob::decode(x).is_ok()),
+            (j.encode(), |x| JobRecord::decode(x).is_ok()),
         ];
         for (blob, ok) in cases {
             for n in 0..blob.len() {

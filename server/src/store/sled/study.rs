@@ -19,7 +19,7 @@ use sled::transaction::TransactionalTree;
 use super::{abort, backend, from_tx, key, read_u64, tx_apply_log, SledStore, TxResult};
 use crate::store::study::{
     BatchState, BatchStatus, ChargeOutcome, CollectCheck, CommitOutcome, HelperReleaseOutcome, JobCommit,
-    KeptResponse, ReportIdBytes, StoredStudy, StudyJob, StudyStore, Transform, UploadOutcome,
+    JobRecord, KeptResponse, ReportIdBytes, StoredStudy, StudyJob, StudyStore, Transform, UploadOutcome,
 };
 use crate::store::{LogAppend, StoreError};
 
@@ -200,12 +200,17 @@ impl StudyStore for SledStore {
 
     fn start_job(&self, study: &str, job: &StudyJob) -> Result<(), StoreError> {
         let jk = job_key(study, &job.job_id);
-        let blob = job.encode();
+        let record = JobRecord {
+            job_id: job.job_id,
+            batch: job.batch,
+            ids: job.reports.iter().map(|(id, _)| *id).collect(),
+        };
+        let blob = record.encode();
         self.decide_logged(
             |_| Ok(Decided::Write(Vec::new(), ())),
             |tx, (), _| {
-                for (id, _) in &job.reports {
-                    if tx.remove(pending_key(study, id))?.is_none() {
+                for id in &record.ids {
+                    if tx.get(pending_key(study, id))?.is_none() {
                         return abort(StoreError::NotFound("pending report"));
                     }
                 }
@@ -219,7 +224,15 @@ impl StudyStore for SledStore {
         let mut out = Vec::new();
         for item in self.db.scan_prefix(prefix(b"yj/", study)) {
             let (_, v) = item.map_err(backend)?;
-            out.push(StudyJob::decode(&v)?);
+            let record = JobRecord::decode(&v)?;
+            let mut reports = Vec::with_capacity(record.ids.len());
+            for id in record.ids {
+                let bytes = self
+                    .get(&pending_key(study, &id))?
+                    .ok_or(StoreError::Corrupt("a job's report is missing"))?;
+                reports.push((id, bytes.to_vec()));
+            }
+            out.push(StudyJob { job_id: record.job_id, batch: record.batch, reports });
         }
         Ok(out)
     }
@@ -284,6 +297,9 @@ impl StudyStore for SledStore {
                     }
                     None => {
                         tx.remove(job_key(study, &commit.job_id))?;
+                        for id in commit.aggregated.iter().chain(commit.rejected.iter().map(|(id, _)| id)) {
+                            tx.remove(pending_key(study, id))?;
+                        }
                     }
                 }
                 Ok(CommitOutcome::Committed(idxs[0]))
