@@ -9,6 +9,8 @@
 //!   sensitivity labels.
 //! - [`dp`]: the patient's summary preview (clamped into the schema's
 //!   public bounds) and the analyst's query builder.
+//! - [`study`]: private studies: the definition checked against the log,
+//!   reports sealed to two aggregators, releases checked and analysed.
 //! - [`Patient`], [`Doctor`], [`Analyst`], [`Auditor`]: the operations each role runs,
 //!   returning typed results (no printing), so the CLIs, the demo and the
 //!   end-to-end tests share them.

@@ -7,7 +7,9 @@
 //! see `docs/DP-SERVICE.md`), all under `/v1`. The binary
 //! (`medrelay-server`) is a thin CLI over [`app`], [`serve`],
 //! [`enroll_operator`] and the DP operator commands ([`add_schema`],
-//! [`set_budget`]).
+//! [`set_budget`]). With `serve --aggregator leader|helper` it is also
+//! one of the two aggregators of private studies ([`study`]): patients
+//! upload secret-shared, HPKE-sealed reports and no server sees a summary.
 //!
 //! Operations: the operator enrolls doctors, analysts and auditors while the
 //! server runs through a Unix-domain admin socket in the data directory
