@@ -400,6 +400,15 @@ impl StudyVdaf {
     }
 }
 
+// Servers share these across worker threads.
+const _: fn() = || {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<StudyVdaf>();
+    send_sync::<AggregateShares>();
+    send_sync::<PrepState>();
+    send_sync::<OutputShares>();
+};
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -497,11 +506,3 @@ mod tests {
         assert!(unframe(&f[..f.len() - 1], 3).is_none());
     }
 }
-// Servers share these across worker threads.
-const _: fn() = || {
-    fn send_sync<T: Send + Sync>() {}
-    send_sync::<StudyVdaf>();
-    send_sync::<AggregateShares>();
-    send_sync::<PrepState>();
-    send_sync::<OutputShares>();
-};
