@@ -130,6 +130,7 @@ pub mod encoding;
 mod envelope;
 mod error;
 mod header;
+pub mod hpke;
 mod ids;
 mod keyfile;
 mod keys;
