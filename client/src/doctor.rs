@@ -1,8 +1,9 @@
 //! The doctor's operations: enrollment, what is shared now, and fetching
-//! records: the server re-encrypts the capsule, this client checks the
-//! owner's signature over the envelope and every Umbral capsule-fragment
-//! proof (inside `decrypt_record_as_delegate`) before any plaintext is
-//! returned. `fetch_all` writes a patient's chart as one FHIR R4 Bundle (or
+//! records: the server re-encrypts each batch capsule once per grant, this
+//! client checks the owner's signature over the capsule and every Umbral
+//! capsule-fragment proof (inside `decrypt_batch_key_as_delegate`), opens
+//! the batch key once, and checks the owner's signature over each envelope
+//! (inside `decrypt_record`) before any plaintext is returned. `fetch_all` writes a patient's chart as one FHIR R4 Bundle (or
 //! Bulk Data NDJSON), every resource exactly as the patient published it.
 
 use std::collections::BTreeMap;
@@ -11,13 +12,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use medrelay_crypto::{
-    decrypt_record_as_delegate, GrantId, KeyClass, KeyFile, PatientPublicKeys, PreSecretKey, PrincipalId,
-    RecordEnvelope, RecordId, ReencryptedCapsule, SigningKey, Timestamp, VerifyingKey, MAX_ENVELOPE_LEN,
+    decrypt_batch_key_as_delegate, decrypt_record, BatchKey, CapsuleId, GrantId, KeyClass, KeyFile,
+    PatientPublicKeys, PreSecretKey, PrincipalId, RecordEnvelope, RecordId, ReencryptedCapsule,
+    SignedCapsule, SigningKey, Threshold, Timestamp, VerifyingKey, MAX_ENVELOPE_LEN,
 };
 use medrelay_fhir::export::{collection_bundle, ndjson_by_type, unresolved_references};
 use medrelay_fhir::StoredEntry;
 use medrelay_policy::{authorize, Denial, SignedGrant, VerifiedGrant};
-use medrelay_wire::{limits, ReencryptItem, ReencryptedRecord, Role};
+use medrelay_wire::{DeliveredCapsule, ReencryptItem, ReencryptResponse, ReencryptedRecord, Role};
 use rand::rngs::OsRng;
 use serde::Serialize;
 
@@ -243,7 +245,7 @@ impl Doctor {
         let mut records = Vec::new();
         let mut withheld: BTreeMap<String, usize> = BTreeMap::new();
         for summary in self.http.all_records_of(&patient.id)? {
-            let bytes = self.http.envelope(&summary.record_id)?;
+            let (bytes, _) = self.http.envelope(&summary.record_id)?;
             let env = RecordEnvelope::from_bytes(&bytes, MAX_ENVELOPE_LEN)
                 .map_err(|e| ClientError::Protocol(format!("record {}: {e}", summary.record_id)))?;
             env.verify_owner(&patient.signing_key).map_err(|_| {
@@ -309,13 +311,18 @@ impl Doctor {
         Ok(History { items, tree_size: checkpoint.tree_size })
     }
 
-    /// Checks and opens one re-encrypted record. `owner` is the expected
-    /// owner's verified directory entry and decoded keys, when the caller
-    /// already holds them (`fetch_all`); otherwise they are looked up.
+    /// Checks and opens one served record with the batch key of its
+    /// capsule: from `keys` when this client opened it already, else
+    /// opened from the answer's delivered capsule (and kept in `keys`).
+    /// `owner` is the expected owner's verified directory entry and decoded
+    /// keys, when the caller already holds them (`fetch_all`); otherwise
+    /// they are looked up.
     fn open_served(
         &self,
         want: &RecordId,
         served: &ReencryptedRecord,
+        delivered: &[DeliveredCapsule],
+        keys: &mut BTreeMap<CapsuleId, BatchKey>,
         owner: Option<(&PrincipalId, &VerifyingKey, &PatientPublicKeys)>,
     ) -> Result<FetchedRecord, ClientError> {
         if served.record_id != *want {
@@ -323,7 +330,7 @@ impl Doctor {
         }
         let env = RecordEnvelope::from_bytes(served.envelope.as_bytes(), MAX_ENVELOPE_LEN)
             .map_err(|e| ClientError::Protocol(format!("record {want}: {e}")))?;
-        if env.header().record_id() != *want {
+        if env.header().record_id() != *want || env.capsule_id() != served.capsule_id {
             return Err(ClientError::Verification(format!(
                 "the server answered for {want} with another record"
             )));
@@ -343,10 +350,18 @@ impl Doctor {
                 (&looked_up.0, &looked_up.1)
             }
         };
-        let capsule = ReencryptedCapsule::from_bytes(served.capsule.as_bytes())
-            .map_err(|_| ClientError::Decryption(*want))?;
-        let body = decrypt_record_as_delegate(&self.pre, signing_key, owner_keys, &env, &capsule)
-            .map_err(|_| ClientError::Decryption(*want))?;
+        let capsule_id = env.capsule_id();
+        if !keys.contains_key(&capsule_id) {
+            let d = delivered
+                .iter()
+                .find(|d| d.capsule_id == capsule_id && d.grant_id == served.grant_id)
+                .ok_or_else(|| ClientError::Protocol(format!("record {want} came without its capsule")))?;
+            let key = open_delivered(&self.pre, signing_key, owner_keys, d)
+                .map_err(|_| ClientError::Decryption(*want))?;
+            keys.insert(capsule_id, key);
+        }
+        let key = keys.get(&capsule_id).ok_or(ClientError::Decryption(*want))?;
+        let body = decrypt_record(key, signing_key, &env).map_err(|_| ClientError::Decryption(*want))?;
         Ok(FetchedRecord {
             record: OpenedRecord { header: env.header().clone(), body },
             grant_id: served.grant_id,
@@ -357,8 +372,16 @@ impl Doctor {
     /// Asks the server to re-encrypt one record, verifies and decrypts it.
     /// A denial is [`ClientError::Server`] with the policy's reason code.
     pub fn fetch(&self, id: &RecordId) -> Result<FetchedRecord, ClientError> {
-        let served = self.http.reencrypt_one(id)?;
-        self.open_served(id, &served, None)
+        let ReencryptResponse { items, capsules } = self.http.reencrypt_one(id)?;
+        match items.into_iter().next() {
+            Some(ReencryptItem::Served(served)) => {
+                self.open_served(id, &served, &capsules, &mut BTreeMap::new(), None)
+            }
+            Some(ReencryptItem::Denied { error, .. }) => {
+                Err(ClientError::Server { status: 403, code: error.error, message: error.message })
+            }
+            None => Err(ClientError::Protocol("empty answer".into())),
+        }
     }
 
     /// Fetches every record of `patient` the doctor may read now, checks
@@ -367,6 +390,11 @@ impl Doctor {
     /// `bundle.json` (or `<Type>.ndjson` files), other records (PDFs,
     /// images) as `<record id>.<ext>`. The report counts what was withheld
     /// and why.
+    ///
+    /// One batched request per [`FETCH_CHUNK`] records: the
+    /// server answers with the envelopes and each batch capsule they need
+    /// once; this client opens each batch key once and decrypts the
+    /// records of a chunk while the next chunk is on its way.
     pub fn fetch_all(
         &self,
         patient: &PrincipalId,
@@ -384,50 +412,91 @@ impl Doctor {
         // The owner's keys, checked and decoded once for the whole chart.
         let owner_keys = p.patient_keys()?;
         let owner = Some((&p.id, &p.signing_key, &owner_keys));
-        let shared = self.shared_with(&p, &grants)?;
+        // The server lists only what a grant in force covers (need to know);
+        // each served header is checked again here before it is written.
+        let ids: Vec<RecordId> = self.http.all_records_of(&p.id)?.into_iter().map(|r| r.record_id).collect();
         fs::create_dir_all(out).map_err(ClientError::io(out))?;
-        let categories: BTreeMap<RecordId, String> =
-            shared.records.iter().map(|r| (r.record_id, r.category.clone())).collect();
-        let ids: Vec<RecordId> = shared.records.iter().map(|r| r.record_id).collect();
         let total = ids.len() as u64;
-        let mut report = FetchAllReport { withheld: shared.withheld, ..FetchAllReport::default() };
+        let mut report = FetchAllReport::default();
         let mut entries: Vec<StoredEntry> = Vec::new();
+        let mut keys: BTreeMap<CapsuleId, BatchKey> = BTreeMap::new();
         let mut done = 0;
         progress(Progress { done, total });
-        for chunk in ids.chunks(limits::MAX_BATCH_REENCRYPT) {
-            let resp = self.http.reencrypt_batch(chunk.to_vec())?;
-            if resp.items.len() != chunk.len() {
-                return Err(ClientError::Protocol("batch answer has the wrong length".into()));
-            }
-            for (want, item) in chunk.iter().zip(resp.items) {
-                match item {
-                    ReencryptItem::Served(served) => match self.open_served(want, &served, owner) {
-                        Ok(f) if f.record.is_fhir() => match f.record.fhir_entry() {
-                            Ok(e) => entries.push(e),
-                            Err(e) => report.failed.push((*want, e.to_string())),
-                        },
-                        Ok(f) => {
-                            let path = out.join(f.record.file_name());
-                            write_record_file(&path, &f.record.export_bytes())?;
-                            report.files.push(WrittenRecord {
-                                record_id: *want,
-                                category: categories.get(want).cloned().unwrap_or_default(),
-                                path,
-                            });
-                        }
-                        Err(e) => report.failed.push((*want, e.to_string())),
-                    },
-                    ReencryptItem::Denied { record_id, error } => {
-                        if record_id != *want {
-                            return Err(ClientError::Protocol("batch answer out of order".into()));
-                        }
-                        report.denied.push((record_id, error.error));
+        let me = self.id();
+        let chunks: Vec<Vec<RecordId>> = ids.chunks(FETCH_CHUNK).map(<[RecordId]>::to_vec).collect();
+        std::thread::scope(|scope| -> Result<(), ClientError> {
+            // Streaming: a thread fetches chunk n+1 while this one decrypts
+            // and writes chunk n.
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReencryptResponse, ClientError>>(1);
+            let http = &self.http;
+            let chunks_ref = &chunks;
+            scope.spawn(move || {
+                for chunk in chunks_ref {
+                    let r = http.reencrypt_batch(chunk.clone());
+                    let stop = r.is_err();
+                    if tx.send(r).is_err() || stop {
+                        break;
                     }
                 }
-                done += 1;
-                progress(Progress { done, total });
+            });
+            for chunk in &chunks {
+                let resp =
+                    rx.recv().map_err(|_| ClientError::Protocol("the fetch thread stopped".into()))??;
+                if resp.items.len() != chunk.len() {
+                    return Err(ClientError::Protocol("batch answer has the wrong length".into()));
+                }
+                for (want, item) in chunk.iter().zip(&resp.items) {
+                    match item {
+                        ReencryptItem::Served(served) => {
+                            match self.open_served(want, served, &resp.capsules, &mut keys, owner) {
+                                Ok(f) => {
+                                    let h = &f.record.header;
+                                    let decisions: Vec<_> =
+                                        grants.iter().map(|g| authorize(g, &me, h, None, now())).collect();
+                                    if decisions.iter().all(|d| d.is_err()) {
+                                        let sensitive = decisions
+                                            .iter()
+                                            .any(|d| matches!(d, Err(Denial::SensitiveExcluded)));
+                                        let why = if sensitive {
+                                            Denial::SensitiveExcluded.code()
+                                        } else {
+                                            decisions
+                                                .iter()
+                                                .find_map(|d| d.as_ref().err())
+                                                .map_or("no_grant", |d| d.code())
+                                        };
+                                        *report.withheld.entry(why.to_owned()).or_default() += 1;
+                                    } else if f.record.is_fhir() {
+                                        match f.record.fhir_entry() {
+                                            Ok(e) => entries.push(e),
+                                            Err(e) => report.failed.push((*want, e.to_string())),
+                                        }
+                                    } else {
+                                        let path = out.join(f.record.file_name());
+                                        write_record_file(&path, &f.record.export_bytes())?;
+                                        report.files.push(WrittenRecord {
+                                            record_id: *want,
+                                            category: h.category().to_string(),
+                                            path,
+                                        });
+                                    }
+                                }
+                                Err(e) => report.failed.push((*want, e.to_string())),
+                            }
+                        }
+                        ReencryptItem::Denied { record_id, error } => {
+                            if record_id != want {
+                                return Err(ClientError::Protocol("batch answer out of order".into()));
+                            }
+                            report.denied.push((*record_id, error.error.clone()));
+                        }
+                    }
+                    done += 1;
+                    progress(Progress { done, total });
+                }
             }
-        }
+            Ok(())
+        })?;
         report.resources = entries.len();
         for e in &entries {
             *report.by_type.entry(e.resource_type().to_owned()).or_default() += 1;
@@ -459,6 +528,31 @@ impl Doctor {
 
 /// The Bundle's id: not derived from the records (it names this export,
 /// by patient, doctor and time).
+/// Records per batched fetch in `fetch_all`: small enough that the first
+/// records are written while later chunks are on their way.
+const FETCH_CHUNK: usize = 256;
+
+/// Opens a delivered batch capsule: the owner's signature on the capsule,
+/// that it is the capsule and grant asked for, every fragment's proof, and
+/// the grant's threshold (this client's grants are one of one), never the
+/// proxy's.
+fn open_delivered(
+    pre: &PreSecretKey,
+    owner_vk: &VerifyingKey,
+    owner_keys: &PatientPublicKeys,
+    d: &DeliveredCapsule,
+) -> Result<BatchKey, ClientError> {
+    let capsule = SignedCapsule::from_bytes(d.capsule.as_bytes())
+        .map_err(|e| ClientError::Protocol(format!("capsule {}: {e}", d.capsule_id)))?;
+    if capsule.id() != d.capsule_id {
+        return Err(ClientError::Verification(format!("capsule {} carries another id", d.capsule_id)));
+    }
+    let re = ReencryptedCapsule::from_bytes(d.reencrypted.as_bytes())
+        .map_err(|e| ClientError::Protocol(format!("capsule {}: {e}", d.capsule_id)))?;
+    decrypt_batch_key_as_delegate(pre, owner_vk, owner_keys, &capsule, &re, Threshold::ONE_OF_ONE)
+        .map_err(|_| ClientError::Verification(format!("capsule {} does not open", d.capsule_id)))
+}
+
 fn bundle_id(patient: &PrincipalId, doctor: &PrincipalId, t: Timestamp) -> String {
     use sha2::Digest as _;
     let d = sha2::Sha256::new()

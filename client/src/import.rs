@@ -10,7 +10,9 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use medrelay_crypto::{PatientPublicKeys, RecordId, SensitivityLabel, SigningKey};
+use std::collections::BTreeMap;
+
+use medrelay_crypto::{Batch, KeyClass, PatientPublicKeys, RecordId, SensitivityLabel, SigningKey};
 use medrelay_fhir::{
     plan_import, Duplicate, EntryProblem, FhirError, Format, ImportOptions, LabelSummary, PlannedRecord,
     Skipped, Source, FHIR_ENTRY_MEDIA_TYPE,
@@ -31,7 +33,7 @@ pub const MAX_IMPORT_BYTES: u64 = 256 * 1024 * 1024;
 pub const MAX_IMPORT_FILES: usize = 10_000;
 /// Records sealed and uploaded per round: bounds memory, and what an
 /// interruption can lose.
-const ROUND: usize = 64;
+const ROUND: usize = 1024;
 
 /// What to import, and how.
 #[derive(Clone, Debug, Default)]
@@ -233,9 +235,20 @@ struct Sealer<'k> {
 }
 
 impl Sealer<'_> {
+    /// One batch (one signed capsule) per key class the records need.
+    fn batches(
+        &self,
+        patient: &Patient,
+        records: &[(&PlannedRecord, RecordId)],
+    ) -> Result<BTreeMap<KeyClass, Batch>, ClientError> {
+        let classes: BTreeSet<KeyClass> = records.iter().map(|(r, _)| r.category.key_class()).collect();
+        classes.into_iter().map(|c| Ok((c, patient.new_batch(self.sk, self.public, c)?))).collect()
+    }
+
     fn seal_all(
         &self,
         patient: &Patient,
+        batches: &BTreeMap<KeyClass, Batch>,
         records: &[(&PlannedRecord, RecordId)],
     ) -> Result<Vec<Vec<u8>>, ClientError> {
         let threads = std::thread::available_parallelism().map_or(1, usize::from).clamp(1, 8);
@@ -248,9 +261,12 @@ impl Sealer<'_> {
                         chunk
                             .iter()
                             .map(|(r, id)| {
+                                let batch = batches.get(&r.category.key_class()).ok_or_else(|| {
+                                    ClientError::Invalid("no batch for a record's key class".into())
+                                })?;
                                 patient.seal_with(
                                     self.sk,
-                                    self.public,
+                                    batch,
                                     *id,
                                     r.category.clone(),
                                     FHIR_ENTRY_MEDIA_TYPE,
@@ -400,9 +416,11 @@ impl Patient {
         let mut done = 0u64;
         let mut failure = None;
         for round in todo.chunks(ROUND) {
-            let result = sealer.seal_all(self, round).and_then(|sealed| {
+            let result = sealer.batches(self, round).and_then(|batches| {
+                let sealed = sealer.seal_all(self, &batches, round)?;
                 let ids: Vec<RecordId> = round.iter().map(|(_, id)| *id).collect();
-                self.upload_sealed(ids.into_iter().zip(sealed).collect(), &mut |_| ())
+                let capsules: Vec<_> = batches.values().map(Batch::capsule).collect();
+                self.upload_sealed(&capsules, ids.into_iter().zip(sealed).collect(), &mut |_| ())
             });
             match result {
                 Ok(stored) => {

@@ -194,8 +194,7 @@ pub fn generate_batch<R: RngCore + CryptoRng>(
     debug_assert_eq!(umbral_ct.len(), UMBRAL_SHARE_CT_LEN);
     let lattice = lattice::encrypt_lattice_share(rng, pk.lattice(), &lattice_share);
     let owner_id = owner.principal_id();
-    let capsule =
-        Capsule { owner: owner_id, key_class: class, umbral, umbral_share: umbral_ct, lattice };
+    let capsule = Capsule { owner: owner_id, key_class: class, umbral, umbral_share: umbral_ct, lattice };
     let capsule = SignedCapsule::sign(capsule, |bytes| owner.sign(domain::SIG_CAPSULE, bytes));
     let key = BatchKey::derive(capsule.id(), owner_id, class, &umbral_share, &lattice_share);
     Ok(Batch { key, capsule })
@@ -212,8 +211,8 @@ pub fn decrypt_batch_key_as_owner(
     capsule.verify_owner(owner_vk).map_err(|_| CryptoError::Decryption)?;
     let c = capsule.capsule();
     let sk = owner.class_secret_key(c.key_class());
-    let mut umbral_plain =
-        umbral_pre::decrypt_original(sk.umbral(), &c.umbral, &c.umbral_share).map_err(|_| CryptoError::Decryption)?;
+    let mut umbral_plain = umbral_pre::decrypt_original(sk.umbral(), &c.umbral, &c.umbral_share)
+        .map_err(|_| CryptoError::Decryption)?;
     let umbral_share = share_from(&umbral_plain);
     umbral_plain.zeroize();
     let umbral_share = umbral_share?;
@@ -265,9 +264,14 @@ pub fn decrypt_batch_key_as_delegate(
     if verified.len() < usize::from(threshold.threshold()) {
         return Err(CryptoError::Decryption);
     }
-    let mut umbral_plain =
-        umbral_pre::decrypt_reencrypted(delegate.umbral(), class_pk.umbral(), &c.umbral, verified, &c.umbral_share)
-            .map_err(|_| CryptoError::Decryption)?;
+    let mut umbral_plain = umbral_pre::decrypt_reencrypted(
+        delegate.umbral(),
+        class_pk.umbral(),
+        &c.umbral,
+        verified,
+        &c.umbral_share,
+    )
+    .map_err(|_| CryptoError::Decryption)?;
     let umbral_share = share_from(&umbral_plain);
     umbral_plain.zeroize();
     let umbral_share = umbral_share?;

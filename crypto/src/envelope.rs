@@ -114,7 +114,8 @@ impl SignedRecordHeader {
     /// Versioned encoding: magic `MRSH`, version, header (u32 length
     /// prefix), capsule id, ciphertext hash, signature.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut e = Encoder::with_capacity(SIGNED_HEADER_MAGIC, SIGNED_HEADER_VERSION, self.header_bytes.len() + 140);
+        let mut e =
+            Encoder::with_capacity(SIGNED_HEADER_MAGIC, SIGNED_HEADER_VERSION, self.header_bytes.len() + 140);
         e.bytes(&self.header_bytes)
             .fixed(self.capsule.as_bytes())
             .fixed(&self.ciphertext_hash)
@@ -125,7 +126,8 @@ impl SignedRecordHeader {
     /// Decodes at most [`MAX_SIGNED_HEADER_LEN`] bytes (structure only: call
     /// [`Self::verify_owner`] before trusting it).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
-        let mut d = Decoder::open(bytes, SIGNED_HEADER_MAGIC, &[SIGNED_HEADER_VERSION], MAX_SIGNED_HEADER_LEN)?;
+        let mut d =
+            Decoder::open(bytes, SIGNED_HEADER_MAGIC, &[SIGNED_HEADER_VERSION], MAX_SIGNED_HEADER_LEN)?;
         let header_bytes = d.bytes(MAX_HEADER_LEN)?;
         let header = decode_header(header_bytes)?;
         let capsule = CapsuleId::from_bytes(d.array()?);

@@ -144,10 +144,13 @@ mod umbral_codec;
 pub use batch::{
     decrypt_batch_key_as_delegate, decrypt_batch_key_as_owner, generate_batch, Batch, BatchKey, BATCH_KEY_LEN,
 };
-pub use capsule::{Capsule, SignedCapsule, MAX_CAPSULE_LEN, MAX_LATTICE_CIPHERTEXT_LEN, MAX_SIGNED_CAPSULE_LEN};
+pub use capsule::{
+    Capsule, SignedCapsule, MAX_CAPSULE_LEN, MAX_LATTICE_CIPHERTEXT_LEN, MAX_SIGNED_CAPSULE_LEN,
+};
 pub use category::{KeyClass, RecordCategory, SensitivityLabel, MAX_CATEGORY_CODES, MAX_CODE_LEN};
 pub use envelope::{
-    RecordEnvelope, SignedRecordHeader, MAX_BODY_LEN, MAX_CIPHERTEXT_LEN, MAX_ENVELOPE_LEN, MAX_SIGNED_HEADER_LEN,
+    RecordEnvelope, SignedRecordHeader, MAX_BODY_LEN, MAX_CIPHERTEXT_LEN, MAX_ENVELOPE_LEN,
+    MAX_SIGNED_HEADER_LEN,
 };
 pub use error::{CryptoError, DecodeError};
 pub use header::{RecordHeader, MAX_HEADER_LEN, RECORD_FORMAT_VERSION};

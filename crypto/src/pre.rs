@@ -83,8 +83,11 @@ fn reencrypt_with<R: RngCore + CryptoRng>(
 ) -> Result<ReencryptedCapsule, CryptoError> {
     check_capsule(rekey, owner_vk, capsule)?;
     let c = capsule.capsule();
-    let cfrags =
-        rekey.kfrags.iter().map(|k| umbral_pre::reencrypt_with_rng(rng, &c.umbral, k.clone()).unverify()).collect();
+    let cfrags = rekey
+        .kfrags
+        .iter()
+        .map(|k| umbral_pre::reencrypt_with_rng(rng, &c.umbral, k.clone()).unverify())
+        .collect();
     let lattice = lattice::reencrypt_lattice_share_with(rng, rekey.lattice(), &c.lattice, backend);
     Ok(ReencryptedCapsule { key_class: c.key_class(), capsule: capsule.id(), cfrags, lattice })
 }
@@ -164,7 +167,8 @@ mod tests {
         shift: usize,
     ) -> SignedCapsule {
         let (umbral, umbral_share) =
-            umbral_pre::encrypt_with_rng(rng, victim.class(KeyClass::Laboratory).umbral(), &[0u8; 32]).unwrap();
+            umbral_pre::encrypt_with_rng(rng, victim.class(KeyClass::Laboratory).umbral(), &[0u8; 32])
+                .unwrap();
         let capsule = Capsule {
             owner,
             key_class: KeyClass::Laboratory,
@@ -208,12 +212,17 @@ mod tests {
         let mut shares = Vec::new();
         for shift in attack_shifts() {
             // The attacker's own capsule, signed by the attacker.
-            let own = crafted(&mut rng, attacker.signing.principal_id(), &attacker.signing, &victim.public, shift);
+            let own =
+                crafted(&mut rng, attacker.signing.principal_id(), &attacker.signing, &victim.public, shift);
             for vk in [&attacker_vk, &victim_vk] {
-                assert!(matches!(reencrypt_capsule(&mut rng, &rekey, vk, &own), Err(CryptoError::WrongOwner)));
+                assert!(matches!(
+                    reencrypt_capsule(&mut rng, &rekey, vk, &own),
+                    Err(CryptoError::WrongOwner)
+                ));
             }
             // A capsule claiming to be the victim's, signed by the attacker.
-            let forged = crafted(&mut rng, victim.signing.principal_id(), &attacker.signing, &victim.public, shift);
+            let forged =
+                crafted(&mut rng, victim.signing.principal_id(), &attacker.signing, &victim.public, shift);
             assert!(matches!(
                 reencrypt_capsule(&mut rng, &rekey, &attacker_vk, &forged),
                 Err(CryptoError::WrongOwner)
@@ -228,14 +237,20 @@ mod tests {
             ));
             // What the refusal prevents: the same capsule through the raw
             // (crate-private) lattice oracle.
-            let raw = lattice::reencrypt_lattice_share_with(&mut rng, rekey.lattice(), &own.capsule().lattice, Backend::Ntt);
+            let raw = lattice::reencrypt_lattice_share_with(
+                &mut rng,
+                rekey.lattice(),
+                &own.capsule().lattice,
+                Backend::Ntt,
+            );
             shares.push(*lattice::decrypt_reencrypted_lattice_share(doctor.secret_key().lattice(), &raw));
         }
         let victim_lattice = victim.keys.class_secret_key(KeyClass::Laboratory);
         assert_eq!(recover_secret(&shares), victim_lattice.lattice().coeffs());
 
         // The victim's own capsule still re-encrypts and opens.
-        let batch = crate::generate_batch(&mut rng, &victim.signing, &victim.public, KeyClass::Laboratory).unwrap();
+        let batch =
+            crate::generate_batch(&mut rng, &victim.signing, &victim.public, KeyClass::Laboratory).unwrap();
         let delivered = reencrypt_capsule(&mut rng, &rekey, &victim_vk, batch.capsule()).unwrap();
         let key = crate::decrypt_batch_key_as_delegate(
             doctor.secret_key(),

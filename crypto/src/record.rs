@@ -38,7 +38,12 @@ const MIN_COMPRESS_LEN: usize = 64;
 const DEFLATE_LEVEL: u8 = 6;
 
 /// The record's data key (see the module docs).
-fn derive_data_key(batch: &BatchKey, header_bytes: &[u8], record_id: &[u8; 16], capsule: &CapsuleId) -> Zeroizing<[u8; 32]> {
+fn derive_data_key(
+    batch: &BatchKey,
+    header_bytes: &[u8],
+    record_id: &[u8; 16],
+    capsule: &CapsuleId,
+) -> Zeroizing<[u8; 32]> {
     let header_hash: [u8; 32] = Sha256::digest(header_bytes).into();
     let hk = Hkdf::<Sha256>::new(None, batch.secret());
     let mut key = Zeroizing::new([0u8; 32]);
@@ -80,8 +85,13 @@ fn unframe(framed: &[u8]) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
                 return Err(CryptoError::Decryption);
             }
             let mut out = Zeroizing::new(vec![0u8; len]);
-            let n = miniz_oxide::inflate::decompress_slice_iter_to_slice(&mut out, std::iter::once(data), false, true)
-                .map_err(|_| CryptoError::Decryption)?;
+            let n = miniz_oxide::inflate::decompress_slice_iter_to_slice(
+                &mut out,
+                std::iter::once(data),
+                false,
+                true,
+            )
+            .map_err(|_| CryptoError::Decryption)?;
             if n != len {
                 return Err(CryptoError::Decryption);
             }
@@ -108,7 +118,9 @@ pub fn encrypt_record<R: RngCore + CryptoRng>(
     body: &[u8],
 ) -> Result<RecordEnvelope, CryptoError> {
     if header.owner() != owner.principal_id() || header.owner() != batch.key().owner() {
-        return Err(CryptoError::InvalidParameter("header owner is not the signing key's and batch's principal"));
+        return Err(CryptoError::InvalidParameter(
+            "header owner is not the signing key's and batch's principal",
+        ));
     }
     if header.key_class() != batch.key_class() {
         return Err(CryptoError::InvalidParameter("header key class is not the batch's"));
@@ -156,7 +168,12 @@ pub fn decrypt_record(
     let (body, tag) = rest.split_at(rest.len() - TAG_LEN);
     let mut plain = Zeroizing::new(body.to_vec());
     Aes256Gcm::new(data_key.as_ref().into())
-        .decrypt_in_place_detached(Nonce::from_slice(nonce), envelope.header_bytes(), plain.as_mut_slice(), Tag::from_slice(tag))
+        .decrypt_in_place_detached(
+            Nonce::from_slice(nonce),
+            envelope.header_bytes(),
+            plain.as_mut_slice(),
+            Tag::from_slice(tag),
+        )
         .map_err(|_| CryptoError::Decryption)?;
     unframe(&plain)
 }

@@ -7,11 +7,11 @@ mod common;
 
 use common::{doctor, prefixes, rng, Patient};
 use medrelay_crypto::{
-    generate_reencryption_key, reencrypt_capsule, BatchKey, Capsule, DecodeError, KeyClass, PatientPublicKeys,
-    PrePublicKey, RecordEnvelope, ReencryptedCapsule, ReencryptionKey, SignedCapsule, SignedRecordHeader,
-    Threshold, BATCH_KEY_LEN, MAX_CAPSULE_LEN, MAX_ENVELOPE_LEN, MAX_PATIENT_PUBLIC_KEYS_LEN,
-    MAX_PRE_PUBLIC_KEY_LEN, MAX_REENCRYPTED_CAPSULE_LEN, MAX_REKEY_LEN, MAX_SIGNED_CAPSULE_LEN,
-    MAX_SIGNED_HEADER_LEN,
+    generate_reencryption_key, reencrypt_capsule, BatchKey, Capsule, DecodeError, KeyClass,
+    PatientPublicKeys, PrePublicKey, RecordEnvelope, ReencryptedCapsule, ReencryptionKey, SignedCapsule,
+    SignedRecordHeader, Threshold, BATCH_KEY_LEN, MAX_CAPSULE_LEN, MAX_ENVELOPE_LEN,
+    MAX_PATIENT_PUBLIC_KEYS_LEN, MAX_PRE_PUBLIC_KEY_LEN, MAX_REENCRYPTED_CAPSULE_LEN, MAX_REKEY_LEN,
+    MAX_SIGNED_CAPSULE_LEN, MAX_SIGNED_HEADER_LEN,
 };
 
 /// Runs the common rejection checks on one decoder.

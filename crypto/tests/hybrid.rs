@@ -9,10 +9,11 @@ mod common;
 use common::{doctor, rng, Patient};
 use medrelay_crypto::encoding::Encoder;
 use medrelay_crypto::{
-    decrypt_batch_key_as_delegate, decrypt_batch_key_as_owner, decrypt_record, decrypt_record_as_owner, domain,
-    encrypt_record, generate_batch, generate_reencryption_key, reencrypt_capsule, BatchKey, CapsuleId, CryptoError,
-    KeyClass, PatientSecretKeys, PreKeyPair, PreSecretKey, RecordEnvelope, ReencryptedCapsule, ReencryptionKey,
-    SignedCapsule, SignedRecordHeader, Threshold, VerifiedReencryptionKey, MAX_ENVELOPE_LEN,
+    decrypt_batch_key_as_delegate, decrypt_batch_key_as_owner, decrypt_record, decrypt_record_as_owner,
+    domain, encrypt_record, generate_batch, generate_reencryption_key, reencrypt_capsule, BatchKey,
+    CapsuleId, CryptoError, KeyClass, PatientSecretKeys, PreKeyPair, PreSecretKey, RecordEnvelope,
+    ReencryptedCapsule, ReencryptionKey, SignedCapsule, SignedRecordHeader, Threshold,
+    VerifiedReencryptionKey, MAX_ENVELOPE_LEN,
 };
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
@@ -71,7 +72,10 @@ fn a_batch_holds_many_records_under_one_capsule_in_every_class() {
         assert_eq!((capsule.owner(), capsule.key_class()), (p.signing.principal_id(), class));
         capsule.verify_owner(&vk).unwrap();
         let key = decrypt_batch_key_as_owner(&p.keys, &vk, &capsule).unwrap();
-        assert_eq!((key.capsule_id(), key.key_class(), key.owner()), (capsule.id(), class, p.signing.principal_id()));
+        assert_eq!(
+            (key.capsule_id(), key.key_class(), key.owner()),
+            (capsule.id(), class, p.signing.principal_id())
+        );
         for i in 0..5 {
             let body = format!("record {i} of class {class}");
             let env = reparse(&p.seal_in(&mut rng, &batch, body.as_bytes()));
@@ -79,7 +83,10 @@ fn a_batch_holds_many_records_under_one_capsule_in_every_class() {
             env.verify_owner(&vk).unwrap();
             assert_eq!(decrypt_record(&key, &vk, &env).unwrap().as_slice(), body.as_bytes());
             assert_eq!(decrypt_record(batch.key(), &vk, &env).unwrap().as_slice(), body.as_bytes());
-            assert_eq!(decrypt_record_as_owner(&p.keys, &vk, &capsule, &env).unwrap().as_slice(), body.as_bytes());
+            assert_eq!(
+                decrypt_record_as_owner(&p.keys, &vk, &capsule, &env).unwrap().as_slice(),
+                body.as_bytes()
+            );
         }
     }
 }
@@ -99,7 +106,8 @@ fn delegate_round_trip_one_of_one() {
     let rc = ReencryptedCapsule::from_bytes(&rc.to_bytes()).unwrap();
     assert_eq!(rc.capsule_id(), capsule.id());
     let key =
-        decrypt_batch_key_as_delegate(d.secret_key(), &vk, &p.public, &capsule, &rc, Threshold::ONE_OF_ONE).unwrap();
+        decrypt_batch_key_as_delegate(d.secret_key(), &vk, &p.public, &capsule, &rc, Threshold::ONE_OF_ONE)
+            .unwrap();
     for (i, env) in envs.iter().enumerate() {
         assert_eq!(decrypt_record(&key, &vk, env).unwrap().as_slice(), format!("HbA1c 5.{i}%").as_bytes());
     }
@@ -223,7 +231,14 @@ fn a_rekey_for_one_class_cannot_open_another_class() {
     // A re-encrypted lab capsule does not open the genetics capsule either.
     let rc = reencrypt_capsule(&mut rng, &rk, &vk, lab.capsule()).unwrap();
     assert!(matches!(
-        decrypt_batch_key_as_delegate(d.secret_key(), &vk, &p.public, genetics.capsule(), &rc, Threshold::ONE_OF_ONE),
+        decrypt_batch_key_as_delegate(
+            d.secret_key(),
+            &vk,
+            &p.public,
+            genetics.capsule(),
+            &rc,
+            Threshold::ONE_OF_ONE
+        ),
         Err(CryptoError::Decryption)
     ));
 }
@@ -252,7 +267,8 @@ fn a_capsule_altered_after_signing_is_refused_before_reencryption() {
     // A validly signed capsule's signature on another capsule does not pass.
     let (other, _) = p.seal(&mut rng, KeyClass::General, b"y");
     let swapped =
-        SignedCapsule::from_bytes(&signed_capsule_bytes(&cap, other.capsule().signature().to_bytes())).unwrap();
+        SignedCapsule::from_bytes(&signed_capsule_bytes(&cap, other.capsule().signature().to_bytes()))
+            .unwrap();
     assert!(matches!(reencrypt_capsule(&mut rng, &rk, &vk, &swapped), Err(CryptoError::BadSignature)));
 
     // Another principal's key is not the owner's.
@@ -292,7 +308,8 @@ fn another_principals_capsule_is_never_reencrypted_with_a_patients_key() {
         d.public_key(),
         Threshold::ONE_OF_ONE,
     );
-    let (err, _) = key.verify(&attacker.signing.verifying_key(), &victim.public, d.public_key()).err().unwrap();
+    let (err, _) =
+        key.verify(&attacker.signing.verifying_key(), &victim.public, d.public_key()).err().unwrap();
     assert!(matches!(err, CryptoError::WrongOwner));
 }
 
@@ -316,13 +333,25 @@ fn delegates_without_the_right_rekey_fail() {
     ));
     // Bob's key toward d1 does not re-encrypt Alice's capsule.
     let bob_rk = rekey(&mut rng, &bob, KeyClass::Imaging, &d1, t);
-    assert!(matches!(reencrypt_capsule(&mut rng, &bob_rk, &vk, batch.capsule()), Err(CryptoError::WrongOwner)));
+    assert!(matches!(
+        reencrypt_capsule(&mut rng, &bob_rk, &vk, batch.capsule()),
+        Err(CryptoError::WrongOwner)
+    ));
     // Nor does it pass verification as Alice's key.
-    let unverified =
-        generate_reencryption_key(&mut rng, &bob.keys, alice.signing.principal_id(), KeyClass::Imaging, d1.public_key(), t);
+    let unverified = generate_reencryption_key(
+        &mut rng,
+        &bob.keys,
+        alice.signing.principal_id(),
+        KeyClass::Imaging,
+        d1.public_key(),
+        t,
+    );
     assert!(unverified.verify(&vk, &alice.public, d1.public_key()).is_err());
     // The owner's secret keys of another patient do not open it.
-    assert!(matches!(decrypt_batch_key_as_owner(&bob.keys, &vk, batch.capsule()), Err(CryptoError::Decryption)));
+    assert!(matches!(
+        decrypt_batch_key_as_owner(&bob.keys, &vk, batch.capsule()),
+        Err(CryptoError::Decryption)
+    ));
     // A batch key of another batch does not open the record.
     let (other, _) = alice.seal(&mut rng, KeyClass::Imaging, b"CT");
     assert!(matches!(decrypt_record(other.key(), &vk, &env), Err(CryptoError::Decryption)));
@@ -336,7 +365,14 @@ fn rekey_verification_binds_the_patient_both_public_keys_and_the_lattice_key() {
     let d1 = doctor(&mut rng);
     let d2 = doctor(&mut rng);
     let t = Threshold::new(2, 3).unwrap();
-    let rk = generate_reencryption_key(&mut rng, &p.keys, p.signing.principal_id(), KeyClass::General, d1.public_key(), t);
+    let rk = generate_reencryption_key(
+        &mut rng,
+        &p.keys,
+        p.signing.principal_id(),
+        KeyClass::General,
+        d1.public_key(),
+        t,
+    );
     let (err, rk) = rk.verify(&vk, &p.public, d2.public_key()).err().unwrap();
     assert!(matches!(err, CryptoError::BadSignature));
     assert_eq!(rk.delegatee(), d1.public_key().fingerprint());
@@ -376,7 +412,8 @@ fn tampering_anywhere_is_one_opaque_error() {
     let key = decrypt_batch_key_as_delegate(d.secret_key(), &vk, &p.public, batch.capsule(), &rc, t).unwrap();
     assert!(decrypt_record(&key, &vk, &env).is_ok());
 
-    let (h, c, ct, sig) = (env.header_bytes(), env.capsule_id(), env.ciphertext(), env.signature().to_bytes());
+    let (h, c, ct, sig) =
+        (env.header_bytes(), env.capsule_id(), env.ciphertext(), env.signature().to_bytes());
     // Header: change created-at (bytes 5+16+32+1 .. +8), still a valid header.
     let mut h2 = h.to_vec();
     h2[5 + 16 + 32 + 1 + 7] ^= 1;
@@ -405,7 +442,10 @@ fn tampering_anywhere_is_one_opaque_error() {
         let bad = RecordEnvelope::from_bytes(bytes, MAX_ENVELOPE_LEN).unwrap();
         assert!(matches!(decrypt_record(&key, &vk, &bad), Err(CryptoError::Decryption)), "variant {i}");
         assert!(
-            matches!(decrypt_record_as_owner(&p.keys, &vk, batch.capsule(), &bad), Err(CryptoError::Decryption)),
+            matches!(
+                decrypt_record_as_owner(&p.keys, &vk, batch.capsule(), &bad),
+                Err(CryptoError::Decryption)
+            ),
             "owner {i}"
         );
         assert!(bad.verify_owner(&vk).is_err(), "variant {i}");
@@ -435,7 +475,8 @@ fn tampering_anywhere_is_one_opaque_error() {
         if let Ok(bad_rc) = ReencryptedCapsule::from_bytes(&b) {
             tried += 1;
             assert!(
-                decrypt_batch_key_as_delegate(d.secret_key(), &vk, &p.public, batch.capsule(), &bad_rc, t).is_err(),
+                decrypt_batch_key_as_delegate(d.secret_key(), &vk, &p.public, batch.capsule(), &bad_rc, t)
+                    .is_err(),
                 "byte {i}"
             );
         }
@@ -477,7 +518,10 @@ fn encrypt_refuses_a_header_of_another_owner_or_class() {
         Err(CryptoError::InvalidParameter(_))
     ));
     let lab = p.header(&mut rng, KeyClass::Laboratory);
-    assert!(matches!(encrypt_record(&mut rng, &p.signing, &batch, lab, b"x"), Err(CryptoError::InvalidParameter(_))));
+    assert!(matches!(
+        encrypt_record(&mut rng, &p.signing, &batch, lab, b"x"),
+        Err(CryptoError::InvalidParameter(_))
+    ));
     // Another principal's batch, even for one's own header.
     let own = p.header(&mut rng, KeyClass::General);
     let foreign = q.batch(&mut rng, KeyClass::General);

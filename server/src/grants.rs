@@ -135,7 +135,7 @@ async fn create(
                 format!("unexpected or repeated key class {}", class.as_str()),
             ));
         }
-        if rk.verify(&patient_keys, &doctor_key).is_err() {
+        if rk.verify(&patient_p.signing_key, &patient_keys, &doctor_key).is_err() {
             let what = RefusedObject::ReencryptionKeys(grant_id);
             let error = ApiError::BadSignature("re-encryption key");
             return Err(events::refuse(&state, patient, what, RefusalReason::BadSignature, error).await);

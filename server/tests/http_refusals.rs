@@ -55,7 +55,7 @@ async fn forged_and_foreign_submissions_are_refused_logged_and_store_nothing_els
     let env_p = seal(&p, 30, lab(), b"{\"resourceType\":\"Observation\"}");
     let mut tampered = env_p.to_bytes();
     *tampered.last_mut().unwrap() ^= 1;
-    let req = UploadRecordRequest { envelope: B64(tampered) };
+    let req = UploadRecordRequest { envelope: B64(tampered), capsule: Some(B64(env_p.capsule.to_bytes())) };
     expect_err(post(&svc, "/v1/records", &req, Some(&tp)).await, 400, "bad_signature");
     // 4. p revokes q's grant (validly signed by p, but not p's grant).
     let gid9 = GrantId::from_bytes([9; 16]);
@@ -164,7 +164,7 @@ async fn each_refusal_kind_is_one_entry_and_repeats_are_coalesced_not_flooded() 
     );
     let rec = seal(&p, 30, lab(), b"{}");
     let rid = rec.header().record_id();
-    let up = UploadRecordRequest { envelope: B64(rec.to_bytes()) };
+    let up = rec.upload();
     assert_eq!(post(&svc, "/v1/records", &up, Some(&tp)).await.0, 201);
     // d's grant expires in a minute; r's is revoked.
     assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &d, 1, SCOPE, T0 + 60), Some(&tp)).await.0, 201);

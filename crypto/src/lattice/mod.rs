@@ -68,6 +68,36 @@ pub(crate) use encrypt::Backend;
 pub use encrypt::{decrypt_lattice_share, encrypt_lattice_share, LatticeCiphertext};
 pub use keys::{generate_lattice_keypair, LatticePublicKey, LatticeSecretKey};
 pub(crate) use reencrypt::reencrypt_lattice_share_with;
+
+/// The raw lattice key switch, for the `lattice` benchmark only: compiled
+/// in with the `bench-internals` feature, never in a default build (review
+/// finding F9: the raw operation is a decryption oracle on crafted input;
+/// applications re-encrypt through [`crate::reencrypt_capsule`]).
+#[cfg(feature = "bench-internals")]
+#[doc(hidden)]
+pub mod bench_internals {
+    use rand_core::{CryptoRng, RngCore};
+
+    use super::{Backend, LatticeCiphertext, LatticeReencryptedCiphertext, LatticeReencryptionKey};
+
+    /// Key switch + flood on the NTT path.
+    pub fn reencrypt_lattice_share<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        rekey: &LatticeReencryptionKey,
+        ct: &LatticeCiphertext,
+    ) -> LatticeReencryptedCiphertext {
+        super::reencrypt_lattice_share_with(rng, rekey, ct, Backend::Ntt)
+    }
+
+    /// The same with tfhe's own products.
+    pub fn reencrypt_lattice_share_tfhe_reference<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        rekey: &LatticeReencryptionKey,
+        ct: &LatticeCiphertext,
+    ) -> LatticeReencryptedCiphertext {
+        super::reencrypt_lattice_share_with(rng, rekey, ct, Backend::Reference)
+    }
+}
 pub use reencrypt::{decrypt_reencrypted_lattice_share, LatticeReencryptedCiphertext};
 pub use rekey::{generate_lattice_reencryption_key, LatticeReencryptionKey};
 

@@ -62,7 +62,12 @@ impl Patient {
     }
 
     /// A new batch of `class` holding one record.
-    pub(crate) fn seal(&self, rng: &mut ChaCha20Rng, class: KeyClass, body: &[u8]) -> (Batch, RecordEnvelope) {
+    pub(crate) fn seal(
+        &self,
+        rng: &mut ChaCha20Rng,
+        class: KeyClass,
+        body: &[u8],
+    ) -> (Batch, RecordEnvelope) {
         let batch = self.batch(rng, class);
         let env = self.seal_in(rng, &batch, body);
         (batch, env)
