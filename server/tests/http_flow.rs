@@ -129,7 +129,7 @@ async fn grant_reencrypt_decrypt_revoke_and_the_negative_matrix() {
     let (_, m) = get(&svc, "/metrics", None).await;
     let m = String::from_utf8(m).unwrap();
     assert!(
-        m.contains("medrelay_reencryptions_total 1") && m.contains("medrelay_access_denials_total 5"),
+        m.contains("medrelay_reencryptions_total 2") && m.contains("medrelay_access_denials_total 5"),
         "{m}"
     );
 }

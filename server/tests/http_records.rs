@@ -106,7 +106,8 @@ async fn bad_envelopes_are_refused_and_change_nothing() {
 
     // Someone else's (validly signed) envelope.
     let theirs = seal(&q, 2, b"body");
-    expect_err(post(&svc, "/v1/records", &one(&theirs), Some(&tok)).await, 403, "forbidden");
+    let theirs_alone = UploadRecordRequest { envelope: B64(theirs.to_bytes()), capsule: None };
+    expect_err(post(&svc, "/v1/records", &theirs_alone, Some(&tok)).await, 403, "forbidden");
     // Tampered ciphertext: the owner's signature no longer verifies.
     let mut t = good.clone();
     let n = t.len();
@@ -139,7 +140,7 @@ async fn bad_envelopes_are_refused_and_change_nothing() {
     };
     expect_err(post(&svc, "/v1/records/batch", &many, Some(&tok)).await, 400, "invalid_field");
     let mixed = UploadRecordsRequest {
-        capsules: vec![good_cap.clone(), B64(theirs.capsule.to_bytes())],
+        capsules: vec![good_cap.clone()],
         envelopes: vec![B64(good.clone()), B64(theirs.to_bytes())],
     };
     expect_err(post(&svc, "/v1/records/batch", &mixed, Some(&tok)).await, 403, "forbidden");

@@ -239,7 +239,7 @@ pub struct UploadRecordsRequest {
     /// At most [`crate::limits::MAX_BATCH_CAPSULES`] owner-signed batch
     /// capsules (medrelay-crypto `SignedCapsule`); an envelope may also
     /// name a capsule the server already holds.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub capsules: Vec<B64>,
     /// At most [`crate::limits::MAX_BATCH_RECORDS`] envelopes.
     pub envelopes: Vec<B64>,
