@@ -359,18 +359,16 @@ impl Http {
     }
 
     /// `GET /v1/records/{id}`: the encoded envelope.
-    /// The envelope and its batch capsule.
-    pub fn envelope(&self, id: &RecordId) -> Result<(Vec<u8>, Vec<u8>), ClientError> {
+    /// The envelope, and its batch capsule when the caller is the owner or
+    /// an auditor.
+    pub fn envelope(&self, id: &RecordId) -> Result<(Vec<u8>, Option<Vec<u8>>), ClientError> {
         let r: UploadRecordRequest = self.authed(
             "GET",
             &format!("/v1/records/{id}"),
             None,
             2 * (limits::MAX_ENVELOPE_BYTES + limits::MAX_CAPSULE_BYTES) as u64,
         )?;
-        let capsule = r
-            .capsule
-            .ok_or_else(|| ClientError::Protocol(format!("record {id} came without its capsule")))?;
-        Ok((r.envelope.into_bytes(), capsule.into_bytes()))
+        Ok((r.envelope.into_bytes(), r.capsule.map(B64::into_bytes)))
     }
 
     /// `POST /v1/grants`.

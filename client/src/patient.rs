@@ -311,6 +311,8 @@ impl Patient {
         let (bytes, capsule) = self.http.envelope(id)?;
         let env = RecordEnvelope::from_bytes(&bytes, MAX_ENVELOPE_LEN)
             .map_err(|e| ClientError::Protocol(format!("record {id}: {e}")))?;
+        let capsule =
+            capsule.ok_or_else(|| ClientError::Protocol(format!("record {id} came without its capsule")))?;
         let capsule = SignedCapsule::from_bytes(&capsule)
             .map_err(|e| ClientError::Protocol(format!("record {id}'s capsule: {e}")))?;
         if env.header().record_id() != *id || env.header().owner() != self.id() {
