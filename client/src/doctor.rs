@@ -351,17 +351,19 @@ impl Doctor {
             }
         };
         let capsule_id = env.capsule_id();
-        if !keys.contains_key(&capsule_id) {
-            let d = delivered
-                .iter()
-                .find(|d| d.capsule_id == capsule_id && d.grant_id == served.grant_id)
-                .ok_or_else(|| ClientError::Protocol(format!("record {want} came without its capsule")))?;
-            let key = open_delivered(&self.pre, signing_key, owner_keys, d)
-                .map_err(|_| ClientError::Decryption(*want))?;
-            keys.insert(capsule_id, key);
-        }
-        let key = keys.get(&capsule_id).ok_or(ClientError::Decryption(*want))?;
-        let body = decrypt_record(key, signing_key, &env).map_err(|_| ClientError::Decryption(*want))?;
+        let key = match keys.entry(capsule_id) {
+            std::collections::btree_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::btree_map::Entry::Vacant(e) => {
+                let d = delivered
+                    .iter()
+                    .find(|d| d.capsule_id == capsule_id && d.grant_id == served.grant_id)
+                    .ok_or_else(|| ClientError::Protocol(format!("record {want} came without its capsule")))?;
+                let key = open_delivered(&self.pre, signing_key, owner_keys, d)
+                    .map_err(|_| ClientError::Decryption(*want))?;
+                e.insert(key)
+            }
+        };
+        let body = decrypt_record(&*key, signing_key, &env).map_err(|_| ClientError::Decryption(*want))?;
         Ok(FetchedRecord {
             record: OpenedRecord { header: env.header().clone(), body },
             grant_id: served.grant_id,

@@ -252,10 +252,10 @@ impl Sealer<'_> {
     /// records of each key class they need (one signed capsule per class
     /// for the whole import, a new one when a batch is full); returns the
     /// capsules the server does not hold yet.
-    fn batches_for<'b>(
+    fn batches_for(
         &self,
         patient: &Patient,
-        batches: &'b mut BTreeMap<KeyClass, OpenBatch>,
+        batches: &mut BTreeMap<KeyClass, OpenBatch>,
         records: &[(&PlannedRecord, RecordId)],
     ) -> Result<Vec<KeyClass>, ClientError> {
         let mut need: BTreeMap<KeyClass, usize> = BTreeMap::new();

@@ -72,6 +72,10 @@ struct ToDeliver {
     reencrypted: Option<Vec<u8>>,
 }
 
+/// A capsule to re-encrypt under a grant: the pair, the owner's key, the
+/// re-encryption key and the stored capsule bytes.
+type Job = ((GrantId, CapsuleId), VerifyingKey, Arc<VerifiedReencryptionKey>, Vec<u8>);
+
 /// One item of an answer: served, or the denial to send.
 type Served = Result<ReencryptedRecord, (RecordId, ApiError)>;
 
@@ -93,13 +97,13 @@ async fn authorize_one(
         return Ok(Err(events::deny_access(state, doctor, record, None, Denial::NoGrant).await));
     };
     let owner_id = meta.owner();
-    if !owners.contains_key(&owner_id) {
+    if let std::collections::btree_map::Entry::Vacant(slot) = owners.entry(owner_id) {
         let owner = state
             .with_store(move |s| s.get_principal(&owner_id))
             .await?
             .ok_or_else(|| ApiError::Internal("record owner missing".into()))?;
         let grants = DoctorGrants::load(state, doctor, owner_id, &owner.signing_key).await?;
-        owners.insert(owner_id, (owner.signing_key, grants));
+        slot.insert((owner.signing_key, grants));
     }
     let (_, grants) = owners.get(&owner_id).ok_or_else(|| ApiError::Internal("owner cache".into()))?;
     let envelope = RecordEnvelope::from_bytes(&env_bytes, limits::MAX_ENVELOPE_BYTES)
@@ -140,7 +144,7 @@ async fn serve(
             }
         };
         let pair = (a.grant, a.capsule);
-        if !deliver.contains_key(&pair) {
+        if let std::collections::btree_map::Entry::Vacant(slot) = deliver.entry(pair) {
             let key = match prepared_key(state, a.grant, a.class, not_after).await? {
                 Ok(key) => key,
                 Err(d) => {
@@ -156,7 +160,7 @@ async fn serve(
                 .ok_or_else(|| ApiError::Internal("record capsule missing".into()))?;
             let owner_vk = owners
                 .get(&a.owner)
-                .map(|(vk, _)| vk.clone())
+                .map(|(vk, _)| *vk)
                 .ok_or_else(|| ApiError::Internal("owner cache".into()))?;
             // Review finding F10: the owner's signature is checked right
             // after decoding; a capsule that fails is refused and logged.
@@ -177,15 +181,15 @@ async fn serve(
             }
             let (g, c) = pair;
             let reencrypted = state.with_store(move |s| s.get_delivered(&g, &c)).await?;
-            deliver.insert(pair, ToDeliver { owner_vk, key, capsule: raw, reencrypted });
+            slot.insert(ToDeliver { owner_vk, key, capsule: raw, reencrypted });
         }
         outcomes.push(Outcome::Served(a));
     }
     // The new re-encryptions, off the async threads.
-    let todo: Vec<((GrantId, CapsuleId), VerifyingKey, Arc<VerifiedReencryptionKey>, Vec<u8>)> = deliver
+    let todo: Vec<Job> = deliver
         .iter()
         .filter(|(_, d)| d.reencrypted.is_none())
-        .map(|(pair, d)| (*pair, d.owner_vk.clone(), d.key.clone(), d.capsule.clone()))
+        .map(|(pair, d)| (*pair, d.owner_vk, d.key.clone(), d.capsule.clone()))
         .collect();
     let made: Vec<(GrantId, CapsuleId, Vec<u8>)> = web::block(move || {
         todo.into_iter()
