@@ -357,7 +357,9 @@ impl Doctor {
                 let d = delivered
                     .iter()
                     .find(|d| d.capsule_id == capsule_id && d.grant_id == served.grant_id)
-                    .ok_or_else(|| ClientError::Protocol(format!("record {want} came without its capsule")))?;
+                    .ok_or_else(|| {
+                        ClientError::Protocol(format!("record {want} came without its capsule"))
+                    })?;
                 let key = open_delivered(&self.pre, signing_key, owner_keys, d)
                     .map_err(|_| ClientError::Decryption(*want))?;
                 e.insert(key)
