@@ -362,6 +362,21 @@ impl Patient {
                 )));
             }
         }
+        // The re-encryption keys first: the signed grant names their digests.
+        let keys: Vec<_> = scope
+            .key_classes()
+            .into_iter()
+            .map(|class| {
+                generate_reencryption_key(
+                    &mut OsRng,
+                    &self.keys,
+                    self.id(),
+                    class,
+                    &doctor_key,
+                    Threshold::ONE_OF_ONE,
+                )
+            })
+            .collect();
         let t = now();
         let grant = Grant::new(
             GrantId::random(&mut OsRng),
@@ -373,23 +388,10 @@ impl Patient {
             t.plus_seconds(valid_for_secs),
             t,
         )
+        .and_then(|g| g.with_rekey_digests(keys.iter().map(|k| k.digest()).collect()))
         .map_err(record_error("grant"))?;
         let signed = grant.sign(&self.sk).map_err(record_error("signing the grant"))?;
-        let rekeys = scope
-            .key_classes()
-            .into_iter()
-            .map(|class| {
-                B64(generate_reencryption_key(
-                    &mut OsRng,
-                    &self.keys,
-                    self.id(),
-                    class,
-                    &doctor_key,
-                    Threshold::ONE_OF_ONE,
-                )
-                .to_bytes())
-            })
-            .collect();
+        let rekeys = keys.iter().map(|k| B64(k.to_bytes())).collect();
         let receipt =
             self.http.create_grant(&CreateGrantRequest { grant: B64(signed.to_bytes()), rekeys })?;
         if receipt.grant_id != grant.grant_id() {

@@ -202,6 +202,14 @@ fn main() {
             },
         );
     }
+    let rk = generate_reencryption_key(
+        &mut rng,
+        &pkeys,
+        p.principal_id(),
+        KeyClass::Laboratory,
+        dkeys.public_key(),
+        Threshold::new(1, 1).unwrap(),
+    );
     let grant = Grant::new(
         GrantId::random(&mut rng),
         p.principal_id(),
@@ -212,15 +220,9 @@ fn main() {
         Timestamp(now.0 + 3600),
         now,
     )
+    .unwrap()
+    .with_rekey_digests(vec![rk.digest()])
     .unwrap();
-    let rk = generate_reencryption_key(
-        &mut rng,
-        &pkeys,
-        p.principal_id(),
-        KeyClass::Laboratory,
-        dkeys.public_key(),
-        Threshold::new(1, 1).unwrap(),
-    );
     let rk_bytes = rk.to_bytes();
     post_json(
         &addr,

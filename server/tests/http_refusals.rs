@@ -334,3 +334,24 @@ async fn forged_unknown_and_tampered_capsules_are_refused() {
     );
     assert!(env.state.store().get_delivered(&GrantId::from_bytes([3; 16]), &cid).unwrap().is_none());
 }
+
+/// Review finding F2: the signed grant names the digests of the
+/// re-encryption keys it authorizes. Valid keys toward the right doctor,
+/// but not the ones the patient signed for, are refused; nothing stored.
+#[actix_web::test]
+async fn keys_the_grant_does_not_name_are_refused() {
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let (p, d) = (key(71), key(72));
+    register(&svc, &p, Role::Patient, None).await;
+    register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    let tp = login(&svc, &p).await;
+    let mut swapped = grant_request(&p, &d, 6, SCOPE, T0 + 3600);
+    swapped.rekeys = grant_request(&p, &d, 7, SCOPE, T0 + 3600).rekeys;
+    let e = expect_err(post(&svc, "/v1/grants", &swapped, Some(&tp)).await, 400, "invalid_field");
+    assert!(e.message.contains("does not authorize"), "{}", e.message);
+    assert!(env.state.store().get_grant(&GrantId::from_bytes([6; 16])).unwrap().is_none());
+    assert!(env.state.store().get_rekeys(&GrantId::from_bytes([6; 16])).unwrap().is_none());
+    // The keys it does name go in.
+    assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &d, 6, SCOPE, T0 + 3600), Some(&tp)).await.0, 201);
+}

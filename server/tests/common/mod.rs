@@ -295,6 +295,23 @@ pub fn grant_request(
     until: u64,
 ) -> CreateGrantRequest {
     let scope: Scope = scope.parse().unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(id));
+    let keys = patient_keys(p);
+    let dk = doctor_keys(doctor);
+    let rks: Vec<_> = scope
+        .key_classes()
+        .into_iter()
+        .map(|c| {
+            generate_reencryption_key(
+                &mut rng,
+                &keys,
+                p.principal_id(),
+                c,
+                dk.public_key(),
+                Threshold::new(1, 1).unwrap(),
+            )
+        })
+        .collect();
     let g = Grant::new(
         GrantId::from_bytes([id; 16]),
         p.principal_id(),
@@ -305,25 +322,10 @@ pub fn grant_request(
         Timestamp(until),
         Timestamp(T0),
     )
+    .unwrap()
+    .with_rekey_digests(rks.iter().map(|k| k.digest()).collect())
     .unwrap();
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(id));
-    let keys = patient_keys(p);
-    let dk = doctor_keys(doctor);
-    let rekeys = scope
-        .key_classes()
-        .into_iter()
-        .map(|c| {
-            let rk = generate_reencryption_key(
-                &mut rng,
-                &keys,
-                p.principal_id(),
-                c,
-                dk.public_key(),
-                Threshold::new(1, 1).unwrap(),
-            );
-            B64(rk.to_bytes())
-        })
-        .collect();
+    let rekeys = rks.iter().map(|k| B64(k.to_bytes())).collect();
     CreateGrantRequest { grant: B64(g.sign(p).unwrap().to_bytes()), rekeys }
 }
 
