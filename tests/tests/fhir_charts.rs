@@ -352,7 +352,7 @@ fn the_other_synthea_exports_and_bulk_data_ndjson_import_with_zero_errors() {
 #[test]
 fn an_interrupted_import_resumes_without_duplicates() {
     // The library's import, with the server stopped after the first round
-    // of 256 records is stored; run again against the restarted server, it
+    // of 64 records is stored; run again against the restarted server, it
     // uploads only the rest.
     use medrelay_client::{ClientError, Connect, ImportRequest, Passphrase, Patient, ServerOptions};
     use medrelay_server::LocalServer;
@@ -363,7 +363,7 @@ fn an_interrupted_import_resumes_without_duplicates() {
     let server = LocalServer::start(&data, "test/log", 2).unwrap();
     let profile = root.path().join("patient");
     let patient = Patient::init(&profile, &ServerOptions::new(server.url()), "Interrupted", &pass).unwrap();
-    let entries: Vec<String> = (0..300)
+    let entries: Vec<String> = (0..150)
         .map(|i| format!(r#"{{"fullUrl":"urn:uuid:00000000-0000-4000-8000-{i:012}","resource":{{"resourceType":"Observation","status":"final","valueQuantity":{{"value":{i}}}}}}}"#))
         .collect();
     let file = root.path().join("export.json");
@@ -376,7 +376,7 @@ fn an_interrupted_import_resumes_without_duplicates() {
     let mut running = Some(server);
     let err = patient
         .import(&request, &mut |p| {
-            if p.done >= 256 {
+            if p.done >= 64 {
                 if let Some(s) = running.take() {
                     s.stop().unwrap();
                 }
@@ -384,18 +384,18 @@ fn an_interrupted_import_resumes_without_duplicates() {
         })
         .unwrap_err();
     match &err {
-        ClientError::Interrupted { uploaded: 256, total: 300, .. } => {}
+        ClientError::Interrupted { uploaded: 64, total: 150, .. } => {}
         other => panic!("{other}"),
     }
     assert!(err.to_string().contains("run the same import again to resume"), "{err}");
     let server = LocalServer::start(&data, "test/log", 2).unwrap();
     let patient =
         Patient::open(&profile, &Connect { server: Some(server.url()), ca_cert: None }, &pass).unwrap();
-    assert_eq!(patient.records().unwrap().len(), 256);
+    assert_eq!(patient.records().unwrap().len(), 64);
     let report = patient.import(&request, &mut |_| ()).unwrap();
-    assert_eq!((report.uploaded(), report.already_present()), (44, 256));
+    assert_eq!((report.uploaded(), report.already_present()), (86, 64));
     let rows = patient.records().unwrap();
-    assert_eq!(rows.len(), 300);
+    assert_eq!(rows.len(), 150);
     assert!(rows.iter().all(|r| r.source.as_deref().is_some_and(|s| s.contains("#Observation/"))));
     server.stop().unwrap();
 }
