@@ -111,6 +111,17 @@ impl Filter {
     }
 }
 
+/// What [`Auditor::review`] finds in one download of the log.
+#[derive(Debug)]
+pub struct Review {
+    /// The append-only check (as [`Auditor::verify`]).
+    pub verify: VerifyReport,
+    /// The whole log, verified and decoded.
+    pub log: VerifiedLog,
+    /// The full audit (as [`Auditor::audit`]).
+    pub audit: AuditReport,
+}
+
 /// An auditor profile, opened.
 pub struct Auditor {
     session: SigningSession,
@@ -208,6 +219,44 @@ impl Auditor {
             audit.push_entry(e);
         }
         Ok(audit.finish())
+    }
+
+    /// [`Auditor::verify`], [`Auditor::log`] and [`Auditor::audit`] over
+    /// one download: the stored checkpoint is advanced, every entry is
+    /// checked against the signed root, decoded, and replayed through the
+    /// audit.
+    pub fn review(&self, progress: &mut dyn FnMut(Progress)) -> Result<Review, ClientError> {
+        let (update, entries) = self.download(progress)?;
+        let verifier = log_verifier(&self.session.profile.info().log_key)?;
+        let mut audit = LogAudit::new(&update.note, &verifier, now())
+            .map_err(|e| ClientError::Verification(format!("checkpoint: {e}")))?;
+        for e in &entries {
+            audit.push_entry(e);
+        }
+        let events = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| {
+                LogEvent::from_bytes(e)
+                    .map_err(|err| ClientError::LogIntegrity(format!("entry {i} does not decode: {err}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let verify = VerifyReport {
+            previous_size: update.previous.map(|c| c.tree_size),
+            tree_size: update.current.tree_size,
+            root_hash: hex::encode(update.current.root_hash.as_bytes()),
+            origin: update.current.origin.clone(),
+        };
+        Ok(Review {
+            verify,
+            log: VerifiedLog { checkpoint: update.current, entries, events },
+            audit: audit.finish(),
+        })
+    }
+
+    /// The log verifier key pinned at `init` (C2SP note verifier form).
+    pub fn pinned_log_key(&self) -> &str {
+        &self.session.profile.info().log_key
     }
 
     /// Grants recorded in the log, with their revocations.

@@ -92,6 +92,19 @@ pub struct FetchAllReport {
     pub failed: Vec<(RecordId, String)>,
 }
 
+/// The result of [`Doctor::fetch_many`]: what was served and opened, what
+/// the server refused, and what failed verification.
+#[derive(Debug, Default)]
+pub struct FetchReport {
+    /// Verified, decrypted records, in the order asked.
+    pub fetched: Vec<FetchedRecord>,
+    /// Records the server refused, with the reason code (`revoked`,
+    /// `out_of_scope`, …).
+    pub denied: Vec<(RecordId, String)>,
+    /// Records that failed verification or decryption (nothing opened).
+    pub failed: Vec<(RecordId, String)>,
+}
+
 /// A doctor profile, opened.
 pub struct Doctor {
     profile: crate::keystore::Profile,
@@ -282,14 +295,10 @@ impl Doctor {
         self.open_served(id, &served)
     }
 
-    /// Fetches every record of `patient` the doctor may read now into
-    /// `out` (one file per record, named by record id, mode 0600).
-    pub fn fetch_all(
-        &self,
-        patient: &PrincipalId,
-        out: &Path,
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<FetchAllReport, ClientError> {
+    /// What `patient` shares with this doctor now: the active grants and
+    /// the records they cover. [`ClientError::Invalid`] if the patient has
+    /// no active grant to this doctor.
+    pub fn shared_by(&self, patient: &PrincipalId) -> Result<SharedPatient, ClientError> {
         let p = self.patient(patient)?;
         let grants = self.active_grants()?.remove(patient).unwrap_or_default();
         if grants.is_empty() {
@@ -297,13 +306,20 @@ impl Doctor {
                 "patient {patient} has no active grant to this doctor"
             )));
         }
-        let shared = self.shared_with(&p, &grants)?;
-        fs::create_dir_all(out).map_err(ClientError::io(out))?;
-        let categories: BTreeMap<RecordId, String> =
-            shared.records.iter().map(|r| (r.record_id, r.category.clone())).collect();
-        let ids: Vec<RecordId> = shared.records.iter().map(|r| r.record_id).collect();
+        self.shared_with(&p, &grants)
+    }
+
+    /// Asks the server to re-encrypt each record of `ids` (in batches),
+    /// then verifies and decrypts what it serves. The server decides and
+    /// logs each record on its own: a refusal (e.g. `revoked`) is in
+    /// [`FetchReport::denied`], not an error.
+    pub fn fetch_many(
+        &self,
+        ids: &[RecordId],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FetchReport, ClientError> {
         let total = ids.len() as u64;
-        let mut report = FetchAllReport::default();
+        let mut report = FetchReport::default();
         let mut done = 0;
         progress(Progress { done, total });
         for chunk in ids.chunks(limits::MAX_BATCH_REENCRYPT) {
@@ -314,15 +330,7 @@ impl Doctor {
             for (want, item) in chunk.iter().zip(resp.items) {
                 match item {
                     ReencryptItem::Served(served) => match self.open_served(want, &served) {
-                        Ok(f) => {
-                            let path = out.join(f.record.file_name());
-                            write_record_file(&path, &f.record.export_bytes())?;
-                            report.written.push(WrittenRecord {
-                                record_id: *want,
-                                category: categories.get(want).cloned().unwrap_or_default(),
-                                path,
-                            });
-                        }
+                        Ok(f) => report.fetched.push(f),
                         Err(e) => report.failed.push((*want, e.to_string())),
                     },
                     ReencryptItem::Denied { record_id, error } => {
@@ -335,6 +343,35 @@ impl Doctor {
                 done += 1;
                 progress(Progress { done, total });
             }
+        }
+        Ok(report)
+    }
+
+    /// Fetches every record of `patient` the doctor may read now into
+    /// `out` (one file per record, named by record id, mode 0600).
+    pub fn fetch_all(
+        &self,
+        patient: &PrincipalId,
+        out: &Path,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FetchAllReport, ClientError> {
+        let shared = self.shared_by(patient)?;
+        fs::create_dir_all(out).map_err(ClientError::io(out))?;
+        let categories: BTreeMap<RecordId, String> =
+            shared.records.iter().map(|r| (r.record_id, r.category.clone())).collect();
+        let ids: Vec<RecordId> = shared.records.iter().map(|r| r.record_id).collect();
+        let fetched = self.fetch_many(&ids, progress)?;
+        let mut report =
+            FetchAllReport { written: Vec::new(), denied: fetched.denied, failed: fetched.failed };
+        for f in fetched.fetched {
+            let id = f.record.header.record_id();
+            let path = out.join(f.record.file_name());
+            write_record_file(&path, &f.record.export_bytes())?;
+            report.written.push(WrittenRecord {
+                record_id: id,
+                category: categories.get(&id).cloned().unwrap_or_default(),
+                path,
+            });
         }
         Ok(report)
     }

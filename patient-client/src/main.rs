@@ -10,6 +10,7 @@ use medrelay_client::time::{format_utc, parse_duration};
 use medrelay_client::{ClientError, Passphrase, Patient, SummaryPreview};
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, SensitivityLabel};
 use medrelay_policy::{Purpose, Scope};
+use medrelay_ui::cli::UiArgs;
 use medrelay_wire::dp::{SummaryAction, SummaryDoc};
 use medrelay_wire::Role;
 
@@ -136,6 +137,13 @@ enum Command {
         #[arg(long)]
         schema: String,
     },
+    /// Open your records in a web app served by this program on 127.0.0.1.
+    ///
+    /// Everything the other commands do, on pages: records, sharing with
+    /// fingerprints, history, research. Your keys stay in this program; the
+    /// browser signs in once with the printed link and only draws the
+    /// pages. Runs until Ctrl-C or "Lock and quit".
+    Ui(UiArgs),
 }
 
 fn main() -> ExitCode {
@@ -338,6 +346,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             println!("{what} for schema {} (log entry {})", receipt.schema, receipt.log_index);
             Ok(())
         }
+        Command::Ui(args) => medrelay_ui::cli::serve(medrelay_ui::RoleApp::Patient(open(&cli)?), args),
         Command::Withdraw { schema } => {
             let receipt = open(&cli)?.withdraw(schema)?;
             if cli.opts.json {

@@ -1,0 +1,296 @@
+//! The browser harness: a headless Chromium driven through Debian's
+//! ChromeDriver with fantoccini, and the `ui` subcommand of a client binary
+//! run as a child process.
+//!
+//! Chromium and ChromeDriver come from the distribution (`.ci/run`
+//! installs `chromium` and `chromium-driver`). Without them the browser
+//! tests fail when `CI=true` and skip loudly elsewhere.
+#![allow(dead_code, unreachable_pub)]
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use fantoccini::{Client, ClientBuilder, Locator};
+
+use crate::common::{free_port, User};
+
+/// Where the page screenshots go (shown in the README).
+pub fn screenshot_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("docs").join("screenshots")
+}
+
+fn find(candidates: &[&str]) -> Option<PathBuf> {
+    candidates.iter().map(PathBuf::from).find(|p| p.exists())
+}
+
+/// Chromium and ChromeDriver, if installed.
+pub fn browser_binaries() -> Option<(PathBuf, PathBuf)> {
+    let chrome = std::env::var_os("MEDRELAY_CHROMIUM")
+        .map(PathBuf::from)
+        .or_else(|| find(&["/usr/bin/chromium", "/usr/bin/chromium-browser", "/usr/bin/google-chrome"]))?;
+    let driver = std::env::var_os("MEDRELAY_CHROMEDRIVER")
+        .map(PathBuf::from)
+        .or_else(|| find(&["/usr/bin/chromedriver", "/usr/lib/chromium/chromedriver"]))?;
+    Some((chrome, driver))
+}
+
+/// Whether the browser tests can run here; panics in CI when they cannot.
+pub fn browser_or_skip(test: &str) -> Option<(PathBuf, PathBuf)> {
+    match browser_binaries() {
+        Some(b) => Some(b),
+        None if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: Chromium/ChromeDriver are not installed, and CI=true requires the browser tests")
+        }
+        None => {
+            eprintln!(
+                "\n*** SKIPPED {test}: Chromium and ChromeDriver are not installed \
+                 (apt-get install chromium chromium-driver; .ci/run does it) ***\n"
+            );
+            None
+        }
+    }
+}
+
+/// A running ChromeDriver.
+pub struct Driver {
+    child: Child,
+    pub port: u16,
+    profile: tempfile::TempDir,
+    chrome: PathBuf,
+}
+
+impl Driver {
+    pub fn start(chrome: &Path, driver: &Path) -> Self {
+        let port = free_port();
+        let child = Command::new(driver)
+            .arg(format!("--port={port}"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start chromedriver");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { child, port, profile: tempfile::tempdir().unwrap(), chrome: chrome.to_owned() }
+    }
+
+    /// A new headless browser session.
+    pub async fn session(&self) -> Client {
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--disable-dev-shm-usage",
+            "--window-size=1280,900",
+            "--force-device-scale-factor=1",
+            "--lang=en-US",
+        ];
+        let mut all: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+        all.push(format!("--user-data-dir={}", self.profile.path().display()));
+        let caps = serde_json::json!({
+            "goog:chromeOptions": { "binary": self.chrome, "args": all },
+            "pageLoadStrategy": "normal",
+        });
+        let serde_json::Value::Object(caps) = caps else { unreachable!() };
+        let connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        ClientBuilder::new(connector)
+            .capabilities(caps)
+            .connect(&format!("http://127.0.0.1:{}", self.port))
+            .await
+            .expect("a Chromium session (is chromium installed and runnable headless?)")
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A client's web app (`medrelay-<role> ui --no-open`) as a child process.
+pub struct App {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>/`.
+    pub base: String,
+    /// The one-time sign-in link.
+    pub launch: String,
+    pub port: u16,
+}
+
+impl App {
+    /// Starts `user`'s app and reads the sign-in link it prints.
+    pub fn start(user: &User) -> Self {
+        let mut child = Command::new(&user.bin)
+            .args(["ui", "--no-open", "--profile"])
+            .arg(&user.profile)
+            .env("MEDRELAY_PASSPHRASE", &user.pass)
+            .env("HOME", &user.home)
+            .env_remove("MEDRELAY_SERVER")
+            .env_remove("MEDRELAY_PROFILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the ui");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let mut seen = Vec::new();
+        let launch = loop {
+            match rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(line) => {
+                    if let Some(i) = line.find("http://127.0.0.1:") {
+                        if line[i..].contains("/launch?token=") {
+                            break line[i..].trim().to_owned();
+                        }
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let mut err = String::new();
+                    if let Some(mut e) = child.stderr.take() {
+                        let _ = child.kill();
+                        let _ = e.read_to_string(&mut err);
+                    }
+                    panic!("the ui printed no sign-in link: {seen:?} {err}");
+                }
+            }
+        };
+        let port: u16 = launch["http://127.0.0.1:".len()..].split('/').next().unwrap().parse().unwrap();
+        Self { child: Some(child), base: format!("http://127.0.0.1:{port}/"), launch, port }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path.trim_start_matches('/'))
+    }
+
+    /// Waits for the process to exit by itself (after "Lock and quit").
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!("the ui did not exit after quitting");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A raw HTTP/1.1 exchange (for the security tests: any Host, any header).
+pub struct Raw {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl Raw {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+    }
+}
+
+/// Sends one request to `127.0.0.1:port` and reads the whole answer.
+pub fn raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Raw {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req =
+        format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    req.push_str(body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut buf = Vec::new();
+    let _ = s.read_to_end(&mut buf);
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    Raw { status, headers, body: body.to_owned() }
+}
+
+/// Waits until an element matching `css` is on the page.
+pub async fn wait_for(c: &Client, css: &str, within: Duration) -> fantoccini::elements::Element {
+    match c.wait().at_most(within).for_element(Locator::Css(css)).await {
+        Ok(e) => e,
+        Err(e) => {
+            let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            let page = match c.find(Locator::Css("body")).await {
+                Ok(b) => b.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            panic!("no {css} within {within:?} ({e}); the browser is at {url}, showing:\n{page}")
+        }
+    }
+}
+
+/// The text of the first element matching `css`.
+pub async fn text(c: &Client, css: &str) -> String {
+    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}")).text().await.unwrap()
+}
+
+/// Clicks the first element matching `css`.
+pub async fn click(c: &Client, css: &str) {
+    c.find(Locator::Css(css)).await.unwrap_or_else(|e| panic!("no {css}: {e}")).click().await.unwrap();
+}
+
+/// Saves a screenshot of the whole page as `docs/screenshots/<name>.png`.
+pub async fn screenshot(c: &Client, name: &str) {
+    let height = c
+        .execute(
+            "return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight);",
+            vec![],
+        )
+        .await
+        .ok()
+        .and_then(|v| v.as_u64())
+        .unwrap_or(900)
+        .clamp(600, 4000);
+    c.set_window_size(1280, height as u32 + 120).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let png = c.screenshot().await.unwrap();
+    c.set_window_size(1280, 900).await.unwrap();
+    let dir = screenshot_dir();
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
+}

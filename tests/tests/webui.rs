@@ -1,0 +1,359 @@
+//! The local web apps in a real browser (headless Chromium through
+//! ChromeDriver), against a real server and the real client binaries:
+//!
+//! - the story: a patient signs in with the one-time link, looks at the
+//!   imported records, grants a doctor (checking the fingerprint the page
+//!   shows against the doctor's own), the doctor fetches and reads the
+//!   chart, the patient revokes and the doctor's refetch is refused, the
+//!   patient's history shows both, the auditor's verification and full
+//!   audit pass and list the refusal, a research summary is contributed
+//!   and an analyst gets a noisy histogram; every page is saved to
+//!   `docs/screenshots/`;
+//! - the guard: no session cookie, a wrong Host header (DNS rebinding), a
+//!   POST without (or with a wrong) CSRF token or from another origin, and
+//!   a reused launch link are refused and change nothing; the app is not
+//!   reachable on any address but 127.0.0.1.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod browser;
+mod common;
+
+use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
+use std::time::Duration;
+
+use browser::{browser_or_skip, click, raw, screenshot, text, wait_for, App, Driver};
+use common::*;
+use fantoccini::Locator;
+use serde_json::Value;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+fn id_of(who: &User) -> String {
+    who.run(&["whoami", "--json"]).json()["id"].as_str().unwrap().to_owned()
+}
+
+fn grants_of(p: &User) -> Vec<Value> {
+    p.run(&["grants", "--json"]).json().as_array().unwrap().clone()
+}
+
+/// A server with a doctor, an auditor and an analyst enrolled, and the
+/// profiles of everyone (the patient imported the sample bundle).
+struct World {
+    _root: tempfile::TempDir,
+    server: Server,
+    patient: User,
+    doctor: User,
+    auditor: User,
+    analyst: User,
+    root: std::path::PathBuf,
+}
+
+fn world() -> World {
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::init();
+    let doctor_token = server.enroll("doctor", "Dr Grey");
+    let auditor_token = server.enroll("auditor", "Auditor Ada");
+    let analyst_token = server.enroll("analyst", "Analyst Ana");
+    server.start();
+    let url = server.url();
+    let patient = User::new("medrelay-patient", root.path(), "alpha");
+    let doctor = User::new("medrelay-doctor", root.path(), "grey");
+    let auditor = User::new("medrelay-auditor", root.path(), "ada");
+    let analyst = User::new("medrelay-doctor", root.path(), "ana");
+    patient.run(&["init", "--server", &url, "--name", "Alpha"]).ok();
+    doctor.run(&["init", "--server", &url, "--name", "Dr Grey", "--enrollment-token", &doctor_token]).ok();
+    auditor
+        .run(&["init", "--server", &url, "--name", "Auditor Ada", "--enrollment-token", &auditor_token])
+        .ok();
+    analyst
+        .run(&[
+            "init",
+            "--server",
+            &url,
+            "--analyst",
+            "--name",
+            "Analyst Ana",
+            "--enrollment-token",
+            &analyst_token,
+        ])
+        .ok();
+    let path = root.path().to_owned();
+    World { _root: root, server, patient, doctor, auditor, analyst, root: path }
+}
+
+#[tokio::test(flavor = "current_thread")]
+async fn patient_doctor_auditor_and_analyst_in_a_browser() {
+    let Some((chrome, driver)) = browser_or_skip("patient_doctor_auditor_and_analyst_in_a_browser") else {
+        return;
+    };
+    let w = world();
+    let bundle = data("fhir-patient-alpha.json");
+    w.patient.run(&["import", bundle.to_str().unwrap()]).ok();
+    // Two more patients contribute to the study from the command line, so
+    // the analyst's histogram has more than one row behind it.
+    for (name, file) in [("bravo", "fhir-patient-bravo.json"), ("charlie", "fhir-patient-charlie.json")] {
+        let p = User::new("medrelay-patient", &w.root, name);
+        p.run(&["init", "--server", &w.server.url(), "--name", name]).ok();
+        p.run(&["import", data(file).to_str().unwrap()]).ok();
+        p.run(&["contribute", "--schema", "health-basics", "--yes"]).ok();
+    }
+    let doctor_id = id_of(&w.doctor);
+    let doctor_pre =
+        w.doctor.run(&["whoami", "--json"]).json()["pre_key_fingerprint"].as_str().unwrap().to_owned();
+
+    let chromedriver = Driver::start(&chrome, &driver);
+    let c = chromedriver.session().await;
+
+    // The patient signs in with the printed link and lands on the overview.
+    let mut patient_app = App::start(&w.patient);
+    c.goto(&patient_app.launch).await.unwrap();
+    wait_for(&c, "#patient-id", WAIT).await;
+    assert_eq!(text(&c, "#patient-id").await, id_of(&w.patient));
+    screenshot(&c, "patient-overview").await;
+
+    // Records, searchable.
+    c.goto(&patient_app.url("/records")).await.unwrap();
+    let rows = c.find_all(Locator::Css("#records tbody tr")).await.unwrap();
+    assert_eq!(rows.len(), 11);
+    screenshot(&c, "patient-records").await;
+    c.goto(&patient_app.url("/records?type=Condition")).await.unwrap();
+    assert_eq!(c.find_all(Locator::Css("#records tbody tr")).await.unwrap().len(), 3);
+
+    // Grant: the page shows the doctor's fingerprint as the doctor's own
+    // client reports it, and the key classes the scope exposes.
+    c.goto(&patient_app.url("/grants/new")).await.unwrap();
+    c.find(Locator::Css("#doctor")).await.unwrap().send_keys(&doctor_id).await.unwrap();
+    for item in ["Patient", "Condition", "MedicationRequest", "Observation"] {
+        click(&c, &format!("input[name=item][value=\"{item}\"]")).await;
+    }
+    click(&c, "#review-button").await;
+    wait_for(&c, "#review", WAIT).await;
+    assert_eq!(text(&c, "#review-doctor").await, "Dr Grey");
+    assert_eq!(text(&c, "#review-fingerprint").await, doctor_pre);
+    let classes = text(&c, "#review-classes").await;
+    assert!(
+        classes.contains("general") && classes.contains("laboratory") && classes.contains("medications"),
+        "{classes}"
+    );
+    assert!(!classes.contains("mental-health"), "{classes}");
+    screenshot(&c, "patient-grant-review").await;
+    // Without the fingerprint confirmation nothing is granted.
+    assert!(grants_of(&w.patient).is_empty());
+    click(&c, "#confirmed").await;
+    click(&c, "#grant-submit").await;
+    wait_for(&c, "#grants", WAIT).await;
+    assert!(text(&c, ".banner.ok").await.contains("Dr Grey can now read"));
+    let grants = grants_of(&w.patient);
+    assert_eq!(grants.len(), 1);
+    assert_eq!(grants[0]["scope"], "Condition,MedicationRequest,Observation,Patient");
+    screenshot(&c, "patient-grants").await;
+
+    // The doctor's app: the patient is listed; fetching opens the chart.
+    let doctor_app = App::start(&w.doctor);
+    c.goto(&doctor_app.launch).await.unwrap();
+    wait_for(&c, "#patients", WAIT).await;
+    assert!(text(&c, "#patients").await.contains("Alpha"));
+    screenshot(&c, "doctor-patients").await;
+    click(&c, "#patients a.btn").await;
+    wait_for(&c, "#fetch", WAIT).await;
+    click(&c, "#fetch").await;
+    wait_for(&c, "#conditions", WAIT).await;
+    // Two conditions: the depression diagnosis is labelled mental health
+    // and the grant does not include that label.
+    let conditions = text(&c, "#conditions").await;
+    assert!(conditions.contains("(2)") && conditions.contains("Type 2 diabetes"), "{conditions}");
+    assert!(!conditions.contains("depressive"), "{conditions}");
+    assert!(text(&c, "#labs").await.contains("Hemoglobin A1c"));
+    assert!(c.find(Locator::Css("#vitals svg")).await.is_ok(), "vital signs are plotted");
+    screenshot(&c, "doctor-chart").await;
+
+    // The patient revokes; the doctor's next fetch is refused.
+    c.goto(&patient_app.url("/grants")).await.unwrap();
+    click(&c, "#grants button.danger").await;
+    wait_for(&c, ".banner.ok", WAIT).await;
+    assert!(text(&c, ".banner.ok").await.contains("revoked"));
+    assert_eq!(grants_of(&w.patient)[0]["revoked"], true);
+    c.goto(&doctor_app.url(&format!("/patients/{}", id_of(&w.patient)))).await.unwrap();
+    click(&c, "#fetch").await;
+    wait_for(&c, "#refusals", WAIT).await;
+    assert!(text(&c, "#refusals").await.contains("(revoked)"));
+    screenshot(&c, "doctor-refused").await;
+
+    // The patient's history: served and refused, each proven in the log.
+    c.goto(&patient_app.url("/history")).await.unwrap();
+    wait_for(&c, "#history", WAIT).await;
+    let history = text(&c, "#history").await;
+    assert!(history.contains("record served") && history.contains("access refused"), "{history}");
+    assert!(history.contains("denied: revoked"), "{history}");
+    screenshot(&c, "patient-history").await;
+
+    // Research: the patient sees the summary, then sends exactly it.
+    c.goto(&patient_app.url("/research/health-basics")).await.unwrap();
+    wait_for(&c, "#summary", WAIT).await;
+    screenshot(&c, "patient-research-summary").await;
+    click(&c, "form.actions button").await;
+    wait_for(&c, ".banner.ok", WAIT).await;
+    assert!(text(&c, ".banner.ok").await.contains("was sent"));
+
+    // The auditor: verification and the full audit pass; the refusal is
+    // in the accesses.
+    let auditor_app = App::start(&w.auditor);
+    c.goto(&auditor_app.launch).await.unwrap();
+    wait_for(&c, "#verify-status", WAIT).await;
+    assert!(text(&c, "#verify-status").await.contains("Log verified"));
+    assert!(text(&c, "#audit-status").await.contains("Full audit passed"));
+    screenshot(&c, "auditor-verification").await;
+    c.goto(&auditor_app.url("/accesses?outcome=denied")).await.unwrap();
+    let accesses = text(&c, "#audit-accesses").await;
+    assert!(accesses.contains("revoked"), "{accesses}");
+    screenshot(&c, "auditor-accesses").await;
+
+    // The analyst: a noisy histogram with its accuracy, and the budget.
+    let analyst_app = App::start(&w.analyst);
+    c.goto(&analyst_app.launch).await.unwrap();
+    wait_for(&c, "#query-form", WAIT).await;
+    let budget_before = text(&c, "#budget").await;
+    c.find(Locator::Css("#statistic")).await.unwrap().select_by_value("histogram").await.unwrap();
+    c.find(Locator::Css("#field")).await.unwrap().select_by_value("diabetes").await.unwrap();
+    let eps = c.find(Locator::Css("#epsilon")).await.unwrap();
+    eps.clear().await.unwrap();
+    eps.send_keys("0.5").await.unwrap();
+    click(&c, "#ask").await;
+    wait_for(&c, "section.answer svg", WAIT).await;
+    let answer = text(&c, "section.answer").await;
+    assert!(answer.contains("histogram diabetes") && answer.contains("confidence"), "{answer}");
+    assert_ne!(text(&c, "#budget").await, budget_before, "the budget shows the debit");
+    screenshot(&c, "analyst-answer").await;
+
+    // "Lock and quit" stops the patient's app.
+    c.goto(&patient_app.base).await.unwrap();
+    click(&c, "header form button").await;
+    assert!(patient_app.wait_exit(Duration::from_secs(30)).success());
+    c.close().await.unwrap();
+}
+
+/// The addresses of this machine other than loopback (from the routing
+/// table: a UDP "connect" sends nothing).
+fn non_loopback_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    for target in ["10.255.255.255:9", "192.0.2.1:9", "198.18.0.1:9", "8.8.8.8:9"] {
+        if let Ok(s) = UdpSocket::bind("0.0.0.0:0") {
+            if s.connect(target).is_ok() {
+                if let Ok(a) = s.local_addr() {
+                    if !a.ip().is_loopback() && !a.ip().is_unspecified() && !out.contains(&a.ip()) {
+                        out.push(a.ip());
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn the_app_refuses_strangers_and_forged_requests() {
+    let w = world();
+    let doctor_id = id_of(&w.doctor);
+    w.patient.run(&["grant", &doctor_id, "--scope", "Condition", "--expires", "7d", "--yes"]).ok();
+    let grant_id = grants_of(&w.patient)[0]["grant_id"].as_str().unwrap().to_owned();
+    let app = App::start(&w.patient);
+    let port = app.port;
+    let host = format!("127.0.0.1:{port}");
+    let token = app.launch.split("token=").nth(1).unwrap().to_owned();
+    let launch_path = format!("/launch?token={token}");
+
+    // Only loopback: not on the machine's other addresses, not on another
+    // loopback address.
+    let others = non_loopback_addresses();
+    for ip in &others {
+        let refused =
+            TcpStream::connect_timeout(&SocketAddr::new(*ip, port), Duration::from_secs(2)).is_err();
+        assert!(refused, "the app answered on {ip}:{port}");
+    }
+    if others.is_empty() {
+        eprintln!("note: this machine has no non-loopback address; checked 127.0.0.2 only");
+    }
+    assert!(TcpStream::connect(("127.0.0.2", port)).is_err(), "the app answered on 127.0.0.2");
+
+    // No session: refused, with the strict headers anyway.
+    let r = raw(port, "GET", "/", &[("Host", &host)], "");
+    assert_eq!(r.status, 401, "{}", r.body);
+    let csp = r.header("content-security-policy").unwrap();
+    assert!(csp.contains("default-src 'none'") && csp.contains("frame-ancestors 'none'"), "{csp}");
+    assert_eq!(r.header("x-frame-options"), Some("DENY"));
+    assert_eq!(r.header("referrer-policy"), Some("same-origin"));
+    assert!(!r.body.contains("Alpha"), "no data without a session");
+
+    // DNS rebinding: the right token under another Host is refused and
+    // not consumed.
+    let r = raw(port, "GET", &launch_path, &[("Host", &format!("rebind.example:{port}"))], "");
+    assert_eq!(r.status, 421);
+    assert!(r.header("set-cookie").is_none());
+    let r = raw(port, "GET", "/launch?token=00", &[("Host", &host)], "");
+    assert_eq!(r.status, 403);
+
+    // The real link, once: an HttpOnly, SameSite=Strict session cookie.
+    let r = raw(port, "GET", &launch_path, &[("Host", &host)], "");
+    assert_eq!(r.status, 200, "{}", r.body);
+    let cookie = r.header("set-cookie").unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let r = raw(port, "GET", &launch_path, &[("Host", &host)], "");
+    assert_eq!(r.status, 403, "a launch link works once");
+
+    // With the cookie: pages, but not under another Host.
+    let r = raw(port, "GET", "/grants", &[("Host", &host), ("Cookie", &cookie)], "");
+    assert_eq!(r.status, 200);
+    assert!(r.body.contains(&grant_id));
+    let r = raw(
+        port,
+        "GET",
+        "/grants",
+        &[("Host", &format!("attacker.example:{port}")), ("Cookie", &cookie)],
+        "",
+    );
+    assert_eq!(r.status, 421);
+    assert!(!r.body.contains(&grant_id));
+    let r = raw(port, "GET", "/grants", &[("Host", &host), ("Cookie", "medrelay-patient-1=forged")], "");
+    assert_eq!(r.status, 401);
+
+    // State changes need the CSRF token (and this origin): each forged
+    // revocation is refused and the grant stays active.
+    let csrf = {
+        let r = raw(port, "GET", "/grants", &[("Host", &host), ("Cookie", &cookie)], "");
+        let at = r.body.find("csrf=").unwrap() + 5;
+        r.body[at..at + 64].to_owned()
+    };
+    let revoke = format!("/grants/{grant_id}/revoke");
+    for (path, extra) in [
+        (revoke.clone(), None),
+        (format!("{revoke}?csrf={}", "0".repeat(64)), None),
+        (format!("{revoke}?csrf={csrf}"), Some(("Origin", "http://evil.example"))),
+        (format!("{revoke}?csrf={csrf}"), Some(("Sec-Fetch-Site", "cross-site"))),
+    ] {
+        let mut headers = vec![("Host", host.as_str()), ("Cookie", cookie.as_str())];
+        headers.extend(extra);
+        let r = raw(port, "POST", &path, &headers, "");
+        assert_eq!(r.status, 403, "{path} {extra:?}: {}", r.body);
+        assert_eq!(grants_of(&w.patient)[0]["revoked"], false, "{path} {extra:?} changed nothing");
+    }
+    // Without a session the token alone is not enough either.
+    let r = raw(port, "POST", &format!("{revoke}?csrf={csrf}"), &[("Host", &host)], "");
+    assert_eq!(r.status, 401);
+    assert_eq!(grants_of(&w.patient)[0]["revoked"], false);
+
+    // The same request with the token, from the page's own origin, works.
+    let origin = format!("http://{host}");
+    let r = raw(
+        port,
+        "POST",
+        &format!("{revoke}?csrf={csrf}"),
+        &[("Host", &host), ("Cookie", &cookie), ("Origin", &origin), ("Sec-Fetch-Site", "same-origin")],
+        "",
+    );
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(grants_of(&w.patient)[0]["revoked"], true);
+}
