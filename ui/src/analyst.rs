@@ -246,19 +246,19 @@ fn mechanism_text(m: Mechanism) -> String {
 fn accuracy_text(a: &Accuracy) -> String {
     match a {
         Accuracy::Interval { confidence, low, high, guaranteed } => format!(
-            "the true value is in [{}, {}] with {}% confidence{}",
+            "The true value is in [{}, {}] with {}% confidence{}",
             num(*low),
             num(*high),
             num(confidence * 100.0),
             if *guaranteed { "" } else { " (estimate)" }
         ),
         Accuracy::PerBin { confidence, half_width } => format!(
-            "every bin's true count is within ±{} of the bar, all bins together with {}% confidence",
+            "Every bin's true count is within ±{} of its bar (all bins together, {}% confidence)",
             num(*half_width),
             num(confidence * 100.0)
         ),
         Accuracy::Rank { confidence, within } => format!(
-            "at most {} patients off the target rank, with {}% confidence (plus the candidate spacing)",
+            "At most {} patients off the target rank, with {}% confidence (plus the candidate spacing)",
             num(*within),
             num(confidence * 100.0)
         ),
@@ -278,7 +278,7 @@ fn answer_view(n: usize, question: String, a: &DpAnswer) -> AnswerView {
                 .iter()
                 .map(|b| Bar { label: b.label.clone(), value: b.count as f64, plus_minus: pm })
                 .collect();
-            (None, Chart::bars(&format!("answer-{n}"), &question, "patients", &bars))
+            (None, Chart::bars(&format!("answer-{n}"), "Noisy count per bin", "patients", &bars))
         }
     };
     AnswerView {

@@ -97,6 +97,7 @@ fn growth_chart(review: &Review) -> Option<Chart> {
         .collect();
     points.dedup_by(|a, b| a.x == b.x && a.y == b.y);
     Chart::lines("log-growth", "Log size over time", "entries", &[Series { name: "entries".into(), points }])
+        .map(Chart::without_dots)
 }
 
 fn findings(r: &Review) -> Findings {

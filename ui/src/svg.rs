@@ -191,11 +191,14 @@ pub(crate) fn date_label(day: f64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-/// `HH:MM` of a day number's time of day (UTC).
-fn clock_label(day: f64) -> String {
-    let minutes = ((day - day.floor()) * 1440.0).round() as i64;
-    let minutes = minutes.min(1439);
-    format!("{:02}:{:02}", minutes / 60, minutes % 60)
+/// `HH:MM` (or `HH:MM:SS`) of a day number's time of day (UTC).
+fn clock_label(day: f64, seconds: bool) -> String {
+    let secs = (((day - day.floor()) * 86_400.0).round() as i64).min(86_399);
+    if seconds {
+        format!("{:02}:{:02}:{:02}", secs / 3600, (secs % 3600) / 60, secs % 60)
+    } else {
+        format!("{:02}:{:02}", secs / 3600, (secs % 3600) / 60)
+    }
 }
 
 /// `YYYY-MM-DD`, with `HH:MM` when the point has a time of day.
@@ -203,28 +206,30 @@ pub(crate) fn moment_label(day: f64) -> String {
     if (day - day.floor()).abs() < 1e-9 {
         date_label(day)
     } else {
-        format!("{} {}", date_label(day), clock_label(day))
+        format!("{} {}", date_label(day), clock_label(day, false))
     }
 }
 
 /// Ticks for a date axis over `[lo, hi]` (day numbers): years, months or
 /// days depending on the span.
 fn date_ticks(lo: f64, hi: f64) -> (f64, f64, Vec<Tick>) {
-    const MINUTE: f64 = 1.0 / 1440.0;
-    let (lo, hi) = if hi - lo < MINUTE { (lo - MINUTE, hi + MINUTE) } else { (lo, hi) };
+    const SECOND: f64 = 1.0 / 86_400.0;
+    // One instant: a month around it, on a date axis.
+    let (lo, hi) = if hi - lo < SECOND { (lo - 15.0, hi + 15.0) } else { (lo, hi) };
     let span = hi - lo;
     if span < 2.0 {
-        // Within a day or two: clock times at a round number of minutes.
-        let minutes = span * 1440.0;
-        let step = [1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 180.0, 360.0, 720.0]
-            .into_iter()
-            .find(|s| minutes / s <= 7.0)
-            .unwrap_or(720.0)
-            * MINUTE;
+        // Within a day or two: clock times at a round number of seconds.
+        let seconds = span * 86_400.0;
+        let steps = [
+            1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10_800.0,
+            21_600.0, 43_200.0,
+        ];
+        let step_s = steps.into_iter().find(|s| seconds / s <= 7.0).unwrap_or(43_200.0);
+        let step = step_s * SECOND;
         let mut ticks = Vec::new();
         let mut at = (lo / step).ceil() * step;
         while at <= hi && ticks.len() < 20 {
-            ticks.push(Tick { at, label: clock_label(at) });
+            ticks.push(Tick { at, label: clock_label(at, step_s < 60.0) });
             at += step;
         }
         return (lo, hi, ticks);
@@ -363,6 +368,14 @@ impl Chart {
         Some(chart)
     }
 
+    /// The same chart with lines only (for dense series).
+    pub(crate) fn without_dots(mut self) -> Self {
+        for s in &mut self.series {
+            s.dots.clear();
+        }
+        self
+    }
+
     /// Bars with optional ± whiskers. `None` without bars.
     pub(crate) fn bars(id: &str, title: &str, unit: &str, bars: &[Bar]) -> Option<Self> {
         if bars.is_empty() {
@@ -453,6 +466,13 @@ mod tests {
         let (_, _, clock) = date_ticks(d(2020, 1, 1) + 0.5, d(2020, 1, 1) + 0.52);
         assert!(clock.iter().all(|t| t.label.len() == 5 && t.label.contains(':')), "{clock:?}");
         assert!(clock.len() >= 2 && clock.len() <= 8, "{clock:?}");
+        // Half a minute of log growth: ticks every few seconds.
+        let (_, _, secs) = date_ticks(d(2020, 1, 1) + 0.5, d(2020, 1, 1) + 0.5 + 30.0 / 86_400.0);
+        assert!(secs.iter().all(|t| t.label.len() == 8), "{secs:?}");
+        assert!(secs.len() >= 3 && secs.len() <= 8, "{secs:?}");
+        // One instant: a month around it.
+        let (lo, hi, one) = date_ticks(d(2020, 6, 15), d(2020, 6, 15));
+        assert!((hi - lo - 30.0).abs() < 1e-9 && !one.is_empty(), "{one:?}");
         assert_eq!(moment_label(d(2020, 1, 1) + 0.75), "2020-01-01 18:00");
         assert_eq!(moment_label(d(2020, 1, 1)), "2020-01-01");
     }

@@ -93,6 +93,7 @@ impl Driver {
             "--disable-component-update",
             "--disable-sync",
             "--disable-dev-shm-usage",
+            "--hide-scrollbars",
             "--window-size=1280,900",
             "--force-device-scale-factor=1",
             "--lang=en-US",
@@ -276,17 +277,13 @@ pub async fn click(c: &Client, css: &str) {
 
 /// Saves a screenshot of the whole page as `docs/screenshots/<name>.png`.
 pub async fn screenshot(c: &Client, name: &str) {
-    let height = c
-        .execute(
-            "return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight);",
-            vec![],
-        )
-        .await
-        .ok()
-        .and_then(|v| v.as_u64())
-        .unwrap_or(900)
-        .clamp(600, 4000);
-    c.set_window_size(1280, height as u32 + 120).await.unwrap();
+    let number = |v: serde_json::Value| v.as_u64().unwrap_or(0);
+    let script = "window.scrollTo(0, 0); \
+                  return Math.max(document.documentElement.scrollHeight, document.body.scrollHeight);";
+    let height = number(c.execute(script, vec![]).await.unwrap()).clamp(600, 4000);
+    // The window's own frame, if any, on top of the page's height.
+    let frame = number(c.execute("return window.outerHeight - window.innerHeight;", vec![]).await.unwrap());
+    c.set_window_size(1280, (height + frame) as u32).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let png = c.screenshot().await.unwrap();
     c.set_window_size(1280, 900).await.unwrap();
