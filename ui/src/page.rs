@@ -145,7 +145,7 @@ impl Ctx {
 
     /// Maps an error to a full error page in this layout.
     pub(crate) fn fail<E: Into<Problem>>(&self) -> impl FnOnce(E) -> PageError + '_ {
-        move |e| PageError { problem: e.into(), layout: Some(self.layout("Something went wrong")) }
+        move |e| PageError { problem: e.into(), layout: Some(Box::new(self.layout("Something went wrong"))) }
     }
 }
 
@@ -224,7 +224,7 @@ impl From<actix_web::error::BlockingError> for Problem {
 #[derive(Debug)]
 pub(crate) struct PageError {
     problem: Problem,
-    layout: Option<Layout>,
+    layout: Option<Box<Layout>>,
 }
 
 impl From<Problem> for PageError {
@@ -255,7 +255,7 @@ impl ResponseError for PageError {
             Some(layout) => html(
                 self.problem.status,
                 &ErrorPage {
-                    layout: layout.clone(),
+                    layout: layout.as_ref().clone(),
                     title: self.problem.title,
                     message: &self.problem.message,
                 },

@@ -398,7 +398,7 @@ async fn grants(ctx: Ctx, app: web::Data<PatientApp>) -> Result<HttpResponse, Pa
     let p = app.client();
     let mut list = blocking(move || p.grants()).await.map_err(ctx.fail())?;
     let names = app.doctor_names(list.iter().map(|g| g.doctor).collect()).await;
-    list.sort_by(|a, b| b.created_at.cmp(&a.created_at));
+    list.sort_by_key(|g| std::cmp::Reverse(g.created_at));
     let t = now();
     let grants = list
         .iter()
