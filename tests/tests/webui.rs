@@ -21,7 +21,7 @@ mod common;
 use std::net::{IpAddr, SocketAddr, TcpStream, UdpSocket};
 use std::time::Duration;
 
-use browser::{browser_or_skip, click, raw, screenshot, text, wait_for, App, Driver};
+use browser::{browser_or_skip, click, raw, screenshot, text, wait_for, App, Driver, Session};
 use common::*;
 use fantoccini::Locator;
 use serde_json::Value;
@@ -356,4 +356,52 @@ fn the_app_refuses_strangers_and_forged_requests() {
     );
     assert_eq!(r.status, 303, "{}", r.body);
     assert_eq!(grants_of(&w.patient)[0]["revoked"], true);
+}
+
+#[test]
+fn downloads_a_patients_record_and_a_doctors_chart_as_a_fhir_bundle() {
+    let w = world();
+    w.patient.run(&["import", data("fhir-patient-alpha.json").to_str().unwrap()]).ok();
+    let pid = id_of(&w.patient);
+    w.patient.run(&["grant", &id_of(&w.doctor), "--scope", "Condition,Observation,Patient", "--yes"]).ok();
+
+    // The patient downloads one of their own records, decrypted locally.
+    let patient = App::start(&w.patient);
+    let ps = Session::sign_in(&patient);
+    let records = w.patient.run(&["records", "--json"]).json();
+    let rid = records.as_array().unwrap()[0]["record_id"].as_str().unwrap().to_owned();
+    let r = ps.get(&format!("/records/{rid}/download"));
+    assert_eq!(r.status, 200);
+    assert!(r.header("content-disposition").unwrap().starts_with("attachment"), "{:?}", r.headers);
+    let resource: Value = serde_json::from_str(&r.body).unwrap();
+    assert!(resource["resourceType"].is_string() && resource["id"].is_string(), "{resource}");
+    assert_eq!(ps.get("/records/not-an-id/download").status, 404);
+
+    // The doctor fetches the chart and downloads it as one Bundle.
+    let doctor = App::start(&w.doctor);
+    let ds = Session::sign_in(&doctor);
+    assert_eq!(ds.get(&format!("/patients/{pid}/bundle")).status, 404, "nothing fetched yet");
+    let r = ds.post(&format!("/patients/{pid}/fetch"), "");
+    assert_eq!(r.status, 303, "{}", r.body);
+    let chart = ds.finish_job(r.header("location").unwrap());
+    assert_eq!(chart, format!("/patients/{pid}"));
+    let page = ds.get(&chart);
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("Type 2 diabetes"), "the chart shows the conditions");
+    let r = ds.get(&format!("/patients/{pid}/bundle"));
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("content-type"), Some("application/fhir+json"));
+    let bundle: Value = serde_json::from_str(&r.body).unwrap();
+    assert_eq!(bundle["resourceType"], "Bundle");
+    assert_eq!(bundle["type"], "collection");
+    let entries = bundle["entry"].as_array().unwrap();
+    // 2 conditions (the depression diagnosis is labelled and not granted),
+    // 6 observations, the Patient; no medication.
+    let mut types: Vec<&str> = entries.iter().map(|e| e["resource"]["resourceType"].as_str().unwrap()).collect();
+    types.sort_unstable();
+    types.dedup();
+    assert_eq!(entries.len(), 9, "{types:?}");
+    assert_eq!(types, ["Condition", "Observation", "Patient"]);
+    assert!(!r.body.contains("depressive"));
+    assert_eq!(bundle["total"], 9);
 }

@@ -291,3 +291,64 @@ pub async fn screenshot(c: &Client, name: &str) {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join(format!("{name}.png")), png).unwrap();
 }
+
+/// A signed-in session driven over raw HTTP (no browser): the launch
+/// token redeemed, the cookie and the page's CSRF token kept.
+pub struct Session {
+    pub port: u16,
+    pub host: String,
+    pub cookie: String,
+    pub csrf: String,
+}
+
+impl Session {
+    /// Signs in to `app` with its launch link.
+    pub fn sign_in(app: &App) -> Self {
+        let host = format!("127.0.0.1:{}", app.port);
+        let path = &app.launch[app.launch.find("/launch").unwrap()..];
+        let r = raw(app.port, "GET", path, &[("Host", &host)], "");
+        assert_eq!(r.status, 200, "{}", r.body);
+        let cookie = r.header("set-cookie").unwrap().split(';').next().unwrap().to_owned();
+        let page = raw(app.port, "GET", "/", &[("Host", &host), ("Cookie", &cookie)], "");
+        let at = page.body.find("csrf=").expect("a form with the CSRF token") + 5;
+        let csrf = page.body[at..at + 64].to_owned();
+        Self { port: app.port, host, cookie, csrf }
+    }
+
+    pub fn get(&self, path: &str) -> Raw {
+        raw(self.port, "GET", path, &[("Host", &self.host), ("Cookie", &self.cookie)], "")
+    }
+
+    /// A form POST from the page's own origin, with the CSRF token.
+    pub fn post(&self, path: &str, form: &str) -> Raw {
+        let sep = if path.contains('?') { '&' } else { '?' };
+        let origin = format!("http://{}", self.host);
+        raw(
+            self.port,
+            "POST",
+            &format!("{path}{sep}csrf={}", self.csrf),
+            &[
+                ("Host", &self.host),
+                ("Cookie", &self.cookie),
+                ("Origin", &origin),
+                ("Content-Type", "application/x-www-form-urlencoded"),
+            ],
+            form,
+        )
+    }
+
+    /// Follows a job page until it redirects; returns where to.
+    pub fn finish_job(&self, job: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = self.get(job);
+            match r.status {
+                303 => return r.header("location").unwrap().to_owned(),
+                200 if !r.body.contains("It stopped") => {}
+                _ => panic!("job {job} failed: {} {}", r.status, r.body),
+            }
+            assert!(Instant::now() < deadline, "job {job} did not finish");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
