@@ -355,23 +355,51 @@ impl Doctor {
         out: &Path,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<FetchAllReport, ClientError> {
-        let shared = self.shared_by(patient)?;
+        let p = self.patient(patient)?;
+        let grants = self.active_grants()?.remove(patient).unwrap_or_default();
+        if grants.is_empty() {
+            return Err(ClientError::Invalid(format!(
+                "patient {patient} has no active grant to this doctor"
+            )));
+        }
+        let shared = self.shared_with(&p, &grants)?;
         fs::create_dir_all(out).map_err(ClientError::io(out))?;
         let categories: BTreeMap<RecordId, String> =
             shared.records.iter().map(|r| (r.record_id, r.category.clone())).collect();
         let ids: Vec<RecordId> = shared.records.iter().map(|r| r.record_id).collect();
-        let fetched = self.fetch_many(&ids, progress)?;
-        let mut report =
-            FetchAllReport { written: Vec::new(), denied: fetched.denied, failed: fetched.failed };
-        for f in fetched.fetched {
-            let id = f.record.header.record_id();
-            let path = out.join(f.record.file_name());
-            write_record_file(&path, &f.record.export_bytes())?;
-            report.written.push(WrittenRecord {
-                record_id: id,
-                category: categories.get(&id).cloned().unwrap_or_default(),
-                path,
-            });
+        let total = ids.len() as u64;
+        let mut report = FetchAllReport::default();
+        let mut done = 0;
+        progress(Progress { done, total });
+        for chunk in ids.chunks(limits::MAX_BATCH_REENCRYPT) {
+            let resp = self.http.reencrypt_batch(chunk.to_vec())?;
+            if resp.items.len() != chunk.len() {
+                return Err(ClientError::Protocol("batch answer has the wrong length".into()));
+            }
+            for (want, item) in chunk.iter().zip(resp.items) {
+                match item {
+                    ReencryptItem::Served(served) => match self.open_served(want, &served) {
+                        Ok(f) => {
+                            let path = out.join(f.record.file_name());
+                            write_record_file(&path, &f.record.export_bytes())?;
+                            report.written.push(WrittenRecord {
+                                record_id: *want,
+                                category: categories.get(want).cloned().unwrap_or_default(),
+                                path,
+                            });
+                        }
+                        Err(e) => report.failed.push((*want, e.to_string())),
+                    },
+                    ReencryptItem::Denied { record_id, error } => {
+                        if record_id != *want {
+                            return Err(ClientError::Protocol("batch answer out of order".into()));
+                        }
+                        report.denied.push((record_id, error.error));
+                    }
+                }
+                done += 1;
+                progress(Progress { done, total });
+            }
         }
         Ok(report)
     }
