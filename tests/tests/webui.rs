@@ -397,11 +397,48 @@ fn downloads_a_patients_record_and_a_doctors_chart_as_a_fhir_bundle() {
     let entries = bundle["entry"].as_array().unwrap();
     // 2 conditions (the depression diagnosis is labelled and not granted),
     // 6 observations, the Patient; no medication.
-    let mut types: Vec<&str> = entries.iter().map(|e| e["resource"]["resourceType"].as_str().unwrap()).collect();
+    let mut types: Vec<&str> =
+        entries.iter().map(|e| e["resource"]["resourceType"].as_str().unwrap()).collect();
     types.sort_unstable();
     types.dedup();
     assert_eq!(entries.len(), 9, "{types:?}");
     assert_eq!(types, ["Condition", "Observation", "Patient"]);
     assert!(!r.body.contains("depressive"));
     assert_eq!(bundle["total"], 9);
+}
+
+#[test]
+fn the_auditor_app_shows_a_rewritten_log_loudly() {
+    let mut w = world();
+    w.patient.run(&["import", data("fhir-patient-alpha.json").to_str().unwrap()]).ok();
+    let auditor = App::start(&w.auditor);
+    let s = Session::sign_in(&auditor);
+    let page = s.get("/");
+    assert!(page.body.contains("Log verified") && page.body.contains("Full audit passed"), "{}", page.body);
+    let grants = s.get("/grants?patient=not-an-id");
+    assert!(grants.body.contains("the patient id is not a valid id"), "a bad filter is named");
+
+    // Flip a byte of a stored log entry while the server is down.
+    w.server.stop();
+    {
+        let db = sled::Config::new().path(w.server.data_dir().join("db")).open().unwrap();
+        let key = [&b"l/"[..], &5u64.to_be_bytes()].concat();
+        let mut value = db.get(&key).unwrap().expect("log entry 5").to_vec();
+        let last = value.len() - 1;
+        value[last] ^= 0x01;
+        db.insert(&key, value).unwrap();
+        db.flush().unwrap();
+    }
+    w.server.start();
+    let r = s.post("/verify", "");
+    assert_eq!(r.status, 303);
+    let page = s.get("/");
+    assert!(
+        page.body.contains("Verification failed") && page.body.contains("LOG INTEGRITY FAILURE"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("Log verified"));
+    // The listings refuse to show anything from a log that does not verify.
+    assert_eq!(s.get("/accesses").status, 502);
 }

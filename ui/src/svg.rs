@@ -221,8 +221,8 @@ fn date_ticks(lo: f64, hi: f64) -> (f64, f64, Vec<Tick>) {
         // Within a day or two: clock times at a round number of seconds.
         let seconds = span * 86_400.0;
         let steps = [
-            1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10_800.0,
-            21_600.0, 43_200.0,
+            1.0, 2.0, 5.0, 10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0,
+            10_800.0, 21_600.0, 43_200.0,
         ];
         let step_s = steps.into_iter().find(|s| seconds / s <= 7.0).unwrap_or(43_200.0);
         let step = step_s * SECOND;
