@@ -118,6 +118,8 @@ pub struct Launch {
     pub address: SocketAddr,
     /// The app's base URL.
     pub url: String,
+    /// Whether a browser was started on the sign-in link.
+    pub browser_opened: bool,
     launch_url: Zeroizing<String>,
 }
 
@@ -188,8 +190,9 @@ pub fn run(app: RoleApp, options: &UiOptions, announce: impl FnOnce(&Launch)) ->
         RoleApp::Analyst(a) => a.whoami().profile,
         RoleApp::Auditor(a) => a.whoami().profile,
     };
-    announce(&launch);
     let opener = if options.open_browser { open_browser(&profile, &launch) } else { None };
+    launch.browser_opened = opener.is_some();
+    announce(&launch);
     let gate = web::Data::new(gate);
     let shell = web::Data::new(shell_for(&app));
     let quit = web::Data::new(Quit::default());
@@ -241,8 +244,10 @@ pub fn serve(app: RoleApp, options: &UiOptions) -> Result<(), UiError> {
     run(app, options, |launch| {
         println!("medrelay {role} app for {who} at {}", launch.url);
         println!("sign in with this link (it works once): {}", launch.launch_url());
-        if open {
-            println!("opening your browser on it...");
+        if launch.browser_opened {
+            println!("your browser was opened on it");
+        } else if open {
+            println!("no browser could be started: open the link yourself");
         }
         println!("the app runs until you press Ctrl-C or choose \"Lock and quit\" on the page");
     })
@@ -305,7 +310,10 @@ async fn launch_handler(gate: web::Data<Gate>, q: web::Query<LaunchQuery>) -> Ht
             set_cookie(&mut res, &security::session_cookie(gate.cookie_name(), &cookie));
             res
         }
-        None => security::refusal_response(security::Refusal::BadLaunch),
+        None => {
+            eprintln!("refused GET /launch: {}", security::Refusal::BadLaunch.code());
+            security::refusal_response(security::Refusal::BadLaunch)
+        }
     }
 }
 

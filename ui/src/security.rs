@@ -118,6 +118,16 @@ pub(crate) enum Refusal {
 }
 
 impl Refusal {
+    /// A short code for the terminal's log line.
+    pub(crate) fn code(self) -> &'static str {
+        match self {
+            Refusal::WrongHost => "wrong Host header",
+            Refusal::NoSession => "no session",
+            Refusal::Csrf => "missing or wrong CSRF token, or another origin",
+            Refusal::BadLaunch => "launch token wrong or used",
+        }
+    }
+
     fn status(self) -> StatusCode {
         match self {
             Refusal::WrongHost => StatusCode::MISDIRECTED_REQUEST,
@@ -318,7 +328,11 @@ pub(crate) async fn guard(
         }
     };
     let mut res = match refused {
-        Some(r) => req.into_response(refusal_response(r)),
+        Some(r) => {
+            // The path only: the query may carry a token.
+            eprintln!("refused {} {}: {}", req.method(), req.path().escape_debug(), r.code());
+            req.into_response(refusal_response(r))
+        }
         None => next.call(req).await?.map_into_boxed_body(),
     };
     harden(res.headers_mut());
