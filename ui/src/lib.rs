@@ -181,8 +181,12 @@ pub fn run(app: RoleApp, options: &UiOptions, announce: impl FnOnce(&Launch)) ->
     let role = app.role();
     let (gate, token) = Gate::new(role, address.port(), security::IDLE_TIMEOUT);
     let url = format!("http://127.0.0.1:{}/", address.port());
-    let launch =
-        Launch { address, launch_url: Zeroizing::new(format!("{url}launch?token={}", token.as_str())), url };
+    let mut launch = Launch {
+        address,
+        launch_url: Zeroizing::new(format!("{url}launch?token={}", token.as_str())),
+        url,
+        browser_opened: false,
+    };
     drop(token);
     let profile = match &app {
         RoleApp::Patient(p) => p.whoami().profile,
