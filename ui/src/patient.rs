@@ -773,6 +773,31 @@ struct HistoryPage {
     denied: usize,
 }
 
+/// Shortens every run of 32 or more hex digits (an id) to its first 12.
+pub(crate) fn shorten_ids(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut run = String::new();
+    let flush = |run: &mut String, out: &mut String| {
+        if run.len() >= 32 {
+            out.push_str(&run[..12]);
+            out.push('…');
+        } else {
+            out.push_str(run);
+        }
+        run.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_hexdigit() {
+            run.push(c);
+        } else {
+            flush(&mut run, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut run, &mut out);
+    out
+}
+
 /// A log event kind (`reencryption_served`, …) for people, and its tone.
 pub(crate) fn event_label(kind: &str) -> (String, &'static str) {
     let (label, tone) = match kind {
@@ -799,7 +824,7 @@ fn history_view(i: &HistoryItem, names: &BTreeMap<PrincipalId, String>) -> Histo
         tone,
         record: i.record.map(|r| short(&r)).unwrap_or_default(),
         doctor: i.doctor.map(|d| names.get(&d).cloned().unwrap_or_else(|| short(&d))).unwrap_or_default(),
-        detail: i.detail.clone(),
+        detail: shorten_ids(&i.detail),
     }
 }
 
@@ -981,6 +1006,15 @@ async fn withdraw(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn long_ids_are_shortened_in_details() {
+        let id = "413a700274c4456ff993c3dc9ecd225f22e6c9e6ff9ad6a31087d4708290aa00";
+        assert_eq!(shorten_ids(&format!("{id} registered as patient")), "413a700274c4… registered as patient");
+        assert_eq!(shorten_ids("key class general"), "key class general");
+        assert_eq!(shorten_ids("deadbeef"), "deadbeef");
+        assert_eq!(shorten_ids(""), "");
+    }
 
     #[test]
     fn category_text_splits_into_parts() {
