@@ -14,7 +14,7 @@ use std::path::Path;
 
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp, VerifyingKey};
 use medrelay_policy::audit::{AuditReport, LogAudit};
-use medrelay_policy::{Checkpoint, Grant, LogEvent, Revocation};
+use medrelay_policy::{Checkpoint, Grant, LeafOpening, LogEvent, Revocation};
 use medrelay_wire::Role;
 use serde::Serialize;
 
@@ -43,8 +43,9 @@ pub struct VerifyReport {
 pub struct VerifiedLog {
     /// The checkpoint it hashes to.
     pub checkpoint: Checkpoint,
-    /// Raw entries (Merkle leaf data), in index order.
-    pub entries: Vec<Vec<u8>>,
+    /// Entries (each event with the salt its leaf commits with), in index
+    /// order.
+    pub entries: Vec<LeafOpening>,
     /// Decoded events, in index order.
     pub events: Vec<LogEvent>,
 }
@@ -94,6 +95,9 @@ pub struct AccessItem {
     pub grant: Option<GrantId>,
     /// Key class re-encrypted, or the denial reason.
     pub detail: String,
+    /// How many identical denials the entry stands for (1 for a served
+    /// access and an uncoalesced denial).
+    pub count: u32,
 }
 
 /// Filters for the listings.
@@ -177,7 +181,7 @@ impl Auditor {
     fn download(
         &self,
         progress: &mut dyn FnMut(Progress),
-    ) -> Result<(CheckpointUpdate, Vec<Vec<u8>>), ClientError> {
+    ) -> Result<(CheckpointUpdate, Vec<LeafOpening>), ClientError> {
         let mut entries = Vec::new();
         let update = advance_checkpoint(&self.session.http, &self.session.profile, |c| {
             entries =
@@ -195,7 +199,7 @@ impl Auditor {
             .iter()
             .enumerate()
             .map(|(i, e)| {
-                LogEvent::from_bytes(e)
+                e.event()
                     .map_err(|err| ClientError::LogIntegrity(format!("entry {i} does not decode: {err}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -340,9 +344,10 @@ pub fn accesses_in(events: &[LogEvent], filter: &Filter) -> Vec<AccessItem> {
                     record: *record,
                     grant: Some(*grant),
                     detail: key_class.to_string(),
+                    count: 1,
                 })
             }
-            LogEvent::AccessDenied { at, doctor, record, patient, reason } => Some(AccessItem {
+            LogEvent::AccessDenied { at, doctor, record, patient, reason, count } => Some(AccessItem {
                 index: i as u64,
                 at: *at,
                 outcome: "denied",
@@ -351,6 +356,7 @@ pub fn accesses_in(events: &[LogEvent], filter: &Filter) -> Vec<AccessItem> {
                 record: *record,
                 grant: None,
                 detail: reason.code().to_owned(),
+                count: *count,
             }),
             _ => None,
         })

@@ -20,11 +20,12 @@ use serde::Serialize;
 
 use crate::http::{Http, ServerOptions};
 use crate::keystore::Passphrase;
+use crate::patient::{history_item, History};
 use crate::session::{
     create_profile, open_profile, Connect, GrantSummary, Identity, NewPrincipal, OpenedRecord, Progress,
 };
 use crate::time::now;
-use crate::transparency::{fetch_principal, VerifiedPrincipal};
+use crate::transparency::{fetch_principal, verified_history, VerifiedPrincipal};
 use crate::ClientError;
 
 /// A record the doctor may read now.
@@ -171,8 +172,10 @@ impl Doctor {
 
     fn patient(&self, id: &PrincipalId) -> Result<VerifiedPrincipal, ClientError> {
         let p = fetch_principal(&self.http, id).map_err(|e| match e {
-            ClientError::Server { code, .. } if code == "not_found" => {
-                ClientError::Invalid(format!("unknown patient id {id}"))
+            // The server shows a doctor only the patients who granted them
+            // something, and answers the same for an unknown id.
+            ClientError::Server { code, .. } if code == "not_found" || code == "forbidden" => {
+                ClientError::Invalid(format!("unknown patient id {id}, or no grant from this patient"))
             }
             other => other,
         })?;
@@ -261,6 +264,15 @@ impl Doctor {
             out.push(self.shared_with(&p, &grants)?);
         }
         Ok(out)
+    }
+
+    /// This doctor's own entries in the log (registration, grants received,
+    /// accesses served and denied, refused requests), each proven in the
+    /// signed log by an inclusion proof against the advanced checkpoint.
+    pub fn history(&self, progress: &mut dyn FnMut(Progress)) -> Result<History, ClientError> {
+        let (events, checkpoint) = verified_history(&self.http, &self.profile, progress)?;
+        let items = events.iter().map(|(i, e)| history_item(*i, e)).collect();
+        Ok(History { items, tree_size: checkpoint.tree_size })
     }
 
     /// Checks and opens one re-encrypted record.

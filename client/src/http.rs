@@ -22,9 +22,9 @@ use medrelay_crypto::{domain, GrantId, PrincipalId, RecordId, SigningKey, Timest
 use medrelay_wire::dp::{BudgetStatus, DpAnswer, Query, SchemaInfo, SchemaList, SummaryDoc, SummaryReceipt};
 use medrelay_wire::{
     challenge_message, limits, ChallengeRequest, ChallengeResponse, CheckpointResponse, CreateGrantRequest,
-    ErrorBody, GrantList, GrantReceipt, Health, LogEntries, PrincipalInfo, ProofResponse, RecordList,
-    ReencryptRequest, ReencryptResponse, ReencryptedRecord, RegisterRequest, RevokeRequest, TokenRequest,
-    TokenResponse, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
+    ErrorBody, GrantList, GrantReceipt, Health, LeafHashes, LogEntries, PrincipalInfo, ProofResponse,
+    RecordList, ReencryptRequest, ReencryptResponse, ReencryptedRecord, RegisterRequest, RevokeRequest,
+    TokenRequest, TokenResponse, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -308,10 +308,11 @@ impl Http {
         self.post_public("/v1/principals", req)
     }
 
-    /// `GET /v1/principals/{id}` (unverified: see
-    /// [`crate::directory::fetch_principal`]).
+    /// `GET /v1/principals/{id}` (authenticated: names and keys are shown
+    /// only to those with a reason; unverified, see
+    /// [`crate::transparency::fetch_principal`]).
     pub fn principal(&self, id: &PrincipalId) -> Result<PrincipalInfo, ClientError> {
-        self.get_public(&format!("/v1/principals/{id}"), MAX_ANSWER_BYTES)
+        self.authed("GET", &format!("/v1/principals/{id}"), None, MAX_ANSWER_BYTES)
     }
 
     /// `POST /v1/records/batch`.
@@ -382,9 +383,15 @@ impl Http {
         String::from_utf8(b).map_err(|_| ClientError::Protocol("log key is not UTF-8".into()))
     }
 
-    /// `GET /v1/log/entries?start=&end=` (at most [`limits::MAX_LOG_RANGE`]).
+    /// `GET /v1/log/entries?start=&end=` (at most [`limits::MAX_LOG_RANGE`]):
+    /// the entries of the range this identity may read (all for an auditor).
     pub fn log_entries(&self, start: u64, end: u64) -> Result<LogEntries, ClientError> {
-        self.get_public(&format!("/v1/log/entries?start={start}&end={end}"), MAX_BATCH_ANSWER_BYTES)
+        self.authed("GET", &format!("/v1/log/entries?start={start}&end={end}"), None, MAX_BATCH_ANSWER_BYTES)
+    }
+
+    /// `GET /v1/log/leaves?start=&end=` (public): leaf hashes only.
+    pub fn log_leaves(&self, start: u64, end: u64) -> Result<LeafHashes, ClientError> {
+        self.get_public(&format!("/v1/log/leaves?start={start}&end={end}"), MAX_BATCH_ANSWER_BYTES)
     }
 
     /// `GET /v1/log/mine?from=&limit=`.

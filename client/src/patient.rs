@@ -12,7 +12,7 @@ use medrelay_crypto::{
     SigningKey, Threshold, Timestamp, MAX_ENVELOPE_LEN,
 };
 use medrelay_dp::{derive_summary, Summary, SummaryDoc};
-use medrelay_policy::{Grant, LogEvent, Purpose, Revocation, Scope, SignedGrant};
+use medrelay_policy::{Grant, LogEvent, Purpose, RefusedObject, Revocation, Scope, SignedGrant};
 use medrelay_wire::dp::{SchemaInfo, SummaryReceipt};
 use medrelay_wire::{limits, CreateGrantRequest, GrantReceipt, RevokeRequest, Role, B64};
 use rand::rngs::OsRng;
@@ -27,9 +27,7 @@ use crate::session::{
     OpenedRecord, Progress,
 };
 use crate::time::now;
-use crate::transparency::{
-    advance_checkpoint, fetch_principal, verified_schema, verify_inclusion, VerifiedPrincipal,
-};
+use crate::transparency::{fetch_principal, verified_history, verified_schema, VerifiedPrincipal};
 use crate::ClientError;
 
 /// The local record index file in the profile.
@@ -129,6 +127,9 @@ pub struct HistoryItem {
     pub grant: Option<GrantId>,
     /// Details (denial reason, key class, scope).
     pub detail: String,
+    /// How many identical refusals the entry stands for (1 except for a
+    /// coalesced refusal).
+    pub count: u32,
 }
 
 /// What `history` returns: items, each proven in the log, and the
@@ -409,8 +410,10 @@ impl Patient {
     /// granting.
     pub fn doctor(&self, id: &PrincipalId) -> Result<VerifiedPrincipal, ClientError> {
         let d = fetch_principal(&self.http, id).map_err(|e| match e {
-            ClientError::Server { code, .. } if code == "not_found" => {
-                ClientError::Invalid(format!("unknown doctor id {id}: no such principal on the server"))
+            // The server shows a patient doctors only, and answers the same
+            // for an unknown id and for any other principal.
+            ClientError::Server { code, .. } if code == "not_found" || code == "forbidden" => {
+                ClientError::Invalid(format!("unknown doctor id {id}: no doctor with this id on the server"))
             }
             other => other,
         })?;
@@ -502,38 +505,14 @@ impl Patient {
     }
 
     /// Every logged event about the patient (registrations, records, grants,
-    /// revocations, accesses served and denied). The stored checkpoint is
-    /// advanced (signature + consistency), and every item is proven to be in
-    /// the log by an inclusion proof against it.
+    /// revocations, accesses served and denied, refusals of the patient's
+    /// own requests). The stored checkpoint is advanced (signature +
+    /// consistency), and every item is proven to be in the log by an
+    /// inclusion proof against it.
     pub fn history(&self, progress: &mut dyn FnMut(Progress)) -> Result<History, ClientError> {
-        let mut entries = Vec::new();
-        let mut from = 0;
-        loop {
-            let page = self.http.log_mine(from, limits::MAX_LIST_ITEMS)?;
-            let n = page.entries.len();
-            for e in page.entries {
-                if e.index < from {
-                    return Err(ClientError::Protocol("log entries out of order".into()));
-                }
-                from = e.index + 1;
-                entries.push(e);
-            }
-            if n < limits::MAX_LIST_ITEMS {
-                break;
-            }
-        }
-        let update = advance_checkpoint(&self.http, &self.profile, |_| Ok(()))?;
-        let total = entries.len() as u64;
-        let mut items = Vec::with_capacity(entries.len());
-        for (i, e) in entries.into_iter().enumerate() {
-            verify_inclusion(&self.http, &update.current, e.index, e.data.as_bytes())?;
-            let event = LogEvent::from_bytes(e.data.as_bytes()).map_err(|err| {
-                ClientError::LogIntegrity(format!("entry {} does not decode: {err}", e.index))
-            })?;
-            items.push(history_item(e.index, &event));
-            progress(Progress { done: i as u64 + 1, total });
-        }
-        Ok(History { items, tree_size: update.current.tree_size })
+        let (events, checkpoint) = verified_history(&self.http, &self.profile, progress)?;
+        let items = events.iter().map(|(i, e)| history_item(*i, e)).collect();
+        Ok(History { items, tree_size: checkpoint.tree_size })
     }
 
     /// The installed DP summary schemas.
@@ -627,7 +606,9 @@ pub fn history_item(index: u64, event: &LogEvent) -> HistoryItem {
         doctor: None,
         grant: None,
         detail: String::new(),
+        count: event.count(),
     };
+    let times = |count: u32| if count > 1 { format!(" (×{count})") } else { String::new() };
     match event {
         LogEvent::PrincipalRegistered { principal, role, .. } => {
             item.detail = format!("{principal} registered as {role}");
@@ -654,10 +635,20 @@ pub fn history_item(index: u64, event: &LogEvent) -> HistoryItem {
             item.doctor = Some(*doctor);
             item.detail = format!("key class {key_class}");
         }
-        LogEvent::AccessDenied { doctor, record, reason, .. } => {
+        LogEvent::AccessDenied { doctor, record, reason, count, .. } => {
             item.record = Some(*record);
             item.doctor = Some(*doctor);
-            item.detail = format!("denied: {}", reason.code());
+            item.detail = format!("denied: {}{}", reason.code(), times(*count));
+        }
+        LogEvent::RequestRefused { principal, what, reason, count, .. } => {
+            match what {
+                RefusedObject::Record(r) | RefusedObject::Envelope(r) => item.record = Some(*r),
+                RefusedObject::Grant(g)
+                | RefusedObject::ReencryptionKeys(g)
+                | RefusedObject::Revocation(g) => item.grant = Some(*g),
+                _ => {}
+            }
+            item.detail = format!("{principal} refused {what}: {}{}", reason.code(), times(*count));
         }
         _ => {}
     }

@@ -10,7 +10,13 @@
 //! history cannot produce such a proof and the client stops with
 //! [`ClientError::LogIntegrity`]. Entries are accepted only with an
 //! inclusion proof against a verified checkpoint, or, when the whole log is
-//! downloaded, only if they hash to the signed root.
+//! downloaded (auditors), only if they hash to the signed root.
+//!
+//! The log proves without publishing: its leaves are salted commitments to
+//! the events, and the server gives an entry's event and salt only to those
+//! the event is about and to auditors. A client recomputes the leaf from
+//! what it was given ([`LeafOpening::leaf_hash`]), so a server cannot show
+//! it an event other than the one the signed tree commits to.
 //!
 //! A directory entry is accepted only if its id is the hash of its signing
 //! key and its registration signature covers its role, name and PRE keys, so
@@ -20,15 +26,18 @@
 use medrelay_crypto::{domain, PatientPublicKeys, PrePublicKey, PrincipalId, VerifyingKey};
 use medrelay_dp::Schema;
 use medrelay_policy::{
-    hash_leaf, root_from_leaves, Checkpoint, ConsistencyProof, InclusionProof, LogEvent, LogVerifier,
-    MerkleHash,
+    root_from_leaves, Checkpoint, ConsistencyProof, EventSalt, InclusionProof, LeafOpening, LogEvent,
+    LogVerifier, MerkleHash,
 };
 use medrelay_wire::dp::SchemaInfo;
-use medrelay_wire::{limits, registration_message, CheckpointResponse, PrincipalInfo, ProofResponse, Role};
+use medrelay_wire::{
+    limits, registration_message, CheckpointResponse, LogEntry, PrincipalInfo, ProofResponse, Role,
+};
 use sha2::{Digest as _, Sha256};
 
 use crate::http::Http;
 use crate::keystore::Profile;
+use crate::session::Progress;
 use crate::ClientError;
 
 /// Parses a pinned verifier key.
@@ -139,12 +148,22 @@ pub fn advance_checkpoint(
     Ok(CheckpointUpdate { previous, current, note: resp.checkpoint })
 }
 
-/// Verifies that `data` is the log entry at `index` under `checkpoint`.
+/// An entry as served: its salt and event bytes, size-checked (the event is
+/// decoded by the caller, after the entry is proven).
+pub fn entry_opening(e: &LogEntry) -> Result<LeafOpening, ClientError> {
+    let salt = EventSalt::from_slice(e.salt.as_bytes())
+        .map_err(|_| ClientError::Protocol(format!("log entry {}: salt is not 32 bytes", e.index)))?;
+    LeafOpening::from_parts(salt, e.event.as_bytes().to_vec())
+        .map_err(|err| ClientError::Protocol(format!("log entry {}: {err}", e.index)))
+}
+
+/// Verifies that `entry` (event and salt) opens the leaf at `index` under
+/// `checkpoint`.
 pub fn verify_inclusion(
     http: &Http,
     checkpoint: &Checkpoint,
     index: u64,
-    data: &[u8],
+    entry: &LeafOpening,
 ) -> Result<(), ClientError> {
     let p = http.inclusion(index, checkpoint.tree_size)?;
     if p.from != index {
@@ -154,7 +173,7 @@ pub fn verify_inclusion(
         )));
     }
     let proof = InclusionProof { leaf_index: p.from, tree_size: p.tree_size, hashes: hashes(&p)? };
-    checkpoint.verify_inclusion(&hash_leaf(data), &proof).map_err(|_| {
+    checkpoint.verify_inclusion(&entry.leaf_hash(), &proof).map_err(|_| {
         ClientError::LogIntegrity(format!(
             "log entry {index} is not in the signed log (inclusion proof fails)"
         ))
@@ -162,12 +181,13 @@ pub fn verify_inclusion(
 }
 
 /// Downloads every entry of the tree `checkpoint` signs, in order, and
-/// checks that they hash to its root.
+/// checks that they hash to its root. Needs an identity entitled to every
+/// entry: an auditor's.
 pub fn download_log(
     http: &Http,
     checkpoint: &Checkpoint,
     progress: &mut dyn FnMut(u64, u64),
-) -> Result<Vec<Vec<u8>>, ClientError> {
+) -> Result<Vec<LeafOpening>, ClientError> {
     let size = checkpoint.tree_size;
     let mut entries = Vec::with_capacity(usize::try_from(size.min(1 << 20)).unwrap_or(0));
     let mut start = 0;
@@ -184,12 +204,12 @@ pub fn download_log(
             if e.index != start + i as u64 {
                 return Err(ClientError::Protocol(format!("entry {} out of order", e.index)));
             }
-            entries.push(e.data.into_bytes());
+            entries.push(entry_opening(&e)?);
         }
         start = end;
         progress(start, size);
     }
-    let leaves: Vec<MerkleHash> = entries.iter().map(|d| hash_leaf(d)).collect();
+    let leaves: Vec<MerkleHash> = entries.iter().map(LeafOpening::leaf_hash).collect();
     if root_from_leaves(&leaves) != checkpoint.root_hash {
         return Err(ClientError::LogIntegrity(format!(
             "the {size} entries the server serves do not hash to the signed root: a stored entry was altered"
@@ -291,8 +311,14 @@ pub fn verified_schema(
             page.entries.len()
         )));
     };
-    let data = entry.data.as_bytes();
-    match LogEvent::from_bytes(data) {
+    if entry.index != info.log_index {
+        return Err(ClientError::Protocol(format!(
+            "asked for log entry {}, got {}",
+            info.log_index, entry.index
+        )));
+    }
+    let opening = entry_opening(entry)?;
+    match opening.event() {
         Ok(LogEvent::SchemaAdded { schema: logged, schema_sha256, .. })
             if logged == name && schema_sha256 == digest => {}
         _ => {
@@ -302,8 +328,50 @@ pub fn verified_schema(
             )))
         }
     }
-    verify_inclusion(http, &update.current, info.log_index, data)?;
+    verify_inclusion(http, &update.current, info.log_index, &opening)?;
     Ok(schema)
+}
+
+/// The log entries about this profile's principal (`/log/mine`: for a
+/// patient everything about them and their records, for a doctor their
+/// grants, accesses and refusals), each proven in the log: the stored
+/// checkpoint is advanced (signature + consistency) and every entry's leaf,
+/// recomputed from its event and salt, is checked by an inclusion proof
+/// against it. Returns the events with their indices, and the checkpoint.
+pub fn verified_history(
+    http: &Http,
+    profile: &Profile,
+    progress: &mut dyn FnMut(Progress),
+) -> Result<(Vec<(u64, LogEvent)>, Checkpoint), ClientError> {
+    let mut entries = Vec::new();
+    let mut from = 0;
+    loop {
+        let page = http.log_mine(from, limits::MAX_LIST_ITEMS)?;
+        let n = page.entries.len();
+        for e in page.entries {
+            if e.index < from {
+                return Err(ClientError::Protocol("log entries out of order".into()));
+            }
+            from = e.index + 1;
+            entries.push(e);
+        }
+        if n < limits::MAX_LIST_ITEMS {
+            break;
+        }
+    }
+    let update = advance_checkpoint(http, profile, |_| Ok(()))?;
+    let total = entries.len() as u64;
+    let mut events = Vec::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        let opening = entry_opening(e)?;
+        verify_inclusion(http, &update.current, e.index, &opening)?;
+        let event = opening
+            .event()
+            .map_err(|err| ClientError::LogIntegrity(format!("entry {} does not decode: {err}", e.index)))?;
+        events.push((e.index, event));
+        progress(Progress { done: i as u64 + 1, total });
+    }
+    Ok((events, update.current))
 }
 
 #[cfg(test)]

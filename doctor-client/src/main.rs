@@ -78,6 +78,10 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Your own entries in the audit log (grants, accesses served and
+    /// denied, refused requests), each verified against the signed log
+    /// (doctors).
+    History,
     /// List the summary schemas you can query, with their fields (analysts).
     Schemas,
     /// Ask a differentially private question (analysts).
@@ -157,6 +161,7 @@ impl Command {
             Command::Shared => "shared",
             Command::Fetch { .. } => "fetch",
             Command::FetchAll { .. } => "fetch-all",
+            Command::History => "history",
             Command::Schemas => "schemas",
             Command::Query { .. } => "query",
             Command::Budget { .. } => "budget",
@@ -195,7 +200,7 @@ fn check_role(cli: &Cli, dir: &std::path::Path, needed: Role) -> Result<(), Clie
     let hint = match role {
         Role::Analyst => "analysts use `schemas`, `query` and `budget`",
         Role::Doctor => {
-            "doctors use `shared`, `fetch` and `fetch-all`; an analyst profile is made with `init --analyst`"
+            "doctors use `shared`, `fetch`, `fetch-all` and `history`; an analyst profile is made with `init --analyst`"
         }
         Role::Patient => "use medrelay-patient with a patient profile; analysts enroll with `init --analyst`",
         Role::Auditor => "use medrelay-auditor with an auditor profile",
@@ -371,6 +376,31 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                     .write_all(&bytes)
                     .map_err(|source| ClientError::Io { path: "<stdout>".into(), source }),
             }
+        }
+        Command::History => {
+            let bar = Bar::new("verifying", cli.opts.json);
+            let h = open(&cli)?.history(&mut |p| bar.update(p));
+            bar.done();
+            let h = h?;
+            if cli.opts.json {
+                return cli::print_json(&h);
+            }
+            let rows: Vec<Vec<String>> = h
+                .items
+                .iter()
+                .map(|i| {
+                    vec![
+                        i.index.to_string(),
+                        format_utc(i.at),
+                        i.kind.clone(),
+                        i.record.map(|r| r.to_string()).unwrap_or_default(),
+                        i.detail.clone(),
+                    ]
+                })
+                .collect();
+            cli::print_table(&["INDEX", "WHEN", "EVENT", "RECORD", "DETAIL"], &rows);
+            eprintln!("{} events, each proven in the signed log of {} entries", h.items.len(), h.tree_size);
+            Ok(())
         }
         Command::FetchAll { patient, out } => {
             let bar = Bar::new("fetching", cli.opts.json);

@@ -9,7 +9,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_medrelay-doctor");
 
 #[test]
 fn help_names_every_command() {
-    cli_contract::help_names_every_command(BIN, &["init", "whoami", "shared", "fetch", "fetch-all"]);
+    cli_contract::help_names_every_command(
+        BIN,
+        &["init", "whoami", "shared", "fetch", "fetch-all", "history"],
+    );
 }
 
 #[test]

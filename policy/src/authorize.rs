@@ -145,6 +145,29 @@ impl fmt::Debug for ReadCapability {
     }
 }
 
+/// Whether `grant` is in force at `now`: not revoked (any revocation passed
+/// in counts, failing closed) and inside its validity window
+/// `[not_before, not_after)`. [`authorize`] applies the same checks, in the
+/// same order, before looking at any record; servers use this alone where
+/// there is no single record to decide on (e.g. listing a patient's
+/// records).
+pub fn grant_in_force(
+    grant: &VerifiedGrant,
+    revocation: Option<&VerifiedRevocation>,
+    now: Timestamp,
+) -> Result<(), Denial> {
+    if revocation.is_some() {
+        return Err(Denial::Revoked);
+    }
+    if now < grant.not_before() {
+        return Err(Denial::NotYetValid);
+    }
+    if now >= grant.not_after() {
+        return Err(Denial::Expired);
+    }
+    Ok(())
+}
+
 /// Decides whether `doctor` may read the record described by `header` under
 /// `grant` at time `now`. `revocation` is the grant's revocation if the
 /// patient revoked it; any revocation passed in denies (fail closed, even if
@@ -165,15 +188,7 @@ pub fn authorize(
     if header.owner() != grant.patient() {
         return Err(Denial::WrongPatient);
     }
-    if revocation.is_some() {
-        return Err(Denial::Revoked);
-    }
-    if now < grant.not_before() {
-        return Err(Denial::NotYetValid);
-    }
-    if now >= grant.not_after() {
-        return Err(Denial::Expired);
-    }
+    grant_in_force(grant, revocation, now)?;
     match grant.scope().check(header.category()) {
         Ok(()) => {}
         Err(Mismatch::OutOfScope) => return Err(Denial::OutOfScope),

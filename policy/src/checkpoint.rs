@@ -35,7 +35,9 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::NOTE_SIG_TYPE_ED25519;
 use crate::error::PolicyError;
-use crate::merkle::{verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof, MerkleHash};
+use crate::merkle::{
+    empty_root, verify_consistency, verify_inclusion, ConsistencyProof, InclusionProof, MerkleHash,
+};
 use crate::tree::MAX_TREE_SIZE;
 
 /// Largest signed note accepted (checked before parsing).
@@ -96,6 +98,7 @@ impl Checkpoint {
         if B64.encode(root_hash.as_bytes()) != root_line {
             return Err(PolicyError::InvalidCheckpoint("root hash base64 not canonical"));
         }
+        check_empty_root(tree_size, &root_hash)?;
         let mut extensions = Vec::new();
         for line in lines {
             if line.is_empty() {
@@ -136,6 +139,16 @@ impl Checkpoint {
         }
         verify_consistency(proof, &older.root_hash, &self.root_hash)
     }
+}
+
+/// The tree of size 0 has exactly one root, `SHA-256()` (RFC 9162 §2.1.1):
+/// a checkpoint of size 0 with any other root commits to nothing a verifier
+/// could check, so it is malformed (as transparency-dev treats it).
+fn check_empty_root(tree_size: u64, root_hash: &MerkleHash) -> Result<(), PolicyError> {
+    if tree_size == 0 && *root_hash != empty_root() {
+        return Err(PolicyError::InvalidCheckpoint("size 0 with a root other than the empty root"));
+    }
+    Ok(())
 }
 
 fn parse_decimal(s: &str) -> Option<u64> {
@@ -236,8 +249,10 @@ impl LogSigner {
     }
 
     /// Signs the checkpoint of a tree of `tree_size` leaves with root
-    /// `root_hash`, with this signer's name as origin.
+    /// `root_hash`, with this signer's name as origin. Size 0 must come with
+    /// the empty root.
     pub fn sign_checkpoint(&self, tree_size: u64, root_hash: MerkleHash) -> Result<String, PolicyError> {
+        check_empty_root(tree_size, &root_hash)?;
         let cp = Checkpoint { origin: self.name.clone(), tree_size, root_hash, extensions: Vec::new() };
         self.sign_note(&cp.to_note_text())
     }
@@ -499,7 +514,14 @@ mod tests {
     #[test]
     fn checkpoint_bodies_are_parsed_strictly() {
         let root = B64.encode([1u8; 32]);
-        Checkpoint::from_note_text(&format!("o\n0\n{root}\n")).unwrap();
+        // Size 0 is tied to the empty root (SHA-256 of the empty string).
+        let empty = B64.encode(empty_root().as_bytes());
+        assert_eq!(Checkpoint::from_note_text(&format!("o\n0\n{empty}\n")).unwrap().root_hash, empty_root());
+        assert_eq!(
+            Checkpoint::from_note_text(&format!("o\n0\n{root}\n")),
+            Err(PolicyError::InvalidCheckpoint("size 0 with a root other than the empty root"))
+        );
+        Checkpoint::from_note_text(&format!("o\n1\n{empty}\n")).unwrap();
         let ext = Checkpoint::from_note_text(&format!("o\n5\n{root}\nextra line\n")).unwrap();
         assert_eq!(ext.extensions, vec!["extra line".to_string()]);
         for bad in [
@@ -519,6 +541,28 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn a_size_0_checkpoint_must_carry_the_empty_root() {
+        let s = signer();
+        let v = s.verifier();
+        assert_eq!(
+            s.sign_checkpoint(0, hash_leaf(b"x")),
+            Err(PolicyError::InvalidCheckpoint("size 0 with a root other than the empty root"))
+        );
+        let cp = v.verify_checkpoint(&s.sign_checkpoint(0, empty_root()).unwrap()).unwrap();
+        assert_eq!((cp.tree_size, cp.root_hash), (0, empty_root()));
+        // Even validly signed by the log key, size 0 with another root is refused.
+        let text = format!("{}\n0\n{}\n", s.name(), B64.encode(hash_leaf(b"x").as_bytes()));
+        let note = s.sign_note(&text).unwrap();
+        assert!(matches!(v.verify_checkpoint(&note), Err(PolicyError::InvalidCheckpoint(_))));
+        // And nothing extends size 0 by a proof.
+        let mut t = crate::tree::MerkleTree::new(crate::tree::MemoryNodeStore::new());
+        t.append(b"a").unwrap();
+        let one = v.verify_checkpoint(&s.sign_checkpoint(1, t.root().unwrap()).unwrap()).unwrap();
+        let proof = ConsistencyProof { old_size: 0, new_size: 1, hashes: vec![] };
+        assert_eq!(one.verify_extends(&cp, &proof), Err(PolicyError::ProofInvalid));
     }
 
     #[test]

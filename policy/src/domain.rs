@@ -17,3 +17,9 @@ pub const LOG_EVENT_MAGIC: &[u8; 4] = b"MRLE";
 
 /// C2SP signed-note signature type byte for Ed25519.
 pub const NOTE_SIG_TYPE_ED25519: u8 = 0x01;
+/// Magic of an encoded leaf opening (salt + event), the log's stored and
+/// served entry form.
+pub const LEAF_OPENING_MAGIC: &[u8; 4] = b"MRLO";
+/// Domain prefix of a log leaf's commitment to its event:
+/// `SHA-256(LEAF_COMMITMENT_DOMAIN || salt || event bytes)`.
+pub const LEAF_COMMITMENT_DOMAIN: &[u8] = b"medrelay/log-leaf-commitment/v1\0";

@@ -1,9 +1,17 @@
-//! Typed audit log events and their canonical, versioned encoding (the leaf
-//! data hashed into the Merkle tree).
+//! Typed audit log events, their canonical, versioned encoding, and who may
+//! read each one.
 //!
 //! Events carry ids, key fingerprints, categories, sizes and hashes, never
 //! record content. Grant and revocation events carry the full signed bytes,
-//! so an auditor can re-verify each patient signature offline.
+//! so an auditor can re-verify each patient signature offline. The Merkle
+//! tree does not hold these bytes: each leaf is a salted commitment to them
+//! ([`crate::LeafOpening`]), and an event's bytes go only to its
+//! [`LogEvent::audience`] and to auditors.
+//!
+//! Encoding: `MRLE`, version 2, a one-byte event tag, the timestamp, then the
+//! event's fields. Version 2 added the `count` of coalesced refusals and the
+//! read refusals; new event kinds take new tags, so old readers reject what
+//! they cannot interpret instead of misreading it.
 
 use medrelay_crypto::encoding::{Decoder, Encoder};
 use medrelay_crypto::{
@@ -13,12 +21,13 @@ use medrelay_crypto::{
 use crate::authorize::Denial;
 use crate::domain::LOG_EVENT_MAGIC;
 use crate::error::PolicyError;
-use crate::grant::{SignedGrant, SignedRevocation, MAX_SIGNED_GRANT_LEN, MAX_SIGNED_REVOCATION_LEN};
-use crate::merkle::{hash_leaf, MerkleHash};
+use crate::grant::{
+    Grant, Revocation, SignedGrant, SignedRevocation, MAX_SIGNED_GRANT_LEN, MAX_SIGNED_REVOCATION_LEN,
+};
 use crate::principal::Role;
 use crate::refusal::{RefusalReason, RefusedObject};
 
-const VERSION: u8 = 1;
+const VERSION: u8 = 2;
 /// Largest encoded event.
 pub const MAX_EVENT_LEN: usize = MAX_SIGNED_GRANT_LEN + 512;
 /// Longest DP schema name in an event.
@@ -91,9 +100,9 @@ pub enum LogEvent {
         /// The key class re-encrypted.
         key_class: KeyClass,
     },
-    /// An access was refused.
+    /// A doctor was refused a record (its re-encryption or its envelope).
     AccessDenied {
-        /// When.
+        /// When (for a coalesced entry: the last refusal it counts).
         at: Timestamp,
         /// Who asked.
         doctor: PrincipalId,
@@ -103,6 +112,9 @@ pub enum LogEvent {
         patient: Option<PrincipalId>,
         /// Why.
         reason: Denial,
+        /// How many identical refusals this entry stands for (at least 1;
+        /// more than 1 for a coalesced entry).
+        count: u32,
     },
     /// A DP query was answered and charged.
     DpQueryAnswered {
@@ -126,18 +138,22 @@ pub enum LogEvent {
         /// The schema.
         schema: String,
     },
-    /// The server refused an object an authenticated principal submitted
-    /// (forged or wrongly signed grant, revocation or re-encryption keys,
-    /// tampered envelope, someone else's object) and stored nothing else.
+    /// The server refused a request of an authenticated principal: an
+    /// object it submitted (forged or wrongly signed grant, revocation or
+    /// re-encryption keys, tampered envelope, someone else's object), a read
+    /// it was not entitled to, or an operation of another role; nothing was
+    /// stored or served.
     RequestRefused {
-        /// When.
+        /// When (for a coalesced entry: the last refusal it counts).
         at: Timestamp,
-        /// The authenticated principal who submitted it.
+        /// The authenticated principal who asked.
         principal: PrincipalId,
-        /// What it submitted, with the id the object claimed (unverified).
+        /// What it asked for or submitted, with the id it claimed (unverified).
         what: RefusedObject,
         /// Why it was refused.
         reason: RefusalReason,
+        /// How many identical refusals this entry stands for (at least 1).
+        count: u32,
     },
     /// A patient withdrew (deleted) their DP summary.
     SummaryWithdrawn {
@@ -170,6 +186,43 @@ pub enum LogEvent {
         /// δ at which zCDP spending converts to ε, finite and > 0.
         delta: f64,
     },
+}
+
+/// Who may read an event's bytes (its [`crate::LeafOpening`]) besides
+/// auditors, who may read every event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Audience {
+    /// These principals (sorted, without duplicates).
+    Principals(Vec<PrincipalId>),
+    /// Every authenticated principal: operator facts that name no person
+    /// (a DP summary schema installed).
+    AllPrincipals,
+}
+
+impl Audience {
+    fn of(mut v: Vec<PrincipalId>) -> Self {
+        v.sort();
+        v.dedup();
+        Audience::Principals(v)
+    }
+
+    /// Whether `p` (not an auditor) may read the event.
+    pub fn includes(&self, p: &PrincipalId) -> bool {
+        match self {
+            Audience::Principals(v) => v.binary_search(p).is_ok(),
+            Audience::AllPrincipals => true,
+        }
+    }
+
+    /// The principals named (empty for [`Audience::AllPrincipals`]): whose
+    /// own history lists the event.
+    pub fn principals(&self) -> &[PrincipalId] {
+        match self {
+            Audience::Principals(v) => v,
+            Audience::AllPrincipals => &[],
+        }
+    }
 }
 
 fn valid_cost(x: f64) -> bool {
@@ -239,10 +292,76 @@ impl LogEvent {
         }
     }
 
+    /// Who may read this event besides auditors: the people it is about.
+    ///
+    /// - a registration or enrolment: the principal registered;
+    /// - a record published, a summary submitted or withdrawn: the patient;
+    /// - a grant: its patient and its doctor; a revocation: its patient;
+    /// - a re-encryption served: the patient and the doctor;
+    /// - an access denied: the doctor, and the record's owner when the
+    ///   record exists;
+    /// - a DP answer or budget: the analyst;
+    /// - a refused request: the principal refused, and also the patient
+    ///   whose record list a doctor was refused *because a grant of that
+    ///   patient's to the doctor has expired, been revoked or is not valid
+    ///   yet* (a doctor without any grant learns nothing about the patient
+    ///   from the refusal, and the patient is not told about strangers'
+    ///   guesses);
+    /// - a schema installed: every authenticated principal.
+    ///
+    /// Fails only if a grant or revocation body inside does not decode.
+    pub fn audience(&self) -> Result<Audience, PolicyError> {
+        Ok(match self {
+            LogEvent::PrincipalRegistered { principal, .. } => Audience::of(vec![*principal]),
+            LogEvent::DoctorEnrolled { doctor, .. } => Audience::of(vec![*doctor]),
+            LogEvent::RecordPublished { header, .. } => Audience::of(vec![header.owner()]),
+            LogEvent::GrantCreated { grant, .. } => {
+                let g = Grant::from_bytes(grant.body())?;
+                Audience::of(vec![g.patient(), g.doctor()])
+            }
+            LogEvent::GrantRevoked { revocation, .. } => {
+                Audience::of(vec![Revocation::from_bytes(revocation.body())?.patient()])
+            }
+            LogEvent::ReencryptionServed { doctor, patient, .. } => Audience::of(vec![*patient, *doctor]),
+            LogEvent::AccessDenied { doctor, patient, .. } => {
+                Audience::of(std::iter::once(*doctor).chain(*patient).collect())
+            }
+            LogEvent::DpQueryAnswered { analyst, .. } | LogEvent::BudgetSet { analyst, .. } => {
+                Audience::of(vec![*analyst])
+            }
+            LogEvent::SummarySubmitted { patient, .. } | LogEvent::SummaryWithdrawn { patient, .. } => {
+                Audience::of(vec![*patient])
+            }
+            LogEvent::RequestRefused { principal, what, reason, .. } => {
+                let mut v = vec![*principal];
+                if let (RefusedObject::RecordList(patient), RefusalReason::Denied(d)) = (what, reason) {
+                    if matches!(d, Denial::Expired | Denial::Revoked | Denial::NotYetValid) {
+                        v.push(*patient);
+                    }
+                }
+                Audience::of(v)
+            }
+            LogEvent::SchemaAdded { .. } => Audience::AllPrincipals,
+        })
+    }
+
+    /// How many identical refusals the entry stands for: `count` of a
+    /// refusal event, 1 for every other event.
+    pub fn count(&self) -> u32 {
+        match self {
+            LogEvent::AccessDenied { count, .. } | LogEvent::RequestRefused { count, .. } => *count,
+            _ => 1,
+        }
+    }
+
     /// Checks the values an encoding cannot carry faithfully (schema names,
-    /// DP costs). Call before appending; [`LogEvent::to_bytes`] assumes it.
+    /// DP costs, a refusal count of 0). Call before appending;
+    /// [`LogEvent::to_bytes`] assumes it.
     pub fn validate(&self) -> Result<(), PolicyError> {
         match self {
+            LogEvent::AccessDenied { count: 0, .. } | LogEvent::RequestRefused { count: 0, .. } => {
+                return Err(PolicyError::Malformed("log event: refusal count 0"));
+            }
             LogEvent::DpQueryAnswered { schema, epsilon, rho, .. } => {
                 if !valid_schema(schema) {
                     return Err(PolicyError::Malformed("log event: schema name"));
@@ -304,13 +423,13 @@ impl LogEvent {
                     .fixed(patient.as_bytes())
                     .u8(key_class.code());
             }
-            LogEvent::AccessDenied { doctor, record, patient, reason, .. } => {
+            LogEvent::AccessDenied { doctor, record, patient, reason, count, .. } => {
                 e.fixed(doctor.as_bytes()).fixed(record.as_bytes());
                 match patient {
                     Some(p) => e.u8(1).fixed(p.as_bytes()),
                     None => e.u8(0),
                 };
-                e.u8(reason.byte());
+                e.u8(reason.byte()).u32(*count);
             }
             LogEvent::DpQueryAnswered { analyst, schema, epsilon, rho, .. } => {
                 e.fixed(analyst.as_bytes()).str(schema).u64(epsilon.to_bits()).u64(rho.to_bits());
@@ -319,8 +438,10 @@ impl LogEvent {
             | LogEvent::SummaryWithdrawn { patient, schema, .. } => {
                 e.fixed(patient.as_bytes()).str(schema);
             }
-            LogEvent::RequestRefused { principal, what, reason, .. } => {
-                e.fixed(principal.as_bytes()).u8(what.byte()).fixed(&what.id_bytes()).u8(reason.byte());
+            LogEvent::RequestRefused { principal, what, reason, count, .. } => {
+                e.fixed(principal.as_bytes());
+                what.encode(&mut e);
+                e.u8(reason.byte()).u32(*count);
             }
             LogEvent::SchemaAdded { schema, schema_sha256, .. } => {
                 e.str(schema).fixed(schema_sha256);
@@ -330,11 +451,6 @@ impl LogEvent {
             }
         }
         Ok(e.finish())
-    }
-
-    /// The Merkle leaf hash of this event.
-    pub fn leaf_hash(&self) -> Result<MerkleHash, PolicyError> {
-        Ok(hash_leaf(&self.to_bytes()?))
     }
 
     /// Decodes and validates an event.
@@ -390,7 +506,8 @@ impl LogEvent {
                 let record = RecordId::from_bytes(d.array()?);
                 let patient = if flag(&mut d)? { Some(pid(&mut d)?) } else { None };
                 let reason = Denial::from_byte(d.u8()?)?;
-                LogEvent::AccessDenied { at, doctor, record, patient, reason }
+                let count = d.u32()?;
+                LogEvent::AccessDenied { at, doctor, record, patient, reason, count }
             }
             7 => LogEvent::DpQueryAnswered {
                 at,
@@ -406,10 +523,10 @@ impl LogEvent {
             },
             9 => {
                 let principal = pid(&mut d)?;
-                let kind = d.u8()?;
-                let what = RefusedObject::from_parts(kind, d.array()?)?;
+                let what = RefusedObject::decode(&mut d)?;
                 let reason = RefusalReason::from_byte(d.u8()?)?;
-                LogEvent::RequestRefused { at, principal, what, reason }
+                let count = d.u32()?;
+                LogEvent::RequestRefused { at, principal, what, reason, count }
             }
             10 => LogEvent::SummaryWithdrawn {
                 at,
@@ -492,6 +609,7 @@ enum EventView<'a> {
         record: RecordId,
         patient: Option<PrincipalId>,
         reason: Denial,
+        count: u32,
     },
     DpQueryAnswered {
         at: Timestamp,
@@ -511,6 +629,7 @@ enum EventView<'a> {
         what: &'static str,
         object: String,
         reason: RefusalReason,
+        count: u32,
     },
     SummaryWithdrawn {
         at: Timestamp,
@@ -571,13 +690,16 @@ impl serde::Serialize for LogEvent {
                     key_class: *key_class,
                 }
             }
-            LogEvent::AccessDenied { at, doctor, record, patient, reason } => EventView::AccessDenied {
-                at: *at,
-                doctor: *doctor,
-                record: *record,
-                patient: *patient,
-                reason: *reason,
-            },
+            LogEvent::AccessDenied { at, doctor, record, patient, reason, count } => {
+                EventView::AccessDenied {
+                    at: *at,
+                    doctor: *doctor,
+                    record: *record,
+                    patient: *patient,
+                    reason: *reason,
+                    count: *count,
+                }
+            }
             LogEvent::DpQueryAnswered { at, analyst, schema, epsilon, rho } => EventView::DpQueryAnswered {
                 at: *at,
                 analyst: *analyst,
@@ -588,12 +710,13 @@ impl serde::Serialize for LogEvent {
             LogEvent::SummarySubmitted { at, patient, schema } => {
                 EventView::SummarySubmitted { at: *at, patient: *patient, schema }
             }
-            LogEvent::RequestRefused { at, principal, what, reason } => EventView::RequestRefused {
+            LogEvent::RequestRefused { at, principal, what, reason, count } => EventView::RequestRefused {
                 at: *at,
                 principal: *principal,
                 what: what.kind(),
-                object: hex::encode(what.id_bytes()),
+                object: what.id_text(),
                 reason: *reason,
+                count: *count,
             },
             LogEvent::SummaryWithdrawn { at, patient, schema } => {
                 EventView::SummaryWithdrawn { at: *at, patient: *patient, schema }

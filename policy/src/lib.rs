@@ -22,6 +22,14 @@
 //! fail closed: an empty scope cannot be built, sensitive records are
 //! excluded unless each of their labels is named.
 //!
+//! The log proves without publishing: each leaf is a salted commitment to
+//! its event ([`LeafOpening`]), so checkpoints, proofs and leaf hashes can be
+//! public while an event's bytes go only to the principals it is about
+//! ([`LogEvent::audience`]) and to auditors, each of whom recomputes the leaf
+//! and checks its inclusion against a signed checkpoint. A checkpoint of
+//! size 0 must carry the empty root, and no consistency proof from size 0 is
+//! accepted (RFC 9162, as transparency-dev does).
+//!
 //! Auditors run [`audit::audit_log`] over the whole log: it recomputes the
 //! root against a signed checkpoint and replays every entry, re-verifying
 //! each patient signature with the key the log registered and checking every
@@ -109,20 +117,22 @@ mod error;
 mod event;
 mod grant;
 mod merkle;
+mod opening;
 mod principal;
 mod refusal;
 mod scope;
 pub mod testing;
 mod tree;
 
-pub use authorize::{authorize, Denial, ReadCapability};
-pub use event::{LogEvent, MAX_EVENT_LEN, MAX_SCHEMA_NAME_LEN};
+pub use authorize::{authorize, grant_in_force, Denial, ReadCapability};
+pub use event::{Audience, LogEvent, MAX_EVENT_LEN, MAX_SCHEMA_NAME_LEN};
 pub use grant::{
     Grant, Purpose, Revocation, SignedGrant, SignedRevocation, VerifiedGrant, VerifiedRevocation,
     MAX_GRANT_LEN, MAX_SIGNED_GRANT_LEN, MAX_SIGNED_REVOCATION_LEN,
 };
+pub use opening::{leaf_commitment, EventSalt, LeafOpening, MAX_OPENING_LEN, SALT_LEN};
 pub use principal::{PrePublicKey, Principal, Role, MAX_DISPLAY_NAME_LEN, MAX_PRE_KEY_LEN};
-pub use refusal::{RefusalReason, RefusedObject};
+pub use refusal::{Operation, RefusalReason, RefusedObject, MAX_OPERATION_LEN};
 pub use scope::{Scope, MAX_SCOPE_ITEMS, MAX_SCOPE_LEN};
 
 pub use checkpoint::{

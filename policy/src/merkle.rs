@@ -198,9 +198,14 @@ pub fn verify_inclusion(
 
 /// Verifies that the tree of `proof.old_size` leaves with root `old_root` is
 /// a prefix of the tree of `proof.new_size` leaves with root `new_root`
-/// (RFC 9162 §2.1.4.2). Equal sizes need an empty proof and equal roots; the
-/// empty tree is a prefix of every tree (empty proof, `old_root` the empty
-/// root).
+/// (RFC 9162 §2.1.4.2). Equal sizes need an empty proof and equal roots (for
+/// size 0, both the empty root).
+///
+/// A proof *from* size 0 to a larger tree is rejected: RFC 9162 defines
+/// consistency proofs only for `0 < old_size`, and transparency-dev's
+/// verifier refuses them ("consistency proof with empty tree"). Accepting
+/// one would let any root pass as an extension of the empty tree; a client
+/// that holds only the empty tree needs no proof at all.
 ///
 /// Fails with [`PolicyError::ProofInvalid`] on any mismatch.
 pub fn verify_consistency(
@@ -214,14 +219,15 @@ pub fn verify_consistency(
         return Err(PolicyError::ProofInvalid);
     }
     if first == second {
-        return if path.is_empty() && old_root == new_root { Ok(()) } else { Err(PolicyError::ProofInvalid) };
-    }
-    if first == 0 {
-        return if path.is_empty() && *old_root == empty_root() {
+        let empty_ok = first > 0 || *old_root == empty_root();
+        return if path.is_empty() && old_root == new_root && empty_ok {
             Ok(())
         } else {
             Err(PolicyError::ProofInvalid)
         };
+    }
+    if first == 0 {
+        return Err(PolicyError::ProofInvalid);
     }
     // Step 1.
     if path.is_empty() {
@@ -320,9 +326,16 @@ mod tests {
         assert!(verify_inclusion(&leaf, &out_of_range, &leaf).is_err());
         let too_long = InclusionProof { leaf_index: 0, tree_size: 1, hashes: vec![leaf] };
         assert!(verify_inclusion(&leaf, &too_long, &leaf).is_err());
+        // From the empty tree: no proof is accepted (RFC 9162, transparency-dev).
         let empty = ConsistencyProof { old_size: 0, new_size: 5, hashes: vec![] };
-        verify_consistency(&empty, &empty_root(), &leaf).unwrap();
+        assert!(verify_consistency(&empty, &empty_root(), &leaf).is_err());
         assert!(verify_consistency(&empty, &leaf, &leaf).is_err());
+        let padded = ConsistencyProof { old_size: 0, new_size: 1, hashes: vec![leaf] };
+        assert!(verify_consistency(&padded, &empty_root(), &leaf).is_err());
+        // Size 0 to size 0: only the empty root.
+        let nothing = ConsistencyProof { old_size: 0, new_size: 0, hashes: vec![] };
+        verify_consistency(&nothing, &empty_root(), &empty_root()).unwrap();
+        assert!(verify_consistency(&nothing, &leaf, &leaf).is_err());
         let backwards = ConsistencyProof { old_size: 3, new_size: 2, hashes: vec![] };
         assert!(verify_consistency(&backwards, &leaf, &leaf).is_err());
         let same = ConsistencyProof { old_size: 2, new_size: 2, hashes: vec![] };

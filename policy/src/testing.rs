@@ -41,7 +41,8 @@ impl<E: std::error::Error + 'static> std::error::Error for ConformanceFailure<E>
 /// Appends `leaves` entries to an *empty* `store` through [`MerkleTree`] and
 /// after each append checks the size, the root against
 /// [`root_from_leaves`], inclusion proofs of the first, middle and last leaf,
-/// and consistency proofs from every earlier size. Returns the store.
+/// and consistency proofs from every earlier non-zero size (there is no
+/// proof from the empty tree; asking for one must fail). Returns the store.
 pub fn node_store_conformance<S: NodeStore>(
     store: S,
     leaves: u64,
@@ -73,7 +74,10 @@ pub fn node_store_conformance<S: NodeStore>(
             let leaf = hashes.get(usize::try_from(m).unwrap_or(usize::MAX)).copied().unwrap_or(root);
             verify_inclusion(&leaf, &p, &root).map_err(|_| mismatch(n, "inclusion proof"))?;
         }
-        for (old, old_root) in roots.iter().enumerate() {
+        if tree.consistency_proof(0, n).is_ok() {
+            return Err(mismatch(n, "consistency proof from the empty tree (must be refused)"));
+        }
+        for (old, old_root) in roots.iter().enumerate().skip(1) {
             let p = tree.consistency_proof(old as u64, n).map_err(tree_err(n))?;
             verify_consistency(&p, old_root, &root).map_err(|_| mismatch(n, "consistency proof"))?;
         }

@@ -254,8 +254,10 @@ impl<S: NodeStore> MerkleTree<S> {
     }
 
     /// A consistency proof from the tree of `old_size` leaves to the tree of
-    /// `new_size` leaves (RFC 6962 §2.1.2 `PROOF`; empty when `old_size` is 0
-    /// or equals `new_size`).
+    /// `new_size` leaves (RFC 6962 §2.1.2 `PROOF`; empty when `old_size`
+    /// equals `new_size`). There is no proof from the empty tree to a larger
+    /// one (RFC 9162 §2.1.4 needs `0 < old_size`): asking for one is
+    /// [`TreeError::OutOfRange`].
     pub fn consistency_proof(
         &self,
         old_size: u64,
@@ -265,8 +267,15 @@ impl<S: NodeStore> MerkleTree<S> {
         if old_size > new_size {
             return Err(TreeError::OutOfRange { what: "old tree size", value: old_size, size: new_size });
         }
+        if old_size == 0 && new_size > 0 {
+            return Err(TreeError::OutOfRange {
+                what: "old tree size (no consistency proof from the empty tree)",
+                value: 0,
+                size: new_size,
+            });
+        }
         let mut hashes = Vec::new();
-        if old_size > 0 && old_size < new_size {
+        if old_size < new_size {
             self.subproof(old_size, 0, new_size, true, &mut hashes)?;
         }
         Ok(ConsistencyProof { old_size, new_size, hashes })
@@ -392,6 +401,8 @@ mod tests {
         assert!(matches!(t.inclusion_proof(5, 5), Err(TreeError::OutOfRange { .. })));
         assert!(matches!(t.inclusion_proof(0, 6), Err(TreeError::OutOfRange { .. })));
         assert!(matches!(t.consistency_proof(4, 3), Err(TreeError::OutOfRange { .. })));
+        assert!(matches!(t.consistency_proof(0, 5), Err(TreeError::OutOfRange { value: 0, .. })));
+        assert_eq!(t.consistency_proof(5, 5).unwrap().hashes, vec![]);
         assert!(matches!(t.leaf_hash(5), Err(TreeError::OutOfRange { .. })));
         // Nothing changed.
         assert_eq!(t.size().unwrap(), 5);

@@ -10,9 +10,10 @@ use medrelay_crypto::{
 };
 use medrelay_policy::audit::{audit_log, AnomalyKind, AuditReport, LogAudit, MAX_CLOCK_SKEW_SECONDS};
 use medrelay_policy::{
-    Denial, Grant, LogEvent, LogSigner, LogVerifier, MemoryNodeStore, MerkleTree, PolicyError, Purpose,
-    Revocation, Role, SignedGrant, SignedRevocation,
+    Denial, EventSalt, Grant, LeafOpening, LogEvent, LogSigner, LogVerifier, MemoryNodeStore, MerkleTree,
+    PolicyError, Purpose, Revocation, Role, SignedGrant, SignedRevocation,
 };
+use sha2::{Digest as _, Sha256};
 
 const ORIGIN: &str = "medrelay.example/log";
 /// The audit time: after every event of the clean log.
@@ -141,6 +142,7 @@ fn clean_log(w: &World) -> Vec<LogEvent> {
             record: w.cond.record_id(),
             patient: Some(w.patient.principal_id()),
             reason: Denial::OutOfScope,
+            count: 1,
         }, // 13
         revoked(1_300, &w.g1, &w.patient),                // 14
         LogEvent::AccessDenied {
@@ -149,6 +151,7 @@ fn clean_log(w: &World) -> Vec<LogEvent> {
             record: w.lab.record_id(),
             patient: Some(w.patient.principal_id()),
             reason: Denial::Revoked,
+            count: 4,
         }, // 15
         LogEvent::DpQueryAnswered {
             at: Timestamp(1_500),
@@ -169,6 +172,15 @@ fn encode(events: &[LogEvent]) -> Vec<Vec<u8>> {
     events.iter().map(|e| e.to_bytes().unwrap()).collect()
 }
 
+/// The server's entries for these event bytes: each with its salt (here
+/// derived from the bytes, so a test can rebuild the same leaf).
+fn opened(entries: &[Vec<u8>]) -> Vec<LeafOpening> {
+    entries
+        .iter()
+        .map(|e| LeafOpening::from_parts(EventSalt::from_bytes(Sha256::digest(e).into()), e.clone()).unwrap())
+        .collect()
+}
+
 fn log_signer() -> LogSigner {
     LogSigner::new(ORIGIN, &key(9)).unwrap()
 }
@@ -176,15 +188,15 @@ fn log_signer() -> LogSigner {
 /// What the server does: a tree over the entries and a signed checkpoint.
 fn checkpoint(entries: &[Vec<u8>]) -> String {
     let mut tree = MerkleTree::new(MemoryNodeStore::new());
-    for e in entries {
-        tree.append(e).unwrap();
+    for e in opened(entries) {
+        tree.append_leaf_hash(e.leaf_hash()).unwrap();
     }
     log_signer().sign_checkpoint(tree.size().unwrap(), tree.root().unwrap()).unwrap()
 }
 
 /// Audits `entries` against a checkpoint signed over `signed_over`.
 fn audit_against(entries: &[Vec<u8>], signed_over: &[Vec<u8>]) -> AuditReport {
-    audit_log(entries, &checkpoint(signed_over), &log_signer().verifier(), NOW).unwrap()
+    audit_log(opened(entries), &checkpoint(signed_over), &log_signer().verifier(), NOW).unwrap()
 }
 
 /// Audits a log whose checkpoint matches it (only replay findings).
@@ -245,7 +257,7 @@ fn a_clean_log_is_clean() {
     // Streaming entry by entry gives the same report.
     let entries = encode(&events);
     let mut a = LogAudit::new(&checkpoint(&entries), &log_signer().verifier(), NOW).unwrap();
-    for (i, e) in entries.iter().enumerate() {
+    for (i, e) in opened(&entries).iter().enumerate() {
         assert_eq!(a.entries(), i as u64);
         a.push_entry(e);
     }
@@ -641,11 +653,11 @@ fn a_checkpoint_that_does_not_verify_is_an_error() {
     let verifier = log_signer().verifier();
     // Another log key under the same name.
     let other = LogSigner::new(ORIGIN, &key(10)).unwrap().verifier();
-    assert_eq!(audit_log(&entries, &note, &other, NOW).unwrap_err(), PolicyError::VerificationFailed);
+    assert_eq!(audit_log(opened(&entries), &note, &other, NOW).unwrap_err(), PolicyError::VerificationFailed);
     // The size line edited after signing.
     let edited = note.replacen("\n18\n", "\n15\n", 1);
     assert_eq!(
-        audit_log(&entries[..15], &edited, &verifier, NOW).unwrap_err(),
+        audit_log(opened(&entries[..15]), &edited, &verifier, NOW).unwrap_err(),
         PolicyError::VerificationFailed
     );
     // Another origin.
@@ -654,7 +666,7 @@ fn a_checkpoint_that_does_not_verify_is_an_error() {
     // Not a note at all.
     assert!(matches!(LogAudit::new("garbage", &verifier, NOW), Err(PolicyError::InvalidCheckpoint(_))));
     // The genuine one still audits clean.
-    assert!(audit_log(&entries, &note, &verifier, NOW).unwrap().is_clean());
+    assert!(audit_log(opened(&entries).iter(), &note, &verifier, NOW).unwrap().is_clean());
 }
 
 proptest::proptest! {

@@ -6,7 +6,8 @@ use medrelay_crypto::{
     Timestamp,
 };
 use medrelay_policy::{
-    authorize, Denial, Grant, Purpose, Revocation, Scope, SignedGrant, VerifiedGrant, VerifiedRevocation,
+    authorize, grant_in_force, Denial, Grant, Purpose, Revocation, Scope, SignedGrant, VerifiedGrant,
+    VerifiedRevocation,
 };
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -174,6 +175,15 @@ fn truth_table() {
             }
             (Err(got), Err(want)) => assert_eq!(got, want, "{what}"),
             (got, want) => panic!("{what}: got {got:?}, want {want:?}"),
+        }
+        // Whether the grant is in force agrees with the decision on every
+        // case whose outcome is decided by revocation or window alone.
+        let in_force = grant_in_force(&w.grant, rev, now);
+        match &want {
+            Err(d @ (Denial::Revoked | Denial::NotYetValid | Denial::Expired)) => {
+                assert_eq!(in_force, Err(*d), "{what}");
+            }
+            _ => assert_eq!(in_force, Ok(()), "{what}"),
         }
     }
 }

@@ -6,9 +6,11 @@ use medrelay_crypto::{
     Timestamp,
 };
 use medrelay_policy::{
-    verify_inclusion, Denial, Grant, LogEvent, MemoryNodeStore, MerkleTree, PolicyError, PrePublicKey,
-    Purpose, RefusalReason, RefusedObject, Revocation, Role, SignedGrant, MAX_EVENT_LEN,
+    verify_inclusion, Audience, Denial, EventSalt, Grant, LeafOpening, LogEvent, MemoryNodeStore, MerkleTree,
+    Operation, PolicyError, PrePublicKey, Purpose, RefusalReason, RefusedObject, Revocation, Role,
+    SignedGrant, MAX_EVENT_LEN,
 };
+use rand_chacha::rand_core::SeedableRng;
 
 fn events() -> Vec<LogEvent> {
     let patient = SigningKey::from_seed(&[1; 32]);
@@ -77,6 +79,7 @@ fn events() -> Vec<LogEvent> {
             record: RecordId::from_bytes([5; 16]),
             patient: Some(patient.principal_id()),
             reason: Denial::Revoked,
+            count: 1,
         },
         LogEvent::AccessDenied {
             at: Timestamp(16),
@@ -84,6 +87,7 @@ fn events() -> Vec<LogEvent> {
             record: RecordId::from_bytes([6; 16]),
             patient: None,
             reason: Denial::NoGrant,
+            count: 63,
         },
         LogEvent::DpQueryAnswered {
             at: Timestamp(17),
@@ -102,24 +106,49 @@ fn events() -> Vec<LogEvent> {
             principal: patient.principal_id(),
             what: RefusedObject::Grant(GrantId::from_bytes([4; 16])),
             reason: RefusalReason::BadSignature,
+            count: 1,
         },
         LogEvent::RequestRefused {
             at: Timestamp(19),
             principal: patient.principal_id(),
             what: RefusedObject::ReencryptionKeys(GrantId::from_bytes([4; 16])),
             reason: RefusalReason::BadSignature,
+            count: 1,
         },
         LogEvent::RequestRefused {
             at: Timestamp(20),
             principal: doctor.principal_id(),
             what: RefusedObject::Revocation(GrantId::from_bytes([4; 16])),
             reason: RefusalReason::NotOwner,
+            count: 1,
         },
         LogEvent::RequestRefused {
             at: Timestamp(21),
             principal: patient.principal_id(),
             what: RefusedObject::Record(RecordId::from_bytes([5; 16])),
             reason: RefusalReason::BadSignature,
+            count: 1,
+        },
+        LogEvent::RequestRefused {
+            at: Timestamp(22),
+            principal: doctor.principal_id(),
+            what: RefusedObject::RecordList(patient.principal_id()),
+            reason: RefusalReason::Denied(Denial::Expired),
+            count: 7,
+        },
+        LogEvent::RequestRefused {
+            at: Timestamp(22),
+            principal: doctor.principal_id(),
+            what: RefusedObject::Operation(Operation::new("POST /v1/grants").unwrap()),
+            reason: RefusalReason::WrongRole,
+            count: 1,
+        },
+        LogEvent::RequestRefused {
+            at: Timestamp(23),
+            principal: patient.principal_id(),
+            what: RefusedObject::Principal(operator.principal_id()),
+            reason: RefusalReason::NotEntitled,
+            count: 2,
         },
         LogEvent::SummaryWithdrawn {
             at: Timestamp(19),
@@ -148,12 +177,15 @@ fn every_event_round_trips_and_rejects_truncation_and_trailing_bytes() {
         let mut long = bytes.clone();
         long.push(0);
         assert_eq!(LogEvent::from_bytes(&long), Err(PolicyError::Decode(DecodeError::TrailingBytes)));
-        let mut v2 = bytes.clone();
-        v2[4] = 2;
-        assert_eq!(
-            LogEvent::from_bytes(&v2),
-            Err(PolicyError::Decode(DecodeError::UnsupportedVersion { found: 2 }))
-        );
+        // Version 1 (before refusal counts) and unknown versions are refused.
+        for version in [1, 3] {
+            let mut other = bytes.clone();
+            other[4] = version;
+            assert_eq!(
+                LogEvent::from_bytes(&other),
+                Err(PolicyError::Decode(DecodeError::UnsupportedVersion { found: version }))
+            );
+        }
     }
 }
 
@@ -209,22 +241,28 @@ fn bad_events_are_typed_errors() {
 #[test]
 fn an_auditor_can_reverify_grants_from_the_log() {
     let patient = SigningKey::from_seed(&[1; 32]);
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(9);
     let mut tree = MerkleTree::new(MemoryNodeStore::new());
     let evs = events();
-    for ev in &evs {
-        tree.append(&ev.to_bytes().unwrap()).unwrap();
+    let openings: Vec<LeafOpening> = evs.iter().map(|e| LeafOpening::seal(e, &mut rng).unwrap()).collect();
+    for o in &openings {
+        tree.append(&o.leaf_data()).unwrap();
     }
     let root = tree.root().unwrap();
-    for (i, ev) in evs.iter().enumerate() {
+    for (i, o) in openings.iter().enumerate() {
         let proof = tree.inclusion_proof(i as u64, evs.len() as u64).unwrap();
-        verify_inclusion(&ev.leaf_hash().unwrap(), &proof, &root).unwrap();
+        verify_inclusion(&o.leaf_hash(), &proof, &root).unwrap();
+        // The bare event bytes, or the event under another salt, are not the leaf.
+        let unsalted = medrelay_policy::hash_leaf(o.event_bytes());
+        assert!(verify_inclusion(&unsalted, &proof, &root).is_err());
+        let resalted = LeafOpening::from_parts(EventSalt::from_bytes([0; 32]), o.event_bytes().to_vec());
+        assert!(verify_inclusion(&resalted.unwrap().leaf_hash(), &proof, &root).is_err());
     }
     let leaf = tree.leaf_hash(4).unwrap();
-    let LogEvent::GrantCreated { grant, .. } = LogEvent::from_bytes(&evs[4].to_bytes().unwrap()).unwrap()
-    else {
+    let LogEvent::GrantCreated { grant, .. } = openings[4].event().unwrap() else {
         panic!("not a grant event");
     };
-    assert_eq!(leaf, evs[4].leaf_hash().unwrap());
+    assert_eq!(leaf, openings[4].leaf_hash());
     let grant: SignedGrant = grant;
     let verified = grant.verify(&patient.verifying_key()).unwrap();
     assert_eq!(verified.scope().to_string(), "Observation?category=laboratory,sensitive:genetics");
@@ -252,7 +290,16 @@ fn events_have_a_json_view_without_content() {
     assert_eq!(json["object"], "04".repeat(16));
     assert_eq!(json["reason"], "bad_signature");
     assert_eq!(json["principal"], SigningKey::from_seed(&[1; 32]).principal_id().to_string());
-    assert_eq!(json.as_object().unwrap().len(), 6, "{json}");
+    assert_eq!(json["count"], 1);
+    assert_eq!(json.as_object().unwrap().len(), 7, "{json}");
+    let coalesced = serde_json::to_value(&evs[8]).unwrap();
+    assert_eq!((coalesced["reason"].as_str(), coalesced["count"].as_u64()), (Some("no_grant"), Some(63)));
+    let op = evs.iter().find_map(|e| match e {
+        LogEvent::RequestRefused { what: RefusedObject::Operation(_), .. } => Some(serde_json::to_value(e)),
+        _ => None,
+    });
+    let op = op.unwrap().unwrap();
+    assert_eq!((op["what"].as_str(), op["object"].as_str()), (Some("operation"), Some("POST /v1/grants")));
 }
 
 #[test]
@@ -262,18 +309,34 @@ fn refusal_events_reject_unknown_kinds_and_reasons() {
         principal: SigningKey::from_seed(&[1; 32]).principal_id(),
         what: RefusedObject::Record(RecordId::from_bytes([5; 16])),
         reason: RefusalReason::NotOwner,
+        count: 1,
     };
     let good = ev.to_bytes().unwrap();
-    // Layout: magic(4) version(1) tag(1) at(8) principal(32) kind(1) id(16) reason(1).
-    assert_eq!(good.len(), 4 + 1 + 1 + 8 + 32 + 1 + 16 + 1);
+    // Layout: magic(4) version(1) tag(1) at(8) principal(32) kind(1) id(16) reason(1) count(4).
+    assert_eq!(good.len(), 4 + 1 + 1 + 8 + 32 + 1 + 16 + 1 + 4);
     assert_eq!(good[5], 9);
     let kind_at = 4 + 1 + 1 + 8 + 32;
+    let reason_at = kind_at + 17;
     let mut bad_kind = good.clone();
-    bad_kind[kind_at] = 4;
+    bad_kind[kind_at] = 10;
     assert_eq!(LogEvent::from_bytes(&bad_kind), Err(PolicyError::Malformed("refused object kind")));
-    let mut bad_reason = good.clone();
-    *bad_reason.last_mut().unwrap() = 2;
-    assert_eq!(LogEvent::from_bytes(&bad_reason), Err(PolicyError::Malformed("refusal reason code")));
+    for code in [4, 0x88] {
+        let mut bad_reason = good.clone();
+        bad_reason[reason_at] = code;
+        assert!(LogEvent::from_bytes(&bad_reason).is_err(), "{code:#x}");
+    }
+    // A count of 0 is neither written nor read.
+    let mut zero = good.clone();
+    zero[reason_at + 1..].copy_from_slice(&[0; 4]);
+    assert_eq!(LogEvent::from_bytes(&zero), Err(PolicyError::Malformed("log event: refusal count 0")));
+    let LogEvent::RequestRefused { at, principal, what, reason, .. } = ev.clone() else { unreachable!() };
+    let zero = LogEvent::RequestRefused { at, principal, what, reason, count: 0 };
+    assert_eq!(zero.to_bytes(), Err(PolicyError::Malformed("log event: refusal count 0")));
+    // A record kind (16-byte id) re-labelled as a principal kind (32-byte id)
+    // no longer fits the bytes.
+    let mut relabelled = good.clone();
+    relabelled[kind_at] = 8;
+    assert!(LogEvent::from_bytes(&relabelled).is_err());
     // Every kind and reason decodes to itself.
     let mut other_kind = good.clone();
     other_kind[kind_at] = 0;
@@ -281,4 +344,70 @@ fn refusal_events_reject_unknown_kinds_and_reasons() {
         LogEvent::from_bytes(&other_kind).unwrap(),
         LogEvent::RequestRefused { what: RefusedObject::Grant(g), .. } if g == GrantId::from_bytes([5; 16])
     ));
+}
+
+#[test]
+fn each_event_goes_to_the_people_it_is_about() {
+    let patient = SigningKey::from_seed(&[1; 32]).principal_id();
+    let doctor = SigningKey::from_seed(&[2; 32]).principal_id();
+    let operator = SigningKey::from_seed(&[3; 32]).principal_id();
+    let stranger = SigningKey::from_seed(&[4; 32]).principal_id();
+    let sorted = |mut v: Vec<_>| {
+        v.sort();
+        Audience::Principals(v)
+    };
+    let want: Vec<(&str, Audience)> = vec![
+        ("principal_registered", sorted(vec![patient])),
+        ("principal_registered", sorted(vec![operator])),
+        ("doctor_enrolled", sorted(vec![doctor])),
+        ("record_published", sorted(vec![patient])),
+        ("grant_created", sorted(vec![patient, doctor])),
+        ("grant_revoked", sorted(vec![patient])),
+        ("reencryption_served", sorted(vec![patient, doctor])),
+        ("access_denied", sorted(vec![patient, doctor])),
+        // A denial on an unknown record: the doctor only.
+        ("access_denied", sorted(vec![doctor])),
+        ("dp_query_answered", sorted(vec![doctor])),
+        ("summary_submitted", sorted(vec![patient])),
+        ("request_refused", sorted(vec![patient])),
+        ("request_refused", sorted(vec![patient])),
+        ("request_refused", sorted(vec![doctor])),
+        ("request_refused", sorted(vec![patient])),
+        // The doctor's grant from the patient expired: the patient sees the
+        // refused listing too.
+        ("request_refused", sorted(vec![patient, doctor])),
+        ("request_refused", sorted(vec![doctor])),
+        // A patient refused another principal's directory entry: the
+        // principal looked up is not told.
+        ("request_refused", sorted(vec![patient])),
+        ("summary_withdrawn", sorted(vec![patient])),
+        ("schema_added", Audience::AllPrincipals),
+        ("budget_set", sorted(vec![doctor])),
+    ];
+    let evs = events();
+    assert_eq!(evs.len(), want.len());
+    for (ev, (kind, audience)) in evs.iter().zip(want) {
+        assert_eq!(ev.kind(), kind);
+        let got = ev.audience().unwrap();
+        assert_eq!(got, audience, "{kind}");
+        assert_eq!(got.includes(&stranger), got == Audience::AllPrincipals, "{kind}");
+    }
+    assert!(Audience::AllPrincipals.includes(&stranger));
+    assert!(Audience::AllPrincipals.principals().is_empty());
+    // A doctor refused a listing without any grant: the patient is not told.
+    for (reason, told) in [
+        (Denial::NoGrant, false),
+        (Denial::Expired, true),
+        (Denial::Revoked, true),
+        (Denial::NotYetValid, true),
+    ] {
+        let ev = LogEvent::RequestRefused {
+            at: Timestamp(1),
+            principal: doctor,
+            what: RefusedObject::RecordList(patient),
+            reason: RefusalReason::Denied(reason),
+            count: 1,
+        };
+        assert_eq!(ev.audience().unwrap().includes(&patient), told, "{reason:?}");
+    }
 }

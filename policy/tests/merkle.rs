@@ -152,7 +152,14 @@ fn all_roots_and_proofs_for_sizes_0_to_9_match_the_reference() {
             // (A wrong tree_size alone is not always detectable: e.g. PATH(0, D[3])
             // also fits a size-4 shape. The signed checkpoint binds size to root.)
         }
-        for m in 0..=n {
+        if n > 0 {
+            // No proof from the empty tree (RFC 9162 §2.1.4, transparency-dev):
+            // the tree refuses to make one and the verifier refuses any.
+            assert!(t.consistency_proof(0, n as u64).is_err());
+            let fake = ConsistencyProof { old_size: 0, new_size: n as u64, hashes: vec![] };
+            assert!(verify_consistency(&fake, &h(sha(&[])), &root).is_err());
+        }
+        for m in (1..=n).chain((n == 0).then_some(0)) {
             let p = t.consistency_proof(m as u64, n as u64).unwrap();
             assert_eq!(raw(&p.hashes), proof(m, &d[..n]), "PROOF({m}, D[{n}])");
             let old = t.root_at(m as u64).unwrap();
@@ -232,7 +239,7 @@ proptest! {
     ) {
         let d = leaves(n);
         let t = tree_of(&d);
-        let old = old_seed % (n as u64 + 1);
+        let old = 1 + old_seed % n as u64;
         let new = n as u64;
         let p = t.consistency_proof(old, new).unwrap();
         prop_assert_eq!(raw(&p.hashes), proof(old as usize, &d));
@@ -241,10 +248,7 @@ proptest! {
         prop_assert_eq!(new_root, h(mth(&d)));
         prop_assert!(verify_consistency(&p, &old_root, &new_root).is_ok());
         prop_assert!(verify_consistency(&p, &flip(&old_root, bit), &new_root).is_err());
-        if old > 0 {
-            // (Every tree extends the empty tree, whatever its root.)
-            prop_assert!(verify_consistency(&p, &old_root, &flip(&new_root, bit)).is_err());
-        }
+        prop_assert!(verify_consistency(&p, &old_root, &flip(&new_root, bit)).is_err());
         if !p.hashes.is_empty() {
             let mut q = p.clone();
             let i = (which as usize) % q.hashes.len();

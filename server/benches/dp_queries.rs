@@ -70,7 +70,7 @@ fn seed(store: &Arc<dyn Store>, rows: usize) {
                     id[..8].copy_from_slice(&((t * per + i) as u64).to_be_bytes());
                     let patient = PrincipalId::from_bytes(id);
                     let ev = LogEvent::SummarySubmitted { at: Timestamp(1), patient, schema: HB.into() };
-                    let append = LogAppend { data: ev.to_bytes().unwrap(), subjects: vec![patient] };
+                    let append = LogAppend::seal(&ev).unwrap();
                     store
                         .put_summary(HB, &patient, &encode_summary(&summary_json(&mut rng)), &append)
                         .unwrap();

@@ -13,7 +13,7 @@
 use std::future::{ready, Ready};
 
 use actix_web::dev::Payload;
-use actix_web::{web, FromRequest, HttpRequest, HttpResponse};
+use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest, HttpResponse};
 use base64::Engine as _;
 use medrelay_crypto::{domain, PrincipalId};
 use medrelay_wire::{
@@ -122,7 +122,10 @@ fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
     if state.clock().now() >= session.expires_at {
         return Err(ApiError::Unauthorized);
     }
-    Ok(Auth { principal: session.principal, role: session.role })
+    let auth = Auth { principal: session.principal, role: session.role };
+    // For the refusal log: who was refused, when a role check fails later.
+    req.extensions_mut().insert(auth);
+    Ok(auth)
 }
 
 impl FromRequest for Auth {

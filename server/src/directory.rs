@@ -2,16 +2,31 @@
 //! roles need a one-time operator token) and lookup. Every registration is
 //! appended to the audit log in the same transaction, so a key swapped by the
 //! server is visible to auditors.
+//!
+//! Names and keys are not public. A directory entry (name, role, keys) is
+//! shown, to an authenticated caller only, when the caller has a reason:
+//!
+//! - to the principal itself, and to auditors (every entry);
+//! - to a patient, any *doctor*'s entry: the patient needs the doctor's PRE
+//!   key and its fingerprint to grant;
+//! - to a doctor, the entry of a patient who has granted that doctor
+//!   something (in force or not: the doctor verifies the records it fetched
+//!   with the patient's signing key).
+//!
+//! Every other lookup, including one of an id that does not exist, is the
+//! same `403 forbidden` and is logged as `request refused` (`principal`,
+//! `not_entitled`), so the answer does not tell a caller whether the id
+//! exists or which role it has.
 
 use actix_web::{web, HttpResponse};
 use medrelay_crypto::{domain, PatientPublicKeys, PrePublicKey, PrincipalId};
 use medrelay_wire::{limits, registration_message, PrincipalInfo, RegisterRequest, Role, B64};
 
-use crate::auth::secret_hash;
+use crate::auth::{secret_hash, Auth};
 use crate::events;
 use crate::store::{EnrollmentUse, StoredPrincipal};
 use crate::{ApiError, AppState};
-use medrelay_policy::LogEvent;
+use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/principals", web::post().to(register))
@@ -113,11 +128,44 @@ async fn register(
     Ok(HttpResponse::Created().json(info(StoredPrincipal { log_index, ..principal })))
 }
 
+/// Whether `auth` may see `target`'s entry (see the module docs).
+async fn entitled(state: &AppState, auth: Auth, target: &StoredPrincipal) -> Result<bool, ApiError> {
+    let id = target.id();
+    Ok(match (auth.role, target.role) {
+        _ if auth.principal == id => true,
+        (Role::Auditor, _) => true,
+        (Role::Patient, Role::Doctor) => true,
+        (Role::Doctor, Role::Patient) => {
+            let doctor = auth.principal;
+            let grants =
+                state.with_store(move |s| s.list_grants_by_doctor(&doctor, limits::MAX_LIST_ITEMS)).await?;
+            grants.iter().any(|g| g.patient == id)
+        }
+        _ => false,
+    })
+}
+
 async fn get_principal(
     state: web::Data<AppState>,
+    auth: Auth,
     id: web::Path<PrincipalId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    let p = state.with_store(move |s| s.get_principal(&id)).await?.ok_or(ApiError::NotFound("principal"))?;
-    Ok(HttpResponse::Ok().json(info(p)))
+    let found = state.with_store(move |s| s.get_principal(&id)).await?;
+    let allowed = match &found {
+        Some(p) => entitled(&state, auth, p).await?,
+        // Auditors (and the principal itself, which exists) may learn that
+        // an id is unknown; everyone else gets the same refusal as for an
+        // entry they may not see.
+        None if auth.role == Role::Auditor => return Err(ApiError::NotFound("principal")),
+        None => false,
+    };
+    match found {
+        Some(p) if allowed => Ok(HttpResponse::Ok().json(info(p))),
+        _ => {
+            let error = ApiError::Forbidden("no reason to see this principal's directory entry");
+            let what = RefusedObject::Principal(id);
+            Err(events::refuse(&state, auth.principal, what, RefusalReason::NotEntitled, error).await)
+        }
+    }
 }

@@ -239,7 +239,7 @@ mod tests {
     use medrelay_policy::LogEvent;
 
     use super::*;
-    use crate::store::{encode_summary, LogAppend, SledStore};
+    use crate::store::{encode_summary, SledStore};
     use crate::{install_default_schema, Clock};
 
     const HB: &str = "health-basics";
@@ -249,7 +249,7 @@ mod tests {
         id[..8].copy_from_slice(&i.to_be_bytes());
         let patient = PrincipalId::from_bytes(id);
         let ev = LogEvent::SummarySubmitted { at: Timestamp(1), patient, schema: HB.into() };
-        let append = LogAppend { data: ev.to_bytes().unwrap(), subjects: vec![patient] };
+        let append = crate::events::append(&ev).unwrap();
         let json = format!(r#"{{"schema":"{HB}","values":{{"bmi":{bmi}}}}}"#);
         store.put_summary(HB, &patient, &encode_summary(json.as_bytes()), &append).unwrap();
         cache.invalidate(HB);

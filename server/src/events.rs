@@ -1,20 +1,22 @@
 //! Audit events: medrelay-policy's typed [`LogEvent`], turned into store
-//! appends (canonical bytes + the principals each event concerns, so a
-//! patient can list the events about their records).
+//! appends (canonical bytes sealed with a fresh salt, and the principals the
+//! event is about, so each can list the events about them).
 //!
 //! Refusals ([`refuse`]): a submitted object whose signature or ownership
 //! does not check out (forged grant, tampered envelope, someone else's
-//! revocation) is answered with its 4xx and logged as `request refused`
-//! with ids and codes only, never the submitted bytes; nothing else is
-//! stored. Only requests that passed bearer authentication reach these
-//! checks, so an anonymous client cannot grow the log: every refusal entry
-//! names a registered principal who is accountable for it, exactly as for
-//! the records and grants that principal may legitimately append.
+//! revocation), a read of another principal's objects, or an operation of
+//! another role is answered with its 4xx and logged as `request refused`
+//! with ids, route names and codes only, never the submitted bytes; nothing
+//! else is stored. Only requests that passed bearer authentication reach
+//! these checks, so an anonymous client cannot grow the log: every refusal
+//! entry names a registered principal who is accountable for it, and
+//! repeats are coalesced ([`crate::refusals`]).
 
-use medrelay_crypto::{Fingerprint, PrincipalId};
-use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
+use medrelay_crypto::{Fingerprint, PrincipalId, RecordId};
+use medrelay_policy::{Denial, LogEvent, RefusalReason, RefusedObject};
 use medrelay_wire::Role;
 
+use crate::refusals;
 use crate::store::LogAppend;
 use crate::{ApiError, AppState};
 
@@ -33,50 +35,17 @@ pub(crate) fn pre_key_fingerprint(bytes: &[u8]) -> [u8; 32] {
     *Fingerprint::of(b"pre", bytes).as_bytes()
 }
 
-/// The principals an event is about.
-fn subjects(ev: &LogEvent) -> Result<Vec<PrincipalId>, ApiError> {
-    let mut v = match ev {
-        LogEvent::PrincipalRegistered { principal, .. } => vec![*principal],
-        LogEvent::DoctorEnrolled { doctor, .. } => vec![*doctor],
-        LogEvent::RecordPublished { header, .. } => vec![header.owner()],
-        LogEvent::GrantCreated { grant, .. } => {
-            let g = medrelay_policy::Grant::from_bytes(grant.body())
-                .map_err(|e| ApiError::Internal(format!("logging a grant: {e}")))?;
-            vec![g.patient(), g.doctor()]
-        }
-        LogEvent::GrantRevoked { revocation, .. } => {
-            let r = medrelay_policy::Revocation::from_bytes(revocation.body())
-                .map_err(|e| ApiError::Internal(format!("logging a revocation: {e}")))?;
-            vec![r.patient()]
-        }
-        LogEvent::ReencryptionServed { doctor, patient, .. } => vec![*patient, *doctor],
-        LogEvent::AccessDenied { doctor, patient, .. } => {
-            let mut v = vec![*doctor];
-            v.extend(patient);
-            v
-        }
-        LogEvent::DpQueryAnswered { analyst, .. } => vec![*analyst],
-        LogEvent::RequestRefused { principal, .. } => vec![*principal],
-        LogEvent::SummarySubmitted { patient, .. } | LogEvent::SummaryWithdrawn { patient, .. } => {
-            vec![*patient]
-        }
-        LogEvent::BudgetSet { analyst, .. } => vec![*analyst],
-        _ => Vec::new(),
-    };
-    v.sort();
-    v.dedup();
-    Ok(v)
-}
-
-/// The store append for `ev`: its canonical (validated) bytes and subjects.
+/// The store append for `ev`: its canonical (validated) bytes sealed with a
+/// fresh random salt (the tree gets only the salted commitment), and its
+/// audience, whose own histories list it.
 pub(crate) fn append(ev: &LogEvent) -> Result<LogAppend, ApiError> {
-    let data = ev.to_bytes().map_err(|e| ApiError::Internal(format!("encoding a log event: {e}")))?;
-    Ok(LogAppend { data, subjects: subjects(ev)? })
+    LogAppend::seal(ev).map_err(|e| ApiError::Internal(format!("encoding a log event: {e}")))
 }
 
-/// Logs that `principal` (authenticated) submitted `what` and it was refused
-/// for `reason`, and returns `error`, the answer to send. A failed log append
-/// fails the request instead (the audit log is always on).
+/// Logs that `principal` (authenticated) was refused `what` for `reason`
+/// (coalesced with identical refusals, see [`crate::refusals`]), and returns
+/// `error`, the answer to send. A failed log append fails the request
+/// instead (the audit log is always on).
 pub(crate) async fn refuse(
     state: &AppState,
     principal: PrincipalId,
@@ -84,22 +53,43 @@ pub(crate) async fn refuse(
     reason: RefusalReason,
     error: ApiError,
 ) -> ApiError {
-    let event = match append(&LogEvent::RequestRefused { at: state.clock().now(), principal, what, reason }) {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
-    match state.with_store(move |s| s.append_log(&event)).await {
+    let kind = what.kind();
+    let id = what.id_text();
+    let event = LogEvent::RequestRefused { at: state.clock().now(), principal, what, reason, count: 1 };
+    match refusals::record(state, event).await {
         Ok(idx) => {
             state.metrics().request_refused();
             tracing::info!(
                 principal.id = %principal,
-                refused.kind = what.kind(),
-                refused.id = %hex::encode(what.id_bytes()),
+                refused.kind = kind,
+                refused.id = %id,
                 reason = reason.code(),
-                log.index = idx,
+                log.index = ?idx,
                 "request refused"
             );
             error
+        }
+        Err(e) => e,
+    }
+}
+
+/// Logs that `doctor` was refused `record` (owned by `patient`, if it
+/// exists) for `reason` (coalesced with identical refusals), and returns the
+/// 403 answer carrying the policy's reason code. A failed log append fails
+/// the request instead.
+pub(crate) async fn deny_access(
+    state: &AppState,
+    doctor: PrincipalId,
+    record: RecordId,
+    patient: Option<PrincipalId>,
+    reason: Denial,
+) -> ApiError {
+    let event = LogEvent::AccessDenied { at: state.clock().now(), doctor, record, patient, reason, count: 1 };
+    match refusals::record(state, event).await {
+        Ok(idx) => {
+            state.metrics().access_denied();
+            tracing::info!(record.id = %record, doctor.id = %doctor, reason = reason.code(), log.index = ?idx, "access denied");
+            ApiError::Denied { reason: reason.code() }
         }
         Err(e) => e,
     }

@@ -213,7 +213,8 @@ async fn list_by_patient(
     id: web::Path<PrincipalId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    require_self_or_auditor(&auth, id, "only the patient or an auditor may list these grants")?;
+    let message = "only the patient or an auditor may list these grants";
+    require_self_or_auditor(&state, &auth, RefusedObject::PatientGrants(id), id, message).await?;
     let grants = state.with_store(move |s| s.list_grants_by_patient(&id, limits::MAX_LIST_ITEMS)).await?;
     Ok(HttpResponse::Ok().json(to_list(grants)))
 }
@@ -224,16 +225,25 @@ async fn list_by_doctor(
     id: web::Path<PrincipalId>,
 ) -> Result<HttpResponse, ApiError> {
     let id = id.into_inner();
-    require_self_or_auditor(&auth, id, "only the doctor or an auditor may list these grants")?;
+    let message = "only the doctor or an auditor may list these grants";
+    require_self_or_auditor(&state, &auth, RefusedObject::DoctorGrants(id), id, message).await?;
     let grants = state.with_store(move |s| s.list_grants_by_doctor(&id, limits::MAX_LIST_ITEMS)).await?;
     Ok(HttpResponse::Ok().json(to_list(grants)))
 }
 
-/// Grant lists are visible to the principal they are about and to auditors.
-fn require_self_or_auditor(auth: &Auth, id: PrincipalId, message: &'static str) -> Result<(), ApiError> {
+/// Grant lists are visible to the principal they are about and to auditors;
+/// anyone else is refused, and the refusal is logged.
+async fn require_self_or_auditor(
+    state: &AppState,
+    auth: &Auth,
+    what: RefusedObject,
+    id: PrincipalId,
+    message: &'static str,
+) -> Result<(), ApiError> {
     if auth.principal == id || auth.role == Role::Auditor {
         Ok(())
     } else {
-        Err(ApiError::Forbidden(message))
+        let error = ApiError::Forbidden(message);
+        Err(events::refuse(state, auth.principal, what, RefusalReason::NotEntitled, error).await)
     }
 }

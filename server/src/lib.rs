@@ -27,13 +27,20 @@
 //! (envelopes, signed headers, signed grants and revocations, public keys,
 //! re-encryption keys). It never sees plaintext or a secret key. Everything
 //! it does is appended to a Merkle log, so auditors can detect a server that
-//! swaps keys or serves records without a grant. Clients are untrusted:
+//! swaps keys or serves records without a grant. The log's leaves are salted
+//! commitments: checkpoints, proofs and leaf hashes are public, an event goes
+//! only to the principals it is about and to auditors, and names and keys
+//! only to callers with a reason (`docs/THREAT-MODEL.md`, "Who can read
+//! what"). A doctor sees only the records a grant in force covers. Clients
+//! are untrusted:
 //! every body has a size limit, every JSON type rejects unknown fields, every
 //! blob is versioned and decoded with limits, and every error is a 4xx JSON
 //! body that changed nothing — except that a submission from an
 //! authenticated principal that fails its signature or names someone else
-//! (forged grant, tampered envelope) is also written to the audit log as
-//! `request refused`, ids and reason only. Bearer tokens and enrollment
+//! (forged grant, tampered envelope), reads someone else's objects or uses
+//! another role's operation is also written to the audit log as `request
+//! refused`, ids and reason only (identical refusals coalesced per window,
+//! see `refusals`). Bearer tokens and enrollment
 //! tokens are stored only as SHA-256 hashes; challenges are single use.
 //! Logs carry ids only.
 //!
@@ -55,6 +62,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod access;
 pub mod admin;
 mod auth;
 mod clock;
@@ -73,6 +81,7 @@ mod metrics;
 mod openapi;
 mod records;
 mod reencrypt;
+mod refusals;
 mod rekey_cache;
 pub mod scan;
 mod serve;
@@ -98,6 +107,7 @@ pub use error::ApiError;
 pub use local::LocalServer;
 pub use maintenance::{spawn_sweeper, sweep_expired, DEFAULT_SWEEP_INTERVAL};
 pub use metrics::Metrics;
+pub use refusals::{flush_all_refusals, RefusalCoalescer, MAX_OPEN_WINDOWS, REFUSAL_WINDOW_SECS};
 pub use rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
 pub use serve::{
     enroll, enroll_in, enroll_operator, init, load_log_key, serve, EnrolledVia, ServeConfig, ServeError,
@@ -115,6 +125,7 @@ pub struct AppState {
     rekey_cache: Arc<RekeyCache>,
     dp_cache: Arc<DpCache>,
     dp_default_budget: Option<medrelay_dp::Budget>,
+    refusals: Arc<RefusalCoalescer>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -135,7 +146,21 @@ impl AppState {
             rekey_cache: Arc::new(RekeyCache::new(DEFAULT_REKEY_CACHE_KEYS)),
             dp_cache: Arc::new(DpCache::new(DEFAULT_DP_CACHE_ROWS)),
             dp_default_budget: default_dp_budget(),
+            refusals: Arc::new(RefusalCoalescer::default()),
         }
+    }
+
+    /// The same state coalescing identical refusals over windows of
+    /// `secs` seconds (0: every refusal is its own entry) instead of
+    /// [`REFUSAL_WINDOW_SECS`]; see [`RefusalCoalescer`].
+    pub fn with_refusal_window(mut self, secs: u64) -> Self {
+        self.refusals = Arc::new(RefusalCoalescer::new(secs));
+        self
+    }
+
+    /// The open refusal-coalescing windows.
+    pub fn refusals(&self) -> &RefusalCoalescer {
+        &self.refusals
     }
 
     /// The same state with a re-encryption key cache of `capacity` keys
@@ -238,6 +263,7 @@ pub fn app(
         .app_data(json)
         .app_data(path)
         .app_data(query)
+        .wrap(actix_web::middleware::from_fn(refusals::log_wrong_role))
         .wrap(actix_web::middleware::from_fn(metrics::track))
         .route("/healthz", web::get().to(metrics::healthz))
         .route("/metrics", web::get().to(metrics::metrics))

@@ -21,9 +21,14 @@ use crate::{ApiError, AppState};
 pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
 /// One sweep, now: removes every session, challenge and enrollment token
-/// that has expired by the state's clock, and drops expired grants' keys
-/// from the re-encryption key cache. Returns what the store removed.
+/// that has expired by the state's clock, drops expired grants' keys from
+/// the re-encryption key cache, and writes the counts of refusal windows
+/// that have ended ([`crate::refusals`]). Returns what the store removed.
 pub async fn sweep_expired(state: &AppState) -> Result<Swept, ApiError> {
+    let coalesced = crate::refusals::flush_closed(state).await?;
+    if coalesced > 0 {
+        tracing::info!(entries = coalesced, "coalesced refusals logged");
+    }
     let now = state.clock().now();
     let swept = state.with_store(move |s| s.remove_expired(now)).await?;
     let grants = state.rekey_cache().0.evict_expired(now);

@@ -33,6 +33,7 @@ pub struct Metrics {
     reencryptions: AtomicU64,
     denials: AtomicU64,
     refusals: AtomicU64,
+    coalesced: AtomicU64,
     rekey_cache_hits: AtomicU64,
     rekey_cache_misses: AtomicU64,
     expired_removed: AtomicU64,
@@ -68,6 +69,12 @@ impl Metrics {
     /// Counts one refused submission (logged as `request refused`).
     pub fn request_refused(&self) {
         self.refusals.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one refusal counted into an open coalescing window instead
+    /// of being logged on its own.
+    pub fn refusal_coalesced(&self) {
+        self.coalesced.fetch_add(1, Ordering::Relaxed);
     }
 
     /// Counts one re-encryption key lookup answered from memory (`hit`) or
@@ -125,14 +132,19 @@ impl Metrics {
         out.push_str("# HELP medrelay_reencryptions_total Re-encryptions served.\n");
         out.push_str("# TYPE medrelay_reencryptions_total counter\n");
         let _ = writeln!(out, "medrelay_reencryptions_total {}", self.reencryptions.load(Ordering::Relaxed));
-        out.push_str("# HELP medrelay_access_denials_total Re-encryption requests denied.\n");
+        out.push_str("# HELP medrelay_access_denials_total Record reads (re-encryption, envelope) denied.\n");
         out.push_str("# TYPE medrelay_access_denials_total counter\n");
         let _ = writeln!(out, "medrelay_access_denials_total {}", self.denials.load(Ordering::Relaxed));
         let counters = [
             (
                 "medrelay_requests_refused_total",
-                "Submissions refused for a bad signature or owner (logged).",
+                "Requests refused: bad signature or owner, not entitled, wrong role, no grant in force (logged, coalesced).",
                 &self.refusals,
+            ),
+            (
+                "medrelay_refusals_coalesced_total",
+                "Refusals counted into an open coalescing window instead of an entry of their own.",
+                &self.coalesced,
             ),
             (
                 "medrelay_rekey_cache_hits_total",

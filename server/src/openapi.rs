@@ -31,7 +31,14 @@ pub(crate) const ROUTES: &[RouteRow] = &[
         Some("RegisterRequest"),
         201,
     ),
-    ("get", "/v1/principals/{id}", "A registered principal and its public keys", false, None, 200),
+    (
+        "get",
+        "/v1/principals/{id}",
+        "A principal's name and keys, to a caller with a reason (see description)",
+        true,
+        None,
+        200,
+    ),
     (
         "post",
         "/v1/records",
@@ -48,11 +55,18 @@ pub(crate) const ROUTES: &[RouteRow] = &[
         Some("UploadRecordsRequest"),
         201,
     ),
-    ("get", "/v1/records/{id}", "A record envelope (owner, granted doctor, auditor)", true, None, 200),
+    (
+        "get",
+        "/v1/records/{id}",
+        "A record envelope (owner, auditor, a doctor whose grant covers it now)",
+        true,
+        None,
+        200,
+    ),
     (
         "get",
         "/v1/patients/{id}/records",
-        "Records of a patient (owner, granted doctor, auditor)",
+        "Records of a patient (owner, auditor; a doctor: those a grant in force covers)",
         true,
         None,
         200,
@@ -91,12 +105,27 @@ pub(crate) const ROUTES: &[RouteRow] = &[
         Some("ReencryptRequest"),
         200,
     ),
-    ("get", "/v1/log/entries", "Audit log entries in [start, end)", false, None, 200),
+    (
+        "get",
+        "/v1/log/entries",
+        "Entries in [start, end) the caller may read, with their salts (every entry for an auditor)",
+        true,
+        None,
+        200,
+    ),
+    ("get", "/v1/log/leaves", "Public leaf hashes in [start, end) (reveal no event)", false, None, 200),
     ("get", "/v1/log/checkpoint", "The current signed checkpoint (C2SP signed note)", false, None, 200),
     ("get", "/v1/log/key", "The log's note verifier key", false, None, 200),
     ("get", "/v1/log/inclusion", "Inclusion proof (?index=&tree_size=)", false, None, 200),
-    ("get", "/v1/log/consistency", "Consistency proof (?old_size=&new_size=)", false, None, 200),
-    ("get", "/v1/log/mine", "Audit log entries about the caller", true, None, 200),
+    (
+        "get",
+        "/v1/log/consistency",
+        "Consistency proof (?old_size=&new_size=; old_size >= 1 unless both are 0)",
+        false,
+        None,
+        200,
+    ),
+    ("get", "/v1/log/mine", "The caller's own audit log entries, with their salts", true, None, 200),
     ("get", "/v1/dp/schemas", "Installed DP summary schemas (any principal)", true, None, 200),
     ("get", "/v1/dp/schemas/{name}", "One DP summary schema (any principal)", true, None, 200),
     (
@@ -127,6 +156,57 @@ pub(crate) const ROUTES: &[RouteRow] = &[
     ),
 ];
 
+/// Who may read what: the longer description of the routes whose answers
+/// depend on who asks (the log and the directory), and the document's
+/// overview. docs/THREAT-MODEL.md says the same per party.
+const VISIBILITY: &[(&str, &str, &str)] = &[
+    (
+        "get",
+        "/v1/principals/{id}",
+        "Names and keys are not public. The entry is shown to the principal itself; to auditors (every \
+         entry; 404 for an unknown id); to a patient for any doctor (to check the doctor's key \
+         fingerprint before granting); to a doctor for a patient who has granted that doctor something \
+         (in force or not). Every other lookup, including one of an unknown id, is the same 403 \
+         forbidden, logged as request_refused (principal, not_entitled), so the answer does not tell \
+         whether the id exists.",
+    ),
+    (
+        "get",
+        "/v1/log/entries",
+        "Each entry is {index, salt, event}: the event's canonical bytes and the 32-byte salt its leaf \
+         commits with (leaf data = SHA-256(\"medrelay/log-leaf-commitment/v1\\0\" || salt || event), leaf \
+         hash = SHA-256(0x00 || leaf data)). An auditor receives every entry of the range; anyone else \
+         only the entries whose event is about them: registrations, records, grants and revocations, \
+         summaries and refusals of their own, every access served or denied on a patient's records (to \
+         the patient and the doctor), a refused record listing to the patient when the doctor's grant \
+         from them expired, was revoked or is not valid yet; schema installations to every \
+         authenticated principal. Entries the caller may not read are left out.",
+    ),
+    (
+        "get",
+        "/v1/log/mine",
+        "The entries about the caller, as /v1/log/entries gives them; page with from and limit.",
+    ),
+    (
+        "get",
+        "/v1/log/leaves",
+        "Public. The RFC 6962 leaf hashes: salted commitments that reveal nothing of their events; with \
+         the checkpoint and proofs anyone can check the log is append-only, and an entitled reader can \
+         prove an entry in it.",
+    ),
+];
+
+const OVERVIEW: &str = "The audit log proves without publishing. Public, without a token: the signed \
+    checkpoint (C2SP tlog-checkpoint; size 0 carries the empty root), the verifier key, leaf hashes, \
+    inclusion and consistency proofs (none from size 0). Each leaf commits to its event with a random \
+    salt, so this reveals the number of entries and when the log grows, and no id, name, category or \
+    sensitivity class. An event and its salt go only to the principals it is about and to auditors. \
+    Directory entries (names, keys) go only to callers with a reason (see GET /v1/principals/{id}). \
+    Every request an authenticated principal is refused (another principal's object, wrong role, no \
+    grant in force, bad signature) is logged as access_denied or request_refused; identical refusals \
+    are coalesced: the first is logged at once, repeats within 60 s are counted and logged as one entry \
+    with their count when the window ends.";
+
 fn error_response(description: &str) -> Value {
     json!({
         "description": description,
@@ -144,18 +224,24 @@ pub(crate) fn spec() -> Value {
             "400".into(),
             error_response(
                 "malformed request (invalid_json, invalid_field, invalid_parameter, bad_signature; \
-                 a bad signature from an authenticated principal is also logged as request_refused)",
+                 a batch naming one id twice is invalid_field; a bad signature from an authenticated \
+                 principal is also logged as request_refused)",
             ),
         );
         responses.insert("413".into(), error_response("body over the documented limit"));
         responses.insert("500".into(), error_response("internal error (generic body)"));
         let mut op = json!({ "summary": summary, "responses": responses });
+        if let Some((.., text)) = VISIBILITY.iter().find(|(m, p, _)| m == method && p == path) {
+            op["description"] = json!(text);
+        }
         if *auth {
             op["security"] = json!([{ "bearer": [] }]);
             op["responses"]["401"] = error_response("missing, unknown, expired or forged token");
             op["responses"]["403"] = error_response(
-                "wrong role, access denied (reason code, logged), or another principal's object \
-                 (forbidden, logged as request_refused)",
+                "wrong role (wrong_role), no grant in force or record outside it (the policy's reason \
+                 code: no_grant, expired, revoked, not_yet_valid, out_of_scope, sensitive_excluded), or \
+                 another principal's object (forbidden); each is logged as access_denied or \
+                 request_refused (identical refusals coalesced per 60 s window)",
             );
         }
         if let Some(b) = body {
@@ -185,7 +271,7 @@ pub(crate) fn spec() -> Value {
     let hex = json!({ "type": "string", "pattern": "^[0-9a-f]+$" });
     json!({
         "openapi": "3.1.0",
-        "info": { "title": "medrelay", "version": env!("CARGO_PKG_VERSION") },
+        "info": { "title": "medrelay", "version": env!("CARGO_PKG_VERSION"), "description": OVERVIEW },
         "paths": paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -287,6 +373,10 @@ mod tests {
             assert_ne!(body["message"], json!("route not found"), "{method} {path} is not routed");
         }
         let spec = spec();
+        // Every visibility text is attached to a listed route.
+        for (method, path, text) in VISIBILITY {
+            assert_eq!(spec["paths"][*path][*method]["description"], json!(text), "{method} {path}");
+        }
         assert_eq!(
             spec["paths"].as_object().unwrap().len(),
             ROUTES.iter().map(|r| r.1).collect::<std::collections::BTreeSet<_>>().len()

@@ -1,4 +1,4 @@
-//! Record envelopes: upload (single and batch) and listing.
+//! Record envelopes: upload (single and batch), listing and reads.
 //!
 //! The server decodes each envelope with a size limit, checks that its
 //! signed header names the authenticated patient as owner and that the
@@ -7,7 +7,18 @@
 //! only) together with a `record published` log entry, atomically. An
 //! envelope that decodes but is someone else's or whose signature fails
 //! (tampered) is refused, logged as `request refused` (record id and reason
-//! only), and nothing of the batch is stored.
+//! only), and nothing of the batch is stored. A batch naming one record id
+//! twice is a 400.
+//!
+//! Need to know ([`crate::access`]): the owner and auditors see all of a
+//! patient's records; a doctor lists only the records a grant of that
+//! patient's covers *now* (in force, in scope, labels included) and reads
+//! only those envelopes. A doctor with no grant in force is refused the
+//! listing (`no_grant`, `expired`, `revoked`, `not_yet_valid`), an envelope
+//! outside every grant is refused with the policy's reason (an `access
+//! denied` entry the patient reads too), and anyone else is refused
+//! (`forbidden`); every refusal is logged (coalesced, see
+//! [`crate::refusals`]).
 
 use actix_web::{web, HttpResponse};
 use medrelay_crypto::{PrincipalId, RecordEnvelope, RecordId};
@@ -16,6 +27,7 @@ use medrelay_wire::{
     UploadRecordsResponse, B64,
 };
 
+use crate::access::DoctorGrants;
 use crate::auth::{Auth, PatientAuth};
 use crate::events;
 use crate::store::{LogAppend, RecordMeta};
@@ -68,6 +80,7 @@ async fn store_envelopes(
         ));
     }
     let owner = state.with_store(move |s| s.get_principal(&patient)).await?.ok_or(ApiError::Unauthorized)?;
+    let mut seen = std::collections::BTreeSet::new();
     let now = state.clock().now();
     let mut rows = Vec::with_capacity(envelopes.len());
     let mut log_events = Vec::with_capacity(envelopes.len());
@@ -79,14 +92,13 @@ async fn store_envelopes(
             return Err(events::refuse(state, patient, what, reason, error).await);
         }
         let h = env.header();
-        let meta = RecordMeta {
-            record_id: h.record_id(),
-            owner: patient,
-            key_class: h.key_class(),
-            created_at: h.created_at(),
-            size: bytes.len() as u64,
-            log_index: 0,
-        };
+        if !seen.insert(h.record_id()) {
+            return Err(ApiError::field(
+                "envelopes",
+                format!("record id {} appears more than once", h.record_id()),
+            ));
+        }
+        let meta = RecordMeta { header: h.clone(), size: bytes.len() as u64, log_index: 0 };
         log_events.push(events::append(&LogEvent::RecordPublished {
             at: now,
             header: h.clone(),
@@ -95,7 +107,7 @@ async fn store_envelopes(
         })?);
         rows.push((meta, bytes));
     }
-    let ids: Vec<RecordId> = rows.iter().map(|(m, _)| m.record_id).collect();
+    let ids: Vec<RecordId> = rows.iter().map(|(m, _)| m.record_id()).collect();
     let idxs = state.with_store(move |s| s.put_records(&rows, &log_events as &[LogAppend])).await?;
     for (id, idx) in ids.iter().zip(&idxs) {
         tracing::info!(record.id = %id, owner.id = %patient, log.index = idx, "record published");
@@ -124,25 +136,30 @@ async fn upload_batch(
     store_envelopes(&state, patient, req.into_inner().envelopes).await
 }
 
-/// Whether `auth` may see the record list and envelopes of `owner`: the
-/// owner, an auditor, or a doctor holding an unrevoked grant from the owner.
-/// (Envelopes are ciphertext; the re-encryption endpoint is what enforces
-/// scope. This only keeps metadata from strangers.)
-async fn may_read(state: &AppState, auth: Auth, owner: PrincipalId) -> Result<(), ApiError> {
-    match auth.role {
-        _ if auth.principal == owner => Ok(()),
-        Role::Auditor => Ok(()),
-        Role::Doctor => {
-            let doctor = auth.principal;
-            let grants =
-                state.with_store(move |s| s.list_grants_by_doctor(&doctor, limits::MAX_LIST_ITEMS)).await?;
-            if grants.iter().any(|g| g.patient == owner && g.revocation.is_none()) {
-                Ok(())
-            } else {
-                Err(ApiError::Forbidden("no grant from this patient"))
-            }
+/// How `auth` may read `owner`'s records.
+enum Reader {
+    /// The owner or an auditor: everything.
+    Everything,
+    /// A doctor: what these grants cover now.
+    Doctor(DoctorGrants),
+    /// Anyone else: nothing.
+    Stranger,
+}
+
+async fn reader(state: &AppState, auth: Auth, owner: PrincipalId) -> Result<Reader, ApiError> {
+    if auth.principal == owner || auth.role == Role::Auditor {
+        return Ok(Reader::Everything);
+    }
+    if auth.role != Role::Doctor {
+        return Ok(Reader::Stranger);
+    }
+    let patient = state.with_store(move |s| s.get_principal(&owner)).await?;
+    match patient {
+        Some(p) if p.role == Role::Patient => {
+            Ok(Reader::Doctor(DoctorGrants::load(state, auth.principal, owner, &p.signing_key).await?))
         }
-        _ => Err(ApiError::Forbidden("not the owner")),
+        // Not a patient: no grant can exist; the doctor learns no more.
+        _ => Ok(Reader::Doctor(DoctorGrants::empty(auth.principal))),
     }
 }
 
@@ -152,15 +169,33 @@ async fn list(
     owner: web::Path<PrincipalId>,
 ) -> Result<HttpResponse, ApiError> {
     let owner = owner.into_inner();
-    may_read(&state, auth, owner).await?;
+    let what = RefusedObject::RecordList(owner);
+    let grants = match reader(&state, auth, owner).await? {
+        Reader::Everything => None,
+        Reader::Doctor(grants) => {
+            if let Err(d) = grants.in_force(state.clock().now()) {
+                let error = ApiError::Denied { reason: d.code() };
+                return Err(
+                    events::refuse(&state, auth.principal, what, RefusalReason::Denied(d), error).await
+                );
+            }
+            Some(grants)
+        }
+        Reader::Stranger => {
+            let error = ApiError::Forbidden("not entitled to this patient's records");
+            return Err(events::refuse(&state, auth.principal, what, RefusalReason::NotEntitled, error).await);
+        }
+    };
     let metas = state.with_store(move |s| s.list_records(&owner, limits::MAX_LIST_ITEMS)).await?;
+    let now = state.clock().now();
     let records = metas
         .into_iter()
+        .filter(|m| grants.as_ref().is_none_or(|g| g.authorize(&state, &m.header, now).is_ok()))
         .map(|m| RecordSummary {
-            record_id: m.record_id,
-            owner: m.owner,
-            key_class: m.key_class,
-            created_at: m.created_at,
+            record_id: m.record_id(),
+            owner: m.owner(),
+            key_class: m.header.key_class(),
+            created_at: m.header.created_at(),
             size: m.size,
         })
         .collect();
@@ -175,6 +210,19 @@ async fn get_envelope(
     let id = id.into_inner();
     let (meta, env) =
         state.with_store(move |s| s.get_record(&id)).await?.ok_or(ApiError::NotFound("record"))?;
-    may_read(&state, auth, meta.owner).await?;
+    let owner = meta.owner();
+    match reader(&state, auth, owner).await? {
+        Reader::Everything => {}
+        Reader::Doctor(grants) => {
+            if let Err(d) = grants.authorize(&state, &meta.header, state.clock().now()) {
+                return Err(events::deny_access(&state, auth.principal, id, Some(owner), d).await);
+            }
+        }
+        Reader::Stranger => {
+            let error = ApiError::Forbidden("not entitled to this record");
+            let what = RefusedObject::Envelope(id);
+            return Err(events::refuse(&state, auth.principal, what, RefusalReason::NotEntitled, error).await);
+        }
+    }
     Ok(HttpResponse::Ok().json(UploadRecordRequest { envelope: B64(env) }))
 }

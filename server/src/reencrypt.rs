@@ -3,11 +3,12 @@
 //! For each record asked for: find the doctor's grants from the record's
 //! owner, verify each stored grant (and revocation) against the owner's
 //! signing key, and ask `medrelay_policy::authorize` for a
-//! [`ReadCapability`]; only with one does the server load the re-encryption
-//! key of the record's class and run `reencrypt_capsule` (which re-checks the
-//! owner's signature on the envelope). Served and denied requests are both
-//! appended to the audit log; a denial answers 403 with the policy's reason
-//! code.
+//! `ReadCapability` ([`crate::access`]); only with one does the server load
+//! the re-encryption key of the record's class and run `reencrypt_capsule`
+//! (which re-checks the owner's signature on the envelope). Served and
+//! denied requests are both appended to the audit log (denials coalesced,
+//! see [`crate::refusals`]); a denial answers 403 with the policy's reason
+//! code. A batch naming one id twice is a 400 request error.
 //!
 //! Keys come from the bounded [`crate::RekeyCache`] when the grant's keys are
 //! there (decoded, with their NTT form prepared), else from the store; the
@@ -20,10 +21,11 @@ use medrelay_crypto::{
     reencrypt_capsule, GrantId, KeyClass, PrincipalId, RecordEnvelope, RecordId, Timestamp,
     VerifiedReencryptionKey,
 };
-use medrelay_policy::{authorize, Denial, LogEvent, ReadCapability, SignedGrant, SignedRevocation};
+use medrelay_policy::{Denial, LogEvent};
 use medrelay_wire::{limits, ReencryptItem, ReencryptRequest, ReencryptResponse, ReencryptedRecord, B64};
 use rand::rngs::OsRng;
 
+use crate::access::DoctorGrants;
 use crate::auth::DoctorAuth;
 use crate::events;
 use crate::grants::decode_rekeys;
@@ -34,94 +36,31 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/reencrypt", web::post().to(reencrypt_batch));
 }
 
-/// Logs a denial and turns it into the 403 answer.
-async fn deny(
-    state: &AppState,
-    doctor: PrincipalId,
-    record: RecordId,
-    patient: Option<PrincipalId>,
-    reason: Denial,
-) -> ApiError {
-    let at = state.clock().now();
-    let event = match events::append(&LogEvent::AccessDenied { at, doctor, record, patient, reason }) {
-        Ok(e) => e,
-        Err(e) => return e,
-    };
-    // A failed log append fails the request (the audit log is always on).
-    match state.with_store(move |s| s.append_log(&event)).await {
-        Ok(idx) => {
-            state.metrics().access_denied();
-            tracing::info!(record.id = %record, doctor.id = %doctor, reason = reason.code(), log.index = idx, "access denied");
-            ApiError::Denied { reason: reason.code() }
-        }
-        Err(e) => e,
-    }
-}
-
-/// Finds a capability for `doctor` on the record among the doctor's grants,
-/// with the end of that grant's validity.
-async fn find_capability(
-    state: &AppState,
-    doctor: PrincipalId,
-    envelope: &RecordEnvelope,
-    owner_key: &medrelay_crypto::VerifyingKey,
-) -> Result<Result<(ReadCapability, Timestamp), Denial>, ApiError> {
-    let owner = envelope.header().owner();
-    let grants = state.with_store(move |s| s.list_grants_by_doctor(&doctor, limits::MAX_LIST_ITEMS)).await?;
-    let now = state.clock().now();
-    let mut denial = Denial::NoGrant;
-    for g in grants.into_iter().filter(|g| g.patient == owner) {
-        let signed = SignedGrant::from_bytes(&g.grant)
-            .map_err(|e| ApiError::Internal(format!("stored grant: {e}")))?;
-        let verified =
-            signed.verify(owner_key).map_err(|(e, _)| ApiError::Internal(format!("stored grant: {e}")))?;
-        let revocation = match &g.revocation {
-            Some(r) => Some(
-                SignedRevocation::from_bytes(r)
-                    .map_err(|e| ApiError::Internal(format!("stored revocation: {e}")))?
-                    .verify(owner_key)
-                    .map_err(|(e, _)| ApiError::Internal(format!("stored revocation: {e}")))?,
-            ),
-            None => None,
-        };
-        match authorize(&verified, &doctor, envelope.header(), revocation.as_ref(), now) {
-            Ok(cap) => return Ok(Ok((cap, verified.grant().not_after()))),
-            Err(d) => {
-                if matches!(d, Denial::Expired | Denial::Revoked) {
-                    // Never usable again: drop any prepared keys now.
-                    state.rekey_cache().0.remove(&g.grant_id);
-                }
-                denial = d;
-            }
-        }
-    }
-    Ok(Err(denial))
-}
-
 async fn serve_one(
     state: &AppState,
     doctor: PrincipalId,
     record: RecordId,
 ) -> Result<ReencryptedRecord, ApiError> {
     let Some((meta, env_bytes)) = state.with_store(move |s| s.get_record(&record)).await? else {
-        return Err(deny(state, doctor, record, None, Denial::NoGrant).await);
+        return Err(events::deny_access(state, doctor, record, None, Denial::NoGrant).await);
     };
-    let owner_id = meta.owner;
+    let owner_id = meta.owner();
     let owner = state
         .with_store(move |s| s.get_principal(&owner_id))
         .await?
         .ok_or_else(|| ApiError::Internal("record owner missing".into()))?;
     let envelope = RecordEnvelope::from_bytes(&env_bytes, limits::MAX_ENVELOPE_BYTES)
         .map_err(|e| ApiError::Internal(format!("stored envelope: {e}")))?;
-    let (cap, not_after) = match find_capability(state, doctor, &envelope, &owner.signing_key).await? {
+    let grants = DoctorGrants::load(state, doctor, owner_id, &owner.signing_key).await?;
+    let (cap, not_after) = match grants.authorize(state, envelope.header(), state.clock().now()) {
         Ok(found) => found,
-        Err(d) => return Err(deny(state, doctor, record, Some(owner_id), d).await),
+        Err(d) => return Err(events::deny_access(state, doctor, record, Some(owner_id), d).await),
     };
     let grant_id = cap.grant_id();
     let class = cap.key_class();
     let key = match prepared_key(state, grant_id, class, not_after).await? {
         Ok(key) => key,
-        Err(d) => return Err(deny(state, doctor, record, Some(owner_id), d).await),
+        Err(d) => return Err(events::deny_access(state, doctor, record, Some(owner_id), d).await),
     };
     let owner_vk = owner.signing_key;
     let capsule = web::block(move || {
@@ -201,6 +140,12 @@ async fn reencrypt_batch(
             "record_ids",
             format!("must hold 1..={} ids", limits::MAX_BATCH_REENCRYPT),
         ));
+    }
+    // A repeated id is a malformed request (400, not logged), not one
+    // refusal per copy: a batch cannot multiply log entries.
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = ids.iter().find(|id| !seen.insert(**id)) {
+        return Err(ApiError::field("record_ids", format!("record id {dup} appears more than once")));
     }
     let mut items = Vec::with_capacity(ids.len());
     for record_id in ids {

@@ -295,9 +295,12 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         let _ = task.await;
         remove_admin_socket(&cfg.data);
     }
+    // After the last request: the counts of open refusal windows go on the
+    // record before the store is closed.
+    let coalesced = crate::refusals::flush_all_refusals(&state)?;
     served?;
     state.store().flush()?;
-    tracing::info!("medrelay-server stopped; store flushed");
+    tracing::info!(coalesced_refusals = coalesced, "medrelay-server stopped; store flushed");
     Ok(())
 }
 

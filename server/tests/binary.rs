@@ -12,7 +12,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use medrelay_crypto::{domain, SigningKey};
-use medrelay_wire::{registration_message, PrincipalInfo, RegisterRequest, Role, B64};
+use medrelay_wire::{registration_message, RegisterRequest, Role, B64};
 use rand_chacha::rand_core::SeedableRng;
 
 const BIN: &str = env!("CARGO_BIN_EXE_medrelay-server");
@@ -50,7 +50,14 @@ impl Server {
             assert!(Instant::now() < deadline, "server did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Server { child, addr }
+        // The port accepts as soon as it is bound; wait for an answer, so the
+        // server runs (and handles SIGTERM) before a test stops it.
+        let server = Server { child, addr };
+        while server.request("GET", "/healthz", None).0 != 200 {
+            assert!(Instant::now() < deadline, "server did not answer");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
     }
 
     /// One HTTP/1.1 request; returns (status, body).
@@ -153,11 +160,17 @@ fn init_enroll_serve_shutdown_restart() {
     // Graceful shutdown released and flushed the database: the CLI can open
     // it, and a new server still has the doctor.
     assert!(run(&["enroll", "--data", d, "--role", "auditor", "--name", "Aud"]).status.success());
+    // (The directory is not public: a registered principal is one that may
+    // ask for a login challenge, and its entry is in the log.)
     let server = Server::start(&data);
-    let (s, body) = server.request("GET", &format!("/v1/principals/{}", sk.principal_id()), None);
+    let challenge = serde_json::json!({ "principal": sk.principal_id() }).to_string();
+    let (s, body) = server.request("POST", "/v1/auth/challenge", Some(challenge.as_bytes()));
     assert_eq!(s, 200, "{body}");
-    let info: PrincipalInfo = serde_json::from_str(&body).unwrap();
-    assert_eq!((info.role, info.log_index), (Role::Doctor, 1));
+    let (s, body) = server.request("GET", &format!("/v1/principals/{}", sk.principal_id()), None);
+    assert_eq!(s, 401, "{body}");
+    let (s, body) = server.request("GET", "/healthz", None);
+    assert_eq!(s, 200, "{body}");
+    assert!(body.contains("\"log_size\":2"), "{body}");
     server.stop();
 }
 

@@ -20,11 +20,15 @@ async fn patient_registers_logs_in_and_sees_own_history() {
     let info = register(&svc, &sk, Role::Patient, None).await;
     assert_eq!(info.id, sk.principal_id());
     assert_eq!(info.log_index, 0);
-    let (s, b) = get(&svc, &format!("/v1/principals/{}", sk.principal_id()), None).await;
+    // The directory answers only with a token (names are not public); the
+    // principal itself may read its own entry.
+    let path = format!("/v1/principals/{}", sk.principal_id());
+    expect_err(get(&svc, &path, None).await, 401, "unauthorized");
+    let token = login(&svc, &sk).await;
+    let (s, b) = get(&svc, &path, Some(&token)).await;
     assert_eq!(s, 200);
     assert_eq!(json::<PrincipalInfo>(&b), info);
 
-    let token = login(&svc, &sk).await;
     let (s, b) = get(&svc, "/v1/log/mine", Some(&token)).await;
     assert_eq!(s, 200);
     let mine: LogEntries = json(&b);
@@ -82,7 +86,7 @@ async fn doctors_need_a_one_time_operator_token_of_their_role() {
         401,
         "invalid_enrollment",
     );
-    expect_err(get(&svc, &format!("/v1/principals/{}", d2.principal_id()), None).await, 404, "not_found");
+    assert!(env.state.store().get_principal(&d2.principal_id()).unwrap().is_none());
     // The auditor token was not consumed by the failed doctor attempt.
     register(&svc, &key(12), Role::Auditor, Some(auditor_token)).await;
     assert_eq!(log_size(&svc).await, 2);
@@ -202,15 +206,22 @@ async fn malformed_bodies_get_json_4xx() {
     let mut req = register_request(&sk, Role::Patient, "P", None);
     req.pre_public_keys = B64(vec![1; limits::MAX_PRE_PUBLIC_KEYS_BYTES + 1]);
     expect_err(post(&svc, "/v1/principals", &req, None).await, 400, "invalid_field");
-    // Bad path parameter, unknown route, bad query.
-    expect_err(get(&svc, "/v1/principals/xyz", None).await, 400, "invalid_parameter");
+    // Unknown route, bad query; readers' routes want a token first.
+    expect_err(get(&svc, "/v1/principals/xyz", None).await, 401, "unauthorized");
     expect_err(get(&svc, "/v1/nothing-here", None).await, 404, "not_found");
-    expect_err(get(&svc, "/v1/log/entries?start=5&end=1", None).await, 400, "invalid_parameter");
-    expect_err(get(&svc, "/v1/log/entries?start=0&end=1&x=2", None).await, 400, "invalid_parameter");
-    expect_err(get(&svc, "/v1/log/entries?start=0&end=100000", None).await, 400, "invalid_parameter");
+    expect_err(get(&svc, "/v1/log/leaves?start=5&end=1", None).await, 400, "invalid_parameter");
+    expect_err(get(&svc, "/v1/log/leaves?start=0&end=1&x=2", None).await, 400, "invalid_parameter");
+    expect_err(get(&svc, "/v1/log/leaves?start=0&end=100000", None).await, 400, "invalid_parameter");
     assert_eq!(log_size(&svc).await, 0);
-    // The server is still fine.
+    // The server is still fine; with a token, bad path and query parameters
+    // are 400s (and not logged: they are malformed, not refused).
     register(&svc, &sk, Role::Patient, None).await;
+    let token = login(&svc, &sk).await;
+    expect_err(get(&svc, "/v1/principals/xyz", Some(&token)).await, 400, "invalid_parameter");
+    expect_err(get(&svc, "/v1/log/entries?start=5&end=1", Some(&token)).await, 400, "invalid_parameter");
+    expect_err(get(&svc, "/v1/log/entries?start=0&end=1&x=2", Some(&token)).await, 400, "invalid_parameter");
+    expect_err(get(&svc, "/v1/log/entries?start=0&end=100000", Some(&token)).await, 400, "invalid_parameter");
+    assert_eq!(log_size(&svc).await, 1);
 }
 
 #[actix_web::test]
@@ -308,7 +319,8 @@ async fn metrics_and_health_report_real_counts() {
     let env = env();
     let svc = test::init_service(app(env.state.clone())).await;
     register(&svc, &key(60), Role::Patient, None).await;
-    expect_err(get(&svc, "/v1/principals/xyz", None).await, 400, "invalid_parameter");
+    let token = login(&svc, &key(60)).await;
+    expect_err(get(&svc, "/v1/principals/xyz", Some(&token)).await, 400, "invalid_parameter");
     let (s, b) = get(&svc, "/metrics", None).await;
     assert_eq!(s, 200);
     let text = String::from_utf8(b).unwrap();

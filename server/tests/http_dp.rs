@@ -48,7 +48,7 @@ fn seed(state: &AppState, n: usize, values: impl Fn(usize) -> Value) {
         medrelay_dp::Summary::from_json(&schema, doc.to_string().as_bytes()).unwrap();
         let ev =
             LogEvent::SummarySubmitted { at: medrelay_crypto::Timestamp(T0), patient, schema: HB.into() };
-        let append = LogAppend { data: ev.to_bytes().unwrap(), subjects: vec![patient] };
+        let append = LogAppend::seal(&ev).unwrap();
         state
             .store()
             .put_summary(HB, &patient, &encode_summary(doc.to_string().as_bytes()), &append)
@@ -128,7 +128,7 @@ fn dp_events(state: &AppState) -> Vec<LogEvent> {
         .log_entries(0, n)
         .unwrap()
         .into_iter()
-        .map(|(_, d)| LogEvent::from_bytes(&d).unwrap())
+        .map(|(_, d)| d.event().unwrap())
         .filter(|e| e.kind() == "dp_query_answered")
         .collect()
 }
@@ -154,7 +154,7 @@ async fn schemas_are_listed_to_any_authenticated_principal() {
     // The served document is the shipped schema, and its hash is the logged one.
     let served = Schema::from_json(info.schema.to_string().as_bytes()).unwrap();
     assert_eq!(served, Schema::health_basics());
-    let logged = LogEvent::from_bytes(&env.state.store().log_entries(0, 1).unwrap()[0].1).unwrap();
+    let logged = env.state.store().log_entries(0, 1).unwrap()[0].1.event().unwrap();
     let LogEvent::SchemaAdded { schema_sha256, .. } = logged else { panic!("{logged:?}") };
     assert_eq!(info.schema_sha256, hex::encode(schema_sha256));
     let (s, _) = get(&svc, &format!("/v1/dp/schemas/{HB}"), Some(&token)).await;
@@ -198,13 +198,13 @@ async fn summaries_are_submitted_replaced_and_withdrawn() {
         patient: p.principal_id(),
         schema: HB.into(),
     };
-    assert_eq!(entry, &expected.to_bytes().unwrap());
+    assert_eq!(entry.event_bytes(), &expected.to_bytes().unwrap()[..]);
 
     let (s, b) = delete(&svc, &path, &token).await;
     assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
     let r: SummaryReceipt = json(&b);
     assert_eq!(r.action, SummaryAction::Withdrawn);
-    let ev = LogEvent::from_bytes(&env.state.store().log_entries(r.log_index, r.log_index + 1).unwrap()[0].1);
+    let ev = env.state.store().log_entries(r.log_index, r.log_index + 1).unwrap()[0].1.event();
     assert_eq!(ev.unwrap().kind(), "summary_withdrawn");
     expect_err(get(&svc, &path, Some(&token)).await, 404, "not_found");
     let size = log_size(&svc).await;
@@ -297,7 +297,7 @@ async fn answers_are_noisy_with_mechanism_scale_and_interval() {
     assert!(cost <= 0.5 && cost > 0.499);
     assert_eq!(a.answer.cost, expected.cost());
     assert_eq!((a.budget.spent_pure_epsilon, a.budget.queries), (cost, 1));
-    let ev = LogEvent::from_bytes(&env.state.store().log_entries(a.log_index, a.log_index + 1).unwrap()[0].1);
+    let ev = env.state.store().log_entries(a.log_index, a.log_index + 1).unwrap()[0].1.event();
     assert!(
         matches!(ev.unwrap(), LogEvent::DpQueryAnswered { epsilon, rho, .. } if epsilon == cost && rho == 0.0)
     );

@@ -109,8 +109,7 @@ async fn grant_reencrypt_decrypt_revoke_and_the_negative_matrix() {
     // patient sees who accessed what.
     let (_, b) = get(&svc, "/v1/log/mine", Some(&tp)).await;
     let mine: LogEntries = json(&b);
-    let events: Vec<LogEvent> =
-        mine.entries.iter().map(|e| LogEvent::from_bytes(e.data.as_bytes()).unwrap()).collect();
+    let events: Vec<LogEvent> = mine.entries.iter().map(event_of).collect();
     let mut reasons: Vec<&str> = events
         .iter()
         .filter_map(|e| match e {
@@ -120,13 +119,8 @@ async fn grant_reencrypt_decrypt_revoke_and_the_negative_matrix() {
         .collect();
     reasons.sort_unstable();
     assert_eq!(reasons, vec!["expired", "no_grant", "out_of_scope", "revoked", "sensitive_excluded"]);
-    let served_ev = mine
-        .entries
-        .iter()
-        .find(|e| {
-            matches!(LogEvent::from_bytes(e.data.as_bytes()).unwrap(), LogEvent::ReencryptionServed { .. })
-        })
-        .unwrap();
+    let served_ev =
+        mine.entries.iter().find(|e| matches!(event_of(e), LogEvent::ReencryptionServed { .. })).unwrap();
     assert_eq!(served_ev.index, served.log_index);
 
     // The served event is provably in the signed log.
@@ -144,7 +138,9 @@ async fn grant_reencrypt_decrypt_revoke_and_the_negative_matrix() {
         tree_size: p.tree_size,
         hashes: p.path.iter().map(|h| MerkleHash::from_slice(h.as_bytes()).unwrap()).collect(),
     };
-    verify_inclusion(&hash_leaf(served_ev.data.as_bytes()), &proof, &c.root_hash).unwrap();
+    verify_inclusion(&opening(served_ev).leaf_hash(), &proof, &c.root_hash).unwrap();
+    // The event bytes alone are not the leaf: the leaf commits with a salt.
+    assert!(verify_inclusion(&hash_leaf(served_ev.event.as_bytes()), &proof, &c.root_hash).is_err());
     let (_, m) = get(&svc, "/metrics", None).await;
     let m = String::from_utf8(m).unwrap();
     assert!(

@@ -11,8 +11,10 @@ mod common;
 use actix_web::test;
 use common::*;
 use medrelay_crypto::{domain, GrantId, PrincipalId, RecordId, SigningKey, Timestamp};
-use medrelay_policy::{Grant, LogEvent, Purpose, RefusalReason, RefusedObject, Revocation, SignedGrant};
-use medrelay_server::app;
+use medrelay_policy::{
+    Grant, LogEvent, Operation, Purpose, RefusalReason, RefusedObject, Revocation, SignedGrant,
+};
+use medrelay_server::{app, REFUSAL_WINDOW_SECS};
 use medrelay_wire::{
     limits, CreateGrantRequest, GrantList, LogEntries, ReencryptItem, ReencryptRequest, ReencryptResponse,
     RevokeRequest, Role, B64,
@@ -82,30 +84,62 @@ async fn bad_grants_are_refused_before_any_key_is_used_and_change_nothing() {
     expect_err(post(&svc, "/v1/grants", &request(&good, 1), Some(&td)).await, 403, "wrong_role");
     expect_err(post(&svc, "/v1/grants", &request(&good, 1), None).await, 401, "unauthorized");
 
-    // The forged, wrongly signed and foreign grants are each logged as a
-    // refusal by the submitting patient (ids and reasons only); the malformed
-    // ones, the limits and the unauthenticated attempt are not.
+    // The forged and foreign grants are each logged as a refusal by the
+    // submitting patient (ids and reasons only), and the doctor's attempt as
+    // a wrong-role refusal; the malformed ones, the limits and the
+    // unauthenticated attempt are not. The wrongly signed grant is the same
+    // refusal as the forged one (same patient, grant id and reason) inside
+    // its window: counted, and written as one entry when the window ends.
     assert_eq!(log_size(&svc).await, before + 3);
     let refusals = refusals_since(&svc, &tok, p.principal_id(), before).await;
     assert_eq!(
         refusals,
         vec![
             (RefusedObject::Grant(GrantId::from_bytes([1; 16])), RefusalReason::BadSignature),
-            (RefusedObject::Grant(GrantId::from_bytes([1; 16])), RefusalReason::BadSignature),
             (RefusedObject::Grant(GrantId::from_bytes([2; 16])), RefusalReason::NotOwner),
         ]
     );
+    let create = RefusedObject::Operation(Operation::new("POST /v1/grants").unwrap());
+    assert_eq!(
+        refusals_since(&svc, &td, d.principal_id(), before).await,
+        vec![(create.clone(), RefusalReason::WrongRole)]
+    );
+    env.clock.advance(REFUSAL_WINDOW_SECS);
+    medrelay_server::sweep_expired(&env.state).await.unwrap();
+    assert_eq!(log_size(&svc).await, before + 4);
+    match mine(&svc, &tok).await.pop().unwrap().1 {
+        LogEvent::RequestRefused { what, reason: RefusalReason::BadSignature, count: 1, .. } => {
+            assert_eq!(what, RefusedObject::Grant(GrantId::from_bytes([1; 16])));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    let before = log_size(&svc).await;
     let (s, b) = get(&svc, &format!("/v1/patients/{}/grants", p.principal_id()), Some(&tok)).await;
     assert_eq!(s, 200);
     assert!(json::<GrantList>(&b).grants.is_empty());
-    // Grant lists are private to their patient, doctor and auditors.
+    // Grant lists are private to their patient, doctor and auditors; a
+    // refused read is logged too.
     expect_err(
         get(&svc, &format!("/v1/patients/{}/grants", p.principal_id()), Some(&td)).await,
         403,
         "forbidden",
     );
+    expect_err(
+        get(&svc, &format!("/v1/doctors/{}/grants", d.principal_id()), Some(&tok)).await,
+        403,
+        "forbidden",
+    );
     let ta = login(&svc, &aud).await;
     assert_eq!(get(&svc, &format!("/v1/doctors/{}/grants", d.principal_id()), Some(&ta)).await.0, 200);
+    assert_eq!(
+        refusals_since(&svc, &td, d.principal_id(), before).await,
+        vec![(RefusedObject::PatientGrants(p.principal_id()), RefusalReason::NotEntitled)]
+    );
+    assert_eq!(
+        refusals_since(&svc, &tok, p.principal_id(), before).await,
+        vec![(RefusedObject::DoctorGrants(d.principal_id()), RefusalReason::NotEntitled)]
+    );
+    assert_eq!(log_size(&svc).await, before + 2);
 }
 
 #[actix_web::test]
@@ -153,7 +187,7 @@ async fn every_reencryption_denial_is_logged_and_answered_403() {
     assert_eq!(log_size(&svc).await, before + 1);
     let (_, b) = get(&svc, "/v1/log/mine", Some(&td)).await;
     let mine: LogEntries = json(&b);
-    let last = LogEvent::from_bytes(mine.entries.last().unwrap().data.as_bytes()).unwrap();
+    let last = event_of(mine.entries.last().unwrap());
     match last {
         LogEvent::AccessDenied { doctor, record, reason, .. } => {
             assert_eq!((doctor, record, reason.code()), (d.principal_id(), rid, "no_grant"));
@@ -172,14 +206,23 @@ async fn every_reencryption_denial_is_logged_and_answered_403() {
         .iter()
         .all(|i| matches!(i, ReencryptItem::Denied { error, .. } if error.error == "no_grant")));
     assert_eq!(log_size(&svc).await, before + 3);
-    // Limits and roles: nothing logged.
+    // Limits: nothing logged. One id many times is a request error.
     let empty = ReencryptRequest { record_ids: vec![] };
     expect_err(post(&svc, "/v1/reencrypt", &empty, Some(&td)).await, 400, "invalid_field");
     let many = ReencryptRequest { record_ids: vec![rid; limits::MAX_BATCH_REENCRYPT + 1] };
     expect_err(post(&svc, "/v1/reencrypt", &many, Some(&td)).await, 400, "invalid_field");
-    expect_err(post(&svc, &format!("/v1/records/{rid}/reencrypt"), &(), Some(&tp)).await, 403, "wrong_role");
+    let copies = ReencryptRequest { record_ids: vec![rid; limits::MAX_BATCH_REENCRYPT] };
+    expect_err(post(&svc, "/v1/reencrypt", &copies, Some(&td)).await, 400, "invalid_field");
     expect_err(post(&svc, &format!("/v1/records/{rid}/reencrypt"), &(), None).await, 401, "unauthorized");
     assert_eq!(log_size(&svc).await, before + 3);
+    // The wrong role is logged, as the patient's own refusal.
+    expect_err(post(&svc, &format!("/v1/records/{rid}/reencrypt"), &(), Some(&tp)).await, 403, "wrong_role");
+    assert_eq!(log_size(&svc).await, before + 4);
+    let op = RefusedObject::Operation(Operation::new("POST /v1/records/{id}/reencrypt").unwrap());
+    assert_eq!(
+        refusals_since(&svc, &tp, p.principal_id(), before).await,
+        vec![(op, RefusalReason::WrongRole)]
+    );
     let (_, m) = get(&svc, "/metrics", None).await;
     assert!(String::from_utf8(m).unwrap().contains("medrelay_access_denials_total 3"));
 }

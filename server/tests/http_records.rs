@@ -10,9 +10,9 @@ use common::*;
 use medrelay_crypto::{
     encrypt_record, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Timestamp,
 };
-use medrelay_policy::{RefusalReason, RefusedObject};
-use medrelay_server::app;
+use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 use medrelay_server::scan::Needles;
+use medrelay_server::{app, REFUSAL_WINDOW_SECS};
 use medrelay_wire::{
     limits, RecordList, Role, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
 };
@@ -135,17 +135,21 @@ async fn bad_envelopes_are_refused_and_change_nothing() {
     expect_err(post(&svc, "/v1/records/batch", &many, Some(&tok)).await, 400, "invalid_field");
     let mixed = UploadRecordsRequest { envelopes: vec![B64(good.clone()), B64(theirs.to_bytes())] };
     expect_err(post(&svc, "/v1/records/batch", &mixed, Some(&tok)).await, 403, "forbidden");
+    // One record twice in a batch is a request error, not a conflict.
     let dup = UploadRecordsRequest { envelopes: vec![B64(good.clone()), B64(good.clone())] };
-    expect_err(post(&svc, "/v1/records/batch", &dup, Some(&tok)).await, 409, "conflict");
+    let e = expect_err(post(&svc, "/v1/records/batch", &dup, Some(&tok)).await, 400, "invalid_field");
+    assert!(e.message.contains("more than once"), "{}", e.message);
     // No token, and a non-patient token.
     expect_err(post(&svc, "/v1/records", &one(&seal(&p, 1, b"body")), None).await, 401, "unauthorized");
     let d = key(5);
     register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
     let td = login(&svc, &d).await;
     expect_err(post(&svc, "/v1/records", &one(&seal(&p, 1, b"body")), Some(&td)).await, 403, "wrong_role");
-    // Logged: the foreign envelope, the tampered one and the foreign one in
-    // the mixed batch (refusals by p, ids only), and the doctor's
-    // registration. Nothing for malformed bytes, limits or bad tokens.
+    // Logged: the foreign envelope and the tampered one (refusals by p, ids
+    // only), the doctor's registration and its wrong-role refusal. Nothing
+    // for malformed bytes, limits or bad tokens. The foreign envelope again
+    // in the mixed batch is the same refusal inside its window: counted,
+    // not yet an entry.
     let after_doctor = before + 4;
     assert_eq!(log_size(&svc).await, after_doctor);
     let refusals = refusals_since(&svc, &tok, p.principal_id(), before).await;
@@ -154,11 +158,21 @@ async fn bad_envelopes_are_refused_and_change_nothing() {
     assert_eq!(
         refusals,
         vec![
-            (theirs_id, RefusalReason::NotOwner),
+            (theirs_id.clone(), RefusalReason::NotOwner),
             (RefusedObject::Record(good_id), RefusalReason::BadSignature),
-            (theirs_id, RefusalReason::NotOwner),
         ]
     );
+    // When the window ends, the repeat is one entry with its count.
+    env.clock.advance(REFUSAL_WINDOW_SECS);
+    medrelay_server::sweep_expired(&env.state).await.unwrap();
+    let after_doctor = after_doctor + 1;
+    assert_eq!(log_size(&svc).await, after_doctor);
+    match mine(&svc, &tok).await.pop().unwrap() {
+        (i, LogEvent::RequestRefused { what, reason: RefusalReason::NotOwner, count: 1, .. }) => {
+            assert_eq!((i, what), (after_doctor - 1, theirs_id));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
     let (_, b) = get(&svc, &format!("/v1/patients/{}/records", p.principal_id()), Some(&tok)).await;
     assert!(json::<RecordList>(&b).records.is_empty());
     // The good envelope still goes in once, then is a conflict.

@@ -3,6 +3,9 @@
 //! as `request refused` (submitter, claimed id, reason; never the bytes),
 //! and stores nothing else. Malformed and unauthenticated submissions are
 //! not logged, so only accountable principals can add refusal entries.
+//! Every kind of refusal is exactly one entry; a batch repeating an id is a
+//! request error; repeated identical refusals are coalesced into one entry
+//! with their count per window.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -10,9 +13,14 @@ mod common;
 use actix_web::test;
 use common::*;
 use medrelay_crypto::{domain, GrantId, Timestamp};
-use medrelay_policy::{LogEvent, RefusalReason, RefusedObject, Revocation, SignedGrant, SignedRevocation};
-use medrelay_server::app;
-use medrelay_wire::{GrantList, LogEntries, RecordList, RevokeRequest, Role, UploadRecordRequest, B64};
+use medrelay_policy::{
+    Denial, LogEvent, RefusalReason, RefusedObject, Revocation, SignedGrant, SignedRevocation,
+};
+use medrelay_server::{app, REFUSAL_WINDOW_SECS};
+use medrelay_wire::{
+    limits, GrantList, LogEntries, RecordList, ReencryptRequest, RevokeRequest, Role, UploadRecordRequest,
+    B64,
+};
 
 const SCOPE: &str = "Observation?category=laboratory";
 
@@ -79,10 +87,10 @@ async fn forged_and_foreign_submissions_are_refused_logged_and_store_nothing_els
         .iter()
         .filter(|x| x.index >= before)
         .map(|x| {
-            assert_eq!(x.data.len(), 64, "ids and codes only");
-            match LogEvent::from_bytes(x.data.as_bytes()).unwrap() {
-                LogEvent::RequestRefused { principal, what, reason, at } => {
-                    assert_eq!((principal, at), (p.principal_id(), Timestamp(T0)));
+            assert_eq!(x.event.len(), 68, "ids and codes only");
+            match event_of(x) {
+                LogEvent::RequestRefused { principal, what, reason, at, count } => {
+                    assert_eq!((principal, at, count), (p.principal_id(), Timestamp(T0), 1));
                     (what, reason)
                 }
                 other => panic!("unexpected {other:?}"),
@@ -119,4 +127,136 @@ async fn forged_and_foreign_submissions_are_refused_logged_and_store_nothing_els
     let (_, b) = get(&svc, &format!("/v1/patients/{}/records", p.principal_id()), Some(&tp)).await;
     assert!(json::<RecordList>(&b).records.is_empty());
     assert_eq!(metric(&metrics(&svc).await, "medrelay_requests_refused_total"), 5);
+}
+
+/// The log entries appended since `before`, read as the auditor does.
+async fn appended<S, B>(svc: &S, auditor: &str, before: u64) -> Vec<LogEvent>
+where
+    S: actix_web::dev::Service<
+        actix_http::Request,
+        Response = actix_web::dev::ServiceResponse<B>,
+        Error = actix_web::Error,
+    >,
+    B: actix_web::body::MessageBody,
+{
+    let n = log_size(svc).await;
+    let (s, b) = get(svc, &format!("/v1/log/entries?start={before}&end={n}"), Some(auditor)).await;
+    assert_eq!(s, 200);
+    json::<LogEntries>(&b).entries.iter().map(event_of).collect()
+}
+
+#[actix_web::test]
+async fn each_refusal_kind_is_one_entry_and_repeats_are_coalesced_not_flooded() {
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let (p, q, d, r, a) = (key(1), key(2), key(3), key(4), key(5));
+    register(&svc, &p, Role::Patient, None).await;
+    register(&svc, &q, Role::Patient, None).await;
+    register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    register(&svc, &r, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    register(&svc, &a, Role::Auditor, Some(enroll(&env, Role::Auditor))).await;
+    let (tp, tq, td, tr, ta) = (
+        login(&svc, &p).await,
+        login(&svc, &q).await,
+        login(&svc, &d).await,
+        login(&svc, &r).await,
+        login(&svc, &a).await,
+    );
+    let rec = seal(&p, 30, lab(), b"{}");
+    let rid = rec.header().record_id();
+    let up = UploadRecordRequest { envelope: B64(rec.to_bytes()) };
+    assert_eq!(post(&svc, "/v1/records", &up, Some(&tp)).await.0, 201);
+    // d's grant expires in a minute; r's is revoked.
+    assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &d, 1, SCOPE, T0 + 60), Some(&tp)).await.0, 201);
+    assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &r, 2, SCOPE, T0 + 9999), Some(&tp)).await.0, 201);
+    let gid2 = GrantId::from_bytes([2; 16]);
+    let rev = Revocation::new(gid2, p.principal_id(), Timestamp(T0)).sign(&p).unwrap();
+    let req = RevokeRequest { revocation: B64(rev.to_bytes()) };
+    assert_eq!(post(&svc, &format!("/v1/grants/{gid2}/revoke"), &req, Some(&tp)).await.0, 200);
+    env.clock.advance(60);
+    let reenc = format!("/v1/records/{rid}/reencrypt");
+
+    // Each kind of refusal: its answer, and exactly one new entry saying so.
+    let forged = {
+        let mut g = grant_request(&p, &d, 3, SCOPE, T0 + 3600);
+        let body = SignedGrant::from_bytes(g.grant.as_bytes()).unwrap().body().to_vec();
+        g.grant =
+            B64(SignedGrant::from_parts(body.clone(), d.sign(domain::SIG_GRANT, &body)).unwrap().to_bytes());
+        g
+    };
+    // (what, the answer, its status and code)
+    type Case = (&'static str, (u16, Vec<u8>), u16, &'static str);
+    let cases: Vec<Case> = vec![
+        (
+            "another principal's object",
+            get(&svc, &format!("/v1/records/{rid}"), Some(&tq)).await,
+            403,
+            "forbidden",
+        ),
+        ("wrong role", post(&svc, &reenc, &(), Some(&tp)).await, 403, "wrong_role"),
+        ("expired grant", post(&svc, &reenc, &(), Some(&td)).await, 403, "expired"),
+        ("revoked grant", post(&svc, &reenc, &(), Some(&tr)).await, 403, "revoked"),
+        ("bad signature", post(&svc, "/v1/grants", &forged, Some(&tp)).await, 400, "bad_signature"),
+    ];
+    // (The requests above ran in order; check their answers and entries.)
+    let start = log_size(&svc).await - cases.len() as u64;
+    let entries = appended(&svc, &ta, start).await;
+    assert_eq!(entries.len(), cases.len());
+    for ((what, answer, status, code), ev) in cases.into_iter().zip(&entries) {
+        expect_err(answer, status, code);
+        let (by, logged_code) = match ev {
+            LogEvent::RequestRefused { principal, reason, count: 1, .. } => (*principal, reason.code()),
+            LogEvent::AccessDenied { doctor, reason, count: 1, .. } => (*doctor, reason.code()),
+            other => panic!("{what}: unexpected {other:?}"),
+        };
+        let want_by = match what {
+            "another principal's object" => q.principal_id(),
+            "wrong role" | "bad signature" => p.principal_id(),
+            "expired grant" => d.principal_id(),
+            _ => r.principal_id(),
+        };
+        let want_code = match code {
+            "forbidden" => "not_entitled",
+            other => other,
+        };
+        assert_eq!((by, logged_code), (want_by, want_code), "{what}");
+    }
+
+    // 64 copies of one id in a batch: a request error, nothing logged.
+    let before = log_size(&svc).await;
+    let copies = ReencryptRequest { record_ids: vec![rid; limits::MAX_BATCH_REENCRYPT] };
+    let e = expect_err(post(&svc, "/v1/reencrypt", &copies, Some(&tr)).await, 400, "invalid_field");
+    assert!(e.message.contains("more than once"), "{}", e.message);
+    assert_eq!(log_size(&svc).await, before);
+
+    // A revoked doctor hammering one record: every request is refused, the
+    // first was logged above, the repeats inside the window are counted and
+    // become one entry with their count when it ends.
+    let history_before = mine(&svc, &tp).await.len();
+    for _ in 0..50 {
+        expect_err(post(&svc, &reenc, &(), Some(&tr)).await, 403, "revoked");
+    }
+    let one = ReencryptRequest { record_ids: vec![rid] };
+    for _ in 0..10 {
+        let (s, _) = post(&svc, "/v1/reencrypt", &one, Some(&tr)).await;
+        assert_eq!(s, 200);
+    }
+    assert_eq!(log_size(&svc).await, before);
+    assert_eq!(metric(&metrics(&svc).await, "medrelay_refusals_coalesced_total"), 60);
+    env.clock.advance(REFUSAL_WINDOW_SECS);
+    medrelay_server::sweep_expired(&env.state).await.unwrap();
+    let added = appended(&svc, &ta, before).await;
+    assert_eq!(added.len(), 1);
+    match &added[0] {
+        LogEvent::AccessDenied { doctor, record, reason, count, patient, .. } => {
+            assert_eq!((*doctor, *record, *reason, *count), (r.principal_id(), rid, Denial::Revoked, 60));
+            assert_eq!(*patient, Some(p.principal_id()));
+        }
+        other => panic!("unexpected {other:?}"),
+    }
+    // The patient's history grew by that one entry, not sixty.
+    assert_eq!(mine(&svc, &tp).await.len(), history_before + 1);
+    // After the window, the same refusal is logged at once again.
+    expect_err(post(&svc, &reenc, &(), Some(&tr)).await, 403, "revoked");
+    assert_eq!(log_size(&svc).await, before + 2);
 }

@@ -171,6 +171,13 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
         .map(|i| i["detail"].as_str().unwrap())
         .collect();
     assert_eq!(denied, BTreeSet::from(["denied: out_of_scope", "denied: sensitive_excluded"]));
+    // The doctor's own history: their accesses and refusals, verified too.
+    let dh = doctor.run(&["history", "--json"]).json();
+    let kinds: Vec<&str> =
+        dh["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "reencryption_served").count(), 5, "{dh}");
+    assert_eq!(kinds.iter().filter(|k| **k == "access_denied").count(), 3, "{dh}");
+    assert!(!kinds.contains(&"record_published"), "the patient's records are not the doctor's events");
 
     // The auditor: the log verifies and the listings come from it.
     let out = auditor.run(&["verify"]).ok();

@@ -392,22 +392,47 @@ pub struct CheckpointResponse {
     pub checkpoint: String,
 }
 
-/// One audit log entry.
+/// One audit log entry, opened for a reader entitled to it: the event and
+/// the salt its leaf commits with. The leaf data is
+/// `SHA-256("medrelay/log-leaf-commitment/v1\0" || salt || event)` and the
+/// leaf hash `SHA-256(0x00 || leaf data)` (`medrelay_policy::LeafOpening`).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogEntry {
     /// Index in the log.
     pub index: u64,
-    /// The encoded event (the Merkle leaf data).
-    pub data: B64,
+    /// The 32-byte salt.
+    pub salt: B64,
+    /// The canonical encoded event.
+    pub event: B64,
 }
 
-/// `GET /v1/log/entries?start=&end=`.
+/// `GET /v1/log/entries?start=&end=` and `GET /v1/log/mine`: the entries
+/// the caller may read.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LogEntries {
     /// Entries in index order.
     pub entries: Vec<LogEntry>,
+}
+
+/// One public leaf: its RFC 6962 leaf hash, which reveals nothing of the
+/// event it commits to.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeafHash {
+    /// Index in the log.
+    pub index: u64,
+    /// The 32-byte leaf hash.
+    pub hash: B64,
+}
+
+/// `GET /v1/log/leaves?start=&end=` (public).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeafHashes {
+    /// Leaves in index order.
+    pub leaves: Vec<LeafHash>,
 }
 
 /// A Merkle proof (inclusion or consistency).

@@ -2,8 +2,9 @@
 //! Merkle root against a signed checkpoint, and check that every
 //! re-encryption the server served was allowed by a patient-signed grant.
 //!
-//! Pure: the caller downloads the entries (raw leaf bytes, in log order) and
-//! the checkpoint, and passes the audit time in. Entries can be fed one at a
+//! Pure: the caller downloads the entries (each event with the salt its leaf
+//! commits with, a [`LeafOpening`], in log order; auditors are entitled to
+//! every one) and the checkpoint, and passes the audit time in. Entries can be fed one at a
 //! time ([`LogAudit::push_entry`]), so a client can stream a large log page by
 //! page; [`audit_log`] does it in one call.
 //!
@@ -40,7 +41,8 @@
 //! ```
 //! use medrelay_crypto::{GrantId, SigningKey, Timestamp};
 //! use medrelay_policy::audit::audit_log;
-//! use medrelay_policy::{LogEvent, LogSigner, MemoryNodeStore, MerkleTree, Role};
+//! use medrelay_policy::{LeafOpening, LogEvent, LogSigner, MemoryNodeStore, MerkleTree, Role};
+//! use rand::rngs::OsRng;
 //!
 //! let patient = SigningKey::from_seed(&[1; 32]);
 //! let doctor = SigningKey::from_seed(&[2; 32]);
@@ -60,16 +62,16 @@
 //!     patient: patient.principal_id(),
 //!     key_class: medrelay_crypto::KeyClass::General,
 //! };
-//! let entries: Vec<Vec<u8>> =
+//! // Server: each event sealed with a fresh salt; the tree holds only the
+//! // commitments; a signed checkpoint.
+//! let entries: Vec<LeafOpening> =
 //!     [register(&patient, Role::Patient), register(&doctor, Role::Doctor), served]
 //!         .iter()
-//!         .map(LogEvent::to_bytes)
+//!         .map(|e| LeafOpening::seal(e, &mut OsRng))
 //!         .collect::<Result<_, _>>()?;
-//!
-//! // Server: the tree and a signed checkpoint.
 //! let mut tree = MerkleTree::new(MemoryNodeStore::new());
 //! for e in &entries {
-//!     tree.append(e)?;
+//!     tree.append_leaf_hash(e.leaf_hash())?;
 //! }
 //! let signer = LogSigner::new("medrelay.example/log", &SigningKey::from_seed(&[9; 32]))?;
 //! let note = signer.sign_checkpoint(tree.size()?, tree.root()?)?;
@@ -109,6 +111,7 @@
 mod anomaly;
 mod replay;
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use medrelay_crypto::Timestamp;
@@ -117,7 +120,8 @@ pub use self::anomaly::{Anomaly, AnomalyKind};
 use self::replay::Replay;
 use crate::checkpoint::{Checkpoint, LogVerifier};
 use crate::error::PolicyError;
-use crate::merkle::{empty_root, hash_children, hash_leaf, MerkleHash};
+use crate::merkle::{empty_root, hash_children, MerkleHash};
+use crate::opening::LeafOpening;
 
 /// How far (in seconds) an entry may be dated after the audit time before it
 /// is reported as [`AnomalyKind::FutureTimestamp`]: room for clock skew
@@ -272,14 +276,15 @@ impl LogAudit {
         self.root.size
     }
 
-    /// Audits the next entry: its raw leaf bytes, as hashed into the tree.
-    pub fn push_entry(&mut self, leaf: &[u8]) {
+    /// Audits the next entry: the event and the salt its leaf commits with
+    /// (the leaf hash is recomputed from them).
+    pub fn push_entry(&mut self, entry: &LeafOpening) {
         let index = self.root.size;
         if index == self.checkpoint.tree_size {
             self.prefix_root = Some(self.root.root());
         }
-        self.root.push(hash_leaf(leaf));
-        self.replay.entry(index, leaf, self.now);
+        self.root.push(entry.leaf_hash());
+        self.replay.entry(index, entry.event_bytes(), self.now);
     }
 
     /// Ends the audit: compares root and size with the checkpoint and
@@ -318,7 +323,7 @@ impl LogAudit {
     }
 }
 
-/// Audits a whole log in one call: `entries` are the raw leaf bytes in log
+/// Audits a whole log in one call: `entries` are the leaf openings in log
 /// order, `checkpoint_note` the signed checkpoint (verified here under
 /// `verifier`), `now` the audit time. Errors only if the checkpoint does not
 /// verify; everything wrong with the log is in the report.
@@ -330,11 +335,11 @@ pub fn audit_log<I>(
 ) -> Result<AuditReport, PolicyError>
 where
     I: IntoIterator,
-    I::Item: AsRef<[u8]>,
+    I::Item: Borrow<LeafOpening>,
 {
     let mut audit = LogAudit::new(checkpoint_note, verifier, now)?;
     for e in entries {
-        audit.push_entry(e.as_ref());
+        audit.push_entry(e.borrow());
     }
     Ok(audit.finish())
 }
@@ -343,7 +348,7 @@ where
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-    use crate::merkle::root_from_leaves;
+    use crate::merkle::{hash_leaf, root_from_leaves};
 
     #[test]
     fn the_incremental_root_matches_the_reference() {

@@ -2,13 +2,15 @@
 
 use medrelay_crypto::encoding::{Decoder, Encoder};
 use medrelay_crypto::{
-    DecodeError, GrantId, KeyClass, PrincipalId, RecordId, Signature, Timestamp, VerifyingKey,
+    DecodeError, GrantId, PrincipalId, RecordHeader, RecordId, Signature, Timestamp, VerifyingKey,
+    MAX_HEADER_LEN,
 };
 use medrelay_wire::{limits, Role};
 
 use super::StoreError;
 
 const V1: u8 = 1;
+const V2: u8 = 2;
 /// Largest stored metadata value (anything but envelopes and key material).
 const MAX_META: usize = limits::MAX_PRE_PUBLIC_KEYS_BYTES + 4096;
 
@@ -164,17 +166,13 @@ impl StoredPrincipal {
     }
 }
 
-/// Public metadata of a stored record.
+/// Metadata of a stored record: its owner-signed header (id, owner,
+/// category and labels, key class, created-at; checked at upload), which is
+/// what access is decided on without opening the envelope.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RecordMeta {
-    /// Record id.
-    pub record_id: RecordId,
-    /// Owner.
-    pub owner: PrincipalId,
-    /// Key class.
-    pub key_class: KeyClass,
-    /// Creation time from the signed header.
-    pub created_at: Timestamp,
+    /// The record's header, as signed by its owner.
+    pub header: RecordHeader,
     /// Envelope size in bytes.
     pub size: u64,
     /// Log index of the `record published` event (set by the store).
@@ -182,28 +180,32 @@ pub struct RecordMeta {
 }
 
 impl RecordMeta {
+    /// The record id.
+    pub fn record_id(&self) -> RecordId {
+        self.header.record_id()
+    }
+
+    /// The owner.
+    pub fn owner(&self) -> PrincipalId {
+        self.header.owner()
+    }
+
+    /// Version 2 (version 1 had no header; such stores are refused at open
+    /// because their log predates leaf commitments).
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut e = Encoder::new(b"MSRM", V1);
-        e.fixed(self.record_id.as_bytes())
-            .fixed(self.owner.as_bytes())
-            .u8(self.key_class.code())
-            .u64(self.created_at.0)
-            .u64(self.size)
-            .u64(self.log_index);
+        let mut e = Encoder::new(b"MSRM", V2);
+        e.bytes(&self.header.to_bytes()).u64(self.size).u64(self.log_index);
         e.finish()
     }
 
     pub(crate) fn decode(b: &[u8]) -> Result<Self, StoreError> {
         (|| -> Result<Self, DecodeError> {
-            let mut d = Decoder::open(b, b"MSRM", &[V1], 128)?;
-            let record_id = RecordId::from_bytes(d.array()?);
-            let owner = PrincipalId::from_bytes(d.array()?);
-            let key_class = KeyClass::from_code(d.u8()?)?;
-            let created_at = Timestamp(d.u64()?);
+            let mut d = Decoder::open(b, b"MSRM", &[V2], MAX_HEADER_LEN + 64)?;
+            let header = RecordHeader::from_bytes(d.bytes(MAX_HEADER_LEN)?)?;
             let size = d.u64()?;
             let log_index = d.u64()?;
             d.finish()?;
-            Ok(Self { record_id, owner, key_class, created_at, size, log_index })
+            Ok(Self { header, size, log_index })
         })()
         .map_err(corrupt("record metadata"))
     }
@@ -293,14 +295,22 @@ mod tests {
             grant: vec![4; 10],
             revocation: Some(vec![5; 3]),
         };
-        let m = RecordMeta {
-            record_id: RecordId::from_bytes([6; 16]),
-            owner: PrincipalId::from_bytes([7; 32]),
-            key_class: KeyClass::Genetics,
-            created_at: Timestamp(8),
-            size: 9,
-            log_index: 10,
-        };
+        let category = medrelay_crypto::RecordCategory::new(
+            "Observation",
+            ["laboratory".to_owned()],
+            [medrelay_crypto::SensitivityLabel::Genetics],
+        )
+        .unwrap();
+        let header = RecordHeader::new(
+            RecordId::from_bytes([6; 16]),
+            PrincipalId::from_bytes([7; 32]),
+            category,
+            "application/fhir+json",
+            Timestamp(8),
+        )
+        .unwrap();
+        let m = RecordMeta { header, size: 9, log_index: 10 };
+        assert_eq!(m.header.key_class(), medrelay_crypto::KeyClass::Genetics);
         let c = Challenge { principal: PrincipalId::from_bytes([1; 32]), expires_at: Timestamp(2) };
         let s = Session {
             principal: PrincipalId::from_bytes([1; 32]),
@@ -332,9 +342,9 @@ mod tests {
             let mut long = blob.clone();
             long.push(0);
             assert!(matches!(dec(&long), Err(StoreError::Corrupt(_))));
-            let mut v2 = blob.clone();
-            v2[4] = 2;
-            assert!(matches!(dec(&v2), Err(StoreError::Corrupt(_))));
+            let mut other = blob.clone();
+            other[4] = if other[4] == V1 { V2 } else { 3 };
+            assert!(matches!(dec(&other), Err(StoreError::Corrupt(_))));
         }
     }
 }

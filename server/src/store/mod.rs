@@ -26,7 +26,7 @@ pub use dp::{decode_summary, encode_summary, StoredSchema};
 
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
 use medrelay_dp::{Budget, Ledger, Overspend, PrivacyCost};
-use medrelay_policy::{ConsistencyProof, InclusionProof, MerkleHash};
+use medrelay_policy::{ConsistencyProof, InclusionProof, LeafOpening, LogEvent, MerkleHash, PolicyError};
 use medrelay_wire::Role;
 
 /// A 32-byte SHA-256 digest of a secret (token or nonce); secrets themselves
@@ -72,10 +72,22 @@ pub enum StoreError {
 /// (so a patient can list the events about their records).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct LogAppend {
-    /// The encoded event (the Merkle leaf data).
-    pub data: Vec<u8>,
-    /// Principals the event is about.
+    /// The event with its salt. The tree gets only its leaf hash (a
+    /// commitment); the opening itself is stored with the entry and served
+    /// only to the event's audience and to auditors.
+    pub opening: LeafOpening,
+    /// Principals the event is about (its audience), whose own history
+    /// lists it.
     pub subjects: Vec<PrincipalId>,
+}
+
+impl LogAppend {
+    /// The append for `event`: its canonical (validated) bytes sealed with a
+    /// fresh random salt, and its audience ([`LogEvent::audience`]).
+    pub fn seal(event: &LogEvent) -> Result<Self, PolicyError> {
+        let opening = LeafOpening::seal(event, &mut rand::rngs::OsRng)?;
+        Ok(Self { opening, subjects: event.audience()?.principals().to_vec() })
+    }
 }
 
 /// How a registration uses an operator enrollment token.
@@ -172,8 +184,12 @@ pub trait Store: Send + Sync + 'static {
     fn append_log(&self, event: &LogAppend) -> Result<u64, StoreError>;
     /// Number of log entries.
     fn log_size(&self) -> Result<u64, StoreError>;
-    /// Log entries with index in `start..end` (clamped to the log size).
-    fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError>;
+    /// Log entries (event + salt) with index in `start..end` (clamped to the
+    /// log size).
+    fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, LeafOpening)>, StoreError>;
+    /// Leaf hashes (the public face of the entries) with index in
+    /// `start..end` (clamped to the log size).
+    fn log_leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, MerkleHash)>, StoreError>;
     /// Indices of up to `limit` log entries about `subject`, in order,
     /// starting at index `from`.
     fn log_indices_for(&self, subject: &PrincipalId, from: u64, limit: usize)

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
 use medrelay_policy::{
-    ConsistencyProof, InclusionProof, MerkleHash, MerkleTree, NodeId, NodeStore, TreeError,
+    ConsistencyProof, InclusionProof, LeafOpening, MerkleHash, MerkleTree, NodeId, NodeStore, TreeError,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
@@ -158,7 +158,7 @@ fn tx_apply_log(tx: &TransactionalTree, plan: &LogPlan, events: &[&LogAppend]) -
     for (i, event) in events.iter().enumerate() {
         let idx = plan.start + i as u64;
         let ib = idx.to_be_bytes();
-        tx.insert(key(b"l/", &[&ib]), event.data.as_slice())?;
+        tx.insert(key(b"l/", &[&ib]), event.opening.to_bytes())?;
         for s in &event.subjects {
             tx.insert(key(b"ls/", &[s.as_bytes(), &ib]), &[][..])?;
         }
@@ -169,6 +169,20 @@ fn tx_apply_log(tx: &TransactionalTree, plan: &LogPlan, events: &[&LogAppend]) -
     }
     tx.insert(LOG_SIZE, &plan.new_size.to_be_bytes()[..])?;
     Ok(out)
+}
+
+/// Refuses a database whose log predates leaf commitments (its entries are
+/// bare events, published as leaf data): serving it would publish them.
+fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
+    match db.get(key(b"l/", &[&0u64.to_be_bytes()])).map_err(backend)? {
+        Some(first) if !first.starts_with(b"MRLO") => Err(StoreError::Backend(
+            "this database holds an audit log in the old format, whose leaves are the events \
+             themselves; this version cannot serve it without publishing them: start from a new \
+             data directory"
+                .into(),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// sled-backed [`Store`].
@@ -195,7 +209,10 @@ impl SledStore {
         let deadline = Instant::now() + wait;
         loop {
             match sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open() {
-                Ok(db) => return Ok(Self { db, append_lock: Arc::new(Mutex::new(())) }),
+                Ok(db) => {
+                    check_log_format(&db)?;
+                    return Ok(Self { db, append_lock: Arc::new(Mutex::new(())) });
+                }
                 Err(sled::Error::Io(e))
                     if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
                 {
@@ -225,7 +242,7 @@ impl SledStore {
         let mut tree = self.tree()?;
         let start = tree.size().map_err(tree_err)?;
         for e in events {
-            tree.append(&e.data).map_err(tree_err)?;
+            tree.append_leaf_hash(e.opening.leaf_hash()).map_err(tree_err)?;
         }
         let o = tree.into_store();
         Ok(LogPlan { start, new_size: o.size, nodes: o.pending.into_iter().collect() })
@@ -379,12 +396,12 @@ impl Store for SledStore {
         let refs: Vec<&LogAppend> = events.iter().collect();
         self.logged(&refs, |tx, idxs| {
             for (meta, _) in records {
-                if tx.get(key(b"r/", &[meta.record_id.as_bytes()]))?.is_some() {
+                if tx.get(key(b"r/", &[meta.record_id().as_bytes()]))?.is_some() {
                     return abort(StoreError::AlreadyExists("record"));
                 }
             }
             for ((meta, envelope), idx) in records.iter().zip(idxs) {
-                let rid = meta.record_id.as_bytes();
+                let rid = &meta.record_id().as_bytes().to_owned();
                 if tx.get(key(b"r/", &[rid]))?.is_some() {
                     return abort(StoreError::AlreadyExists("record"));
                 }
@@ -393,7 +410,7 @@ impl Store for SledStore {
                 m.log_index = idx;
                 tx.insert(key(b"r/", &[rid]), m.encode())?;
                 tx.insert(key(b"b/", &[rid]), envelope.as_slice())?;
-                tx.insert(key(b"o/", &[meta.owner.as_bytes(), rid]), &[][..])?;
+                tx.insert(key(b"o/", &[meta.owner().as_bytes(), rid]), &[][..])?;
             }
             Ok(idxs.to_vec())
         })
@@ -485,16 +502,22 @@ impl Store for SledStore {
         self.get(LOG_SIZE)?.map(|v| read_u64(&v)).transpose().map(|n| n.unwrap_or(0))
     }
 
-    fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, LeafOpening)>, StoreError> {
         let end = end.min(self.log_size()?);
         let mut out = Vec::new();
         for i in start..end {
             let v = self
                 .get(&key(b"l/", &[&i.to_be_bytes()]))?
                 .ok_or(StoreError::Corrupt("log entry missing"))?;
-            out.push((i, v.to_vec()));
+            out.push((i, LeafOpening::from_bytes(&v).map_err(|_| StoreError::Corrupt("log entry"))?));
         }
         Ok(out)
+    }
+
+    fn log_leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, MerkleHash)>, StoreError> {
+        let tree = self.tree()?;
+        let end = end.min(tree.size().map_err(tree_err)?);
+        (start..end).map(|i| Ok((i, tree.leaf_hash(i).map_err(tree_err)?))).collect()
     }
 
     fn log_indices_for(

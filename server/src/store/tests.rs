@@ -2,7 +2,10 @@
 //! backend adds one `#[test]` per function calling it with its own store.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use medrelay_crypto::{GrantId, KeyClass, PrincipalId, RecordId, SigningKey, Timestamp};
+use medrelay_crypto::{
+    GrantId, KeyClass, PrincipalId, RecordCategory, RecordHeader, RecordId, SigningKey, Timestamp,
+};
+use medrelay_policy::{EventSalt, LeafOpening};
 use medrelay_wire::Role;
 use rand_chacha::rand_core::SeedableRng;
 
@@ -22,19 +25,23 @@ fn principal(seed: u64, role: Role) -> StoredPrincipal {
     }
 }
 
+/// An entry whose event bytes are `[tag; 3]` under salt `[tag; 32]` (the
+/// store neither decodes events nor draws salts).
+pub(crate) fn opening(tag: u8) -> LeafOpening {
+    LeafOpening::from_parts(EventSalt::from_bytes([tag; 32]), vec![tag; 3]).unwrap()
+}
+
 fn ev(tag: u8, subjects: &[PrincipalId]) -> LogAppend {
-    LogAppend { data: vec![tag; 3], subjects: subjects.to_vec() }
+    LogAppend { opening: opening(tag), subjects: subjects.to_vec() }
 }
 
 fn meta(id: u8, owner: PrincipalId) -> RecordMeta {
-    RecordMeta {
-        record_id: RecordId::from_bytes([id; 16]),
-        owner,
-        key_class: KeyClass::Laboratory,
-        created_at: Timestamp(5),
-        size: 4,
-        log_index: 0,
-    }
+    let lab = RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap();
+    let header =
+        RecordHeader::new(RecordId::from_bytes([id; 16]), owner, lab, "application/fhir+json", Timestamp(5))
+            .unwrap();
+    assert_eq!(header.key_class(), KeyClass::Laboratory);
+    RecordMeta { header, size: 4, log_index: 0 }
 }
 
 fn grant(id: u8, patient: PrincipalId, doctor: PrincipalId) -> StoredGrant {
@@ -121,7 +128,7 @@ pub(crate) fn record_batches_are_all_or_nothing<S: Store>(s: S) {
     assert_eq!((m.log_index, env), (0, vec![1; 4]));
     let ok = vec![(meta(3, owner), vec![3; 4]), (meta(2, owner), vec![2; 4])];
     assert_eq!(s.put_records(&ok, &[ev(2, &[owner]), ev(3, &[owner])]).unwrap(), vec![1, 2]);
-    let listed: Vec<_> = s.list_records(&owner, 10).unwrap().into_iter().map(|m| m.record_id).collect();
+    let listed: Vec<_> = s.list_records(&owner, 10).unwrap().into_iter().map(|m| m.record_id()).collect();
     assert_eq!(listed, [[1; 16], [2; 16], [3; 16]].map(RecordId::from_bytes).to_vec());
     assert_eq!(s.list_records(&owner, 2).unwrap().len(), 2);
     assert!(s.list_records(&PrincipalId::from_bytes([8; 32]), 10).unwrap().is_empty());
@@ -157,16 +164,21 @@ pub(crate) fn log_ranges_and_subject_index<S: Store>(s: S) {
     }
     assert_eq!(s.log_size().unwrap(), 5);
     let e = s.log_entries(1, 3).unwrap();
-    assert_eq!(e, vec![(1, vec![1; 3]), (2, vec![2; 3])]);
+    assert_eq!(e, vec![(1, opening(1)), (2, opening(2))]);
     assert_eq!(s.log_entries(3, 100).unwrap().len(), 2);
     assert!(s.log_entries(7, 9).unwrap().is_empty());
+    // The public face: leaf hashes of the salted commitments, never the events.
+    let leaves = s.log_leaf_hashes(1, 3).unwrap();
+    assert_eq!(leaves, vec![(1, opening(1).leaf_hash()), (2, opening(2).leaf_hash())]);
+    assert_eq!(s.log_leaf_hashes(3, 100).unwrap().len(), 2);
+    assert!(s.log_leaf_hashes(7, 9).unwrap().is_empty());
     assert_eq!(s.log_indices_for(&b, 0, 10).unwrap(), vec![1, 3]);
     assert_eq!(s.log_indices_for(&a, 2, 2).unwrap(), vec![2, 3]);
     assert!(s.log_indices_for(&PrincipalId::from_bytes([3; 32]), 0, 10).unwrap().is_empty());
 }
 
 pub(crate) fn merkle_tree_tracks_the_log_atomically<S: Store>(s: S) {
-    use medrelay_policy::{hash_leaf, root_from_leaves, verify_consistency, verify_inclusion};
+    use medrelay_policy::{root_from_leaves, verify_consistency, verify_inclusion};
     assert_eq!(s.log_root(0).unwrap(), medrelay_policy::empty_root());
     let p = principal(1, Role::Patient);
     s.register_principal(&p, None, &ev(1, &[p.id()])).unwrap();
@@ -187,7 +199,7 @@ pub(crate) fn merkle_tree_tracks_the_log_atomically<S: Store>(s: S) {
     assert!(s.log_root(8).is_err());
     assert_eq!(s.log_root(7).unwrap(), root_before);
 
-    let leaves: Vec<_> = s.log_entries(0, 7).unwrap().iter().map(|(_, d)| hash_leaf(d)).collect();
+    let leaves: Vec<_> = s.log_entries(0, 7).unwrap().iter().map(|(_, o)| o.leaf_hash()).collect();
     assert_eq!(s.log_root(7).unwrap(), root_from_leaves(&leaves));
     assert_eq!(s.log_root(3).unwrap(), root_from_leaves(&leaves[..3]));
     for (i, leaf) in leaves.iter().enumerate() {
@@ -283,5 +295,27 @@ mod sled_backend {
         let s = SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(30)).unwrap();
         assert_eq!(s.get_principal(&p.id()).unwrap().unwrap().name, p.name);
         assert_eq!(s.log_size().unwrap(), 1);
+        // What is stored per entry is the opening (salt + event); the tree
+        // holds only its commitment.
+        assert_eq!(s.log_entries(0, 1).unwrap()[0].1, opening(1));
+        assert_eq!(s.log_leaf_hashes(0, 1).unwrap()[0].1, opening(1).leaf_hash());
+    }
+
+    #[test]
+    fn a_log_from_before_leaf_commitments_is_refused_not_served() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let s = SledStore::open(dir.path()).unwrap();
+            // An entry as the old format stored it: the bare event bytes.
+            let old = medrelay_policy::LogEvent::SchemaAdded {
+                at: Timestamp(1),
+                schema: "s".into(),
+                schema_sha256: [0; 32],
+            };
+            s.raw_db().insert(b"l/\0\0\0\0\0\0\0\0", old.to_bytes().unwrap()).unwrap();
+            s.raw_db().flush().unwrap();
+        }
+        let err = SledStore::open_waiting(dir.path(), std::time::Duration::from_secs(30)).unwrap_err();
+        assert!(err.to_string().contains("old format"), "{err}");
     }
 }

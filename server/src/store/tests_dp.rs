@@ -10,7 +10,7 @@ use medrelay_dp::{AnalystId, Budget, Delta, Epsilon, Ledger, PrivacyCost};
 use super::*;
 
 fn ev(tag: u8, subjects: &[PrincipalId]) -> LogAppend {
-    LogAppend { data: vec![tag; 3], subjects: subjects.to_vec() }
+    LogAppend { opening: super::tests::opening(tag), subjects: subjects.to_vec() }
 }
 
 fn schema(name: &str) -> StoredSchema {

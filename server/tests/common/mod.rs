@@ -9,12 +9,14 @@ use medrelay_crypto::{
     domain, encrypt_record, generate_reencryption_key, GrantId, PatientSecretKeys, PreKeyPair, PrincipalId,
     RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
 };
-use medrelay_policy::{Grant, LogEvent, Purpose, RefusalReason, RefusedObject, Scope};
+use medrelay_policy::{
+    EventSalt, Grant, LeafOpening, LogEvent, Purpose, RefusalReason, RefusedObject, Scope,
+};
 use medrelay_server::store::SledStore;
 use medrelay_server::{enroll_in, AppState, Clock};
 use medrelay_wire::{
     challenge_message, registration_message, ChallengeResponse, CreateGrantRequest, ErrorBody, Health,
-    LogEntries, PrincipalInfo, RegisterRequest, Role, TokenRequest, TokenResponse, B64,
+    LogEntries, LogEntry, PrincipalInfo, RegisterRequest, Role, TokenRequest, TokenResponse, B64,
 };
 use rand_chacha::rand_core::SeedableRng;
 use serde::de::DeserializeOwned;
@@ -152,16 +154,41 @@ where
         .iter()
         .filter(|e| e.index >= from)
         .map(|e| {
-            assert_eq!(e.data.len(), 64, "a refusal entry of {} bytes", e.data.len());
-            match LogEvent::from_bytes(e.data.as_bytes()).unwrap() {
-                LogEvent::RequestRefused { principal: by, what, reason, .. } => {
-                    assert_eq!(by, principal);
+            // Ids, a route name and codes only: a refusal event is at most
+            // magic, version, tag, time, principal, kind, a 128-byte route,
+            // reason and count.
+            assert!(e.event.len() <= 4 + 1 + 1 + 8 + 32 + 1 + 2 + 128 + 1 + 4, "{} bytes", e.event.len());
+            match event_of(e) {
+                LogEvent::RequestRefused { principal: by, what, reason, count, .. } => {
+                    assert_eq!((by, count), (principal, 1));
                     (what, reason)
                 }
                 other => panic!("unexpected {other:?}"),
             }
         })
         .collect()
+}
+
+/// An entry as served: its salt and event bytes.
+pub fn opening(e: &LogEntry) -> LeafOpening {
+    LeafOpening::from_parts(EventSalt::from_slice(e.salt.as_bytes()).unwrap(), e.event.as_bytes().to_vec())
+        .unwrap()
+}
+
+/// The event of an entry as served.
+pub fn event_of(e: &LogEntry) -> LogEvent {
+    opening(e).event().unwrap()
+}
+
+/// The caller's own log entries (`/log/mine`), decoded, as (index, event).
+pub async fn mine<S, B>(svc: &S, token: &str) -> Vec<(u64, LogEvent)>
+where
+    S: Service<actix_http::Request, Response = ServiceResponse<B>, Error = actix_web::Error>,
+    B: MessageBody,
+{
+    let (s, b) = get(svc, "/v1/log/mine", Some(token)).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    json::<LogEntries>(&b).entries.iter().map(|e| (e.index, event_of(e))).collect()
 }
 
 pub async fn register<S, B>(svc: &S, sk: &SigningKey, role: Role, token: Option<String>) -> PrincipalInfo
