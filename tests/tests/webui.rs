@@ -178,6 +178,11 @@ async fn patient_doctor_auditor_and_analyst_in_a_browser() {
     wait_for(&c, "#refusals", WAIT).await;
     assert!(text(&c, "#refusals").await.contains("(revoked)"));
     screenshot(&c, "doctor-refused").await;
+    // The doctor's own history, proven in the log, shows both.
+    c.goto(&doctor_app.url("/history")).await.unwrap();
+    wait_for(&c, "#history", WAIT).await;
+    let own = text(&c, "#history").await;
+    assert!(own.contains("record served") && own.contains("access refused"), "{own}");
 
     // The patient's history: served and refused, each proven in the log.
     c.goto(&patient_app.url("/history")).await.unwrap();

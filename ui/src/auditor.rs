@@ -110,7 +110,7 @@ fn findings(r: &Review) -> Findings {
         root: r.verify.root_hash.clone(),
         clean: r.audit.is_clean(),
         anomalies: r.audit.anomalies().iter().map(|a| (a.to_string(), a.kind().is_fatal())).collect(),
-        counts: r.audit.counts().iter().map(|(k, v)| (crate::patient::event_label(k).0, *v)).collect(),
+        counts: r.audit.counts().iter().map(|(k, v)| (crate::history::event_label(k).0, *v)).collect(),
         active_grants: r.audit.active_grants(),
         growth: growth_chart(r),
         grants: grants_in(&r.log.events, &everyone),
@@ -268,6 +268,8 @@ struct AccessRow {
     patient: String,
     record: String,
     detail: String,
+    /// Identical refusals this entry stands for (coalesced by the server).
+    count: u32,
 }
 
 #[derive(Template)]
@@ -280,8 +282,8 @@ struct AccessesPage {
     problem: Option<String>,
     problem_title: &'static str,
     rows: Vec<AccessRow>,
-    served: usize,
-    denied: usize,
+    served: u64,
+    denied: u64,
     tree_size: u64,
 }
 
@@ -308,6 +310,7 @@ async fn accesses(
             patient: a.patient.map(|p| short(&p)).unwrap_or_else(|| "–".into()),
             record: short(&a.record),
             detail: a.detail.clone(),
+            count: a.count,
         })
         .collect();
     page::ok(&AccessesPage {
@@ -317,8 +320,8 @@ async fn accesses(
         outcome: q.outcome.clone(),
         problem,
         problem_title: "Filter not applied",
-        served: kept.iter().filter(|a| a.outcome == "served").count(),
-        denied: kept.iter().filter(|a| a.outcome == "denied").count(),
+        served: kept.iter().filter(|a| a.outcome == "served").map(|a| u64::from(a.count.max(1))).sum(),
+        denied: kept.iter().filter(|a| a.outcome == "denied").map(|a| u64::from(a.count.max(1))).sum(),
         rows,
         tree_size: f.tree_size,
     })

@@ -24,7 +24,7 @@ use crate::page::{self, blocking, Ctx, Flash, Layout, PageError, Problem};
 use crate::patient::{attachment, CategoryParts};
 
 /// The doctor's navigation.
-pub(crate) const NAV: &[(&str, &str)] = &[("/", "Patients")];
+pub(crate) const NAV: &[(&str, &str)] = &[("/", "Patients"), ("/history", "My access history")];
 
 /// What was fetched for one patient.
 struct FetchedChart {
@@ -58,6 +58,7 @@ impl DoctorApp {
 /// Routes of the doctor app.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home))
+        .route("/history", web::get().to(history))
         .route("/patients/{id}", web::get().to(chart))
         .route("/patients/{id}/fetch", web::post().to(fetch))
         .route("/patients/{id}/bundle", web::get().to(bundle))
@@ -126,6 +127,12 @@ async fn home(ctx: Ctx, app: web::Data<DoctorApp>) -> Result<HttpResponse, PageE
         sharing,
         earlier,
     })
+}
+
+async fn history(ctx: Ctx, app: web::Data<DoctorApp>) -> Result<HttpResponse, PageError> {
+    let d = Arc::clone(&app.doctor);
+    let h = blocking(move || d.history(&mut |_| ())).await.map_err(ctx.fail())?;
+    crate::history::page(&ctx, "My access history", crate::history::Audience::Doctor, &h, &BTreeMap::new())
 }
 
 #[derive(Clone, Debug)]

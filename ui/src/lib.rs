@@ -56,6 +56,7 @@ mod auditor;
 pub mod cli;
 mod clinical;
 mod doctor;
+mod history;
 mod jobs;
 mod page;
 mod patient;

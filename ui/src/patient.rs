@@ -10,7 +10,7 @@ use actix_web::http::header::{ContentDisposition, DispositionParam, DispositionT
 use actix_web::{web, HttpResponse};
 use askama::Template;
 use medrelay_client::time::{format_utc, now, parse_duration};
-use medrelay_client::{extension_for, GrantSummary, HistoryItem, Patient, RecordRow, SummaryPreview};
+use medrelay_client::{extension_for, GrantSummary, Patient, RecordRow, SummaryPreview};
 use medrelay_crypto::{GrantId, KeyClass, PrincipalId, RecordCategory, RecordId, SensitivityLabel};
 use medrelay_policy::{Purpose, Scope};
 use rand::RngCore as _;
@@ -752,95 +752,11 @@ async fn create_grant(
 
 // ----------------------------------------------------------------- history
 
-#[derive(Clone, Debug)]
-struct HistoryView {
-    index: u64,
-    at: String,
-    kind: String,
-    tone: &'static str,
-    record: String,
-    doctor: String,
-    detail: String,
-}
-
-#[derive(Template)]
-#[template(path = "patient_history.html")]
-struct HistoryPage {
-    layout: Layout,
-    items: Vec<HistoryView>,
-    tree_size: u64,
-    served: usize,
-    denied: usize,
-}
-
-/// Shortens every run of 32 or more hex digits (an id) to its first 12.
-pub(crate) fn shorten_ids(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut run = String::new();
-    let flush = |run: &mut String, out: &mut String| {
-        if run.len() >= 32 {
-            out.push_str(&run[..12]);
-            out.push('…');
-        } else {
-            out.push_str(run);
-        }
-        run.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_hexdigit() {
-            run.push(c);
-        } else {
-            flush(&mut run, &mut out);
-            out.push(c);
-        }
-    }
-    flush(&mut run, &mut out);
-    out
-}
-
-/// A log event kind (`reencryption_served`, …) for people, and its tone.
-pub(crate) fn event_label(kind: &str) -> (String, &'static str) {
-    let (label, tone) = match kind {
-        "reencryption_served" => ("record served", "info"),
-        "access_denied" => ("access refused", "bad"),
-        "request_refused" => ("request refused", "bad"),
-        "grant_created" => ("grant signed", "ok"),
-        "grant_revoked" => ("grant revoked", "warn"),
-        "record_published" => ("record added", "muted"),
-        "principal_registered" => ("keys registered", "muted"),
-        "summary_submitted" => ("research summary sent", "muted"),
-        "summary_withdrawn" => ("research summary withdrawn", "muted"),
-        other => return (other.replace('_', " "), "muted"),
-    };
-    (label.to_owned(), tone)
-}
-
-fn history_view(i: &HistoryItem, names: &BTreeMap<PrincipalId, String>) -> HistoryView {
-    let (kind, tone) = event_label(&i.kind);
-    HistoryView {
-        index: i.index,
-        at: format_utc(i.at),
-        kind,
-        tone,
-        record: i.record.map(|r| short(&r)).unwrap_or_default(),
-        doctor: i.doctor.map(|d| names.get(&d).cloned().unwrap_or_else(|| short(&d))).unwrap_or_default(),
-        detail: shorten_ids(&i.detail),
-    }
-}
-
 async fn history(ctx: Ctx, app: web::Data<PatientApp>) -> Result<HttpResponse, PageError> {
     let p = app.client();
     let h = blocking(move || p.history(&mut |_| ())).await.map_err(ctx.fail())?;
     let names = app.doctor_names(h.items.iter().filter_map(|i| i.doctor).collect()).await;
-    let mut items: Vec<HistoryView> = h.items.iter().map(|i| history_view(i, &names)).collect();
-    items.reverse();
-    page::ok(&HistoryPage {
-        layout: ctx.layout("Access history"),
-        served: h.items.iter().filter(|i| i.kind.contains("served")).count(),
-        denied: h.items.iter().filter(|i| i.kind.contains("denied")).count(),
-        tree_size: h.tree_size,
-        items,
-    })
+    crate::history::page(&ctx, "Access history", crate::history::Audience::Patient, &h, &names)
 }
 
 // ---------------------------------------------------------------- research
@@ -1006,15 +922,6 @@ async fn withdraw(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn long_ids_are_shortened_in_details() {
-        let id = "413a700274c4456ff993c3dc9ecd225f22e6c9e6ff9ad6a31087d4708290aa00";
-        assert_eq!(shorten_ids(&format!("{id} registered as patient")), "413a700274c4… registered as patient");
-        assert_eq!(shorten_ids("key class general"), "key class general");
-        assert_eq!(shorten_ids("deadbeef"), "deadbeef");
-        assert_eq!(shorten_ids(""), "");
-    }
 
     #[test]
     fn category_text_splits_into_parts() {
