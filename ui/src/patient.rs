@@ -366,9 +366,10 @@ async fn download(
 #[derive(Clone, Debug)]
 struct GrantView {
     id: String,
+    short_id: String,
     doctor: String,
     doctor_id: String,
-    scope: String,
+    scope: Vec<String>,
     purpose: String,
     created: String,
     until: String,
@@ -404,11 +405,12 @@ async fn grants(ctx: Ctx, app: web::Data<PatientApp>) -> Result<HttpResponse, Pa
         .iter()
         .map(|g| GrantView {
             id: g.grant_id.to_string(),
+            short_id: short(&g.grant_id),
             doctor: names.get(&g.doctor).cloned().unwrap_or_else(|| "(unknown doctor)".into()),
             doctor_id: short(&g.doctor),
-            scope: g.scope.clone(),
+            scope: g.scope.split(',').map(str::to_owned).collect(),
             purpose: g.purpose.clone(),
-            created: format_utc(g.created_at),
+            created: day(g.created_at),
             until: format_utc(g.not_after),
             state: grant_state(g, t),
         })
