@@ -2,7 +2,8 @@
 //! records: the server re-encrypts the capsule, this client checks the
 //! owner's signature over the envelope and every Umbral capsule-fragment
 //! proof (inside `decrypt_record_as_delegate`) before any plaintext is
-//! returned.
+//! returned. `fetch_all` writes a patient's chart as one FHIR R4 Bundle (or
+//! Bulk Data NDJSON), every resource exactly as the patient published it.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -10,10 +11,12 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use medrelay_crypto::{
-    decrypt_record_as_delegate, GrantId, KeyClass, KeyFile, PreSecretKey, PrincipalId, RecordEnvelope,
-    RecordId, ReencryptedCapsule, SigningKey, Timestamp, MAX_ENVELOPE_LEN,
+    decrypt_record_as_delegate, GrantId, KeyClass, KeyFile, PatientPublicKeys, PreSecretKey, PrincipalId,
+    RecordEnvelope, RecordId, ReencryptedCapsule, SigningKey, Timestamp, VerifyingKey, MAX_ENVELOPE_LEN,
 };
-use medrelay_policy::{authorize, SignedGrant, VerifiedGrant};
+use medrelay_fhir::export::{collection_bundle, ndjson_by_type, unresolved_references};
+use medrelay_fhir::StoredEntry;
+use medrelay_policy::{authorize, Denial, SignedGrant, VerifiedGrant};
 use medrelay_wire::{limits, ReencryptItem, ReencryptedRecord, Role};
 use rand::rngs::OsRng;
 use serde::Serialize;
@@ -58,6 +61,12 @@ pub struct SharedPatient {
     pub grants: Vec<GrantSummary>,
     /// Records those grants cover now.
     pub records: Vec<SharedRecord>,
+    /// Records the server listed that this client's own policy check
+    /// refuses, by reason (`out_of_scope`, `sensitive_excluded`). The server
+    /// lists only records a grant in force covers (need to know), so an
+    /// honest server leaves this empty: the doctor learns nothing about the
+    /// patient's other records, not even how many there are.
+    pub withheld: BTreeMap<String, usize>,
 }
 
 /// A fetched, verified, decrypted record.
@@ -71,7 +80,7 @@ pub struct FetchedRecord {
     pub log_index: u64,
 }
 
-/// A record written by `fetch_all`.
+/// A non-FHIR record (a PDF, an image) written by `fetch_all`.
 #[derive(Clone, Debug, Serialize)]
 pub struct WrittenRecord {
     /// Record id.
@@ -82,12 +91,37 @@ pub struct WrittenRecord {
     pub path: PathBuf,
 }
 
+/// How `fetch_all` writes the FHIR records.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum FetchFormat {
+    /// One FHIR R4 `collection` Bundle, `bundle.json`.
+    #[default]
+    Bundle,
+    /// FHIR Bulk Data NDJSON, one `<Type>.ndjson` per resource type.
+    Ndjson,
+}
+
 /// The result of `fetch_all`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct FetchAllReport {
-    /// Written files.
-    pub written: Vec<WrittenRecord>,
-    /// Records the server refused, with the reason code.
+    /// The Bundle written (`--format bundle`).
+    pub bundle: Option<PathBuf>,
+    /// The NDJSON files written (`--format ndjson`).
+    pub ndjson: Vec<PathBuf>,
+    /// FHIR resources written.
+    pub resources: usize,
+    /// Of those, by resource type.
+    pub by_type: BTreeMap<String, usize>,
+    /// References in the Bundle that point at no resource in it (records
+    /// not shared with this doctor, or never imported).
+    pub unresolved_references: usize,
+    /// Other records (PDFs, images), written as files.
+    pub files: Vec<WrittenRecord>,
+    /// Records the server listed but no grant covers by this client's own
+    /// check, by reason (not fetched; empty with an honest server, see
+    /// [`SharedPatient::withheld`]).
+    pub withheld: BTreeMap<String, usize>,
+    /// Records the server refused when fetched, with the reason code.
     pub denied: Vec<(RecordId, String)>,
     /// Records that failed verification or decryption (nothing written).
     pub failed: Vec<(RecordId, String)>,
@@ -220,7 +254,8 @@ impl Doctor {
         let t = now();
         let me = self.id();
         let mut records = Vec::new();
-        for summary in self.http.records_of(&patient.id)?.records {
+        let mut withheld: BTreeMap<String, usize> = BTreeMap::new();
+        for summary in self.http.all_records_of(&patient.id)? {
             let bytes = self.http.envelope(&summary.record_id)?;
             let env = RecordEnvelope::from_bytes(&bytes, MAX_ENVELOPE_LEN)
                 .map_err(|e| ClientError::Protocol(format!("record {}: {e}", summary.record_id)))?;
@@ -234,7 +269,8 @@ impl Doctor {
                     summary.record_id
                 )));
             }
-            if let Some(cap) = grants.iter().find_map(|g| authorize(g, &me, h, None, t).ok()) {
+            let decisions: Vec<_> = grants.iter().map(|g| authorize(g, &me, h, None, t)).collect();
+            if let Some(cap) = decisions.iter().find_map(|d| d.as_ref().ok()) {
                 records.push(SharedRecord {
                     record_id: h.record_id(),
                     category: h.category().to_string(),
@@ -244,6 +280,16 @@ impl Doctor {
                     size: summary.size,
                     grant_id: cap.grant_id(),
                 });
+            } else {
+                // In some grant's scope but labelled says more than "out of
+                // scope" does.
+                let sensitive = decisions.iter().any(|d| matches!(d, Err(Denial::SensitiveExcluded)));
+                let why = if sensitive {
+                    Denial::SensitiveExcluded.code()
+                } else {
+                    decisions.iter().find_map(|d| d.as_ref().err()).map_or("no_grant", |d| d.code())
+                };
+                *withheld.entry(why.to_owned()).or_default() += 1;
             }
         }
         Ok(SharedPatient {
@@ -251,6 +297,7 @@ impl Doctor {
             name: patient.name.clone(),
             grants: grants.iter().map(|g| GrantSummary::new(g.grant(), false)).collect(),
             records,
+            withheld,
         })
     }
 
@@ -275,8 +322,15 @@ impl Doctor {
         Ok(History { items, tree_size: checkpoint.tree_size })
     }
 
-    /// Checks and opens one re-encrypted record.
-    fn open_served(&self, want: &RecordId, served: &ReencryptedRecord) -> Result<FetchedRecord, ClientError> {
+    /// Checks and opens one re-encrypted record. `owner` is the expected
+    /// owner's verified directory entry and decoded keys, when the caller
+    /// already holds them (`fetch_all`); otherwise they are looked up.
+    fn open_served(
+        &self,
+        want: &RecordId,
+        served: &ReencryptedRecord,
+        owner: Option<(&PrincipalId, &VerifyingKey, &PatientPublicKeys)>,
+    ) -> Result<FetchedRecord, ClientError> {
         if served.record_id != *want {
             return Err(ClientError::Protocol(format!("asked for {want}, got {}", served.record_id)));
         }
@@ -287,11 +341,24 @@ impl Doctor {
                 "the server answered for {want} with another record"
             )));
         }
-        let owner = self.patient(&env.header().owner())?;
-        let owner_keys = owner.patient_keys()?;
+        let looked_up;
+        let (signing_key, owner_keys) = match owner {
+            Some((id, vk, keys)) if *id == env.header().owner() => (vk, keys),
+            Some(_) => {
+                return Err(ClientError::Verification(format!(
+                    "the server answered for {want} with another patient's record"
+                )))
+            }
+            None => {
+                let p = self.patient(&env.header().owner())?;
+                let keys = p.patient_keys()?;
+                looked_up = (p.signing_key, keys);
+                (&looked_up.0, &looked_up.1)
+            }
+        };
         let capsule = ReencryptedCapsule::from_bytes(served.capsule.as_bytes())
             .map_err(|_| ClientError::Decryption(*want))?;
-        let body = decrypt_record_as_delegate(&self.pre, &owner.signing_key, &owner_keys, &env, &capsule)
+        let body = decrypt_record_as_delegate(&self.pre, signing_key, owner_keys, &env, &capsule)
             .map_err(|_| ClientError::Decryption(*want))?;
         Ok(FetchedRecord {
             record: OpenedRecord { header: env.header().clone(), body },
@@ -304,7 +371,7 @@ impl Doctor {
     /// A denial is [`ClientError::Server`] with the policy's reason code.
     pub fn fetch(&self, id: &RecordId) -> Result<FetchedRecord, ClientError> {
         let served = self.http.reencrypt_one(id)?;
-        self.open_served(id, &served)
+        self.open_served(id, &served, None)
     }
 
     /// What `patient` shares with this doctor now: the active grants and
@@ -321,15 +388,31 @@ impl Doctor {
         self.shared_with(&p, &grants)
     }
 
-    /// Asks the server to re-encrypt each record of `ids` (in batches),
-    /// then verifies and decrypts what it serves. The server decides and
-    /// logs each record on its own: a refusal (e.g. `revoked`) is in
-    /// [`FetchReport::denied`], not an error.
+    /// Asks the server to re-encrypt each record of `ids` (records of
+    /// `patient`, in batches), then verifies and decrypts what it serves,
+    /// with the patient's keys looked up and checked once. The server
+    /// decides and logs each record on its own: a refusal (e.g. `revoked`)
+    /// is in [`FetchReport::denied`], not an error; a record of another
+    /// patient fails verification.
     pub fn fetch_many(
         &self,
+        patient: &PrincipalId,
         ids: &[RecordId],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<FetchReport, ClientError> {
+        let p = self.patient(patient)?;
+        let keys = p.patient_keys()?;
+        self.fetch_from(&p, &keys, ids, progress)
+    }
+
+    fn fetch_from(
+        &self,
+        p: &VerifiedPrincipal,
+        keys: &PatientPublicKeys,
+        ids: &[RecordId],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FetchReport, ClientError> {
+        let owner = Some((&p.id, &p.signing_key, keys));
         let total = ids.len() as u64;
         let mut report = FetchReport::default();
         let mut done = 0;
@@ -341,7 +424,7 @@ impl Doctor {
             }
             for (want, item) in chunk.iter().zip(resp.items) {
                 match item {
-                    ReencryptItem::Served(served) => match self.open_served(want, &served) {
+                    ReencryptItem::Served(served) => match self.open_served(want, &served, owner) {
                         Ok(f) => report.fetched.push(f),
                         Err(e) => report.failed.push((*want, e.to_string())),
                     },
@@ -359,12 +442,28 @@ impl Doctor {
         Ok(report)
     }
 
-    /// Fetches every record of `patient` the doctor may read now into
-    /// `out` (one file per record, named by record id, mode 0600).
+    /// One FHIR R4 `collection` Bundle of `entries` (records of `patient`
+    /// this doctor fetched), as `fetch_all` writes it, and how many of its
+    /// references resolve to nothing in it.
+    pub fn chart_bundle(&self, patient: &PrincipalId, entries: &[StoredEntry]) -> (serde_json::Value, usize) {
+        let t = now();
+        let id = bundle_id(patient, &self.id(), t);
+        let bundle = collection_bundle(entries, &id, &crate::time::format_instant(t));
+        let unresolved = unresolved_references(&bundle).len();
+        (bundle, unresolved)
+    }
+
+    /// Fetches every record of `patient` the doctor may read now, checks
+    /// and decrypts each, and writes into `out` (created if missing; files
+    /// mode 0600): the FHIR records as one `collection` Bundle,
+    /// `bundle.json` (or `<Type>.ndjson` files), other records (PDFs,
+    /// images) as `<record id>.<ext>`. The report counts what was withheld
+    /// and why.
     pub fn fetch_all(
         &self,
         patient: &PrincipalId,
         out: &Path,
+        format: FetchFormat,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<FetchAllReport, ClientError> {
         let p = self.patient(patient)?;
@@ -374,45 +473,74 @@ impl Doctor {
                 "patient {patient} has no active grant to this doctor"
             )));
         }
+        // The owner's keys, checked and decoded once for the whole chart.
+        let owner_keys = p.patient_keys()?;
         let shared = self.shared_with(&p, &grants)?;
         fs::create_dir_all(out).map_err(ClientError::io(out))?;
         let categories: BTreeMap<RecordId, String> =
             shared.records.iter().map(|r| (r.record_id, r.category.clone())).collect();
         let ids: Vec<RecordId> = shared.records.iter().map(|r| r.record_id).collect();
-        let total = ids.len() as u64;
-        let mut report = FetchAllReport::default();
-        let mut done = 0;
-        progress(Progress { done, total });
-        for chunk in ids.chunks(limits::MAX_BATCH_REENCRYPT) {
-            let resp = self.http.reencrypt_batch(chunk.to_vec())?;
-            if resp.items.len() != chunk.len() {
-                return Err(ClientError::Protocol("batch answer has the wrong length".into()));
-            }
-            for (want, item) in chunk.iter().zip(resp.items) {
-                match item {
-                    ReencryptItem::Served(served) => match self.open_served(want, &served) {
-                        Ok(f) => {
-                            let path = out.join(f.record.file_name());
-                            write_record_file(&path, &f.record.export_bytes())?;
-                            report.written.push(WrittenRecord {
-                                record_id: *want,
-                                category: categories.get(want).cloned().unwrap_or_default(),
-                                path,
-                            });
-                        }
-                        Err(e) => report.failed.push((*want, e.to_string())),
-                    },
-                    ReencryptItem::Denied { record_id, error } => {
-                        if record_id != *want {
-                            return Err(ClientError::Protocol("batch answer out of order".into()));
-                        }
-                        report.denied.push((record_id, error.error));
-                    }
+        let fetched = self.fetch_from(&p, &owner_keys, &ids, progress)?;
+        let mut report = FetchAllReport {
+            withheld: shared.withheld,
+            denied: fetched.denied,
+            failed: fetched.failed,
+            ..FetchAllReport::default()
+        };
+        let mut entries: Vec<StoredEntry> = Vec::new();
+        for f in fetched.fetched {
+            let id = f.record.header.record_id();
+            if f.record.is_fhir() {
+                match f.record.fhir_entry() {
+                    Ok(e) => entries.push(e),
+                    Err(e) => report.failed.push((id, e.to_string())),
                 }
-                done += 1;
-                progress(Progress { done, total });
+            } else {
+                let path = out.join(f.record.file_name());
+                write_record_file(&path, &f.record.export_bytes())?;
+                report.files.push(WrittenRecord {
+                    record_id: id,
+                    category: categories.get(&id).cloned().unwrap_or_default(),
+                    path,
+                });
+            }
+        }
+        report.resources = entries.len();
+        for e in &entries {
+            *report.by_type.entry(e.resource_type().to_owned()).or_default() += 1;
+        }
+        match format {
+            FetchFormat::Bundle => {
+                let (bundle, unresolved) = self.chart_bundle(patient, &entries);
+                report.unresolved_references = unresolved;
+                let mut bytes = serde_json::to_vec_pretty(&bundle)
+                    .map_err(|e| ClientError::Invalid(format!("the Bundle does not serialize: {e}")))?;
+                bytes.push(b'\n');
+                let path = out.join("bundle.json");
+                write_record_file(&path, &zeroize::Zeroizing::new(bytes))?;
+                report.bundle = Some(path);
+            }
+            FetchFormat::Ndjson => {
+                for (rt, lines) in ndjson_by_type(&entries) {
+                    let path = out.join(format!("{rt}.ndjson"));
+                    write_record_file(&path, &zeroize::Zeroizing::new(lines))?;
+                    report.ndjson.push(path);
+                }
             }
         }
         Ok(report)
     }
+}
+
+/// The Bundle's id: not derived from the records (it names this export,
+/// by patient, doctor and time).
+fn bundle_id(patient: &PrincipalId, doctor: &PrincipalId, t: Timestamp) -> String {
+    use sha2::Digest as _;
+    let d = sha2::Sha256::new()
+        .chain_update(crate::domain::FETCH_ALL_BUNDLE_ID)
+        .chain_update(patient.as_bytes())
+        .chain_update(doctor.as_bytes())
+        .chain_update(t.unix_seconds().to_be_bytes())
+        .finalize();
+    hex::encode(&d[..16])
 }

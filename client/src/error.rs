@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use medrelay_crypto::RecordId;
 
-use crate::fhir::FhirError;
+use medrelay_fhir::FhirError;
 
 /// Everything a client operation can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +83,19 @@ pub enum ClientError {
         /// Why.
         #[source]
         source: FhirError,
+    },
+    /// An import stopped part-way (the server became unreachable, or
+    /// refused an upload). What was uploaded stays; running the import
+    /// again uploads only the rest.
+    #[error("import interrupted after {uploaded} of {total} records: {source}; run the same import again to resume")]
+    Interrupted {
+        /// Records uploaded before the failure.
+        uploaded: usize,
+        /// Records that were to be uploaded.
+        total: usize,
+        /// The failure.
+        #[source]
+        source: Box<ClientError>,
     },
     /// Something the server sent does not verify: a signature, a
     /// registration, a log proof or checkpoint. The server may be faulty or

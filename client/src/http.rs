@@ -23,8 +23,9 @@ use medrelay_wire::dp::{BudgetStatus, DpAnswer, Query, SchemaInfo, SchemaList, S
 use medrelay_wire::{
     challenge_message, limits, ChallengeRequest, ChallengeResponse, CheckpointResponse, CreateGrantRequest,
     ErrorBody, GrantList, GrantReceipt, Health, LeafHashes, LogEntries, PrincipalInfo, ProofResponse,
-    RecordList, ReencryptRequest, ReencryptResponse, ReencryptedRecord, RegisterRequest, RevokeRequest,
-    TokenRequest, TokenResponse, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
+    RecordList, RecordSummary, ReencryptRequest, ReencryptResponse, ReencryptedRecord, RegisterRequest,
+    RevokeRequest, TokenRequest, TokenResponse, UploadRecordRequest, UploadRecordsRequest,
+    UploadRecordsResponse, B64,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -321,9 +322,37 @@ impl Http {
         self.authed("POST", "/v1/records/batch", Some(body), MAX_ANSWER_BYTES)
     }
 
-    /// `GET /v1/patients/{id}/records`.
-    pub fn records_of(&self, patient: &PrincipalId) -> Result<RecordList, ClientError> {
-        self.authed("GET", &format!("/v1/patients/{patient}/records"), None, MAX_ANSWER_BYTES)
+    /// `GET /v1/patients/{id}/records?after=`: one page, ordered by id.
+    pub fn records_of(
+        &self,
+        patient: &PrincipalId,
+        after: Option<&RecordId>,
+    ) -> Result<RecordList, ClientError> {
+        let path = match after {
+            None => format!("/v1/patients/{patient}/records"),
+            Some(a) => format!("/v1/patients/{patient}/records?after={a}"),
+        };
+        self.authed("GET", &path, None, MAX_ANSWER_BYTES)
+    }
+
+    /// Every record of `patient` this principal may see, page by page.
+    pub fn all_records_of(&self, patient: &PrincipalId) -> Result<Vec<RecordSummary>, ClientError> {
+        let mut out: Vec<RecordSummary> = Vec::new();
+        let mut after: Option<RecordId> = None;
+        loop {
+            let page = self.records_of(patient, after.as_ref())?;
+            if let (Some(last), Some(first)) = (out.last(), page.records.first()) {
+                if first.record_id <= last.record_id {
+                    return Err(ClientError::Protocol("record pages out of order".into()));
+                }
+            }
+            out.extend(page.records);
+            match page.next {
+                Some(next) if after.is_none_or(|a| next > a) => after = Some(next),
+                Some(_) => return Err(ClientError::Protocol("record pages do not advance".into())),
+                None => return Ok(out),
+            }
+        }
     }
 
     /// `GET /v1/records/{id}`: the encoded envelope.

@@ -5,8 +5,9 @@
 //!   challenge-response authentication and an in-memory token cache.
 //! - [`keystore`]: the profile directory; secret keys sealed under a
 //!   passphrase with the crypto crate's key-file format.
-//! - [`fhir`]: FHIR R4 import (Bundles and single resources), categories and
-//!   sensitivity labels.
+//! - [`import`]: the patient's FHIR import (files and folders read here, the
+//!   whole import planned and labelled by `medrelay-fhir` before anything is
+//!   encrypted, then encrypted and uploaded in bounded rounds).
 //! - [`dp`]: the patient's summary preview (clamped into the schema's
 //!   public bounds) and the analyst's query builder.
 //! - [`Patient`], [`Doctor`], [`Analyst`], [`Auditor`]: the operations each role runs,
@@ -39,7 +40,7 @@
 //!
 //! ```no_run
 //! use medrelay_client::dp::{build_query, QueryArgs};
-//! use medrelay_client::{Analyst, Connect, Doctor, Passphrase, Patient, ServerOptions};
+//! use medrelay_client::{Analyst, Connect, Doctor, FetchFormat, ImportRequest, Passphrase, Patient, ServerOptions};
 //! use medrelay_policy::Purpose;
 //! use std::path::{Path, PathBuf};
 //!
@@ -47,7 +48,8 @@
 //! let server = ServerOptions::new("http://127.0.0.1:8443");
 //! let pass = Passphrase::new("correct horse battery")?;
 //! let patient = Patient::init(Path::new("/tmp/p"), &server, "Alpha", &pass)?;
-//! let report = patient.import(&[PathBuf::from("tests/data/fhir-patient-alpha.json")], &mut |_| ())?;
+//! let request = ImportRequest { paths: vec![PathBuf::from("tests/data/fhir-patient-alpha.json")], ..Default::default() };
+//! let report = patient.import(&request, &mut |_| ())?;
 //! assert_eq!(report.failed(), 0);
 //!
 //! let doctor = Doctor::init(Path::new("/tmp/d"), &server, "Dr Bravo", "<operator token>", &pass)?;
@@ -60,6 +62,9 @@
 //!         println!("{}", String::from_utf8_lossy(&fetched.record.export_bytes()));
 //!     }
 //! }
+//! // Or the whole chart, as one FHIR Bundle.
+//! let chart = doctor.fetch_all(&patient.id(), Path::new("/tmp/chart"), FetchFormat::Bundle, &mut |_| ())?;
+//! println!("{} resources in {:?}", chart.resources, chart.bundle);
 //!
 //! // Research without sharing records: the patient derives a summary here,
 //! // looks at it and submits it; an analyst gets only noisy aggregates.
@@ -91,8 +96,8 @@ mod doctor;
 pub mod domain;
 pub mod dp;
 mod error;
-pub mod fhir;
 pub mod http;
+pub mod import;
 pub mod keystore;
 mod patient;
 mod session;
@@ -104,16 +109,16 @@ pub use auditor::{
     accesses_in, grants_in, AccessItem, AuditGrant, Auditor, Filter, Review, VerifiedLog, VerifyReport,
 };
 pub use doctor::{
-    Doctor, FetchAllReport, FetchReport, FetchedRecord, SharedPatient, SharedRecord, WrittenRecord,
+    Doctor, FetchAllReport, FetchFormat, FetchReport, FetchedRecord, SharedPatient, SharedRecord,
+    WrittenRecord,
 };
 pub use dp::SummaryPreview;
 pub use error::ClientError;
 pub use http::{Http, ServerOptions};
+pub use import::{FileImport, ImportReport, ImportRequest, ImportedFile, LabelledRecord};
 pub use keystore::{default_profile_dir, Passphrase, Profile, ProfileInfo};
-pub use patient::{
-    history_item, FileImport, History, HistoryItem, ImportReport, ImportedFile, LocalRecord, Patient,
-    RecordRow, MAX_UPLOAD_BYTES,
-};
+pub use patient::{history_item, History, HistoryItem, LocalRecord, Patient, RecordRow, MAX_UPLOAD_BYTES};
 pub use session::{
-    extension_for, media_type_for, validate_name, Connect, GrantSummary, Identity, OpenedRecord, Progress,
+    extension_for, is_fhir_media_type, media_type_for, validate_name, Connect, GrantSummary, Identity,
+    OpenedRecord, Progress,
 };

@@ -3,13 +3,13 @@
 //! revocations (signed here), and the verified access history.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use medrelay_crypto::{
     decrypt_record_as_owner, encrypt_record, generate_reencryption_key, GrantId, KeyClass, KeyFile,
-    PatientSecretKeys, PrincipalId, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SensitivityLabel,
-    SigningKey, Threshold, Timestamp, MAX_ENVELOPE_LEN,
+    PatientPublicKeys, PatientSecretKeys, PrincipalId, RecordCategory, RecordEnvelope, RecordHeader,
+    RecordId, SensitivityLabel, SigningKey, Threshold, Timestamp, MAX_ENVELOPE_LEN,
 };
 use medrelay_dp::{derive_summary, Summary, SummaryDoc};
 use medrelay_policy::{Grant, LogEvent, Purpose, RefusedObject, Revocation, Scope, SignedGrant};
@@ -19,19 +19,18 @@ use rand::rngs::OsRng;
 use serde::{Deserialize, Serialize};
 
 use crate::dp::{clamp_summary, SummaryPreview};
-use crate::fhir::{self, FhirResource, FHIR_MEDIA_TYPE};
 use crate::http::{Http, ServerOptions};
 use crate::keystore::{read_limited, Passphrase, Profile};
 use crate::session::{
-    create_profile, media_type_for, open_profile, Connect, GrantSummary, Identity, NewPrincipal,
-    OpenedRecord, Progress,
+    create_profile, is_fhir_media_type, media_type_for, open_profile, Connect, GrantSummary, Identity,
+    NewPrincipal, OpenedRecord, Progress,
 };
 use crate::time::now;
 use crate::transparency::{fetch_principal, verified_history, verified_schema, VerifiedPrincipal};
 use crate::ClientError;
 
 /// The local record index file in the profile.
-const RECORDS_FILE: &str = "records.json";
+pub(crate) const RECORDS_FILE: &str = "records.json";
 /// Largest file `upload` accepts (the envelope must fit the server's limit).
 pub const MAX_UPLOAD_BYTES: u64 = 900 * 1024;
 /// Upload batches stay under this many envelope bytes (the JSON body limit
@@ -48,6 +47,9 @@ pub struct LocalRecord {
     pub media_type: String,
     /// Where it came from (file, and `Type/id` for FHIR).
     pub source: String,
+    /// Why it carries each of its sensitivity labels (`label: reason`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
 }
 
 /// A record as `records` lists it.
@@ -66,48 +68,6 @@ pub struct RecordRow {
     pub size: u64,
     /// When it was created.
     pub created_at: Timestamp,
-}
-
-/// What happened to one imported file.
-#[derive(Debug)]
-pub struct FileImport {
-    /// The file.
-    pub path: PathBuf,
-    /// Uploaded and skipped record ids, or why nothing was uploaded.
-    pub outcome: Result<ImportedFile, ClientError>,
-}
-
-/// The records of one file that was imported.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct ImportedFile {
-    /// Newly uploaded.
-    pub uploaded: Vec<RecordId>,
-    /// Already on the server (a re-run): not uploaded again.
-    pub already_present: Vec<RecordId>,
-}
-
-/// The result of `import`.
-#[derive(Debug, Default)]
-pub struct ImportReport {
-    /// One entry per file, in order.
-    pub files: Vec<FileImport>,
-}
-
-impl ImportReport {
-    /// Records uploaded in all.
-    pub fn uploaded(&self) -> usize {
-        self.files.iter().filter_map(|f| f.outcome.as_ref().ok()).map(|o| o.uploaded.len()).sum()
-    }
-
-    /// Records skipped as already present.
-    pub fn already_present(&self) -> usize {
-        self.files.iter().filter_map(|f| f.outcome.as_ref().ok()).map(|o| o.already_present.len()).sum()
-    }
-
-    /// Files that failed.
-    pub fn failed(&self) -> usize {
-        self.files.iter().filter(|f| f.outcome.is_err()).count()
-    }
 }
 
 /// One item of the access history.
@@ -144,10 +104,10 @@ pub struct History {
 
 /// A patient profile, opened.
 pub struct Patient {
-    profile: Profile,
-    sk: Arc<SigningKey>,
-    keys: PatientSecretKeys,
-    http: Http,
+    pub(crate) profile: Profile,
+    pub(crate) sk: Arc<SigningKey>,
+    pub(crate) keys: PatientSecretKeys,
+    pub(crate) http: Http,
 }
 
 impl std::fmt::Debug for Patient {
@@ -198,12 +158,12 @@ impl Patient {
         self.profile.info().principal
     }
 
-    fn index(&self) -> Result<BTreeMap<String, LocalRecord>, ClientError> {
+    pub(crate) fn index(&self) -> Result<BTreeMap<String, LocalRecord>, ClientError> {
         Ok(self.profile.read_state(RECORDS_FILE)?.unwrap_or_default())
     }
 
-    fn existing_ids(&self) -> Result<BTreeSet<RecordId>, ClientError> {
-        Ok(self.http.records_of(&self.id())?.records.into_iter().map(|r| r.record_id).collect())
+    pub(crate) fn existing_ids(&self) -> Result<BTreeSet<RecordId>, ClientError> {
+        Ok(self.http.all_records_of(&self.id())?.into_iter().map(|r| r.record_id).collect())
     }
 
     fn seal(
@@ -213,10 +173,22 @@ impl Patient {
         media_type: &str,
         body: &[u8],
     ) -> Result<Vec<u8>, ClientError> {
+        self.seal_with(&self.sk, &self.keys.public_keys(), id, category, media_type, body)
+    }
+
+    /// Encrypts and signs one record with keys the caller derived once.
+    pub(crate) fn seal_with(
+        &self,
+        sk: &SigningKey,
+        public: &PatientPublicKeys,
+        id: RecordId,
+        category: RecordCategory,
+        media_type: &str,
+        body: &[u8],
+    ) -> Result<Vec<u8>, ClientError> {
         let header = RecordHeader::new(id, self.id(), category, media_type, now())
             .map_err(record_error("record header"))?;
-        let env = encrypt_record(&mut OsRng, &self.sk, &self.keys.public_keys(), header, body)
-            .map_err(record_error("encrypting"))?;
+        let env = encrypt_record(&mut OsRng, sk, public, header, body).map_err(record_error("encrypting"))?;
         let bytes = env.to_bytes();
         if bytes.len() > limits::MAX_ENVELOPE_BYTES {
             return Err(ClientError::Invalid(format!(
@@ -229,7 +201,7 @@ impl Patient {
     }
 
     /// Uploads sealed envelopes in bounded batches; returns the ids stored.
-    fn upload_sealed(
+    pub(crate) fn upload_sealed(
         &self,
         sealed: Vec<(RecordId, Vec<u8>)>,
         progress: &mut dyn FnMut(u64),
@@ -265,72 +237,6 @@ impl Patient {
         Ok(stored)
     }
 
-    /// Imports FHIR R4 JSON files. Each file is parsed in full first; a bad
-    /// file uploads nothing and its error is in the report. Records already
-    /// on the server (same owner, type and id) are skipped.
-    pub fn import(
-        &self,
-        files: &[PathBuf],
-        progress: &mut dyn FnMut(Progress),
-    ) -> Result<ImportReport, ClientError> {
-        let mut parsed: Vec<(PathBuf, Result<Vec<FhirResource>, ClientError>)> = Vec::new();
-        for path in files {
-            let r = read_limited(path, fhir::MAX_FHIR_FILE_BYTES)
-                .map_err(|e| match e {
-                    ClientError::Profile { .. } => {
-                        ClientError::Fhir { path: path.clone(), source: fhir::FhirError::TooLarge }
-                    }
-                    other => other,
-                })
-                .and_then(|b| {
-                    fhir::parse_file(&b).map_err(|source| ClientError::Fhir { path: path.clone(), source })
-                });
-            parsed.push((path.clone(), r));
-        }
-        let total: u64 = parsed.iter().filter_map(|(_, r)| r.as_ref().ok()).map(|v| v.len() as u64).sum();
-        let mut existing = self.existing_ids()?;
-        let mut index = self.index()?;
-        let mut report = ImportReport::default();
-        let mut done = 0u64;
-        progress(Progress { done, total });
-        for (path, resources) in parsed {
-            let outcome = resources.and_then(|resources| {
-                let mut out = ImportedFile::default();
-                let mut sealed = Vec::new();
-                let mut meta = Vec::new();
-                for r in resources {
-                    let id = fhir::fhir_record_id(&self.id(), &r.resource_type, &r.id);
-                    if existing.contains(&id) {
-                        out.already_present.push(id);
-                        done += 1;
-                        progress(Progress { done, total });
-                        continue;
-                    }
-                    let local = LocalRecord {
-                        category: r.category.to_string(),
-                        media_type: FHIR_MEDIA_TYPE.into(),
-                        source: format!("{}#{}/{}", path.display(), r.resource_type, r.id),
-                    };
-                    sealed.push((id, self.seal(id, r.category, FHIR_MEDIA_TYPE, &r.json)?));
-                    meta.push((id, local));
-                }
-                let base = done;
-                let stored =
-                    self.upload_sealed(sealed, &mut |n| progress(Progress { done: base + n, total }))?;
-                done = base + stored.len() as u64;
-                for (id, local) in meta {
-                    index.insert(id.to_string(), local);
-                    existing.insert(id);
-                }
-                out.uploaded = stored;
-                Ok(out)
-            });
-            report.files.push(FileImport { path, outcome });
-        }
-        self.profile.write_state(RECORDS_FILE, &index)?;
-        Ok(report)
-    }
-
     /// Encrypts and uploads any file (PDF, image, …) as a
     /// `DocumentReference` with the given category code and labels. The
     /// record id comes from the content, so uploading the same file twice
@@ -347,20 +253,36 @@ impl Patient {
             }
             other => other,
         })?);
+        self.upload_bytes(&path.display().to_string(), &body, category_code, labels)
+    }
+
+    /// [`Patient::upload`] for a file already in memory (the web app's
+    /// upload), named `name` (its extension gives the media type).
+    pub fn upload_bytes(
+        &self,
+        name: &str,
+        body: &[u8],
+        category_code: &str,
+        labels: &[SensitivityLabel],
+    ) -> Result<Option<RecordId>, ClientError> {
+        if body.len() as u64 > MAX_UPLOAD_BYTES {
+            return Err(ClientError::Invalid(format!("{name}: larger than {MAX_UPLOAD_BYTES} bytes")));
+        }
         let category =
             RecordCategory::new("DocumentReference", [category_code.to_owned()], labels.iter().copied())
                 .map_err(record_error("category"))?;
-        let id = fhir::file_record_id(&self.id(), &body);
+        let id = medrelay_fhir::file_record_id(&self.id(), body);
         if self.existing_ids()?.contains(&id) {
             return Ok(None);
         }
-        let media_type = media_type_for(path);
+        let media_type = media_type_for(Path::new(name));
         let local = LocalRecord {
             category: category.to_string(),
             media_type: media_type.into(),
-            source: path.display().to_string(),
+            source: name.to_owned(),
+            labels: labels.iter().map(|l| format!("{l}: given on upload")).collect(),
         };
-        let sealed = self.seal(id, category, media_type, &body)?;
+        let sealed = self.seal(id, category, media_type, body)?;
         self.upload_sealed(vec![(id, sealed)], &mut |_| ())?;
         let mut index = self.index()?;
         index.insert(id.to_string(), local);
@@ -371,9 +293,8 @@ impl Patient {
     /// Own records on the server, with local details where known.
     pub fn records(&self) -> Result<Vec<RecordRow>, ClientError> {
         let index = self.index()?;
-        let list = self.http.records_of(&self.id())?;
+        let list = self.http.all_records_of(&self.id())?;
         Ok(list
-            .records
             .into_iter()
             .filter(|r| r.owner == self.id())
             .map(|r| {
@@ -432,6 +353,16 @@ impl Patient {
         purpose: Purpose,
     ) -> Result<GrantSummary, ClientError> {
         let doctor_key = doctor.doctor_key()?;
+        // A type no record can have would make that part of the scope reach
+        // nothing, silently: refuse it here, before anything is signed.
+        for (rt, _) in scope.entries() {
+            if !medrelay_fhir::types::is_record_type(rt) {
+                return Err(ClientError::Invalid(format!(
+                    "the scope names {rt:?}, which is not a FHIR R4 resource type that records have \
+                     (check the spelling; e.g. Observation, Condition, Claim, ExplanationOfBenefit)"
+                )));
+            }
+        }
         let t = now();
         let grant = Grant::new(
             GrantId::random(&mut OsRng),
@@ -532,21 +463,20 @@ impl Patient {
         let fail = |reason: String| ClientError::Summary { schema: schema.to_owned(), reason };
         let index = self.index()?;
         let mut resources = Vec::new();
-        for row in self.http.records_of(&self.id())?.records {
+        for row in self.http.all_records_of(&self.id())? {
             if row.owner != self.id() {
                 continue;
             }
             // Files this client uploaded as non-FHIR are not downloaded.
-            if index.get(&row.record_id.to_string()).is_some_and(|l| l.media_type != FHIR_MEDIA_TYPE) {
+            if index.get(&row.record_id.to_string()).is_some_and(|l| !is_fhir_media_type(&l.media_type)) {
                 continue;
             }
             let record = self.read(&row.record_id)?;
             if !record.is_fhir() {
                 continue;
             }
-            let resource: serde_json::Value = serde_json::from_slice(&record.body)
-                .map_err(|e| fail(format!("record {} is not JSON: {e}", row.record_id)))?;
-            resources.push(resource);
+            let entry = record.fhir_entry().map_err(|e| fail(format!("record {}: {e}", row.record_id)))?;
+            resources.push(entry.resource);
         }
         let derived = derive_summary(&schema_def, &resources).map_err(|e| fail(e.to_string()))?;
         let records_used = resources.len();

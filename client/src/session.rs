@@ -14,8 +14,9 @@ use medrelay_wire::{limits, registration_message, RegisterRequest, Role, B64};
 use serde::Serialize;
 use zeroize::Zeroizing;
 
+use medrelay_fhir::{EntryFormatError, StoredEntry, FHIR_ENTRY_MEDIA_TYPE, FHIR_MEDIA_TYPE};
+
 use crate::domain::NO_PRE_KEYS;
-use crate::fhir::FHIR_MEDIA_TYPE;
 use crate::http::{normalize_url, Http, ServerOptions};
 use crate::keystore::{Passphrase, Profile, ProfileInfo, PROFILE_VERSION};
 use crate::transparency::{advance_checkpoint, log_verifier};
@@ -248,21 +249,33 @@ impl fmt::Debug for OpenedRecord {
     }
 }
 
+/// Whether records of this media type hold FHIR (an imported entry, or a
+/// bare resource).
+pub fn is_fhir_media_type(media_type: &str) -> bool {
+    media_type == FHIR_ENTRY_MEDIA_TYPE || media_type == FHIR_MEDIA_TYPE
+}
+
 impl OpenedRecord {
-    /// Whether the record is a FHIR resource.
+    /// Whether the record is FHIR.
     pub fn is_fhir(&self) -> bool {
-        self.header.media_type() == FHIR_MEDIA_TYPE
+        is_fhir_media_type(self.header.media_type())
     }
 
-    /// The bytes to write out: a FHIR record as indented JSON, anything else
-    /// as stored.
+    /// The FHIR resource with its entry data (`fullUrl`, assigned id).
+    pub fn fhir_entry(&self) -> Result<StoredEntry, EntryFormatError> {
+        if !self.is_fhir() {
+            return Err(EntryFormatError(format!("a {} record is not FHIR", self.header.media_type())));
+        }
+        StoredEntry::from_body(&self.body)
+    }
+
+    /// The bytes to write out: a FHIR record as its resource, indented (the
+    /// JSON value the patient published), anything else as stored.
     pub fn export_bytes(&self) -> Zeroizing<Vec<u8>> {
-        if self.is_fhir() {
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&self.body) {
-                if let Ok(mut pretty) = serde_json::to_vec_pretty(&v) {
-                    pretty.push(b'\n');
-                    return Zeroizing::new(pretty);
-                }
+        if let Ok(entry) = self.fhir_entry() {
+            if let Ok(mut pretty) = serde_json::to_vec_pretty(&entry.resource) {
+                pretty.push(b'\n');
+                return Zeroizing::new(pretty);
             }
         }
         self.body.clone()
@@ -278,7 +291,7 @@ impl OpenedRecord {
 /// The file extension for a media type.
 pub fn extension_for(media_type: &str) -> &'static str {
     match media_type {
-        FHIR_MEDIA_TYPE | "application/json" => "json",
+        FHIR_MEDIA_TYPE | FHIR_ENTRY_MEDIA_TYPE | "application/json" => "json",
         "application/pdf" => "pdf",
         "image/png" => "png",
         "image/jpeg" => "jpg",

@@ -53,6 +53,14 @@ pub fn format_utc(t: Timestamp) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} UTC", rem / 3600, (rem % 3600) / 60, rem % 60)
 }
 
+/// An FHIR `instant`: `YYYY-MM-DDTHH:MM:SSZ`.
+pub fn format_instant(t: Timestamp) -> String {
+    let secs = t.unix_seconds();
+    let (y, m, d) = civil_from_days(secs / 86_400);
+    let rem = secs % 86_400;
+    format!("{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z", rem / 3600, (rem % 3600) / 60, rem % 60)
+}
+
 /// Days since 1970-01-01 to a proleptic Gregorian date (H. Hinnant's
 /// algorithm, for non-negative day counts).
 fn civil_from_days(days: u64) -> (u64, u64, u64) {
@@ -88,5 +96,6 @@ mod tests {
         assert_eq!(format_utc(Timestamp(0)), "1970-01-01 00:00:00 UTC");
         assert_eq!(format_utc(Timestamp(951_782_400)), "2000-02-29 00:00:00 UTC");
         assert_eq!(format_utc(Timestamp(1_800_000_000)), "2027-01-15 08:00:00 UTC");
+        assert_eq!(format_instant(Timestamp(951_782_400)), "2000-02-29T00:00:00Z");
     }
 }

@@ -8,7 +8,7 @@ use clap::{Parser, Subcommand};
 use medrelay_client::cli::{self, Bar, GlobalArgs};
 use medrelay_client::dp::{build_query, read_query_file, QueryArgs};
 use medrelay_client::time::format_utc;
-use medrelay_client::{Analyst, ClientError, Doctor, Identity, Passphrase, Profile};
+use medrelay_client::{Analyst, ClientError, Doctor, FetchFormat, Identity, Passphrase, Profile};
 use medrelay_crypto::{PrincipalId, RecordId};
 use medrelay_dp::Privacy;
 use medrelay_ui::cli::UiArgs;
@@ -69,7 +69,14 @@ enum Command {
         #[arg(short, long)]
         output: Option<PathBuf>,
     },
-    /// Fetch every record of a patient you may read into a directory (doctors).
+    /// Fetch a patient's chart: every record you may read, as one FHIR Bundle (doctors).
+    ///
+    /// Writes OUT/bundle.json, a FHIR R4 `collection` Bundle any FHIR tool
+    /// loads: every resource exactly as the patient published it, with
+    /// fullUrls that keep its references resolvable. `--format ndjson`
+    /// writes FHIR Bulk Data files instead (OUT/Observation.ndjson, …).
+    /// Other records (PDFs, images) are written beside it. Prints what was
+    /// withheld, and why, by count.
     FetchAll {
         /// The patient's id.
         #[arg(long)]
@@ -77,6 +84,9 @@ enum Command {
         /// Output directory (created if missing).
         #[arg(long)]
         out: PathBuf,
+        /// bundle (one FHIR Bundle) or ndjson (one file per resource type).
+        #[arg(long, default_value = "bundle", value_parser = ["bundle", "ndjson"])]
+        format: String,
     },
     /// Your own entries in the audit log (grants, accesses served and
     /// denied, refused requests), each verified against the signed log
@@ -402,16 +412,55 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             eprintln!("{} events, each proven in the signed log of {} entries", h.items.len(), h.tree_size);
             Ok(())
         }
-        Command::FetchAll { patient, out } => {
+        Command::FetchAll { patient, out, format } => {
+            let format = if format == "ndjson" { FetchFormat::Ndjson } else { FetchFormat::Bundle };
             let bar = Bar::new("fetching", cli.opts.json);
-            let report = open(&cli)?.fetch_all(patient, out, &mut |p| bar.update(p));
+            let report = open(&cli)?.fetch_all(patient, out, format, &mut |p| bar.update(p));
             bar.done();
             let report = report?;
             if cli.opts.json {
                 cli::print_json(&report)?;
             } else {
-                for w in &report.written {
-                    println!("{}  {}", w.path.display(), w.category);
+                let types: Vec<String> = report.by_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+                match &report.bundle {
+                    Some(b) => {
+                        println!("wrote {}: a FHIR R4 Bundle of {} resources", b.display(), report.resources)
+                    }
+                    None => println!(
+                        "wrote {} NDJSON files to {}: {} resources",
+                        report.ndjson.len(),
+                        out.display(),
+                        report.resources
+                    ),
+                }
+                if !types.is_empty() {
+                    println!("  {}", types.join(", "));
+                }
+                for w in &report.files {
+                    println!("wrote {}  {}", w.path.display(), w.category);
+                }
+                let withheld: Vec<String> = report
+                    .withheld
+                    .iter()
+                    .map(|(why, n)| match why.as_str() {
+                        "sensitive_excluded" => {
+                            format!("{n} sensitive_excluded (labelled; your grant does not name the label)")
+                        }
+                        "out_of_scope" => format!("{n} out_of_scope (not in your grant's scope)"),
+                        other => format!("{n} {other}"),
+                    })
+                    .collect();
+                // The server lists only what a grant covers (need to know),
+                // so this is empty unless the server over-shared; what it
+                // listed beyond the grants was not fetched.
+                if !withheld.is_empty() {
+                    println!("listed beyond your grants, not fetched: {}", withheld.join(", "));
+                }
+                if report.unresolved_references > 0 {
+                    println!(
+                        "  {} references point at records not in the Bundle (not shared with you)",
+                        report.unresolved_references
+                    );
                 }
                 for (id, code) in &report.denied {
                     eprintln!("denied: {id}: {code}");
@@ -419,7 +468,6 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 for (id, why) in &report.failed {
                     eprintln!("error: {id}: {why}");
                 }
-                eprintln!("{} written to {}", report.written.len(), out.display());
             }
             if !report.failed.is_empty() {
                 return Err(ClientError::Invalid(format!(

@@ -145,15 +145,19 @@ impl Rho {
     }
 }
 
-/// The δ of an (ε, δ) budget, in (0, [`MAX_DELTA`]].
+/// The δ of an (ε, δ) budget, in [[`crate::bounds::MIN_DELTA`], [`MAX_DELTA`]].
 #[derive(Debug, Clone, Copy, PartialEq, PartialOrd, Serialize, Deserialize)]
 #[serde(try_from = "f64", into = "f64")]
 pub struct Delta(f64);
 
 impl Delta {
-    /// Validates δ.
+    /// Validates δ (at least [`crate::bounds::MIN_DELTA`]).
     pub fn new(x: f64) -> Result<Self, DpError> {
-        check("delta", x, MAX_DELTA).map(Self)
+        let x = check("delta", x, MAX_DELTA)?;
+        if x < crate::bounds::MIN_DELTA {
+            return Err(DpError::InvalidParameter { name: "delta", reason: "below the floor 1e-12" });
+        }
+        Ok(Self(x))
     }
     /// The value.
     pub fn get(self) -> f64 {

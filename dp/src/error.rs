@@ -66,6 +66,11 @@ pub enum DpError {
         /// The number of rows given.
         actual: usize,
     },
+    /// The planner refused a well-formed query: its privacy parameter is
+    /// below the floor, or its noise or sampler work is beyond the bounds
+    /// (see [`crate::bounds`]). Nothing was run or spent.
+    #[error("query refused: {0}")]
+    Refused(#[from] crate::bounds::PlanRefusal),
     /// OpenDP refused to build or run a measurement. The message is OpenDP's
     /// own (it names parameters, never data).
     #[error("OpenDP: {0}")]

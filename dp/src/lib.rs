@@ -72,6 +72,7 @@
 #![warn(missing_docs)]
 
 mod answer;
+pub mod bounds;
 pub mod budget;
 mod derive;
 mod error;
@@ -81,6 +82,7 @@ mod schema;
 mod summary;
 
 pub use answer::{answer, Accuracy, Answer, AnswerValue, BinCount, ComponentAnswer, CONFIDENCE, MAX_ROWS};
+pub use bounds::{PlanRefusal, MAX_NOISE_SCALE, MAX_SAMPLER_COST, MIN_DELTA, MIN_EPSILON, MIN_RHO};
 pub use budget::{AnalystId, Budget, Delta, Epsilon, Ledger, Overspend, Privacy, PrivacyCost, Rho};
 pub use derive::{derive_summary, MAX_RESOURCES};
 pub use error::{DecodeError, DeriveError, DpError, QueryError, SchemaError, SummaryError};

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::bounds::{self, PlanRefusal};
 use crate::budget::{Privacy, PrivacyCost};
 use crate::error::{DpError, QueryError};
 use crate::mechanism::{self, Mechanism, NoiseKind};
@@ -366,6 +367,41 @@ fn quantile_parts(schema: &Schema, field: &str, alpha: f64, n: Option<usize>) ->
     ))
 }
 
+/// A component's calibrated noise: scale, OpenDP's cost at that scale, the
+/// sensitivity OpenDP reports, and the mechanism.
+fn calibrate_source(
+    noise: NoiseKind,
+    share: f64,
+    exponent: i32,
+    source: &Source,
+) -> Result<(f64, f64, Option<f64>, Mechanism), DpError> {
+    Ok(match source {
+        Source::Count => {
+            let (scale, cost) =
+                mechanism::calibrate(share, exponent, |s| Ok(mechanism::count(noise, s, None)?.0))?;
+            (scale, cost, Some(1.0), mechanism::mechanism(noise, true))
+        }
+        Source::Sum { bounds, .. } => {
+            let (scale, cost) =
+                mechanism::calibrate(share, exponent, |s| Ok(mechanism::sum(noise, *bounds, s, None)?.0))?;
+            (scale, cost, Some(mechanism::sum_sensitivity(*bounds)?), mechanism::mechanism(noise, false))
+        }
+        Source::Histogram { binning, .. } => {
+            let bins = binning.labels().len();
+            let (scale, cost) =
+                mechanism::calibrate(share, exponent, |s| Ok(mechanism::histogram(noise, bins, s, None)?.0))?;
+            let sensitivity = mechanism::histogram(noise, bins, scale, None)?.1;
+            (scale, cost, Some(sensitivity), mechanism::mechanism(noise, true))
+        }
+        Source::Quantile { bounds, alpha, candidates, .. } => {
+            let (scale, cost) = mechanism::calibrate(share, exponent, |s| {
+                Ok(mechanism::quantile(noise, *bounds, candidates, *alpha, s, None)?.0)
+            })?;
+            (scale, cost, None, Mechanism::ExponentialMechanism)
+        }
+    })
+}
+
 /// Validates `query` against `schema` and calibrates every OpenDP
 /// measurement it needs so that the total cost is at most the requested ε
 /// or ρ (split evenly across components). Costs are OpenDP's own maps.
@@ -376,6 +412,7 @@ pub fn plan(schema: &Schema, query: &Query) -> Result<Plan, DpError> {
         );
     }
     let preds = query.filters.iter().map(|f| resolve_filter(schema, f)).collect::<Result<Vec<_>, _>>()?;
+    bounds::check_floor(query.privacy)?;
     let (noise, target, exponent) = match query.privacy {
         Privacy::Epsilon(e) => (NoiseKind::Laplace, e.get(), 1),
         Privacy::Rho(r) => (NoiseKind::Gaussian, r.get(), 2),
@@ -475,43 +512,29 @@ pub fn plan(schema: &Schema, query: &Query) -> Result<Plan, DpError> {
     #[expect(clippy::cast_precision_loss, reason = "at most six components")]
     let share = target / sources.len() as f64;
     let mut components = Vec::with_capacity(sources.len());
+    let mut work = 0.0;
     for (name, source) in sources {
-        let (scale, cost, sensitivity, mech) = match &source {
-            Source::Count => {
-                let (scale, cost) =
-                    mechanism::calibrate(share, exponent, |s| Ok(mechanism::count(noise, s, None)?.0))?;
-                (scale, cost, Some(1.0), mechanism::mechanism(noise, true))
-            }
-            Source::Sum { bounds, .. } => {
-                let (scale, cost) =
-                    mechanism::calibrate(
-                        share,
-                        exponent,
-                        |s| Ok(mechanism::sum(noise, *bounds, s, None)?.0),
-                    )?;
-                (scale, cost, Some(mechanism::sum_sensitivity(*bounds)?), mechanism::mechanism(noise, false))
-            }
-            Source::Histogram { binning, .. } => {
-                let bins = binning.labels().len();
-                let (scale, cost) = mechanism::calibrate(share, exponent, |s| {
-                    Ok(mechanism::histogram(noise, bins, s, None)?.0)
-                })?;
-                let sensitivity = mechanism::histogram(noise, bins, scale, None)?.1;
-                (scale, cost, Some(sensitivity), mechanism::mechanism(noise, true))
-            }
-            Source::Quantile { bounds, alpha, candidates, .. } => {
-                let (scale, cost) = mechanism::calibrate(share, exponent, |s| {
-                    Ok(mechanism::quantile(noise, *bounds, candidates, *alpha, s, None)?.0)
-                })?;
-                (scale, cost, None, Mechanism::ExponentialMechanism)
-            }
+        // OpenDP's own calibration failures are explained, not passed on raw.
+        let explain = |e: DpError| match e {
+            DpError::OpenDp(detail) => DpError::from(PlanRefusal::Calibration { component: name, detail }),
+            other => other,
         };
+        let (scale, cost, sensitivity, mech) =
+            calibrate_source(noise, share, exponent, &source).map_err(explain)?;
+        bounds::check_scale(name, scale)?;
+        let samples = match &source {
+            Source::Count | Source::Sum { .. } => 1,
+            Source::Histogram { binning, .. } => binning.labels().len(),
+            Source::Quantile { candidates, .. } => candidates.len(),
+        };
+        work += bounds::sampler_units(mech, scale, samples);
         let cost = match noise {
             NoiseKind::Laplace => PrivacyCost::Epsilon(cost),
             NoiseKind::Gaussian => PrivacyCost::Rho(cost),
         };
         components.push(Component { name, mechanism: mech, scale, sensitivity, cost, source });
     }
+    bounds::check_cost(work)?;
     let total = crate::answer::total_cost(&components, noise)?;
     Ok(Plan {
         schema: schema.name().to_owned(),

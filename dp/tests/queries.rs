@@ -242,3 +242,100 @@ fn plans_are_send_and_serializable() {
     assert_eq!(j["components"][0]["mechanism"], "exponential_mechanism");
     assert!(matches!(p.cost(), PrivacyCost::Rho(r) if r <= 0.1 && r > 0.0999));
 }
+
+/// Finding 2 of issue 12: vanishing privacy parameters pinned a CPU (ρ =
+/// 1e-300: the exact discrete Gaussian sampler's work grows with σ) or
+/// released garbage (ε = 1e-20: a "count" of −9.2e18). The planner refuses
+/// them, and plans whose noise or sampler work is past the bounds, before
+/// anything runs or is spent; in-bounds neighbours still plan.
+#[test]
+fn vanishing_privacy_and_unbounded_work_are_refused_at_planning() {
+    use medrelay_dp::{PlanRefusal, MAX_SAMPLER_COST, MIN_EPSILON, MIN_RHO};
+    let s = common::schema();
+    let refusal = |stat: serde_json::Value, privacy: serde_json::Value| -> PlanRefusal {
+        match plan(&s, &q(json!({"statistic": stat, "privacy": privacy}))) {
+            Err(DpError::Refused(r)) => r,
+            other => panic!("{stat} {privacy}: {other:?}"),
+        }
+    };
+    let count = json!({"kind": "count"});
+    for privacy in
+        [json!({"rho": 1e-300}), json!({"rho": 1e-13}), json!({"epsilon": 1e-20}), json!({"epsilon": 1e-300})]
+    {
+        let r = refusal(count.clone(), privacy.clone());
+        assert_eq!(r.code(), "privacy_below_floor", "{privacy}");
+        assert!(r.to_string().contains("below the floor"), "{r}");
+    }
+    // The floors themselves plan, and a count's noise stays far from i64.
+    for privacy in [json!({"epsilon": MIN_EPSILON}), json!({"rho": MIN_RHO})] {
+        let p = plan(&s, &q(json!({"statistic": count, "privacy": privacy}))).unwrap();
+        assert!(p.components()[0].scale < 1e7, "{privacy}: {}", p.components()[0].scale);
+    }
+    let mut ledger = common::ledger(100.0);
+    let rows = common::population(50, 9);
+    let p = plan(&s, &q(json!({"statistic": count, "privacy": {"epsilon": MIN_EPSILON}}))).unwrap();
+    let released = scalar(&answer(&p, &rows, &mut ledger).unwrap());
+    assert!(released.abs() < 1e9, "{released}");
+
+    // Sampler work: 256 discrete Gaussian bins at σ ≈ 7e5 are ~18,000 units,
+    // 10 bins are ~720.
+    let edges = |n: usize| -> Vec<f64> { (0..=n).map(|i| 1900.0 + i as f64 * 0.5).collect() };
+    let r = refusal(
+        json!({"kind": "histogram", "field": "birth_year", "edges": edges(256)}),
+        json!({"rho": 1e-12}),
+    );
+    match r {
+        PlanRefusal::SamplerCost { cost, limit } => {
+            assert_eq!(limit, MAX_SAMPLER_COST);
+            assert!(cost > 15_000.0 && cost < 20_000.0, "{cost}");
+        }
+        other => panic!("{other:?}"),
+    }
+    plan(
+        &s,
+        &q(json!({"statistic": {"kind": "histogram", "field": "birth_year", "edges": edges(10)},
+        "privacy": {"rho": 1e-12}})),
+    )
+    .unwrap();
+    plan(
+        &s,
+        &q(json!({"statistic": {"kind": "histogram", "field": "birth_year", "edges": edges(256)},
+        "privacy": {"rho": 1e-6}})),
+    )
+    .unwrap();
+
+    // Noise scale: a schema with very wide bounds needs more noise than the
+    // bound allows even above the floor.
+    let wide = medrelay_dp::Schema::from_json(
+        br#"{"name": "wide", "description": "wide bounds", "fields": [
+            {"name": "charges", "description": "total charges", "type": "float", "min": 0, "max": 1e9,
+             "derive": {"from": "latest_observation", "unit": "USD",
+                        "codes": [{"system": "http://loinc.org", "code": "0000-0"}]}}]}"#,
+    )
+    .unwrap();
+    let r = match plan(
+        &wide,
+        &q(json!({"statistic": {"kind": "sum", "field": "charges"}, "privacy": {"epsilon": 1e-4}})),
+    ) {
+        Err(DpError::Refused(r)) => r,
+        other => panic!("{other:?}"),
+    };
+    assert_eq!(r.code(), "noise_scale_too_large");
+    assert!(r.to_string().contains("sum"), "{r}");
+    plan(&wide, &q(json!({"statistic": {"kind": "sum", "field": "charges"}, "privacy": {"epsilon": 0.1}})))
+        .unwrap();
+}
+
+#[test]
+fn budgets_refuse_a_delta_below_the_floor() {
+    use medrelay_dp::{Delta, MIN_DELTA};
+    assert!(Delta::new(MIN_DELTA).is_ok());
+    for bad in [MIN_DELTA / 10.0, 1e-300] {
+        match Delta::new(bad) {
+            Err(DpError::InvalidParameter { name: "delta", reason }) => {
+                assert!(reason.contains("floor"), "{reason}")
+            }
+            other => panic!("{bad}: {other:?}"),
+        }
+    }
+}

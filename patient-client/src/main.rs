@@ -6,8 +6,9 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use medrelay_client::cli::{self, Bar, GlobalArgs};
+use medrelay_client::import::ShowLine;
 use medrelay_client::time::{format_utc, parse_duration};
-use medrelay_client::{ClientError, Passphrase, Patient, SummaryPreview};
+use medrelay_client::{ClientError, ImportRequest, Passphrase, Patient, SummaryPreview};
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, SensitivityLabel};
 use medrelay_policy::{Purpose, Scope};
 use medrelay_ui::cli::UiArgs;
@@ -45,11 +46,36 @@ enum Command {
     },
     /// Show your id and key fingerprints (hand these to your doctor).
     Whoami,
-    /// Encrypt and upload FHIR R4 JSON files (a Bundle or one resource each).
+    /// Encrypt and upload FHIR R4 files and folders.
+    ///
+    /// Reads what patient portals and EHRs export: a Bundle of any type
+    /// (a Synthea or EHR export, an International Patient Summary, a
+    /// search result), one resource, or FHIR Bulk Data NDJSON (`.ndjson`,
+    /// one resource per line); folders are read recursively. Every resource
+    /// that can hold your data becomes an encrypted record; conformance and
+    /// terminology resources are skipped, and bad entries are reported and
+    /// skipped. Records are labelled sensitive (mental health, substance
+    /// use, sexual health, genetics) from their codes (SNOMED CT, ICD-10-CM,
+    /// ICD-9-CM, RxNorm, LOINC), their meta.security, and the labelled
+    /// records they refer to; a labelled record is withheld from every grant
+    /// that does not name its label. Try --dry-run first to see what would
+    /// be labelled and why. Re-running an import uploads only what is new.
     Import {
-        /// The files.
+        /// FHIR files (.json, .ndjson) and folders.
         #[arg(required = true)]
-        files: Vec<PathBuf>,
+        paths: Vec<PathBuf>,
+        /// Refuse a file whole if any of its entries is bad (default: skip
+        /// bad entries and report them).
+        #[arg(long)]
+        strict: bool,
+        /// Show what would be imported and labelled, and why; upload nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Label every record of this import: mental-health, substance-use,
+        /// sexual-health, genetics, or an HL7 code such as ETH or PSY;
+        /// repeatable.
+        #[arg(long = "label", value_parser = parse_label)]
+        labels: Vec<SensitivityLabel>,
     },
     /// Encrypt and upload any other file (PDF, image, ...).
     Upload {
@@ -167,7 +193,15 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             show_identity(&cli, &p)
         }
         Command::Whoami => show_identity(&cli, &open(&cli)?),
-        Command::Import { files } => import(&cli, &open(&cli)?, files),
+        Command::Import { paths, strict, dry_run, labels } => {
+            let request = ImportRequest {
+                paths: paths.clone(),
+                strict: *strict,
+                dry_run: *dry_run,
+                labels: labels.clone(),
+            };
+            import(&cli, &open(&cli)?, &request)
+        }
         Command::Upload { file, category, sensitive } => {
             match open(&cli)?.upload(file, category, sensitive)? {
                 Some(id) => println!("uploaded {} as record {id}", file.display()),
@@ -404,42 +438,120 @@ fn show_identity(cli: &Cli, p: &Patient) -> Result<(), ClientError> {
     Ok(())
 }
 
-fn import(cli: &Cli, p: &Patient, files: &[PathBuf]) -> Result<(), ClientError> {
-    let bar = Bar::new("importing", cli.opts.json);
-    let report = p.import(files, &mut |pr| bar.update(pr));
+fn parse_label(text: &str) -> Result<SensitivityLabel, String> {
+    medrelay_fhir::parse_label(text).ok_or_else(|| {
+        format!("unknown label {text:?}: use mental-health, substance-use, sexual-health, genetics (or PSY, ETH, HIV, GDIS)")
+    })
+}
+
+fn import(cli: &Cli, p: &Patient, request: &ImportRequest) -> Result<(), ClientError> {
+    let bar = Bar::new(if request.dry_run { "planning" } else { "importing" }, cli.opts.json);
+    let report = p.import(request, &mut |pr| bar.update(pr));
     bar.done();
     let report = report?;
-    for f in &report.files {
-        match &f.outcome {
-            Ok(o) => {
-                if !cli.opts.json {
-                    println!(
-                        "{}: {} uploaded, {} already present",
-                        f.path.display(),
-                        o.uploaded.len(),
-                        o.already_present.len()
-                    );
-                }
-            }
-            Err(e) => eprintln!("error: {e}"),
-        }
-    }
     if cli.opts.json {
         let files: Vec<serde_json::Value> = report
             .files
             .iter()
             .map(|f| match &f.outcome {
-                Ok(o) => serde_json::json!({"file": f.path, "uploaded": o.uploaded, "already_present": o.already_present}),
+                Ok(o) => {
+                    let mut v = serde_json::to_value(o).unwrap_or_default();
+                    v["file"] = serde_json::json!(f.path);
+                    v
+                }
                 Err(e) => serde_json::json!({"file": f.path, "error": e.to_string()}),
             })
             .collect();
-        cli::print_json(&files)?;
+        let labels: Vec<serde_json::Value> = report
+            .labels
+            .iter()
+            .map(|l| {
+                serde_json::json!({"label": l.label, "records": l.records, "direct": l.direct,
+                    "example": l.example, "example_why": l.example_why})
+            })
+            .collect();
+        cli::print_json(&serde_json::json!({
+            "dry_run": report.dry_run, "files": files, "labels": labels,
+            "labelled": report.labelled, "ignored": report.ignored,
+        }))?;
+    } else {
+        for f in &report.files {
+            let o = match &f.outcome {
+                Ok(o) => o,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    continue;
+                }
+            };
+            let mut line = if report.dry_run {
+                format!("{}: {} resources: {} records to import", f.path.display(), o.resources, o.records)
+            } else {
+                format!(
+                    "{}: {} resources: {} uploaded, {} already present",
+                    f.path.display(),
+                    o.resources,
+                    o.uploaded.len(),
+                    o.already_present.len()
+                )
+            };
+            for (n, what) in [
+                (o.skipped.len(), "skipped"),
+                (o.duplicates.len(), "duplicates"),
+                (o.problems.len(), "bad entries"),
+            ] {
+                if n > 0 {
+                    line.push_str(&format!(", {n} {what}"));
+                }
+            }
+            println!("{line}");
+            for s in &o.skipped {
+                println!("  skipped {}", s.line());
+            }
+            for d in &o.duplicates {
+                println!("  duplicate {}", d.line());
+            }
+            for w in &o.warnings {
+                eprintln!("warning: {}: {w}", f.path.display());
+            }
+            for pr in &o.problems {
+                eprintln!("bad entry: {}: {}", f.path.display(), pr.line());
+            }
+        }
+        for i in &report.ignored {
+            println!("  not read (not .json or .ndjson): {}", i.display());
+        }
+        if report.labels.is_empty() {
+            println!("labelled: none (no code of these records is in medrelay's sensitivity table)");
+        }
+        for l in &report.labels {
+            let through = l.records - l.direct;
+            let more = if through > 0 { format!("; {through} through references") } else { String::new() };
+            println!(
+                "labelled {}: {} record{}, e.g. {} ({}){more}",
+                l.label,
+                l.records,
+                if l.records == 1 { "" } else { "s" },
+                l.example,
+                l.example_why
+            );
+        }
+        if report.dry_run {
+            for r in &report.labelled {
+                println!("  {}  {}", r.resource, r.reasons.join("; "));
+            }
+            println!(
+                "dry run: nothing was encrypted or uploaded ({} records would be; a labelled record is withheld \
+                 from every grant that does not name its label)",
+                report.records()
+            );
+        }
     }
-    if report.failed() > 0 {
+    if report.failed() > 0 || report.problems() > 0 {
         return Err(ClientError::Invalid(format!(
-            "{} of {} files failed",
+            "{} of {} files refused, {} bad entries skipped",
             report.failed(),
-            report.files.len()
+            report.files.len(),
+            report.problems()
         )));
     }
     Ok(())

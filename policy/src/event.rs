@@ -186,6 +186,30 @@ pub enum LogEvent {
         /// δ at which zCDP spending converts to ε, finite and > 0.
         delta: f64,
     },
+    /// The operator suspended a (non-patient) principal: its sessions ended
+    /// and every later request of it is refused until reinstated.
+    PrincipalSuspended {
+        /// When.
+        at: Timestamp,
+        /// The principal.
+        principal: PrincipalId,
+    },
+    /// The operator lifted a principal's suspension.
+    PrincipalReinstated {
+        /// When.
+        at: Timestamp,
+        /// The principal.
+        principal: PrincipalId,
+    },
+    /// A suspended principal proved possession of its key (a signed login)
+    /// or presented a session, and was refused. Logged at most once a
+    /// minute per principal; the server counts every refusal.
+    SuspendedPrincipalRefused {
+        /// When.
+        at: Timestamp,
+        /// The principal.
+        principal: PrincipalId,
+    },
 }
 
 /// Who may read an event's bytes (its [`crate::LeafOpening`]) besides
@@ -251,7 +275,10 @@ impl LogEvent {
             | LogEvent::RequestRefused { at, .. }
             | LogEvent::SummaryWithdrawn { at, .. }
             | LogEvent::SchemaAdded { at, .. }
-            | LogEvent::BudgetSet { at, .. } => *at,
+            | LogEvent::BudgetSet { at, .. }
+            | LogEvent::PrincipalSuspended { at, .. }
+            | LogEvent::PrincipalReinstated { at, .. }
+            | LogEvent::SuspendedPrincipalRefused { at, .. } => *at,
         }
     }
 
@@ -271,6 +298,9 @@ impl LogEvent {
             LogEvent::SummaryWithdrawn { .. } => "summary_withdrawn",
             LogEvent::SchemaAdded { .. } => "schema_added",
             LogEvent::BudgetSet { .. } => "budget_set",
+            LogEvent::PrincipalSuspended { .. } => "principal_suspended",
+            LogEvent::PrincipalReinstated { .. } => "principal_reinstated",
+            LogEvent::SuspendedPrincipalRefused { .. } => "suspended_principal_refused",
         }
     }
 
@@ -289,6 +319,10 @@ impl LogEvent {
             LogEvent::SummaryWithdrawn { .. } => 10,
             LogEvent::SchemaAdded { .. } => 11,
             LogEvent::BudgetSet { .. } => 12,
+            // Operations events start at 20, leaving room below.
+            LogEvent::PrincipalSuspended { .. } => 20,
+            LogEvent::PrincipalReinstated { .. } => 21,
+            LogEvent::SuspendedPrincipalRefused { .. } => 22,
         }
     }
 
@@ -341,6 +375,9 @@ impl LogEvent {
                 }
                 Audience::of(v)
             }
+            LogEvent::PrincipalSuspended { principal, .. }
+            | LogEvent::PrincipalReinstated { principal, .. }
+            | LogEvent::SuspendedPrincipalRefused { principal, .. } => Audience::of(vec![*principal]),
             LogEvent::SchemaAdded { .. } => Audience::AllPrincipals,
         })
     }
@@ -449,6 +486,11 @@ impl LogEvent {
             LogEvent::BudgetSet { analyst, schema, epsilon, delta, .. } => {
                 e.fixed(analyst.as_bytes()).str(schema).u64(epsilon.to_bits()).u64(delta.to_bits());
             }
+            LogEvent::PrincipalSuspended { principal, .. }
+            | LogEvent::PrincipalReinstated { principal, .. }
+            | LogEvent::SuspendedPrincipalRefused { principal, .. } => {
+                e.fixed(principal.as_bytes());
+            }
         }
         Ok(e.finish())
     }
@@ -545,6 +587,9 @@ impl LogEvent {
                 epsilon: f64::from_bits(d.u64()?),
                 delta: f64::from_bits(d.u64()?),
             },
+            20 => LogEvent::PrincipalSuspended { at, principal: pid(&mut d)? },
+            21 => LogEvent::PrincipalReinstated { at, principal: pid(&mut d)? },
+            22 => LogEvent::SuspendedPrincipalRefused { at, principal: pid(&mut d)? },
             _ => return Err(PolicyError::Malformed("log event: unknown event type")),
         };
         d.finish()?;
@@ -648,6 +693,18 @@ enum EventView<'a> {
         epsilon: f64,
         delta: f64,
     },
+    PrincipalSuspended {
+        at: Timestamp,
+        principal: PrincipalId,
+    },
+    PrincipalReinstated {
+        at: Timestamp,
+        principal: PrincipalId,
+    },
+    SuspendedPrincipalRefused {
+        at: Timestamp,
+        principal: PrincipalId,
+    },
 }
 
 impl serde::Serialize for LogEvent {
@@ -726,6 +783,15 @@ impl serde::Serialize for LogEvent {
             }
             LogEvent::BudgetSet { at, analyst, schema, epsilon, delta } => {
                 EventView::BudgetSet { at: *at, analyst: *analyst, schema, epsilon: *epsilon, delta: *delta }
+            }
+            LogEvent::PrincipalSuspended { at, principal } => {
+                EventView::PrincipalSuspended { at: *at, principal: *principal }
+            }
+            LogEvent::PrincipalReinstated { at, principal } => {
+                EventView::PrincipalReinstated { at: *at, principal: *principal }
+            }
+            LogEvent::SuspendedPrincipalRefused { at, principal } => {
+                EventView::SuspendedPrincipalRefused { at: *at, principal: *principal }
             }
         };
         view.serialize(s)

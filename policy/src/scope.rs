@@ -392,6 +392,30 @@ mod tests {
     }
 
     #[test]
+    fn administrative_and_financial_types_are_named_like_any_other() {
+        // Real exports carry Organization, Practitioner, Coverage, Claim and
+        // ExplanationOfBenefit records; a scope names them by type, and a
+        // claim labelled through its diagnosis stays excluded.
+        let s: Scope = "Claim,ExplanationOfBenefit,Organization,Practitioner".parse().unwrap();
+        assert!(s.matches(&cat("Claim", &[], &[])));
+        assert!(s.matches(&cat("ExplanationOfBenefit", &[], &[])));
+        assert!(s.matches(&cat("Organization", &[], &[])));
+        assert!(!s.matches(&cat("Coverage", &[], &[])));
+        assert_eq!(
+            s.check(&cat("Claim", &[], &[SensitivityLabel::SubstanceUse])),
+            Err(Mismatch::SensitiveExcluded)
+        );
+        // Unlabelled, they are in the general class (the rule also allows
+        // for a laboratory or imaging category code on any type).
+        assert_eq!(cat("Claim", &[], &[]).key_class(), KeyClass::General);
+        let general = vec![KeyClass::General, KeyClass::Laboratory, KeyClass::Imaging];
+        assert_eq!(s.key_classes().into_iter().collect::<Vec<_>>(), general);
+        let with: Scope = "Claim,sensitive:substance-use".parse().unwrap();
+        assert!(with.matches(&cat("Claim", &[], &[SensitivityLabel::SubstanceUse])));
+        assert!(with.key_classes().contains(&KeyClass::SubstanceUse));
+    }
+
+    #[test]
     fn an_empty_scope_matches_nothing() {
         // Unconstructible through the API; checked here for fail-closed.
         let empty = Scope {

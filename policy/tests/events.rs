@@ -163,6 +163,9 @@ fn events() -> Vec<LogEvent> {
             epsilon: 2.5,
             delta: 1e-6,
         },
+        LogEvent::PrincipalSuspended { at: Timestamp(22), principal: doctor.principal_id() },
+        LogEvent::SuspendedPrincipalRefused { at: Timestamp(23), principal: doctor.principal_id() },
+        LogEvent::PrincipalReinstated { at: Timestamp(24), principal: doctor.principal_id() },
     ]
 }
 

@@ -1,4 +1,5 @@
-//! The operator's admin socket: live enrollment while the server runs.
+//! The operator's admin socket: live enrollment and suspension while the
+//! server runs.
 //!
 //! sled admits one process, so while `serve` runs, the offline
 //! `enroll-doctor --data DIR` cannot open the database. `serve` therefore
@@ -20,8 +21,11 @@
 //! exactly who could already run the offline enrollment, which needs write
 //! access to the database: the socket adds no new principal and no new
 //! secret to manage (unlike a loopback TCP port, which every local user can
-//! reach and which would need its own credential). The only operation is
-//! "issue a one-time token for a non-patient role"; the request is strict,
+//! reach and which would need its own credential). The operations are
+//! "issue a one-time token for a non-patient role" and "suspend or
+//! reinstate a non-patient principal" (`POST /admin/v1/suspensions
+//! {principal}`, `DELETE /admin/v1/suspensions/{id}`; see
+//! [`crate::suspend`]); the request is strict,
 //! small-bodied JSON, the token is returned once and stored only as its
 //! SHA-256, and the server log records the role, never the token or name.
 //! `--no-admin-socket` turns the socket off.
@@ -34,13 +38,14 @@ use std::time::Duration;
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
 use actix_web::{web, App, HttpResponse};
-use medrelay_crypto::Timestamp;
+use medrelay_crypto::{PrincipalId, Timestamp};
 use medrelay_wire::{ErrorBody, Role};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
 use crate::directory::validate_name;
 use crate::serve::{issue_enrollment, ServeError};
+use crate::suspend::{set_suspended_in, SuspensionReceipt};
 use crate::{ApiError, AppState};
 
 /// Largest admin request body, in bytes.
@@ -49,8 +54,19 @@ const MAX_ADMIN_BODY: usize = 4096;
 const MAX_ADMIN_RESPONSE: u64 = 64 * 1024;
 /// Client timeout for connecting, writing and reading.
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
-/// The one route of the admin app.
+/// The enrollment route of the admin app.
 pub const ENROLL_PATH: &str = "/admin/v1/enrollments";
+/// The suspension routes of the admin app (`POST` here, `DELETE` on
+/// `SUSPENSIONS_PATH/{id}`).
+pub const SUSPENSIONS_PATH: &str = "/admin/v1/suspensions";
+
+/// `POST /admin/v1/suspensions` on the admin socket.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSuspendRequest {
+    /// The doctor, analyst or auditor to suspend.
+    pub principal: PrincipalId,
+}
 
 /// `POST /admin/v1/enrollments` on the admin socket.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -106,6 +122,26 @@ async fn enroll(
     Ok(HttpResponse::Created().json(AdminEnrollResponse { token: token.to_string(), expires_at }))
 }
 
+async fn suspend(
+    state: web::Data<AppState>,
+    req: web::Json<AdminSuspendRequest>,
+) -> Result<HttpResponse, ApiError> {
+    let principal = req.into_inner().principal;
+    let clock = state.clock().clone();
+    let r = state.with_store(move |s| Ok(set_suspended_in(s, principal, true, &clock))).await??;
+    Ok(HttpResponse::Created().json(r))
+}
+
+async fn reinstate(
+    state: web::Data<AppState>,
+    principal: web::Path<PrincipalId>,
+) -> Result<HttpResponse, ApiError> {
+    let principal = principal.into_inner();
+    let clock = state.clock().clone();
+    let r = state.with_store(move |s| Ok(set_suspended_in(s, principal, false, &clock))).await??;
+    Ok(HttpResponse::Ok().json(r))
+}
+
 /// The admin application (served only on the admin socket).
 pub fn admin_app(
     state: AppState,
@@ -118,13 +154,16 @@ pub fn admin_app(
         InitError = (),
     >,
 > {
-    let json = web::JsonConfig::default()
-        .limit(MAX_ADMIN_BODY)
-        .error_handler(|e, _| crate::error::json_error(e, MAX_ADMIN_BODY).into());
+    let json = crate::error::json_config(MAX_ADMIN_BODY);
+    let path =
+        web::PathConfig::default().error_handler(|e, _| ApiError::InvalidParameter(e.to_string()).into());
     App::new()
         .app_data(web::Data::new(state))
         .app_data(json)
+        .app_data(path)
         .route(ENROLL_PATH, web::post().to(enroll))
+        .route(SUSPENSIONS_PATH, web::post().to(suspend))
+        .route(&format!("{SUSPENSIONS_PATH}/{{id}}"), web::delete().to(reinstate))
         .default_service(web::to(not_found))
 }
 
@@ -187,37 +226,76 @@ pub fn admin_socket_live(socket: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(socket).is_ok()
 }
 
-/// Asks the running server behind `socket` for a one-time enrollment token.
+/// One request to the admin socket; the raw answer (status line, headers
+/// and body), which may hold a secret.
 #[cfg(unix)]
-pub fn enroll_via_socket(socket: &Path, role: Role, name: &str) -> Result<Zeroizing<String>, ServeError> {
+fn admin_request(
+    socket: &Path,
+    method: &str,
+    path: &str,
+    body: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, ServeError> {
     use std::os::unix::net::UnixStream;
 
-    let body = serde_json::to_vec(&AdminEnrollRequest { role, name: name.to_owned() })
-        .map_err(|e| ServeError::Argument(e.to_string()))?;
     let mut s = UnixStream::connect(socket).map_err(io_err(format!("connecting to {}", socket.display())))?;
     s.set_read_timeout(Some(CLIENT_TIMEOUT))
         .and_then(|()| s.set_write_timeout(Some(CLIENT_TIMEOUT)))
         .map_err(io_err("setting socket timeouts"))?;
     let head = format!(
-        "POST {ENROLL_PATH} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
         body.len()
     );
     s.write_all(head.as_bytes())
-        .and_then(|()| s.write_all(&body))
+        .and_then(|()| s.write_all(body))
         .map_err(io_err("writing to the admin socket"))?;
     let mut raw = Zeroizing::new(Vec::new());
     s.take(MAX_ADMIN_RESPONSE).read_to_end(&mut raw).map_err(io_err("reading from the admin socket"))?;
-    let (status, body) = parse_response(&raw)?;
-    if status == 201 {
-        let r: AdminEnrollResponse = serde_json::from_slice(body)
-            .map_err(|_| ServeError::Admin { status, message: "malformed answer".into() })?;
-        return Ok(Zeroizing::new(r.token));
+    Ok(raw)
+}
+
+/// The body of an answer with status `want`, or the server's error.
+fn expect_answer(raw: &[u8], want: u16) -> Result<&[u8], ServeError> {
+    let (status, body) = parse_response(raw)?;
+    if status == want {
+        return Ok(body);
     }
     let message = match serde_json::from_slice::<ErrorBody>(body) {
         Ok(e) => format!("{}: {}", e.error, e.message),
         Err(_) => "malformed error answer".into(),
     };
     Err(ServeError::Admin { status, message })
+}
+
+/// Asks the running server behind `socket` for a one-time enrollment token.
+#[cfg(unix)]
+pub fn enroll_via_socket(socket: &Path, role: Role, name: &str) -> Result<Zeroizing<String>, ServeError> {
+    let body = serde_json::to_vec(&AdminEnrollRequest { role, name: name.to_owned() })
+        .map_err(|e| ServeError::Argument(e.to_string()))?;
+    let raw = admin_request(socket, "POST", ENROLL_PATH, &body)?;
+    let body = expect_answer(&raw, 201)?;
+    let r: AdminEnrollResponse = serde_json::from_slice(body)
+        .map_err(|_| ServeError::Admin { status: 201, message: "malformed answer".into() })?;
+    Ok(Zeroizing::new(r.token))
+}
+
+/// Asks the running server behind `socket` to suspend (or reinstate)
+/// `principal`.
+#[cfg(unix)]
+pub fn set_suspended_via_socket(
+    socket: &Path,
+    principal: PrincipalId,
+    suspend: bool,
+) -> Result<SuspensionReceipt, ServeError> {
+    let raw = if suspend {
+        let body = serde_json::to_vec(&AdminSuspendRequest { principal })
+            .map_err(|e| ServeError::Argument(e.to_string()))?;
+        admin_request(socket, "POST", SUSPENSIONS_PATH, &body)?
+    } else {
+        admin_request(socket, "DELETE", &format!("{SUSPENSIONS_PATH}/{principal}"), b"")?
+    };
+    let status = if suspend { 201 } else { 200 };
+    serde_json::from_slice(expect_answer(&raw, status)?)
+        .map_err(|_| ServeError::Admin { status, message: "malformed answer".into() })
 }
 
 /// Splits a `Connection: close` HTTP/1.1 answer with a `Content-Length`

@@ -9,8 +9,16 @@
 //!
 //! Every failure of step 2 and every bad bearer token is the same opaque
 //! `401 unauthorized`.
+//!
+//! A principal the operator suspended (see [`crate::suspend`]) is refused
+//! with `403 suspended`, for each request with one of its sessions and each
+//! signed login, and logged (at most once a minute per principal: see
+//! [`crate::Limiters`]). Every other authenticated request counts against
+//! the principal's request quota.
 
-use std::future::{ready, Ready};
+use std::future::Future;
+use std::pin::Pin;
+use std::time::Instant;
 
 use actix_web::dev::Payload;
 use actix_web::{web, FromRequest, HttpMessage as _, HttpRequest, HttpResponse};
@@ -24,8 +32,10 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::events;
 use crate::store::{Challenge, SecretHash, Session};
 use crate::{ApiError, AppState};
+use medrelay_policy::LogEvent;
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/auth/challenge", web::post().to(challenge)).route("/auth/token", web::post().to(token));
@@ -87,6 +97,9 @@ async fn token(state: web::Data<AppState>, req: web::Json<TokenRequest>) -> Resu
         tracing::info!(principal.id = %principal, "auth failed: bad signature");
         return Err(ApiError::Unauthorized);
     }
+    if state.with_store(move |s| s.is_suspended(&principal)).await? {
+        return Err(refuse_suspended(&state, principal).await);
+    }
     let token = random_token();
     let session =
         Session { principal, role: stored.role, expires_at: now.plus_seconds(limits::TOKEN_TTL_SECS) };
@@ -107,9 +120,31 @@ pub struct Auth {
     pub role: Role,
 }
 
-fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
-    let state =
-        req.app_data::<web::Data<AppState>>().ok_or_else(|| ApiError::Internal("no app state".into()))?;
+/// Refuses a request of a suspended principal: counts it, and logs it in
+/// the audit log unless one was logged for this principal in the last
+/// minute. Returns the answer to send (or the log failure).
+pub(crate) async fn refuse_suspended(state: &AppState, principal: PrincipalId) -> ApiError {
+    state.metrics().suspended_refusal();
+    if !state.limiters().log_suspended_refusal(principal, Instant::now()) {
+        tracing::info!(principal.id = %principal, logged = false, "request of a suspended principal refused");
+        return ApiError::Suspended;
+    }
+    let event =
+        match events::append(&LogEvent::SuspendedPrincipalRefused { at: state.clock().now(), principal }) {
+            Ok(e) => e,
+            Err(e) => return e,
+        };
+    match state.with_store(move |s| s.append_log(&event)).await {
+        Ok(idx) => {
+            tracing::info!(principal.id = %principal, log.index = idx, "request of a suspended principal refused");
+            ApiError::Suspended
+        }
+        Err(e) => e,
+    }
+}
+
+/// The session a bearer token names, if live.
+fn session(req: &HttpRequest, state: &AppState) -> Result<Session, ApiError> {
     let header = req.headers().get(actix_web::http::header::AUTHORIZATION).ok_or(ApiError::Unauthorized)?;
     let value = header.to_str().map_err(|_| ApiError::Unauthorized)?;
     let token = value.strip_prefix("Bearer ").ok_or(ApiError::Unauthorized)?.trim();
@@ -122,18 +157,41 @@ fn authenticate(req: &HttpRequest) -> Result<Auth, ApiError> {
     if state.clock().now() >= session.expires_at {
         return Err(ApiError::Unauthorized);
     }
-    let auth = Auth { principal: session.principal, role: session.role };
+    Ok(session)
+}
+
+/// The authenticated principal of a request: a live session of a principal
+/// that is not suspended, within its request quota.
+async fn authenticate(req: HttpRequest) -> Result<Auth, ApiError> {
+    let state = req
+        .app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| ApiError::Internal("no app state".into()))?;
+    let session = session(&req, &state)?;
+    let principal = session.principal;
+    if state.store().is_suspended(&principal)? {
+        return Err(refuse_suspended(&state, principal).await);
+    }
+    if let Err(e) = state.limiters().principal(principal) {
+        state.metrics().rate_limited();
+        tracing::info!(principal.id = %principal, "rate limited");
+        return Err(e);
+    }
+    let auth = Auth { principal, role: session.role };
     // For the refusal log: who was refused, when a role check fails later.
     req.extensions_mut().insert(auth);
     Ok(auth)
 }
 
+/// The future of an authentication extractor.
+type AuthFuture<T> = Pin<Box<dyn Future<Output = Result<T, ApiError>>>>;
+
 impl FromRequest for Auth {
     type Error = ApiError;
-    type Future = Ready<Result<Self, ApiError>>;
+    type Future = AuthFuture<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        ready(authenticate(req))
+        Box::pin(authenticate(req.clone()))
     }
 }
 
@@ -145,16 +203,18 @@ macro_rules! role_extractor {
 
         impl FromRequest for $name {
             type Error = ApiError;
-            type Future = Ready<Result<Self, ApiError>>;
+            type Future = AuthFuture<Self>;
 
             fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-                ready(authenticate(req).and_then(|a| {
+                let req = req.clone();
+                Box::pin(async move {
+                    let a = authenticate(req).await?;
                     if a.role == $role {
                         Ok($name(a.principal))
                     } else {
                         Err(ApiError::WrongRole { needed: $needed })
                     }
-                }))
+                })
             }
         }
     };

@@ -21,12 +21,13 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use medrelay_client::fhir::fhir_record_id;
 use medrelay_client::{
-    Analyst, Auditor, ClientError, Doctor, Passphrase, Patient, ServerOptions, SharedPatient,
+    Analyst, Auditor, ClientError, Doctor, FetchFormat, ImportRequest, Passphrase, Patient, ServerOptions,
+    SharedPatient,
 };
 use medrelay_crypto::{PrincipalId, RecordId};
 use medrelay_dp::{Epsilon, Filter, Privacy, Query, Statistic};
+use medrelay_fhir::fhir_record_id;
 use medrelay_policy::{Purpose, Scope};
 use medrelay_wire::dp::DpAnswer;
 use medrelay_wire::Role;
@@ -35,10 +36,13 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::scan::Needles;
-use crate::{enroll_in, init, LocalServer};
+use crate::{enroll_in, init, LocalServer, Quotas, Rate};
 
 /// The synthetic FHIR bundles shipped in `tests/data/` (written for
-/// medrelay; they describe no real person).
+/// medrelay; they describe no real person). Alpha's is shaped like a real
+/// export: a transaction Bundle with `urn:uuid` references, an Organization
+/// and a Practitioner without ids, encounters, a claim, and a depression
+/// diagnosis coded only in SNOMED CT.
 const BUNDLES: [(&str, &str, &str); 3] = [
     ("Alpha", "fhir-patient-alpha.json", include_str!("../../tests/data/fhir-patient-alpha.json")),
     ("Bravo", "fhir-patient-bravo.json", include_str!("../../tests/data/fhir-patient-bravo.json")),
@@ -182,8 +186,7 @@ fn expect_denied<T>(story: &Story<'_>, r: Result<T, ClientError>, code: &str) ->
 }
 
 /// A one-line reading of a decrypted FHIR Observation.
-fn describe_observation(body: &[u8]) -> String {
-    let v: Value = serde_json::from_slice(body).unwrap_or(Value::Null);
+fn describe_observation(v: &Value) -> String {
     let name = v["code"]["coding"][0]["display"].as_str().or(v["code"]["text"].as_str()).unwrap_or("?");
     let q = &v["valueQuantity"];
     match (q["value"].as_f64(), q["unit"].as_str()) {
@@ -247,7 +250,17 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     // 1. The operator.
     story.step("The operator starts a medrelay server");
     let log_key = init(&dirs.server()).at(&story)?;
-    let server = LocalServer::start(&dirs.server(), "medrelay.demo/log", 2).at(&story)?;
+    // Every demo patient registers and logs in from this machine's loopback
+    // address: the anonymous quotas are raised to fit the cohort.
+    let fit = |n: usize, secs| Rate::per(u32::try_from(n).unwrap_or(u32::MAX), secs).unwrap_or(Rate::Off);
+    let people = opts.cohort + 16;
+    let quotas = Quotas {
+        register_per_source: fit(people, 3600),
+        register_total: fit(people.max(300), 3600),
+        login_per_source: fit((4 * people).max(120), 60),
+        ..Quotas::default()
+    };
+    let server = LocalServer::start_with(&dirs.server(), "medrelay.demo/log", 2, quotas).at(&story)?;
     let opts_http = ServerOptions::new(server.url());
     story.say(format!("data directory: {} (sled, embedded)", dirs.server().display()));
     story.say(format!("log signing key made; auditors pin its fingerprint {}", log_key.fingerprint()));
@@ -257,7 +270,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     };
 
     // 2. Alpha imports records.
-    story.step("Patient Alpha makes keys and imports a FHIR bundle");
+    story.step("Patient Alpha makes keys and imports a FHIR export");
     let alpha = Patient::init(&dirs.profile("alpha"), &opts_http, "Alpha", &pass).at(&story)?;
     let who = alpha.whoami();
     story.say(format!("Alpha's id {} (keys made on Alpha's machine; only public halves sent)", who.id));
@@ -268,12 +281,38 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     ));
     let files = write_files(&dirs.inbox("alpha"), &[(BUNDLES[0].1, BUNDLES[0].2), ("lithium.json", LITHIUM)])
         .at(&story)?;
-    let report = alpha.import(&files, &mut |_| ()).at(&story)?;
-    story.expect(report.failed() == 0 && report.uploaded() == 12, || {
+    let request = ImportRequest { paths: files, ..ImportRequest::default() };
+    let plan = alpha.import(&ImportRequest { dry_run: true, ..request.clone() }, &mut |_| ()).at(&story)?;
+    story.say(format!(
+        "Alpha's export: a transaction Bundle of 16 entries (urn:uuid references, an Organization and a \
+         Practitioner without ids, a Claim), plus a lab result labelled PSY; a dry run shows {} records and \
+         what would be labelled, and why:",
+        plan.records()
+    ));
+    let labelled: Vec<(String, Vec<String>)> =
+        plan.labelled.iter().map(|l| (l.resource.clone(), l.reasons.clone())).collect();
+    for (resource, reasons) in &labelled {
+        story.say(format!("  {resource}: {}", reasons.join("; ")));
+    }
+    let want_labelled = [
+        "Condition/alpha-depression",
+        "Encounter/alpha-visit-2",
+        "Claim/alpha-claim-2",
+        "Observation/alpha-lithium",
+    ];
+    story.expect(
+        sorted_strings(labelled.iter().map(|(r, _)| r.clone()).collect())
+            == sorted_strings(want_labelled.map(String::from).to_vec())
+            && labelled.iter().all(|(_, why)| why.iter().all(|w| w.starts_with("mental-health: "))),
+        || format!("expected exactly {want_labelled:?} to be labelled mental-health, got {labelled:?}"),
+    )?;
+    let report = alpha.import(&request, &mut |_| ()).at(&story)?;
+    story.expect(report.failed() == 0 && report.problems() == 0 && report.uploaded() == 17, || {
         format!(
-            "expected 12 records uploaded, got {} uploaded and {} failed",
+            "expected 17 records uploaded, got {} uploaded, {} files failed, {} bad entries",
             report.uploaded(),
-            report.failed()
+            report.failed(),
+            report.problems()
         )
     })?;
     story.say(format!(
@@ -327,10 +366,11 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     story.say(format!("Dr Grey sees {} records shared by Alpha", offered.len()));
     for id in &labs {
         let f = doctor.fetch(id).at(&story)?;
+        let resource = f.record.fhir_entry().at(&story)?.resource;
         story.say(format!(
             "fetched {} → decrypted on Dr Grey's machine: {} (log entry {})",
             short(id),
-            describe_observation(&f.record.body),
+            describe_observation(&resource),
             f.log_index
         ));
     }
@@ -346,6 +386,22 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         "lithium level {} → refused: sensitive_excluded (a lab result, but labelled mental health: \
          only a grant that names that label covers it)",
         short(lithium)
+    ));
+    let chart_dir = dirs.root.join("doctors-files").join("dr-grey");
+    let chart = doctor.fetch_all(&aid, &chart_dir, FetchFormat::Bundle, &mut |_| ()).at(&story)?;
+    story.expect(
+        chart.resources == 3
+            && chart.by_type.get("Observation") == Some(&3)
+            && chart.withheld.is_empty()
+            && chart.failed.is_empty(),
+        || format!("expected a Bundle of the 3 lab results and nothing else listed; got {chart:?}"),
+    )?;
+    story.say(format!(
+        "fetch-all → one FHIR R4 Bundle ({}) of {} resources, each as Alpha published it; the server \
+         listed nothing else, so Dr Grey learns nothing of Alpha's other {} records",
+        chart.bundle.as_deref().map(|p| p.display().to_string()).unwrap_or_default(),
+        chart.resources,
+        17 - chart.resources
     ));
 
     // 5. Revocation.
@@ -380,8 +436,9 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
             item.detail
         ));
     }
-    story.expect(served == 3 && denied == 3, || {
-        format!("expected 3 accesses served and 3 denied in the history, found {served} and {denied}")
+    // Three single fetches and the three lab results again in the chart.
+    story.expect(served == 6 && denied == 3, || {
+        format!("expected 6 accesses served and 3 denied in the history, found {served} and {denied}")
     })?;
     story.say(format!("each item above is in the log of {} entries, by inclusion proof", history.tree_size));
 
@@ -425,8 +482,9 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     for (name, file, bundle) in &BUNDLES[1..] {
         let p = Patient::init(&dirs.profile(name), &opts_http, name, &pass).at(&story)?;
         let files = write_files(&dirs.inbox(name), &[(file, bundle)]).at(&story)?;
-        let r = p.import(&files, &mut |_| ()).at(&story)?;
-        story.expect(r.failed() == 0, || format!("{name}'s bundle did not import"))?;
+        let r =
+            p.import(&ImportRequest { paths: files, ..ImportRequest::default() }, &mut |_| ()).at(&story)?;
+        story.expect(r.failed() == 0 && r.problems() == 0, || format!("{name}'s bundle did not import"))?;
         p.contribute(&p.summary(SCHEMA).at(&story)?).at(&story)?;
         contributors += 1;
     }
@@ -436,8 +494,9 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         let p = Patient::init(&dirs.profile(&name), &opts_http, &name, &pass).at(&story)?;
         let files =
             write_files(&dirs.inbox(&name), &[("bundle.json", &cohort_bundle(&mut rng, i))]).at(&story)?;
-        let r = p.import(&files, &mut |_| ()).at(&story)?;
-        story.expect(r.failed() == 0, || format!("{name}'s bundle did not import"))?;
+        let r =
+            p.import(&ImportRequest { paths: files, ..ImportRequest::default() }, &mut |_| ()).at(&story)?;
+        story.expect(r.failed() == 0 && r.problems() == 0, || format!("{name}'s bundle did not import"))?;
         p.contribute(&p.summary(SCHEMA).at(&story)?).at(&story)?;
         contributors += 1;
     }
@@ -555,6 +614,11 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
 }
 
 fn sorted(mut v: Vec<RecordId>) -> Vec<RecordId> {
+    v.sort();
+    v
+}
+
+fn sorted_strings(mut v: Vec<String>) -> Vec<String> {
     v.sort();
     v
 }
@@ -680,10 +744,18 @@ mod tests {
         let mut rng = StdRng::seed_from_u64(1);
         for i in 0..20 {
             let bundle = cohort_bundle(&mut rng, i);
-            let resources = medrelay_client::fhir::parse_file(bundle.as_bytes()).unwrap();
-            assert!(resources.len() >= 3, "{bundle}");
-            let values: Vec<Value> =
-                resources.iter().map(|r| serde_json::from_slice(&r.json).unwrap()).collect();
+            let source = medrelay_fhir::Source {
+                name: "bundle.json",
+                bytes: bundle.as_bytes(),
+                format: medrelay_fhir::Format::Json,
+            };
+            let plan = medrelay_fhir::plan_import(&[source], &medrelay_fhir::ImportOptions::default());
+            assert!(plan.records.len() >= 3 && plan.problems() == 0, "{bundle}");
+            let values: Vec<Value> = plan
+                .records
+                .iter()
+                .map(|r| medrelay_fhir::StoredEntry::from_body(&r.body).unwrap().resource)
+                .collect();
             let summary = medrelay_dp::derive_summary(&schema, &values).unwrap();
             let doc = summary.to_doc(&schema);
             for field in ["birth_year", "sex", "systolic_bp", "bmi", "diabetes", "hypertension", "asthma"] {

@@ -29,8 +29,12 @@ use crate::{ApiError, AppState};
 use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/principals", web::post().to(register))
-        .route("/principals/{id}", web::get().to(get_principal));
+    cfg.service(
+        web::resource("/principals")
+            .app_data(crate::error::json_config(limits::MAX_REGISTER_BODY_BYTES))
+            .route(web::post().to(register)),
+    )
+    .route("/principals/{id}", web::get().to(get_principal));
 }
 
 /// Checks a display name: non-empty, bounded, printable.

@@ -23,7 +23,9 @@
 //! error messages name fields and parameters, never values. Patients are
 //! trusted only with their own summary, which is clamped at query time.
 
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use actix_web::{web, HttpResponse};
 use medrelay_crypto::PrincipalId;
@@ -36,9 +38,77 @@ use medrelay_wire::dp::{
     BudgetStatus, DpAnswer, SchemaInfo, SchemaList, SummaryAction, SummaryReceipt, MAX_SCHEMAS_LISTED,
 };
 use medrelay_wire::Role;
+use tokio::sync::Semaphore;
 
 use crate::store::{decode_summary, encode_summary, LogAppend, Store, StoredSchema};
 use crate::{error, events, ApiError, AppState, Auth, DpCache, PatientAuth};
+
+/// Default deadline of one DP answer, from its arrival: past it the answer
+/// is abandoned, nothing is charged, and the analyst gets `503 dp_deadline`.
+pub const DEFAULT_DP_DEADLINE: Duration = Duration::from_secs(10);
+
+/// Bounds the DP work of a server so that it can never starve the rest
+/// (re-encryption above all).
+///
+/// OpenDP's exact samplers run on a blocking thread and cannot be
+/// interrupted. So, besides the planner's bounds on what one answer may
+/// cost (`medrelay_dp::bounds`), at most `slots` answers compute at once
+/// (default: half the cores, at least one), and each answer has a
+/// `deadline`. A query waits for a slot until its deadline (then `503
+/// dp_busy`); past the deadline the request is answered `503 dp_deadline`
+/// and the answer, when it comes, is dropped unseen and uncharged. The slot
+/// is released only when the computation itself ends, so abandoned work
+/// still counts against the bound: however many slow queries arrive, at
+/// most `slots` cores compute DP answers and the rest stay free.
+#[derive(Debug)]
+pub struct DpGate {
+    slots: Arc<Semaphore>,
+    capacity: usize,
+    deadline: Duration,
+}
+
+impl DpGate {
+    /// At most `slots` concurrent answers (at least one), each with `deadline`.
+    pub fn new(slots: usize, deadline: Duration) -> Self {
+        let capacity = slots.max(1);
+        Self { slots: Arc::new(Semaphore::new(capacity)), capacity, deadline }
+    }
+
+    /// Half the available cores, at least one.
+    pub fn default_slots() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| (n.get() / 2).max(1))
+    }
+
+    /// Concurrent answers allowed.
+    pub fn slots(&self) -> usize {
+        self.capacity
+    }
+
+    /// Answers computing now (including abandoned ones still running).
+    pub fn busy(&self) -> usize {
+        self.capacity - self.slots.available_permits()
+    }
+
+    /// The deadline of one answer.
+    pub fn deadline(&self) -> Duration {
+        self.deadline
+    }
+}
+
+/// Where an answer stands: computing, being charged (past the point of no
+/// return), or abandoned at its deadline (never charged).
+const COMPUTING: u8 = 0;
+const CHARGING: u8 = 1;
+const ABANDONED: u8 = 2;
+
+fn past_deadline() -> ApiError {
+    ApiError::Unavailable {
+        code: "dp_deadline",
+        message: "the answer was not ready before its deadline and was abandoned; nothing was spent \
+                  (retry later, or ask for less work: fewer bins or candidates, more privacy)",
+        retry_after: 5,
+    }
+}
 
 /// ε of the budget an analyst gets for a schema when the operator has set
 /// none (see [`default_dp_budget`]).
@@ -58,23 +128,19 @@ pub fn default_dp_budget() -> Option<Budget> {
     })
 }
 
-fn json_config(limit: usize) -> web::JsonConfig {
-    web::JsonConfig::default().limit(limit).error_handler(move |e, _| error::json_error(e, limit).into())
-}
-
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/dp/schemas", web::get().to(list_schemas))
         .route("/dp/schemas/{name}", web::get().to(get_schema))
         .service(
             web::resource("/dp/schemas/{name}/summary")
-                .app_data(json_config(MAX_SUMMARY_BYTES))
+                .app_data(error::json_config(MAX_SUMMARY_BYTES))
                 .route(web::put().to(submit_summary))
                 .route(web::get().to(own_summary))
                 .route(web::delete().to(withdraw_summary)),
         )
         .service(
             web::resource("/dp/schemas/{name}/query")
-                .app_data(json_config(MAX_QUERY_BYTES))
+                .app_data(error::json_config(MAX_QUERY_BYTES))
                 .route(web::post().to(query)),
         )
         .route("/dp/schemas/{name}/budget", web::get().to(budget));
@@ -115,6 +181,7 @@ fn dp_error(e: DpError) -> ApiError {
         DpError::Overspend(o) => ApiError::BudgetExceeded(o.to_string()),
         DpError::TooLarge { what, limit, .. } => ApiError::field(what, format!("larger than {limit} bytes")),
         DpError::Malformed { what, detail } => ApiError::field(what, detail),
+        DpError::Refused(r) => ApiError::PlanRefused(r),
         other => ApiError::Internal(format!("dp: {other}")),
     }
 }
@@ -321,12 +388,15 @@ async fn budget(
 /// and release (on a scratch copy of the ledger), then charge the real
 /// ledger and log in one durable transaction. Only if that commit succeeds
 /// does the answer leave this function.
+/// An answer abandoned at its deadline (`fate` no longer `COMPUTING`) is
+/// dropped here, before the charge.
 fn answer_and_charge(
     store: &dyn Store,
     cache: &DpCache,
     stored: &StoredSchema,
     schema: &Schema,
     q: &QueryJob,
+    fate: &AtomicU8,
 ) -> Result<(Answer, Ledger, u64), ApiError> {
     let name = schema.name();
     let mut scratch = current_ledger(store, &q.analyst, name, q.default)?;
@@ -334,6 +404,9 @@ fn answer_and_charge(
     let rows = cache.summaries(store, stored, schema)?;
     let answer = medrelay_dp::answer(&q.plan, &rows, &mut scratch).map_err(dp_error)?;
     drop(rows);
+    if fate.compare_exchange(COMPUTING, CHARGING, Ordering::SeqCst, Ordering::SeqCst).is_err() {
+        return Err(past_deadline());
+    }
     let (ledger, log_index) = store.charge_dp_query(&q.analyst, name, q.default, q.plan.cost(), &q.event)?;
     Ok((answer, ledger, log_index))
 }
@@ -355,12 +428,16 @@ async fn query(
     let analyst = analyst(auth)?;
     let name = name.into_inner();
     check_schema_name(&name)?;
+    let arrived = Instant::now();
     let (stored, schema) = load_schema(&state, &name).await?;
-    let plan = medrelay_dp::plan(&schema, &q).map_err(|e| match e {
-        // Calibration failures come from the requested parameters.
-        DpError::OpenDp(m) => ApiError::field("privacy", m),
-        other => dp_error(other),
-    })?;
+    let plan = match medrelay_dp::plan(&schema, &q) {
+        Ok(p) => p,
+        Err(e) => {
+            let e = dp_error(e);
+            tracing::info!(principal.id = %analyst, dp.schema = %name, error.code = e.code(), "dp query refused at planning");
+            return Err(e);
+        }
+    };
     let (epsilon, rho) = match plan.cost() {
         PrivacyCost::Epsilon(e) => (e, 0.0),
         PrivacyCost::Rho(r) => (0.0, r),
@@ -376,8 +453,10 @@ async fn query(
     let store = Arc::clone(state.store());
     let cache = Arc::clone(state.dp_cache());
     let job = QueryJob { plan, analyst, default, event };
-    let result =
-        web::block(move || answer_and_charge(store.as_ref(), &cache, &stored, &schema, &job)).await?;
+    let result = run_gated(&state, arrived, move |fate| {
+        answer_and_charge(store.as_ref(), &cache, &stored, &schema, &job, fate)
+    })
+    .await;
     let (answer, ledger, log_index) = match result {
         Ok(r) => r,
         Err(e) => {
@@ -388,4 +467,116 @@ async fn query(
     tracing::info!(principal.id = %analyst, dp.schema = %name, dp.epsilon = epsilon, dp.rho = rho, log.index = log_index, "dp query answered");
     let budget = budget_status(analyst, &ledger)?;
     Ok(HttpResponse::Ok().json(DpAnswer { answer, budget, log_index }))
+}
+
+/// Runs `work` on the blocking pool in a DP slot, within the deadline
+/// counted from `arrived` (see [`DpGate`]). `work` gets the answer's fate
+/// and must not charge once it is no longer `COMPUTING`.
+async fn run_gated<T: Send + 'static>(
+    state: &AppState,
+    arrived: Instant,
+    work: impl FnOnce(&AtomicU8) -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    let gate = Arc::clone(state.dp_gate());
+    let deadline = arrived + gate.deadline();
+    let slot = tokio::time::timeout_at(deadline.into(), Arc::clone(&gate.slots).acquire_owned()).await;
+    let Ok(Ok(permit)) = slot else {
+        state.metrics().dp_busy();
+        return Err(ApiError::Unavailable {
+            code: "dp_busy",
+            message: "every DP slot stayed busy until this query's deadline; nothing was spent",
+            retry_after: 1,
+        });
+    };
+    let fate = Arc::new(AtomicU8::new(COMPUTING));
+    let theirs = Arc::clone(&fate);
+    let mut task = Box::pin(web::block(move || {
+        // Held until the computation ends, even if it was abandoned.
+        let _slot = permit;
+        work(&theirs)
+    }));
+    match tokio::time::timeout_at(deadline.into(), &mut task).await {
+        Ok(done) => done?,
+        Err(_) if fate.compare_exchange(COMPUTING, ABANDONED, Ordering::SeqCst, Ordering::SeqCst).is_ok() => {
+            state.metrics().dp_abandoned();
+            Err(past_deadline())
+        }
+        // Already charging: the charge is durable in a moment, and an
+        // answer that was paid for is delivered.
+        Err(_) => task.await?,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use std::sync::atomic::AtomicBool;
+
+    use super::*;
+    use crate::store::SledStore;
+    use crate::Clock;
+
+    fn state(dir: &std::path::Path, deadline: Duration) -> AppState {
+        let key = medrelay_crypto::SigningKey::from_seed(&[3; 32]);
+        let signer = medrelay_policy::LogSigner::new("test/log", &key).unwrap();
+        AppState::new(SledStore::open(dir).unwrap(), Clock::manual(1), signer).with_dp_limits(1, deadline)
+    }
+
+    async fn wait_idle(gate: &DpGate) {
+        let until = Instant::now() + Duration::from_secs(10);
+        while gate.busy() > 0 {
+            assert!(Instant::now() < until, "the slot never came back");
+            actix_web::rt::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[actix_web::test]
+    async fn a_full_gate_is_busy_and_a_late_answer_is_never_charged() {
+        let dir = tempfile::tempdir().unwrap();
+        let state = state(dir.path(), Duration::from_millis(100));
+        let gate = Arc::clone(state.dp_gate());
+
+        // Every slot taken until the deadline: dp_busy, the work never runs.
+        let held = Arc::clone(&gate.slots).try_acquire_owned().unwrap();
+        let ran = Arc::new(AtomicBool::new(false));
+        let r = Arc::clone(&ran);
+        let e = run_gated(&state, Instant::now(), move |_| {
+            r.store(true, Ordering::SeqCst);
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "dp_busy");
+        assert!(!ran.load(Ordering::SeqCst));
+        drop(held);
+
+        // Work that finishes after the deadline cannot charge: the request
+        // was answered dp_deadline, and the slot stays taken until the work
+        // really ends.
+        let charged = Arc::new(AtomicBool::new(false));
+        let c = Arc::clone(&charged);
+        let e = run_gated(&state, Instant::now(), move |fate| {
+            std::thread::sleep(Duration::from_millis(300));
+            if fate.compare_exchange(COMPUTING, CHARGING, Ordering::SeqCst, Ordering::SeqCst).is_ok() {
+                c.store(true, Ordering::SeqCst);
+            }
+            Ok(())
+        })
+        .await
+        .unwrap_err();
+        assert_eq!(e.code(), "dp_deadline");
+        assert_eq!(gate.busy(), 1, "the abandoned work still holds its slot");
+        wait_idle(&gate).await;
+        assert!(!charged.load(Ordering::SeqCst), "an abandoned answer was charged");
+
+        // In time: answered, and the slot is free again.
+        let v = run_gated(&state, Instant::now(), |fate| {
+            assert!(fate.compare_exchange(COMPUTING, CHARGING, Ordering::SeqCst, Ordering::SeqCst).is_ok());
+            Ok(7)
+        })
+        .await
+        .unwrap();
+        assert_eq!(v, 7);
+        wait_idle(&gate).await;
+    }
 }

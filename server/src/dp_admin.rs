@@ -215,7 +215,8 @@ mod tests {
         let profile = dir.path().join("alpha");
         let server = crate::LocalServer::start(&data, "test/log", 1).unwrap();
         let patient = Patient::init(&profile, &ServerOptions::new(server.url()), "Alpha", &pass).unwrap();
-        patient.import(&[bundle], &mut |_| ()).unwrap();
+        let request = medrelay_client::ImportRequest { paths: vec![bundle], ..Default::default() };
+        patient.import(&request, &mut |_| ()).unwrap();
         // The honest schema verifies against its `schema added` entry.
         let honest = patient.summary("health-basics").unwrap();
         assert_eq!(honest.doc.values["asthma"], Some(serde_json::Value::Bool(false)));

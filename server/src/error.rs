@@ -1,6 +1,6 @@
 //! The one API error type and its exhaustive mapping to HTTP statuses.
 
-use actix_web::http::StatusCode;
+use actix_web::http::{header, StatusCode};
 use actix_web::{HttpResponse, ResponseError};
 use medrelay_wire::ErrorBody;
 
@@ -77,6 +77,44 @@ pub enum ApiError {
     /// operator and no default configured).
     #[error("no privacy budget for this schema: the operator must set one")]
     NoBudget,
+    /// The request's body did not arrive before the body-read deadline
+    /// (headers came, the body stalled); the connection is closed.
+    #[error("the request body did not arrive in time")]
+    BodyTimeout,
+    /// A quota is exhausted; nothing was done. Retry after `retry_after`
+    /// seconds (also sent as `Retry-After`).
+    #[error("rate limited ({quota}): retry after {retry_after} s")]
+    RateLimited {
+        /// Which quota.
+        quota: &'static str,
+        /// Seconds until one more request is allowed.
+        retry_after: u64,
+    },
+    /// The path exists but not with this method (`Allow` lists those it has).
+    #[error("method not allowed here; allowed: {allow}")]
+    MethodNotAllowed {
+        /// The allowed methods, comma-separated.
+        allow: String,
+    },
+    /// The operator suspended this principal; every request is refused.
+    #[error("this principal is suspended by the operator")]
+    Suspended,
+    /// The DP planner refused a well-formed query (privacy parameter below
+    /// its floor, noise or sampler work past the bounds); nothing was spent.
+    #[error("{0}")]
+    PlanRefused(medrelay_dp::PlanRefusal),
+    /// The service cannot take this request now (every DP slot busy, or the
+    /// answer's deadline passed); nothing was done or spent. Retry after
+    /// `retry_after` seconds (also sent as `Retry-After`).
+    #[error("{message}")]
+    Unavailable {
+        /// Stable code (`dp_busy`, `dp_deadline`).
+        code: &'static str,
+        /// What happened.
+        message: &'static str,
+        /// Seconds to wait.
+        retry_after: u64,
+    },
     /// Server-side failure; the detail stays in the log.
     #[error("internal error")]
     Internal(String),
@@ -101,6 +139,12 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::BudgetExceeded(_) => "budget_exceeded",
             ApiError::NoBudget => "no_budget",
+            ApiError::BodyTimeout => "body_timeout",
+            ApiError::RateLimited { .. } => "rate_limited",
+            ApiError::MethodNotAllowed { .. } => "method_not_allowed",
+            ApiError::Suspended => "suspended",
+            ApiError::PlanRefused(r) => r.code(),
+            ApiError::Unavailable { code, .. } => code,
             ApiError::Internal(_) => "internal",
         }
     }
@@ -126,7 +170,12 @@ impl ResponseError for ApiError {
             ApiError::InvalidJson(_)
             | ApiError::InvalidField { .. }
             | ApiError::InvalidParameter(_)
-            | ApiError::BadSignature(_) => StatusCode::BAD_REQUEST,
+            | ApiError::BadSignature(_)
+            | ApiError::PlanRefused(_) => StatusCode::BAD_REQUEST,
+            ApiError::BodyTimeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ApiError::Unauthorized | ApiError::InvalidEnrollment => StatusCode::UNAUTHORIZED,
@@ -134,7 +183,8 @@ impl ResponseError for ApiError {
             | ApiError::Denied { .. }
             | ApiError::Forbidden(_)
             | ApiError::BudgetExceeded(_)
-            | ApiError::NoBudget => StatusCode::FORBIDDEN,
+            | ApiError::NoBudget
+            | ApiError::Suspended => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -145,7 +195,21 @@ impl ResponseError for ApiError {
         if let ApiError::Internal(detail) = self {
             tracing::error!(error.detail = %detail, "internal error");
         }
-        HttpResponse::build(self.status_code()).json(self.body())
+        let mut res = HttpResponse::build(self.status_code());
+        match self {
+            ApiError::RateLimited { retry_after, .. } | ApiError::Unavailable { retry_after, .. } => {
+                res.insert_header((header::RETRY_AFTER, retry_after.to_string()));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                res.insert_header((header::ALLOW, allow.as_str()));
+            }
+            // The rest of a stalled body may still come: drop the connection.
+            ApiError::BodyTimeout => {
+                res.force_close();
+            }
+            _ => {}
+        }
+        res.json(self.body())
     }
 }
 
@@ -157,6 +221,7 @@ impl From<StoreError> for ApiError {
                 "record" => "record id already stored",
                 "grant" => "grant id already stored",
                 "schema" => "a schema with this name is already installed",
+                "suspension" => "the principal is already suspended",
                 _ => "already exists",
             }),
             StoreError::NotFound(what) => ApiError::NotFound(what),
@@ -176,6 +241,13 @@ impl From<actix_web::error::BlockingError> for ApiError {
     }
 }
 
+/// The JSON extractor configuration of a route whose body may be at most
+/// `limit` bytes: over it is `413 payload_too_large`, before the body is
+/// read when `Content-Length` announces it.
+pub(crate) fn json_config(limit: usize) -> actix_web::web::JsonConfig {
+    actix_web::web::JsonConfig::default().limit(limit).error_handler(move |e, _| json_error(e, limit).into())
+}
+
 /// Maps actix's JSON extractor errors to [`ApiError`] (strict 400/413/415
 /// JSON bodies instead of actix's plain-text defaults).
 pub(crate) fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) -> ApiError {
@@ -184,6 +256,9 @@ pub(crate) fn json_error(err: actix_web::error::JsonPayloadError, limit: usize) 
         E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge { limit },
         E::ContentType => ApiError::UnsupportedMediaType,
         E::Deserialize(e) => ApiError::InvalidJson(e.to_string()),
+        E::Payload(actix_web::error::PayloadError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {
+            ApiError::BodyTimeout
+        }
         other => ApiError::InvalidJson(other.to_string()),
     }
 }

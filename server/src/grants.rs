@@ -27,13 +27,18 @@ use crate::{ApiError, AppState};
 const REKEYS_MAGIC: &[u8; 4] = b"MSRK";
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    let big_json = web::JsonConfig::default()
-        .limit(limits::MAX_GRANT_BODY_BYTES)
-        .error_handler(|e, _| crate::error::json_error(e, limits::MAX_GRANT_BODY_BYTES).into());
-    cfg.service(web::resource("/grants").app_data(big_json).route(web::post().to(create)))
-        .route("/grants/{id}/revoke", web::post().to(revoke))
-        .route("/patients/{id}/grants", web::get().to(list_by_patient))
-        .route("/doctors/{id}/grants", web::get().to(list_by_doctor));
+    cfg.service(
+        web::resource("/grants")
+            .app_data(crate::error::json_config(limits::MAX_GRANT_BODY_BYTES))
+            .route(web::post().to(create)),
+    )
+    .service(
+        web::resource("/grants/{id}/revoke")
+            .app_data(crate::error::json_config(limits::MAX_REVOKE_BODY_BYTES))
+            .route(web::post().to(revoke)),
+    )
+    .route("/patients/{id}/grants", web::get().to(list_by_patient))
+    .route("/doctors/{id}/grants", web::get().to(list_by_doctor));
 }
 
 /// Encodes the verified re-encryption keys of a grant for storage.

@@ -74,11 +74,13 @@ mod dp_cache;
 mod error;
 mod events;
 mod grants;
+mod hygiene;
 mod local;
 mod log;
 mod maintenance;
 mod metrics;
 mod openapi;
+pub mod quota;
 mod records;
 mod reencrypt;
 mod refusals;
@@ -86,8 +88,10 @@ mod rekey_cache;
 pub mod scan;
 mod serve;
 pub mod store;
+pub mod suspend;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use actix_web::body::MessageBody;
 use actix_web::dev::{ServiceFactory, ServiceRequest, ServiceResponse};
@@ -97,20 +101,23 @@ use medrelay_wire::limits;
 
 pub use auth::{AuditorAuth, Auth, DoctorAuth, PatientAuth};
 pub use clock::Clock;
-pub use dp::{default_dp_budget, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON};
+pub use dp::{default_dp_budget, DpGate, DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON};
 pub use dp_admin::{
     add_schema, add_schema_in, budget_from, install_default_schema, install_schema, list_schemas, set_budget,
     set_budget_in,
 };
 pub use dp_cache::{DpCache, DEFAULT_DP_CACHE_ROWS};
 pub use error::ApiError;
+pub use hygiene::DEFAULT_BODY_TIMEOUT;
 pub use local::LocalServer;
 pub use maintenance::{spawn_sweeper, sweep_expired, DEFAULT_SWEEP_INTERVAL};
 pub use metrics::Metrics;
+pub use quota::{Limiters, Quotas, Rate};
 pub use refusals::{flush_all_refusals, RefusalCoalescer, MAX_OPEN_WINDOWS, REFUSAL_WINDOW_SECS};
 pub use rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
 pub use serve::{
-    enroll, enroll_in, enroll_operator, init, load_log_key, serve, EnrolledVia, ServeConfig, ServeError,
+    enroll, enroll_in, enroll_operator, init, load_log_key, restrict_umask, serve, EnrolledVia, ServeConfig,
+    ServeError,
 };
 
 use store::Store;
@@ -126,6 +133,9 @@ pub struct AppState {
     dp_cache: Arc<DpCache>,
     dp_default_budget: Option<medrelay_dp::Budget>,
     refusals: Arc<RefusalCoalescer>,
+    limiters: Arc<Limiters>,
+    body_timeout: Duration,
+    dp_gate: Arc<DpGate>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -147,6 +157,9 @@ impl AppState {
             dp_cache: Arc::new(DpCache::new(DEFAULT_DP_CACHE_ROWS)),
             dp_default_budget: default_dp_budget(),
             refusals: Arc::new(RefusalCoalescer::default()),
+            limiters: Arc::new(Limiters::new(Quotas::default())),
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+            dp_gate: Arc::new(DpGate::new(DpGate::default_slots(), DEFAULT_DP_DEADLINE)),
         }
     }
 
@@ -161,6 +174,41 @@ impl AppState {
     /// The open refusal-coalescing windows.
     pub fn refusals(&self) -> &RefusalCoalescer {
         &self.refusals
+    }
+
+    /// The same state enforcing `quotas` instead of [`Quotas::default`].
+    pub fn with_quotas(mut self, quotas: Quotas) -> Self {
+        self.limiters = Arc::new(Limiters::new(quotas));
+        self
+    }
+
+    /// The running rate limiters.
+    pub fn limiters(&self) -> &Limiters {
+        &self.limiters
+    }
+
+    /// The same state giving every request body `timeout` to arrive
+    /// (counted from its headers) instead of [`DEFAULT_BODY_TIMEOUT`].
+    pub fn with_body_timeout(mut self, timeout: Duration) -> Self {
+        self.body_timeout = timeout;
+        self
+    }
+
+    /// How long a request body has to arrive.
+    pub fn body_timeout(&self) -> Duration {
+        self.body_timeout
+    }
+
+    /// The same state running at most `slots` DP answers at once (at least
+    /// one), each abandoned after `deadline`. See [`DpGate`].
+    pub fn with_dp_limits(mut self, slots: usize, deadline: Duration) -> Self {
+        self.dp_gate = Arc::new(DpGate::new(slots, deadline));
+        self
+    }
+
+    /// The bound on concurrent DP work.
+    pub fn dp_gate(&self) -> &Arc<DpGate> {
+        &self.dp_gate
     }
 
     /// The same state with a re-encryption key cache of `capacity` keys
@@ -234,8 +282,15 @@ impl AppState {
     }
 }
 
-async fn not_found() -> Result<HttpResponse, ApiError> {
-    Err(ApiError::NotFound("route"))
+/// No route matched: a path served with other methods is a 405 naming
+/// them, anything else a 404.
+async fn not_found(req: actix_web::HttpRequest) -> Result<HttpResponse, ApiError> {
+    let allow = openapi::allowed_methods_at(req.path());
+    if allow.is_empty() {
+        Err(ApiError::NotFound("route"))
+    } else {
+        Err(ApiError::MethodNotAllowed { allow })
+    }
 }
 
 /// The whole application: every route under `/v1`, `/healthz`, `/metrics`,
@@ -251,9 +306,8 @@ pub fn app(
         InitError = (),
     >,
 > {
-    let json = web::JsonConfig::default()
-        .limit(limits::MAX_BODY_BYTES)
-        .error_handler(|e, _| error::json_error(e, limits::MAX_BODY_BYTES).into());
+    // Routes with larger bodies set their own limit (see `limits`).
+    let json = error::json_config(limits::MAX_SMALL_BODY_BYTES);
     let path =
         web::PathConfig::default().error_handler(|e, _| ApiError::InvalidParameter(e.to_string()).into());
     let query =
@@ -264,6 +318,8 @@ pub fn app(
         .app_data(path)
         .app_data(query)
         .wrap(actix_web::middleware::from_fn(refusals::log_wrong_role))
+        .wrap(actix_web::middleware::from_fn(quota::guard))
+        .wrap(actix_web::middleware::from_fn(hygiene::guard))
         .wrap(actix_web::middleware::from_fn(metrics::track))
         .route("/healthz", web::get().to(metrics::healthz))
         .route("/metrics", web::get().to(metrics::metrics))

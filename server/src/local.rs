@@ -11,9 +11,9 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::HttpServer;
 
-use crate::serve::{db_dir, io_err};
+use crate::serve::{check_private, db_dir, io_err};
 use crate::store::SledStore;
-use crate::{app, load_log_key, AppState, Clock, ServeError};
+use crate::{app, load_log_key, AppState, Clock, Quotas, ServeError};
 
 /// How long [`LocalServer::start`] waits for the database lock of a server
 /// stopped a moment ago in this process (sled's I/O threads release it
@@ -40,13 +40,24 @@ impl LocalServer {
     /// Opens the initialized data directory `data` and serves it with
     /// `workers` worker threads, signing checkpoints as `log_origin`.
     pub fn start(data: &Path, log_origin: &str, workers: usize) -> Result<Self, ServeError> {
+        Self::start_with(data, log_origin, workers, Quotas::default())
+    }
+
+    /// [`LocalServer::start`] enforcing `quotas` instead of the defaults.
+    pub fn start_with(
+        data: &Path,
+        log_origin: &str,
+        workers: usize,
+        quotas: Quotas,
+    ) -> Result<Self, ServeError> {
         let key = load_log_key(data)?;
+        check_private(data)?;
         let signer = medrelay_policy::LogSigner::new(log_origin, &key)
             .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
         // A server stopped a moment ago in this process may still hold the
         // database lock briefly.
         let store = SledStore::open_waiting(&db_dir(data), REOPEN_WAIT)?;
-        let state = AppState::new(store, Clock::System, signer);
+        let state = AppState::new(store, Clock::System, signer).with_quotas(quotas);
         let st = state.clone();
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()

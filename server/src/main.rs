@@ -7,9 +7,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use medrelay_crypto::PrincipalId;
 use medrelay_server::demo::{self, DemoOptions, DEFAULT_COHORT};
+use medrelay_server::suspend::{set_suspended, ChangedVia};
 use medrelay_server::{
-    add_schema, budget_from, enroll_operator, init, list_schemas, serve, set_budget, Clock, EnrolledVia,
-    ServeConfig, DEFAULT_DP_CACHE_ROWS, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON, DEFAULT_REKEY_CACHE_KEYS,
+    add_schema, budget_from, enroll_operator, init, list_schemas, restrict_umask, serve, set_budget, Clock,
+    DpGate, EnrolledVia, Quotas, Rate, ServeConfig, DEFAULT_BODY_TIMEOUT, DEFAULT_DP_CACHE_ROWS,
+    DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON, DEFAULT_REKEY_CACHE_KEYS,
 };
 use medrelay_wire::Role;
 
@@ -18,7 +20,12 @@ Enrolling while the server runs: `serve` listens on a Unix-domain admin socket,
 DATA/admin/admin.sock (directory mode 0700, socket mode 0600: only the server's
 user and root can connect; never on the network). `enroll-doctor` and `enroll`
 use it when a server answers there, and open the database directly otherwise.
-Run them as the server's user. `serve --no-admin-socket` turns the socket off.";
+Run them as the server's user. `serve --no-admin-socket` turns the socket off.
+`suspend` and `unsuspend` work the same way.
+
+Files: every file and directory the server creates is private to its user
+(umask 077), and `serve` refuses a data directory that group or others can
+access, naming the `chmod` that fixes it.";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -87,6 +94,32 @@ enum Command {
         /// No default DP budget: analysts need one set with `budget set`.
         #[arg(long, env = "MEDRELAY_DP_NO_DEFAULT_BUDGET")]
         dp_no_default_budget: bool,
+        /// DP answers computed at once (default: half the cores, at least
+        /// one); more queries wait for a slot until their deadline.
+        #[arg(long, env = "MEDRELAY_DP_MAX_CONCURRENT", value_parser = clap::value_parser!(u16).range(1..=1024))]
+        dp_max_concurrent: Option<u16>,
+        /// Seconds a DP answer may take from arrival; past it the answer is
+        /// abandoned uncharged (503 dp_deadline).
+        #[arg(long, env = "MEDRELAY_DP_DEADLINE_SECS", default_value_t = DEFAULT_DP_DEADLINE.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        dp_deadline_secs: u64,
+        /// Seconds a request body has to arrive after its headers (408 past it).
+        #[arg(long, env = "MEDRELAY_BODY_TIMEOUT_SECS", default_value_t = DEFAULT_BODY_TIMEOUT.as_secs(),
+              value_parser = clap::value_parser!(u64).range(1..=3600))]
+        body_timeout_secs: u64,
+        /// Registrations per source address (N/s, N/min, N/h, N/d, or off).
+        #[arg(long, env = "MEDRELAY_REGISTER_RATE_PER_SOURCE", default_value_t = Quotas::default().register_per_source)]
+        register_rate_per_source: Rate,
+        /// Registrations overall, from all addresses together.
+        #[arg(long, env = "MEDRELAY_REGISTER_RATE", default_value_t = Quotas::default().register_total)]
+        register_rate: Rate,
+        /// Login challenges and token requests per source address.
+        #[arg(long, env = "MEDRELAY_LOGIN_RATE_PER_SOURCE", default_value_t = Quotas::default().login_per_source)]
+        login_rate_per_source: Rate,
+        /// Requests per authenticated principal.
+        #[arg(long, env = "MEDRELAY_REQUEST_RATE_PER_PRINCIPAL",
+              default_value_t = Quotas::default().requests_per_principal)]
+        request_rate_per_principal: Rate,
     },
     /// Issue a one-time enrollment token for a doctor (through the running
     /// server's admin socket, or offline when no server runs).
@@ -114,6 +147,35 @@ enum Command {
         /// The principal's name.
         #[arg(long)]
         name: String,
+        /// Use this admin socket (default: DATA/admin/admin.sock if a server
+        /// answers there).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Suspend a doctor, analyst or auditor: from now on every request and
+    /// login of theirs is refused and logged (through the running server's
+    /// admin socket, or offline).
+    Suspend {
+        /// Data directory.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        data: PathBuf,
+        /// The principal's id (64 hex digits).
+        #[arg(long)]
+        principal: PrincipalId,
+        /// Use this admin socket (default: DATA/admin/admin.sock if a server
+        /// answers there).
+        #[arg(long)]
+        socket: Option<PathBuf>,
+    },
+    /// Lift a suspension (logged; old sessions are deleted, the principal
+    /// logs in again).
+    Unsuspend {
+        /// Data directory.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        data: PathBuf,
+        /// The principal's id (64 hex digits).
+        #[arg(long)]
+        principal: PrincipalId,
         /// Use this admin socket (default: DATA/admin/admin.sock if a server
         /// answers there).
         #[arg(long)]
@@ -209,7 +271,34 @@ fn enroll_cmd(data: &Path, socket: Option<&Path>, role: Role, name: &str) -> any
     Ok(())
 }
 
+/// Suspends or reinstates; prints the receipt on stdout, says on stderr how.
+fn suspend_cmd(
+    data: &Path,
+    socket: Option<&Path>,
+    principal: PrincipalId,
+    suspend: bool,
+) -> anyhow::Result<()> {
+    let what = if suspend { "suspend" } else { "unsuspend" };
+    let (r, via) = set_suspended(data, socket, principal, suspend, &Clock::System).context(what)?;
+    match via {
+        ChangedVia::AdminSocket(p) => eprintln!("done by the running server ({})", p.display()),
+        ChangedVia::Database => eprintln!("done offline in {}", data.display()),
+    }
+    if suspend {
+        println!(
+            "suspended {} {} (log index {}); {} session(s) stopped working",
+            r.role, r.principal, r.log_index, r.sessions_ended
+        );
+    } else {
+        println!("reinstated {} {} (log index {})", r.role, r.principal, r.log_index);
+    }
+    Ok(())
+}
+
 fn main() -> std::process::ExitCode {
+    // Everything this process creates (sled's files too) is private to its
+    // user, whatever umask it was started with.
+    restrict_umask();
     match run(Cli::parse()) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
@@ -253,6 +342,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             dp_default_epsilon,
             dp_default_delta,
             dp_no_default_budget,
+            dp_max_concurrent,
+            dp_deadline_secs,
+            body_timeout_secs,
+            register_rate_per_source,
+            register_rate,
+            login_rate_per_source,
+            request_rate_per_principal,
         } => {
             let dp_default_budget = if dp_no_default_budget {
                 None
@@ -273,6 +369,15 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dp_cache_rows,
                 sweep_interval: Duration::from_secs(sweep_interval_secs),
                 dp_default_budget,
+                quotas: Quotas {
+                    register_per_source: register_rate_per_source,
+                    register_total: register_rate,
+                    login_per_source: login_rate_per_source,
+                    requests_per_principal: request_rate_per_principal,
+                },
+                body_timeout: Duration::from_secs(body_timeout_secs),
+                dp_slots: dp_max_concurrent.map_or_else(DpGate::default_slots, usize::from),
+                dp_deadline: Duration::from_secs(dp_deadline_secs),
             };
             actix_web::rt::System::new().block_on(serve(cfg)).context("serve")?;
         }
@@ -280,6 +385,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             enroll_cmd(&data, socket.as_deref(), Role::Doctor, &name)?;
         }
         Command::Enroll { data, role, name, socket } => enroll_cmd(&data, socket.as_deref(), role, &name)?,
+        Command::Suspend { data, principal, socket } => {
+            suspend_cmd(&data, socket.as_deref(), principal, true)?
+        }
+        Command::Unsuspend { data, principal, socket } => {
+            suspend_cmd(&data, socket.as_deref(), principal, false)?;
+        }
         Command::Schema(SchemaCommand::Add { data, file }) => {
             let bytes = read_schema_file(&file)?;
             let s = add_schema(&data, &bytes).context("schema add")?;

@@ -37,6 +37,11 @@ pub struct Metrics {
     rekey_cache_hits: AtomicU64,
     rekey_cache_misses: AtomicU64,
     expired_removed: AtomicU64,
+    rate_limited: AtomicU64,
+    body_timeouts: AtomicU64,
+    dp_abandoned: AtomicU64,
+    dp_busy: AtomicU64,
+    suspended_refusals: AtomicU64,
 }
 
 impl Metrics {
@@ -87,6 +92,31 @@ impl Metrics {
     /// Counts expired sessions, challenges and enrollment tokens removed.
     pub fn expired_removed(&self, n: u64) {
         self.expired_removed.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Counts one request refused by a quota (429).
+    pub fn rate_limited(&self) {
+        self.rate_limited.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one request cut off because its body did not arrive in time.
+    pub fn body_timeout(&self) {
+        self.body_timeouts.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one DP answer abandoned at its deadline (nothing charged).
+    pub fn dp_abandoned(&self) {
+        self.dp_abandoned.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one DP query refused because every DP slot stayed busy.
+    pub fn dp_busy(&self) {
+        self.dp_busy.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts one request of a suspended principal refused.
+    pub fn suspended_refusal(&self) {
+        self.suspended_refusals.fetch_add(1, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -160,6 +190,27 @@ impl Metrics {
                 "medrelay_expired_removed_total",
                 "Expired sessions, challenges and enrollment tokens removed.",
                 &self.expired_removed,
+            ),
+            ("medrelay_rate_limited_total", "Requests refused by a quota (429).", &self.rate_limited),
+            (
+                "medrelay_body_timeouts_total",
+                "Requests cut off because the body did not arrive in time (408).",
+                &self.body_timeouts,
+            ),
+            (
+                "medrelay_dp_abandoned_total",
+                "DP answers abandoned at their deadline, nothing charged.",
+                &self.dp_abandoned,
+            ),
+            (
+                "medrelay_dp_busy_total",
+                "DP queries refused because every DP slot stayed busy.",
+                &self.dp_busy,
+            ),
+            (
+                "medrelay_suspended_refusals_total",
+                "Requests of suspended principals refused.",
+                &self.suspended_refusals,
             ),
         ];
         for (name, help, c) in counters {

@@ -2,7 +2,11 @@
 //!
 //! Written by hand from one table ([`ROUTES`]); a test walks the table and
 //! checks every listed route is actually routed (never the catch-all 404),
-//! so the spec cannot list a route the server does not have.
+//! so the spec cannot list a route the server does not have. Every status
+//! an operation can answer is listed (see [`responses`]), ids carry their
+//! exact formats, and a method the table does not list for a path answers
+//! `405 method_not_allowed` with `Allow`; `server/tests/schemathesis.rs`
+//! checks all of it against the running server.
 
 use actix_web::HttpResponse;
 use serde_json::{json, Map, Value};
@@ -66,7 +70,7 @@ pub(crate) const ROUTES: &[RouteRow] = &[
     (
         "get",
         "/v1/patients/{id}/records",
-        "Records of a patient (owner, auditor; a doctor: those a grant in force covers)",
+        "Records of a patient, by id, 1000 scanned a page (`next`: the cursor to pass as ?after=) (owner, auditor; a doctor: only those a grant in force covers)",
         true,
         None,
         200,
@@ -206,6 +210,142 @@ const OVERVIEW: &str = "The audit log proves without publishing. Public, without
     grant in force, bad signature) is logged as access_denied or request_refused; identical refusals \
     are coalesced: the first is logged at once, repeats within 60 s are counted and logged as one entry \
     with their count when the window ends.";
+/// The methods the document lists for the route pattern `pattern`,
+/// upper-case and comma-separated: the `Allow` header of a 405.
+pub(crate) fn allowed_methods(pattern: &str) -> String {
+    let methods: Vec<String> =
+        ROUTES.iter().filter(|r| r.1 == pattern).map(|r| r.0.to_ascii_uppercase()).collect();
+    methods.join(", ")
+}
+
+/// The methods the document lists for a request path (a `{param}` segment
+/// matches any one non-empty segment); empty if no listed path matches.
+pub(crate) fn allowed_methods_at(path: &str) -> String {
+    let matches = |pattern: &str| {
+        let (mut p, mut q) = (pattern.split('/'), path.split('/'));
+        loop {
+            match (p.next(), q.next()) {
+                (None, None) => return true,
+                (Some(a), Some(b)) if a.starts_with('{') && a.ends_with('}') => {
+                    if b.is_empty() {
+                        return false;
+                    }
+                }
+                (Some(a), Some(b)) if a == b => {}
+                _ => return false,
+            }
+        }
+    };
+    let methods: Vec<String> =
+        ROUTES.iter().filter(|r| matches(r.1)).map(|r| r.0.to_ascii_uppercase()).collect();
+    methods.join(", ")
+}
+
+/// Query parameters of the routes that take them: (path, name, minimum,
+/// maximum, required).
+const QUERY_PARAMS: &[(&str, &str, u64, Option<u64>, bool)] = &[
+    ("/v1/log/entries", "start", 0, None, true),
+    ("/v1/log/entries", "end", 0, None, true),
+    ("/v1/log/inclusion", "index", 0, None, true),
+    ("/v1/log/inclusion", "tree_size", 1, None, true),
+    ("/v1/log/consistency", "old_size", 0, None, true),
+    ("/v1/log/consistency", "new_size", 0, None, true),
+    ("/v1/log/mine", "from", 0, None, false),
+    ("/v1/log/mine", "limit", 1, Some(medrelay_wire::limits::MAX_LIST_ITEMS as u64), false),
+];
+
+/// A 32-byte value in standard padded base64 (keys, nonces).
+const B64_32: &str = "^[A-Za-z0-9+/]{42}[AEIMQUYcgkosw048]=$";
+/// A 64-byte value in standard padded base64 (Ed25519 signatures).
+const B64_64: &str = "^[A-Za-z0-9+/]{85}[AQgw]==$";
+/// A principal id: SHA-256 of its signing key, 64 hex digits.
+const PRINCIPAL_ID: &str = "^[0-9a-fA-F]{64}$";
+/// A record or grant id: 16 random bytes, 32 hex digits.
+const OBJECT_ID: &str = "^[0-9a-fA-F]{32}$";
+
+/// What `{id}` names in `path`, and its format.
+fn id_parameter(path: &str) -> Value {
+    let (what, pattern) = if path.starts_with("/v1/records/") {
+        ("record id (32 hex digits)", OBJECT_ID)
+    } else if path.starts_with("/v1/grants/") {
+        ("grant id (32 hex digits)", OBJECT_ID)
+    } else {
+        ("principal id (64 hex digits: SHA-256 of its signing key)", PRINCIPAL_ID)
+    };
+    json!({ "name": "id", "in": "path", "required": true, "description": what,
+        "schema": { "type": "string", "pattern": pattern } })
+}
+
+/// The `Retry-After` header of a 429 or 503.
+fn retry_after() -> Value {
+    json!({ "Retry-After": { "description": "seconds to wait before retrying", "required": true,
+        "schema": { "type": "integer", "minimum": 1 } } })
+}
+
+/// Every status `method path` can answer besides success, with why.
+fn responses(method: &str, path: &str, auth: bool, body: bool) -> Vec<(u16, String)> {
+    let mut r: Vec<(u16, String)> = vec![(
+        400,
+        "malformed request (invalid_json, invalid_field, invalid_parameter, bad_signature; a batch \
+         naming one id twice is invalid_field; a bad signature from an authenticated principal is \
+         also logged as request_refused; a DP query \
+         below the privacy floor or past the work bounds: privacy_below_floor, \
+         noise_scale_too_large, sampler_cost_too_large, calibration_failed)"
+            .into(),
+    )];
+    if auth {
+        r.push((401, "missing, unknown, expired or forged token (or a session its suspension ended)".into()));
+        r.push((
+            403,
+            if path.starts_with("/v1/dp/") {
+                "wrong role, suspended, or the query does not fit the budget (budget_exceeded, \
+                 no_budget); nothing was spent"
+                    .into()
+            } else {
+                "wrong role (wrong_role), suspended, no grant in force or record outside it (the \
+                 policy's reason code: no_grant, expired, revoked, not_yet_valid, out_of_scope, \
+                 sensitive_excluded), or another principal's object (forbidden); each is logged as \
+                 access_denied or request_refused (identical refusals coalesced per 60 s window)"
+                    .into()
+            },
+        ));
+    }
+    if path == "/v1/auth/token" {
+        r.push((401, "unknown or used challenge, or a bad signature".into()));
+        r.push((403, "the principal is suspended by the operator (logged)".into()));
+    }
+    if path == "/v1/principals" {
+        r.push((401, "missing, used or expired enrollment token (invalid_enrollment)".into()));
+    }
+    let not_found = path.contains('{') || path == "/v1/auth/challenge" || path == "/v1/grants";
+    if not_found {
+        r.push((404, "no such principal, record, grant, schema or summary".into()));
+    }
+    let conflicts =
+        ["/v1/principals", "/v1/records", "/v1/records/batch", "/v1/grants", "/v1/grants/{id}/revoke"];
+    if method == "post" && conflicts.contains(&path) {
+        r.push((409, "already registered, stored or revoked".into()));
+    }
+    if body {
+        r.push((408, "the body did not arrive in time after the headers (body_timeout)".into()));
+        r.push((413, "body over this route's documented limit (payload_too_large)".into()));
+        r.push((415, "not Content-Type: application/json (unsupported_media_type)".into()));
+    }
+    let anonymous_quota = ["/v1/principals", "/v1/auth/challenge", "/v1/auth/token"];
+    if auth || (method == "post" && anonymous_quota.contains(&path)) {
+        r.push((429, "a quota is exhausted (rate_limited); nothing was done".into()));
+    }
+    if path.ends_with("/query") {
+        r.push((
+            503,
+            "every DP slot stayed busy, or the answer missed its deadline (dp_busy, \
+                      dp_deadline); nothing was spent"
+                .into(),
+        ));
+    }
+    r.push((500, "internal error (generic body)".into()));
+    r
+}
 
 fn error_response(description: &str) -> Value {
     json!({
@@ -219,30 +359,22 @@ pub(crate) fn spec() -> Value {
     let mut paths = Map::new();
     for (method, path, summary, auth, body, ok) in ROUTES {
         let mut responses = Map::new();
-        responses.insert(ok.to_string(), json!({ "description": "success" }));
-        responses.insert(
-            "400".into(),
-            error_response(
-                "malformed request (invalid_json, invalid_field, invalid_parameter, bad_signature; \
-                 a batch naming one id twice is invalid_field; a bad signature from an authenticated \
-                 principal is also logged as request_refused)",
-            ),
-        );
-        responses.insert("413".into(), error_response("body over the documented limit"));
-        responses.insert("500".into(), error_response("internal error (generic body)"));
+        let media =
+            if matches!(*path, "/metrics" | "/v1/log/key") { "text/plain" } else { "application/json" };
+        responses.insert(ok.to_string(), json!({ "description": "success", "content": { media: {} } }));
+        for (status, why) in self::responses(method, path, *auth, body.is_some()) {
+            let mut answer = error_response(&why);
+            if status == 429 || status == 503 {
+                answer["headers"] = retry_after();
+            }
+            responses.insert(status.to_string(), answer);
+        }
         let mut op = json!({ "summary": summary, "responses": responses });
         if let Some((.., text)) = VISIBILITY.iter().find(|(m, p, _)| m == method && p == path) {
             op["description"] = json!(text);
         }
         if *auth {
             op["security"] = json!([{ "bearer": [] }]);
-            op["responses"]["401"] = error_response("missing, unknown, expired or forged token");
-            op["responses"]["403"] = error_response(
-                "wrong role (wrong_role), no grant in force or record outside it (the policy's reason \
-                 code: no_grant, expired, revoked, not_yet_valid, out_of_scope, sensitive_excluded), or \
-                 another principal's object (forbidden); each is logged as access_denied or \
-                 request_refused (identical refusals coalesced per 60 s window)",
-            );
         }
         if let Some(b) = body {
             op["requestBody"] = json!({
@@ -251,27 +383,41 @@ pub(crate) fn spec() -> Value {
             });
         }
         if path.contains("{id}") {
-            op["parameters"] =
-                json!([{ "name": "id", "in": "path", "required": true, "schema": { "type": "string" } }]);
+            op["parameters"] = json!([id_parameter(path)]);
         }
         if path.contains("{name}") {
             op["parameters"] = json!([{ "name": "name", "in": "path", "required": true,
+                "description": "schema name",
                 "schema": { "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" } }]);
         }
-        if path.starts_with("/v1/dp/") && *auth {
-            op["responses"]["403"] = error_response(
-                "wrong role, or the query does not fit the budget (budget_exceeded, no_budget); nothing was spent",
-            );
-            op["responses"]["404"] = error_response("unknown schema, or no summary stored");
+        let query: Vec<Value> = QUERY_PARAMS
+            .iter()
+            .filter(|q| q.0 == *path)
+            .map(|(_, name, min, max, required)| {
+                let mut schema = json!({ "type": "integer", "minimum": min });
+                if let Some(m) = max {
+                    schema["maximum"] = json!(m);
+                }
+                json!({ "name": name, "in": "query", "required": required, "schema": schema })
+            })
+            .collect();
+        if !query.is_empty() {
+            op["parameters"] = Value::Array(query);
         }
         let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
         entry[*method] = op;
     }
     let b64 = json!({ "type": "string", "contentEncoding": "base64" });
-    let hex = json!({ "type": "string", "pattern": "^[0-9a-f]+$" });
+    let b64_32 = json!({ "type": "string", "pattern": B64_32 });
+    let b64_64 = json!({ "type": "string", "pattern": B64_64 });
+    let principal_id = json!({ "type": "string", "pattern": PRINCIPAL_ID });
+    let object_id = json!({ "type": "string", "pattern": OBJECT_ID });
     json!({
         "openapi": "3.1.0",
-        "info": { "title": "medrelay", "version": env!("CARGO_PKG_VERSION"), "description": OVERVIEW },
+        "info": { "title": "medrelay", "version": env!("CARGO_PKG_VERSION"),
+            "description": format!("{OVERVIEW} Every error is a JSON ErrorBody {{error, message}}. A \
+                method not listed for a path answers 405 method_not_allowed with an Allow header. Body \
+                limits are per route (see medrelay_wire::limits); quotas answer 429 with Retry-After.") },
         "paths": paths,
         "components": {
             "securitySchemes": { "bearer": { "type": "http", "scheme": "bearer" } },
@@ -293,13 +439,13 @@ pub(crate) fn spec() -> Value {
                     "required": ["revocation"], "properties": { "revocation": b64 } },
                 "ReencryptRequest": { "type": "object", "additionalProperties": false,
                     "required": ["record_ids"],
-                    "properties": { "record_ids": { "type": "array", "items": hex,
+                    "properties": { "record_ids": { "type": "array", "items": object_id,
                         "maxItems": medrelay_wire::limits::MAX_BATCH_REENCRYPT } } },
                 "ChallengeRequest": { "type": "object", "additionalProperties": false,
-                    "required": ["principal"], "properties": { "principal": hex } },
+                    "required": ["principal"], "properties": { "principal": principal_id } },
                 "TokenRequest": { "type": "object", "additionalProperties": false,
                     "required": ["principal", "nonce", "signature"],
-                    "properties": { "principal": hex, "nonce": b64, "signature": b64 } },
+                    "properties": { "principal": principal_id, "nonce": b64_32, "signature": b64_64 } },
                 "SummaryDoc": { "type": "object", "additionalProperties": false,
                     "description": format!("A patient's summary (at most {} bytes): values by field name, null for unknown; numeric values within the schema's bounds", medrelay_dp::MAX_SUMMARY_BYTES),
                     "required": ["schema", "values"],
@@ -324,8 +470,8 @@ pub(crate) fn spec() -> Value {
                     "properties": {
                         "role": { "enum": ["patient", "doctor", "analyst", "auditor"] },
                         "name": { "type": "string", "maxLength": medrelay_wire::limits::MAX_NAME_LEN },
-                        "signing_key": b64, "pre_public_keys": b64,
-                        "enrollment_token": { "type": "string" }, "signature": b64 } },
+                        "signing_key": b64_32, "pre_public_keys": b64,
+                        "enrollment_token": { "type": "string", "maxLength": 128 }, "signature": b64_64 } },
             }
         }
     })
@@ -380,6 +526,33 @@ mod tests {
         assert_eq!(
             spec["paths"].as_object().unwrap().len(),
             ROUTES.iter().map(|r| r.1).collect::<std::collections::BTreeSet<_>>().len()
+        );
+        // Query parameters belong to listed routes.
+        for (path, name, ..) in QUERY_PARAMS {
+            assert!(ROUTES.iter().any(|r| r.1 == *path), "{path} ({name}) is not listed");
+        }
+    }
+
+    #[actix_web::test]
+    async fn allowed_methods_match_listed_paths() {
+        assert_eq!(allowed_methods_at("/v1/principals/abc"), "GET");
+        assert_eq!(allowed_methods_at("/v1/dp/schemas/x/summary"), "PUT, GET, DELETE");
+        assert_eq!(allowed_methods_at("/v1/principals//"), "");
+        assert_eq!(allowed_methods_at("/v1/nothing"), "");
+        assert_eq!(allowed_methods("/v1/records/batch"), "POST");
+        // Quotas and body errors are documented where they can happen.
+        let spec = spec();
+        let statuses = |m: &str, p: &str| -> Vec<String> {
+            spec["paths"][p][m]["responses"].as_object().unwrap().keys().cloned().collect()
+        };
+        for code in ["408", "413", "415", "429"] {
+            assert!(statuses("post", "/v1/grants").contains(&code.to_owned()), "{code}");
+        }
+        assert!(statuses("post", "/v1/dp/schemas/{name}/query").contains(&"503".to_owned()));
+        assert!(!statuses("get", "/healthz").contains(&"429".to_owned()));
+        assert_eq!(
+            spec["paths"]["/v1/principals/{id}"]["get"]["parameters"][0]["schema"]["pattern"],
+            json!(PRINCIPAL_ID)
         );
     }
 }

@@ -35,10 +35,18 @@ use crate::{ApiError, AppState};
 use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/records", web::post().to(upload_one))
-        .route("/records/batch", web::post().to(upload_batch))
-        .route("/records/{id}", web::get().to(get_envelope))
-        .route("/patients/{id}/records", web::get().to(list));
+    cfg.service(
+        web::resource("/records")
+            .app_data(crate::error::json_config(limits::MAX_RECORD_BODY_BYTES))
+            .route(web::post().to(upload_one)),
+    )
+    .service(
+        web::resource("/records/batch")
+            .app_data(crate::error::json_config(limits::MAX_BODY_BYTES))
+            .route(web::post().to(upload_batch)),
+    )
+    .route("/records/{id}", web::get().to(get_envelope))
+    .route("/patients/{id}/records", web::get().to(list));
 }
 
 /// Decodes one envelope with its size limit (malformed bytes are a plain
@@ -163,12 +171,22 @@ async fn reader(state: &AppState, auth: Auth, owner: PrincipalId) -> Result<Read
     }
 }
 
+/// `?after=<record id>`: the next page of a listing (records are ordered by
+/// id; a page holds at most [`limits::MAX_LIST_ITEMS`]).
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ListQuery {
+    after: Option<RecordId>,
+}
+
 async fn list(
     state: web::Data<AppState>,
     auth: Auth,
     owner: web::Path<PrincipalId>,
+    q: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let owner = owner.into_inner();
+    let after = q.into_inner().after;
     let what = RefusedObject::RecordList(owner);
     let grants = match reader(&state, auth, owner).await? {
         Reader::Everything => None,
@@ -186,7 +204,11 @@ async fn list(
             return Err(events::refuse(&state, auth.principal, what, RefusalReason::NotEntitled, error).await);
         }
     };
-    let metas = state.with_store(move |s| s.list_records(&owner, limits::MAX_LIST_ITEMS)).await?;
+    let metas =
+        state.with_store(move |s| s.list_records(&owner, after.as_ref(), limits::MAX_LIST_ITEMS)).await?;
+    // A full page may continue; the cursor is the last id scanned, not the
+    // last one shown, so a doctor's filtered page never ends a listing early.
+    let next = if metas.len() == limits::MAX_LIST_ITEMS { metas.last().map(|m| m.record_id()) } else { None };
     let now = state.clock().now();
     let records = metas
         .into_iter()
@@ -199,7 +221,7 @@ async fn list(
             size: m.size,
         })
         .collect();
-    Ok(HttpResponse::Ok().json(RecordList { records }))
+    Ok(HttpResponse::Ok().json(RecordList { records, next }))
 }
 
 async fn get_envelope(

@@ -32,8 +32,11 @@ use crate::grants::decode_rekeys;
 use crate::{ApiError, AppState};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/records/{id}/reencrypt", web::post().to(reencrypt_one))
-        .route("/reencrypt", web::post().to(reencrypt_batch));
+    cfg.route("/records/{id}/reencrypt", web::post().to(reencrypt_one)).service(
+        web::resource("/reencrypt")
+            .app_data(crate::error::json_config(limits::MAX_REENCRYPT_BODY_BYTES))
+            .route(web::post().to(reencrypt_batch)),
+    );
 }
 
 async fn serve_one(

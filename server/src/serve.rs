@@ -53,6 +53,18 @@ pub enum ServeError {
     /// A bad argument.
     #[error("invalid argument: {0}")]
     Argument(String),
+    /// The data directory is open to group or others; the message names the
+    /// command that fixes it.
+    #[error(
+        "{path} is accessible to group or others (mode {mode:04o}): the database holds names, grants, \
+         re-encryption keys and DP summaries. Run `chmod -R go-rwx {path}` and start again"
+    )]
+    NotPrivate {
+        /// The directory.
+        path: String,
+        /// Its permission bits.
+        mode: u32,
+    },
     /// The running server's admin socket refused the request or answered
     /// something malformed (status 0).
     #[error("admin socket answered {status}: {message}")]
@@ -93,17 +105,74 @@ pub struct ServeConfig {
     /// DP budget of an analyst for a schema the operator set no budget for
     /// (`None`: refuse such analysts). See [`crate::default_dp_budget`].
     pub dp_default_budget: Option<medrelay_dp::Budget>,
+    /// Rate limits (see [`crate::quota`]).
+    pub quotas: crate::Quotas,
+    /// Time a request body has to arrive after its headers.
+    pub body_timeout: Duration,
+    /// DP answers computed at once (see [`crate::DpGate`]).
+    pub dp_slots: usize,
+    /// Deadline of one DP answer.
+    pub dp_deadline: Duration,
 }
 
 pub(crate) fn db_dir(data: &Path) -> PathBuf {
     data.join("db")
 }
 
-/// `init`: creates the data directory, the database and the log signing key
-/// (mode 0600), and installs the default `health-basics` DP schema. Refuses
-/// to overwrite an existing key.
+/// Makes every file and directory this process creates private to its user
+/// (umask 077), whatever umask it was started with: sled creates its files
+/// itself with the default modes. Called first by the binary, and by
+/// [`init`] and [`serve`].
+pub fn restrict_umask() {
+    #[cfg(unix)]
+    rustix::process::umask(rustix::fs::Mode::from_raw_mode(0o077));
+}
+
+/// Creates `dir` (and missing parents) with mode 0700.
+fn create_private_dir(dir: &Path) -> Result<(), ServeError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt as _;
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(dir)
+            .map_err(io_err("creating the data directory"))
+    }
+    #[cfg(not(unix))]
+    fs::create_dir_all(dir).map_err(io_err("creating the data directory"))
+}
+
+/// Refuses a data directory that group or others may enter, read or write.
+pub(crate) fn check_private(dir: &Path) -> Result<(), ServeError> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let mode =
+            fs::metadata(dir).map_err(io_err(format!("reading {}", dir.display())))?.permissions().mode();
+        if mode & 0o077 != 0 {
+            let path = dir.display().to_string();
+            let path = if path.contains(|c: char| c.is_whitespace() || "'\"$`\\".contains(c)) {
+                format!("'{}'", path.replace('\'', r"'\''"))
+            } else {
+                path
+            };
+            return Err(ServeError::NotPrivate { path, mode: mode & 0o7777 });
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+/// `init`: creates the data directory (mode 0700, every file in it 0600),
+/// the database and the log signing key, and installs the default
+/// `health-basics` DP schema. Refuses to overwrite an existing key and to
+/// use an existing directory others can access.
 pub fn init(data: &Path) -> Result<medrelay_crypto::VerifyingKey, ServeError> {
-    fs::create_dir_all(data).map_err(io_err("creating the data directory"))?;
+    restrict_umask();
+    create_private_dir(data)?;
+    check_private(data)?;
     let path = data.join(LOG_KEY_FILE);
     if path.exists() {
         return Err(ServeError::Init("already initialized: the log signing key exists"));
@@ -255,14 +324,19 @@ fn tls_config(cert: &Path, key: &Path) -> Result<rustls::ServerConfig, ServeErro
 /// `serve`: runs until SIGINT/SIGTERM, then stops accepting, lets in-flight
 /// requests finish (graceful shutdown) and flushes the store.
 pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
+    restrict_umask();
     let key = load_log_key(&cfg.data)?;
+    check_private(&cfg.data)?;
     let signer = medrelay_policy::LogSigner::new(&cfg.log_origin, &key)
         .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
     let store = SledStore::open(&db_dir(&cfg.data))?;
     let state = AppState::new(store, Clock::System, signer)
         .with_rekey_cache(cfg.rekey_cache_keys)
         .with_dp_cache(cfg.dp_cache_rows)
-        .with_dp_default_budget(cfg.dp_default_budget);
+        .with_dp_default_budget(cfg.dp_default_budget)
+        .with_quotas(cfg.quotas)
+        .with_body_timeout(cfg.body_timeout)
+        .with_dp_limits(cfg.dp_slots, cfg.dp_deadline);
     // The admin socket is bound first, so that once the public port accepts
     // connections, live enrollment works too.
     let admin_listener = if cfg.admin_socket { Some(bind_admin(&cfg.data)?) } else { None };
@@ -286,6 +360,10 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         admin_socket = cfg.admin_socket,
         rekey_cache_keys = cfg.rekey_cache_keys,
         dp_cache_rows = cfg.dp_cache_rows,
+        quotas = ?cfg.quotas,
+        body_timeout_secs = cfg.body_timeout.as_secs(),
+        dp_slots = cfg.dp_slots,
+        dp_deadline_secs = cfg.dp_deadline.as_secs(),
         "medrelay-server listening"
     );
     let served = server.await.map_err(io_err("serving"));

@@ -18,7 +18,13 @@ fn the_demo_tells_the_whole_story_and_keeps_its_data_when_asked() {
     assert_eq!(outcome.steps, 11, "{text}");
     assert_eq!(outcome.kept.as_deref(), Some(keep.as_path()));
     for told in [
-        "encrypted and uploaded 12 records",
+        "a dry run shows 17 records and what would be labelled, and why",
+        "Condition/alpha-depression: mental-health: SNOMED CT 370143000 is in C2S Mental Health Disorders - SNOMEDCT",
+        "Encounter/alpha-visit-2: mental-health: Condition/alpha-depression refers to it as its encounter",
+        "Claim/alpha-claim-2: mental-health: its diagnosisReference refers to Condition/alpha-depression",
+        "encrypted and uploaded 17 records",
+        "fetch-all → one FHIR R4 Bundle",
+        "of 3 resources, each as Alpha published it; the server listed nothing else, so Dr Grey learns nothing of Alpha's other 14 records",
         "Dr Grey sees 3 records shared by Alpha",
         "refused: out_of_scope",
         "refused: sensitive_excluded",

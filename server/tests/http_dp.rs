@@ -674,3 +674,85 @@ async fn with_the_summary_cache_off_every_query_reads_the_store() {
 /// How long a reopen waits for sled to release the file lock of the store
 /// just dropped in this process (its I/O threads let go a moment later).
 const REOPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Issue 12, finding 2: a vanishing ε or ρ is refused at planning with a
+/// typed code and a message the analyst can act on; nothing is spent or
+/// logged, and the same analyst's next sensible query is answered.
+#[actix_web::test]
+async fn vanishing_privacy_is_refused_at_planning_and_spends_nothing() {
+    let env = env_with_schema();
+    seed(&env.state, 30, population);
+    let svc = test::init_service(app(env.state.clone())).await;
+    let (_, token) = analyst(&svc, &env, 7).await;
+    let before = budget_of(&svc, &token).await;
+    let size = log_size(&svc).await;
+    let refused = [
+        (json!({"statistic": {"kind": "count"}, "privacy": {"rho": 1e-300}}), "privacy_below_floor", "rho"),
+        (
+            json!({"statistic": {"kind": "count"}, "privacy": {"epsilon": 1e-20}}),
+            "privacy_below_floor",
+            "epsilon",
+        ),
+        (
+            json!({"statistic": {"kind": "histogram", "field": "birth_year",
+                "edges": (0..=256).map(|i| 1900.0 + f64::from(i) * 0.5).collect::<Vec<_>>()},
+                "privacy": {"rho": 1e-12}}),
+            "sampler_cost_too_large",
+            "sampler units",
+        ),
+    ];
+    for (query, code, text) in refused {
+        let e = expect_err(ask(&svc, &token, &query).await, 400, code);
+        assert!(e.message.contains(text), "{query}: {}", e.message);
+        assert!(!e.message.contains("OpenDP"), "explained, not OpenDP's raw text: {}", e.message);
+    }
+    assert_eq!(budget_of(&svc, &token).await, before, "nothing was spent");
+    assert_eq!(log_size(&svc).await, size, "nothing was logged");
+    assert!(dp_events(&env.state).is_empty());
+    let (s, b) = ask(&svc, &token, &count_query(0.1)).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+}
+
+/// DP work runs in a bounded number of slots and under a deadline: an
+/// answer that is not ready in time is abandoned (503 dp_deadline, with
+/// Retry-After), charged nothing and logged nothing, and its slot comes
+/// back once the computation ends.
+#[actix_web::test]
+async fn an_answer_past_its_deadline_is_abandoned_uncharged() {
+    let env = env_with_schema();
+    seed(&env.state, 200, population);
+    let state = env.state.clone().with_dp_limits(1, std::time::Duration::from_millis(1));
+    let svc = test::init_service(app(state.clone())).await;
+    let (_, token) = analyst(&svc, &env, 8).await;
+    let before = budget_of(&svc, &token).await;
+    let size = log_size(&svc).await;
+    // 256 Gaussian bins over 200 rows: far more than a millisecond.
+    let edges: Vec<f64> = (0..=256).map(|i| 1900.0 + f64::from(i) * 0.5).collect();
+    let slow = json!({"statistic": {"kind": "histogram", "field": "birth_year", "edges": edges},
+        "privacy": {"rho": 0.01}});
+    let req = test::TestRequest::post()
+        .uri(&format!("/v1/dp/schemas/{HB}/query"))
+        .set_json(&slow)
+        .insert_header(("Authorization", format!("Bearer {token}")));
+    let res = test::call_service(&svc, req.to_request()).await;
+    assert_eq!(res.status().as_u16(), 503);
+    assert!(res.headers().contains_key("retry-after"));
+    let e: medrelay_wire::ErrorBody = test::read_body_json(res).await;
+    assert!(e.error == "dp_deadline" || e.error == "dp_busy", "{e:?}");
+    // The abandoned computation holds its slot until it ends, then frees it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while state.dp_gate().busy() > 0 {
+        assert!(std::time::Instant::now() < deadline, "the slot never came back");
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(budget_of(&svc, &token).await, before, "nothing was charged");
+    assert_eq!(log_size(&svc).await, size, "nothing was logged");
+    assert!(metric(&metrics(&svc).await, "medrelay_dp_abandoned_total") >= 1);
+
+    // With a real deadline the same analyst is answered and charged.
+    let state = env.state.clone().with_dp_limits(1, std::time::Duration::from_secs(30));
+    let svc = test::init_service(app(state)).await;
+    let (s, b) = ask(&svc, &token, &slow).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    assert!(budget_of(&svc, &token).await.spent_epsilon > before.spent_epsilon);
+}

@@ -169,7 +169,7 @@ fn samples() -> BTreeMap<&'static str, Sample> {
     let mut m = BTreeMap::new();
     let challenge = ChallengeRequest { principal: pid };
     m.insert("ChallengeRequest", sample(&challenge, &challenge));
-    let token = TokenRequest { principal: pid, nonce: b.clone(), signature: sig };
+    let token = TokenRequest { principal: pid, nonce: B64(vec![7; 32]), signature: sig };
     m.insert("TokenRequest", sample(&token, &token));
     m.insert("RegisterRequest", sample(&reg, &reg_min));
     let up = UploadRecordRequest { envelope: b.clone() };
@@ -199,6 +199,79 @@ fn keys(v: &Value) -> BTreeSet<String> {
     v.as_object().unwrap().keys().cloned().collect()
 }
 
+/// Whether `s` matches `pattern`, an anchored sequence of literals and
+/// `[...]` classes (with ranges), each optionally followed by `{n}` or `+`:
+/// the only forms the spec's patterns use (anything else panics).
+fn matches_pattern(pattern: &str, s: &str) -> bool {
+    let body = pattern
+        .strip_prefix('^')
+        .and_then(|p| p.strip_suffix('$'))
+        .unwrap_or_else(|| panic!("pattern {pattern} is not anchored"));
+    let p: Vec<char> = body.chars().collect();
+    // (character ranges, count, or more)
+    type Atom = (Vec<(char, char)>, usize, bool);
+    let mut atoms: Vec<Atom> = Vec::new();
+    let mut i = 0;
+    while i < p.len() {
+        let mut class = Vec::new();
+        if p[i] == '[' {
+            i += 1;
+            while p[i] != ']' {
+                if p.get(i + 1) == Some(&'-') && p.get(i + 2).is_some_and(|c| *c != ']') {
+                    class.push((p[i], p[i + 2]));
+                    i += 3;
+                } else {
+                    class.push((p[i], p[i]));
+                    i += 1;
+                }
+            }
+            i += 1;
+        } else {
+            assert!(!"(){}*?.|\\".contains(p[i]), "pattern {pattern} is not checked here");
+            class.push((p[i], p[i]));
+            i += 1;
+        }
+        let (count, more) = match p.get(i) {
+            Some('{') => {
+                let end = i + p[i..].iter().position(|c| *c == '}').unwrap();
+                let n = p[i + 1..end].iter().collect::<String>().parse().unwrap();
+                i = end + 1;
+                (n, false)
+            }
+            Some('+') => {
+                i += 1;
+                (1, true)
+            }
+            _ => (1, false),
+        };
+        atoms.push((class, count, more));
+    }
+    let chars: Vec<char> = s.chars().collect();
+    let mut at = 0;
+    for (class, count, more) in atoms {
+        let fits = |c: &char| class.iter().any(|(lo, hi)| lo <= c && c <= hi);
+        let run = chars[at..].iter().take_while(|c| fits(c)).count();
+        let take = if more { run } else { count };
+        if run < count {
+            return false;
+        }
+        at += take;
+    }
+    at == chars.len()
+}
+
+#[test]
+fn the_pattern_checker_checks() {
+    assert!(matches_pattern("^[0-9a-f]+$", "00ff"));
+    assert!(!matches_pattern("^[0-9a-f]+$", "00fg"));
+    assert!(!matches_pattern("^[0-9a-f]+$", ""));
+    assert!(matches_pattern("^[0-9a-fA-F]{4}$", "0aF9"));
+    assert!(!matches_pattern("^[0-9a-fA-F]{4}$", "0aF"));
+    assert!(!matches_pattern("^[0-9a-fA-F]{4}$", "0aF90"));
+    assert!(matches_pattern("^[A-Za-z0-9+/]{2}[AQgw]==$", "a+Q=="));
+    assert!(!matches_pattern("^[A-Za-z0-9+/]{2}[AQgw]==$", "a+R=="));
+}
+
 /// Whether `value` has the JSON type the property schema declares.
 fn has_declared_type(prop: &Value, value: &Value) -> bool {
     if let Some(options) = prop.get("enum") {
@@ -216,10 +289,7 @@ fn has_declared_type(prop: &Value, value: &Value) -> bool {
     }
     let ok = match prop["type"].as_str().unwrap() {
         "string" => value.as_str().is_some_and(|s| match prop.get("pattern").and_then(Value::as_str) {
-            Some("^[0-9a-f]+$") => {
-                !s.is_empty() && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
-            }
-            Some(other) => panic!("pattern {other} is not checked here"),
+            Some(pattern) => matches_pattern(pattern, s),
             None => true,
         }),
         "array" => {

@@ -65,6 +65,16 @@ async fn patients_upload_and_list_their_records() {
     let list: RecordList = json(&b);
     assert_eq!(list.records.len(), 4);
     assert!(list.records.iter().all(|r| r.owner == p.principal_id()));
+    // Pages: `?after=` the last id of a page gives the records after it.
+    let ids: Vec<RecordId> = list.records.iter().map(|r| r.record_id).collect();
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ordered by id");
+    let (s, b) =
+        get(&svc, &format!("/v1/patients/{}/records?after={}", p.principal_id(), ids[1]), Some(&tok)).await;
+    assert_eq!(s, 200);
+    let page: Vec<RecordId> = json::<RecordList>(&b).records.iter().map(|r| r.record_id).collect();
+    assert_eq!(page, ids[2..]);
+    let bad = format!("/v1/patients/{}/records?after=not-an-id", p.principal_id());
+    expect_err(get(&svc, &bad, Some(&tok)).await, 400, "invalid_parameter");
     // The stored envelope is byte-for-byte what was uploaded.
     let (s, b) = get(&svc, &format!("/v1/records/{}", e1.header().record_id()), Some(&tok)).await;
     assert_eq!(s, 200);

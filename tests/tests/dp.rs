@@ -83,7 +83,7 @@ fn patients_contribute_and_an_analyst_queries_within_the_budget() {
 
     // The preview shows the clamped field and sends nothing.
     let out = alpha.run(&["summary", "--schema", SCHEMA]).ok();
-    assert!(out.contains("derived on this machine from 12 of your FHIR records"), "{out}");
+    assert!(out.contains("derived on this machine from 17 of your FHIR records"), "{out}");
     assert!(out.lines().any(|l| l.contains("bmi") && l.contains("70") && l.contains("(clamped)")), "{out}");
     assert!(out.contains("Clamped into the schema's public bounds: bmi"), "{out}");
     assert!(out.contains("nothing was sent"), "{out}");
@@ -93,7 +93,7 @@ fn patients_contribute_and_an_analyst_queries_within_the_budget() {
     assert_eq!(alpha.run(&["summary", "--schema", SCHEMA, "--stored", "--json"]).json(), Value::Null);
 
     // Everyone contributes; the server stores exactly what each client showed.
-    let records_used = [12, 8, 7];
+    let records_used = [17, 8, 7];
     for ((name, p), used) in names.iter().zip(&patients).zip(records_used) {
         let out = p.run(&["contribute", "--schema", SCHEMA, "--yes", "--json"]).json();
         let summary = &out["summary"];

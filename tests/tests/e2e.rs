@@ -12,8 +12,8 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::*;
-use medrelay_client::fhir::fhir_record_id;
 use medrelay_crypto::PrincipalId;
+use medrelay_fhir::fhir_record_id;
 use medrelay_server::scan::Needles;
 use serde_json::Value;
 
@@ -54,12 +54,18 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     let lithium = root.path().join("lithium.json");
     std::fs::write(&lithium, LITHIUM).unwrap();
     let bundle = data("fhir-patient-alpha.json");
+    let out = patient.run(&["import", "--dry-run", bundle.to_str().unwrap(), lithium.to_str().unwrap()]).ok();
+    assert!(out.contains("16 resources: 16 records to import"), "{out}");
+    assert!(out.contains("labelled mental-health: 4 records, e.g. Condition/alpha-depression (SNOMED CT 370143000 is in C2S Mental Health Disorders - SNOMEDCT"), "{out}");
+    assert!(out.contains("  Encounter/alpha-visit-2  mental-health: Condition/alpha-depression refers to it as its encounter"), "{out}");
+    assert!(out.contains("dry run: nothing was encrypted or uploaded (17 records would be"), "{out}");
+    assert!(records(&patient).is_empty(), "a dry run uploads nothing");
     let out = patient.run(&["import", bundle.to_str().unwrap(), lithium.to_str().unwrap()]).ok();
-    assert!(out.contains("11 uploaded, 0 already present"), "{out}");
-    assert!(out.contains("1 uploaded, 0 already present"), "{out}");
+    assert!(out.contains("16 resources: 16 uploaded, 0 already present"), "{out}");
+    assert!(out.contains("1 resources: 1 uploaded, 0 already present"), "{out}");
     let out = patient.run(&["import", bundle.to_str().unwrap()]).ok();
-    assert!(out.contains("0 uploaded, 11 already present"), "{out}");
-    assert_eq!(records(&patient).len(), 12);
+    assert!(out.contains("0 uploaded, 16 already present"), "{out}");
+    assert_eq!(records(&patient).len(), 17);
     // Any other file: uploaded once, recognised on a second upload.
     let scan = root.path().join("scan.pdf");
     std::fs::write(&scan, b"%PDF-1.4 synthetic scan, not a real document").unwrap();
@@ -67,7 +73,7 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     assert!(out.contains("as record"), "{out}");
     let out = patient.run(&["upload", scan.to_str().unwrap(), "--category", "imaging"]).ok();
     assert!(out.contains("already uploaded"), "{out}");
-    assert_eq!(records(&patient).len(), 13);
+    assert_eq!(records(&patient).len(), 18);
 
     // No plaintext reaches the server's disk (regular files; the admin
     // socket is not data).
@@ -82,6 +88,13 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     let hba1c = fhir_record_id(&pid, "Observation", "alpha-hba1c");
     let own: Value = serde_json::from_str(&patient.run(&["read", &hba1c.to_string()]).ok()).unwrap();
     assert_eq!(own["id"], "alpha-hba1c");
+
+    // A scope naming a type no record can have is refused before anything
+    // is signed (a typo would otherwise grant nothing, silently).
+    patient
+        .run(&["grant", &did.to_string(), "--scope", "Observaton", "--yes"])
+        .fails_with("\"Observaton\", which is not a FHIR R4 resource type");
+    assert!(patient.run(&["grants", "--json"]).json().as_array().unwrap().is_empty());
 
     // Grant laboratory results only.
     let g = patient
@@ -117,29 +130,53 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
         .collect();
     assert_eq!(got, want);
 
-    // fetch-all writes exactly those, identical to the source resources.
+    // fetch-all writes one Bundle of exactly those, each entry identical
+    // to the source entry (fullUrl and resource).
     let out_dir = root.path().join("fetched");
-    doctor.run(&["fetch-all", "--patient", &pid.to_string(), "--out", out_dir.to_str().unwrap()]).ok();
+    let out =
+        doctor.run(&["fetch-all", "--patient", &pid.to_string(), "--out", out_dir.to_str().unwrap()]).ok();
+    assert!(out.contains("a FHIR R4 Bundle of 3 resources"), "{out}");
+    // Need to know: the doctor is told nothing of the 15 records the grant
+    // does not cover, not even their number.
+    assert!(!out.contains("out_of_scope") && !out.contains("sensitive_excluded"), "{out}");
+    // Their Patient, Encounter and Practitioner were not shared.
+    assert!(out.contains("6 references point at records not in the Bundle (not shared with you)"), "{out}");
     let source: Value = serde_json::from_slice(&std::fs::read(&bundle).unwrap()).unwrap();
-    let mut files: Vec<_> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().path()).collect();
-    files.sort();
-    assert_eq!(files.len(), 3);
-    for f in &files {
-        let v: Value = serde_json::from_slice(&std::fs::read(f).unwrap()).unwrap();
-        let original = source["entry"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| &e["resource"])
-            .find(|r| r["id"] == v["id"])
-            .unwrap();
-        assert_eq!(&v, original);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::PermissionsExt as _;
-            assert_eq!(std::fs::metadata(f).unwrap().permissions().mode() & 0o777, 0o600);
-        }
+    let files: Vec<_> = std::fs::read_dir(&out_dir).unwrap().map(|e| e.unwrap().path()).collect();
+    assert_eq!(files, [out_dir.join("bundle.json")]);
+    let chart: Value = serde_json::from_slice(&std::fs::read(&files[0]).unwrap()).unwrap();
+    assert_eq!(
+        (chart["resourceType"].as_str(), chart["type"].as_str()),
+        (Some("Bundle"), Some("collection"))
+    );
+    let entries = chart["entry"].as_array().unwrap();
+    assert_eq!(entries.len(), 3);
+    for e in entries {
+        let original =
+            source["entry"].as_array().unwrap().iter().find(|s| s["fullUrl"] == e["fullUrl"]).unwrap();
+        assert_eq!(e["resource"], original["resource"]);
+        assert!(e.get("extension").is_none(), "no id was assigned to these");
     }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        assert_eq!(std::fs::metadata(&files[0]).unwrap().permissions().mode() & 0o777, 0o600);
+    }
+    // NDJSON, Bulk Data style.
+    let nd_dir = root.path().join("fetched-ndjson");
+    doctor
+        .run(&[
+            "fetch-all",
+            "--patient",
+            &pid.to_string(),
+            "--out",
+            nd_dir.to_str().unwrap(),
+            "--format",
+            "ndjson",
+        ])
+        .ok();
+    let nd = std::fs::read_to_string(nd_dir.join("Observation.ndjson")).unwrap();
+    assert_eq!(nd.lines().count(), 3);
 
     // Denied: a Condition (out of scope) and the mental-health lab result.
     let condition = fhir_record_id(&pid, "Condition", "alpha-diabetes");
@@ -164,7 +201,7 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     let h = patient.run(&["history", "--json"]).json();
     let items = h["items"].as_array().unwrap();
     let served = items.iter().filter(|i| i["kind"] == "reencryption_served").count();
-    assert_eq!(served, 5);
+    assert_eq!(served, 8);
     let denied: BTreeSet<&str> = items
         .iter()
         .filter(|i| i["kind"] == "access_denied")
@@ -175,17 +212,18 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     let dh = doctor.run(&["history", "--json"]).json();
     let kinds: Vec<&str> =
         dh["items"].as_array().unwrap().iter().map(|i| i["kind"].as_str().unwrap()).collect();
-    assert_eq!(kinds.iter().filter(|k| **k == "reencryption_served").count(), 5, "{dh}");
+    // Every access the patient sees served was this doctor's.
+    assert_eq!(kinds.iter().filter(|k| **k == "reencryption_served").count(), served, "{dh}");
     assert_eq!(kinds.iter().filter(|k| **k == "access_denied").count(), 3, "{dh}");
     assert!(!kinds.contains(&"record_published"), "the patient's records are not the doctor's events");
 
     // The auditor: the log verifies and the listings come from it.
     let out = auditor.run(&["verify"]).ok();
     assert!(out.starts_with("ok: "), "{out}");
-    // The full audit replays every entry: all five accesses matched the grant.
+    // The full audit replays every entry: all eight accesses matched the grant.
     let report = auditor.run(&["audit", "--full", "--json"]).json();
     assert_eq!(report["clean"], true, "{report}");
-    assert_eq!(report["counts"]["reencryption_served"], 5, "{report}");
+    assert_eq!(report["counts"]["reencryption_served"], 8, "{report}");
     assert_eq!(report["active_grants"], 1, "{report}");
     let out = auditor.run(&["audit", "--full"]).ok();
     assert!(out.contains("ok: every access matched a valid grant"), "{out}");
@@ -193,7 +231,7 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
     assert_eq!(grants.as_array().unwrap().len(), 1);
     assert_eq!(grants[0]["signature_valid"], true);
     let accesses = auditor.run(&["accesses", "--doctor", &did.to_string(), "--json"]).json();
-    assert_eq!(accesses.as_array().unwrap().iter().filter(|a| a["outcome"] == "served").count(), 5);
+    assert_eq!(accesses.as_array().unwrap().iter().filter(|a| a["outcome"] == "served").count(), 8);
 
     // Revoke: the doctor is denied, and shares nothing.
     patient.run(&["revoke", &grant_id]).ok();
@@ -230,40 +268,76 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
     let url = server.url();
     let patient = User::new("medrelay-patient", root.path(), "patient");
     patient.run(&["init", "--server", &url]).ok();
-    // Malformed FHIR: each file gets its own error line; nothing uploaded.
+    // Malformed FHIR: a file that is not JSON, or hostile (a duplicate key
+    // in entry 2), is refused whole with the entry named: nothing of it is
+    // uploaded. A bad entry (an unknown type, an invalid id) is reported
+    // with its index and skipped; --strict refuses its file instead.
     let dir = root.path();
     let not_json = dir.join("not-json.json");
     std::fs::write(&not_json, "this is not JSON").unwrap();
-    let wrong_type = dir.join("wrong-type.json");
-    std::fs::write(&wrong_type, r#"{"resourceType":"Invoice","id":"i1"}"#).unwrap();
-    let missing_id = dir.join("missing-id.json");
+    let hostile = dir.join("hostile.json");
     std::fs::write(
-        &missing_id,
+        &hostile,
         r#"{"resourceType":"Bundle","type":"collection","entry":[
-            {"resource":{"resourceType":"Observation","id":"ok-1","status":"final"}},
-            {"resource":{"resourceType":"Observation","status":"final"}}]}"#,
+            {"resource":{"resourceType":"Observation","id":"h-0","status":"final"}},
+            {"resource":{"resourceType":"Observation","id":"h-1","status":"final"}},
+            {"resource":{"resourceType":"Observation","id":"h-2","status":"final","status":"cancelled"}}]}"#,
     )
     .unwrap();
+    let unknown = dir.join("unknown-type.json");
+    std::fs::write(&unknown, r#"{"resourceType":"Invoicee","id":"i1"}"#).unwrap();
+    let bad_id = dir.join("bad-id.json");
+    std::fs::write(
+        &bad_id,
+        r#"{"resourceType":"Bundle","type":"collection","entry":[
+            {"resource":{"resourceType":"Observation","id":"ok-1","status":"final"}},
+            {"resource":{"resourceType":"Observation","id":"../x","status":"final"}}]}"#,
+    )
+    .unwrap();
+    let strict = patient.run(&["import", "--strict", bad_id.to_str().unwrap()]);
+    assert_eq!(strict.code, 1, "{strict:?}");
+    assert!(
+        strict.stderr.contains("bad-id.json: refused whole (strict): 1 bad entry; the first: entry 1: Observation has an invalid \"id\" \"../x\""),
+        "{}",
+        strict.stderr
+    );
+    assert!(records(&patient).is_empty(), "--strict uploaded part of a bad file");
     let out = patient.run(&[
         "import",
         not_json.to_str().unwrap(),
-        wrong_type.to_str().unwrap(),
-        missing_id.to_str().unwrap(),
+        hostile.to_str().unwrap(),
+        unknown.to_str().unwrap(),
+        bad_id.to_str().unwrap(),
     ]);
     assert_eq!(out.code, 1, "{out:?}");
-    assert!(out.stderr.contains("not-json.json: not JSON"), "{}", out.stderr);
+    assert!(out.stderr.contains("not-json.json: file: not acceptable JSON"), "{}", out.stderr);
     assert!(
-        out.stderr.contains("wrong-type.json: file: unsupported resourceType \"Invoice\""),
+        out.stderr.contains("hostile.json: entry 2: not acceptable JSON: duplicate key \"status\""),
         "{}",
         out.stderr
     );
     assert!(
-        out.stderr.contains("missing-id.json: entry 1: Observation has no valid \"id\""),
+        out.stderr.contains("bad entry: ")
+            && out.stderr.contains("unknown-type.json: file: unknown resourceType \"Invoicee\""),
         "{}",
         out.stderr
+    );
+    assert!(out.stderr.contains("bad-id.json: entry 1: Observation has an invalid \"id\""), "{}", out.stderr);
+    assert!(out.stderr.contains("error: 2 of 4 files refused, 2 bad entries skipped"), "{}", out.stderr);
+    assert!(
+        out.stdout.contains("bad-id.json: 2 resources: 1 uploaded, 0 already present, 1 bad entries"),
+        "{}",
+        out.stdout
     );
     assert!(!out.stderr.contains("panicked"));
-    assert!(records(&patient).is_empty(), "a malformed file uploaded something");
+    let ids: BTreeSet<String> =
+        records(&patient).iter().map(|r| r["record_id"].as_str().unwrap().to_owned()).collect();
+    let pid = id_of(&patient);
+    assert_eq!(
+        ids,
+        BTreeSet::from([fhir_record_id(&pid, "Observation", "ok-1").to_string()]),
+        "only the good entry"
+    );
     // A good file next to a bad one is imported; the bad one is not.
     let out = patient.run(&[
         "import",
@@ -272,7 +346,7 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
     ]);
     assert_eq!(out.code, 1);
     assert!(out.stdout.contains("7 uploaded"), "{out:?}");
-    assert_eq!(records(&patient).len(), 7);
+    assert_eq!(records(&patient).len(), 8);
     // A bundle larger than one upload batch (64 records) goes up in several.
     let entries: Vec<String> = (0..70)
         .map(|i| {
@@ -290,7 +364,7 @@ fn bad_input_gives_one_clear_line_and_changes_nothing() {
     .unwrap();
     let out = patient.run(&["import", big.to_str().unwrap()]).ok();
     assert!(out.contains("70 uploaded, 0 already present"), "{out}");
-    assert_eq!(records(&patient).len(), 77);
+    assert_eq!(records(&patient).len(), 78);
 
     // Wrong passphrase.
     let before = std::fs::read(patient.profile.join("keys.mrkf")).unwrap();

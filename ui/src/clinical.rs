@@ -14,7 +14,9 @@ use serde_json::Value;
 use crate::svg::{self, Chart, Point, Series};
 
 /// Most lab-value plots drawn (the values with the most measurements).
-const MAX_LAB_PLOTS: usize = 6;
+const MAX_LAB_PLOTS: usize = 4;
+/// Lab results shown at once; older ones are behind a disclosure.
+pub(crate) const RECENT_LABS: usize = 15;
 
 /// Demographics from the Patient resource.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -286,7 +288,46 @@ fn newest_first<T>(rows: &mut [(String, T)]) {
     });
 }
 
+/// One line per vaccine (newest first): how many doses, the last date,
+/// and the earlier ones.
+fn group_immunizations(doses: Vec<Entry>) -> Vec<Entry> {
+    let mut order: Vec<String> = Vec::new();
+    let mut by_vaccine: BTreeMap<String, Vec<Entry>> = BTreeMap::new();
+    for d in doses {
+        if !by_vaccine.contains_key(&d.what) {
+            order.push(d.what.clone());
+        }
+        by_vaccine.entry(d.what.clone()).or_default().push(d);
+    }
+    order
+        .into_iter()
+        .filter_map(|v| {
+            let doses = by_vaccine.remove(&v)?;
+            let last = doses.first()?;
+            let earlier: Vec<&str> =
+                doses.iter().skip(1).map(|d| d.date.as_str()).filter(|d| !d.is_empty()).collect();
+            let status =
+                if doses.len() == 1 { last.status.clone() } else { format!("{} doses", doses.len()) };
+            Some(Entry {
+                what: v,
+                status,
+                date: last.date.clone(),
+                detail: if earlier.is_empty() {
+                    String::new()
+                } else {
+                    format!("also {}", earlier.join(", "))
+                },
+            })
+        })
+        .collect()
+}
+
 impl ClinicalChart {
+    /// Lab results newest first: the first [`RECENT_LABS`], and the rest.
+    pub(crate) fn labs_split(&self) -> (&[LabRow], &[LabRow]) {
+        self.labs.split_at(self.labs.len().min(RECENT_LABS))
+    }
+
     /// Builds the chart from decoded FHIR resources.
     pub(crate) fn build(resources: &[Value]) -> Self {
         let mut chart = ClinicalChart::default();
@@ -446,7 +487,7 @@ impl ClinicalChart {
         chart.conditions = conditions.into_iter().map(|(_, e)| e).collect();
         chart.medications = medications.into_iter().map(|(_, e)| e).collect();
         chart.allergies = allergies.into_iter().map(|(_, e)| e).collect();
-        chart.immunizations = immunizations.into_iter().map(|(_, e)| e).collect();
+        chart.immunizations = group_immunizations(immunizations.into_iter().map(|(_, e)| e).collect());
         chart.labs = labs.into_iter().map(|(_, l)| l).collect();
         chart.vitals = vitals
             .iter()
@@ -540,6 +581,7 @@ mod tests {
         assert_eq!(c.medications[0].detail, "twice daily");
         assert_eq!(c.allergies[0].detail, "Hives (criticality high)");
         assert_eq!(c.immunizations[0].what, "Influenza");
+        assert_eq!(c.immunizations[0].status, "completed");
         assert_eq!(c.labs.len(), 2);
         assert_eq!(c.labs[1].value, "7.4 %");
         assert_eq!(c.labs[1].range, "4–5.6 %");
@@ -551,6 +593,23 @@ mod tests {
         assert_eq!(c.other, [("Encounter".to_owned(), 1), ("Observation (other)".to_owned(), 1)]);
         assert!(!c.is_empty());
         assert!(ClinicalChart::build(&[]).is_empty());
+    }
+
+    #[test]
+    fn immunizations_are_grouped_by_vaccine() {
+        let dose = |id: &str, v: &str, d: &str| json!({"resourceType":"Immunization","id":id,"vaccineCode":{"text":v},"occurrenceDateTime":d,"status":"completed"});
+        let c = ClinicalChart::build(&[
+            dose("a", "Influenza", "2018-10-01"),
+            dose("b", "MMR", "2019-01-01"),
+            dose("c", "Influenza", "2020-10-01"),
+            dose("d", "Influenza", "2019-10-01"),
+        ]);
+        assert_eq!(c.immunizations.len(), 2);
+        assert_eq!(c.immunizations[0].what, "Influenza");
+        assert_eq!(c.immunizations[0].status, "3 doses");
+        assert_eq!(c.immunizations[0].date, "2020-10-01");
+        assert_eq!(c.immunizations[0].detail, "also 2019-10-01, 2018-10-01");
+        assert_eq!(c.immunizations[1].status, "completed");
     }
 
     #[test]

@@ -16,6 +16,7 @@ use askama::Template;
 use medrelay_client::time::{format_utc, now};
 use medrelay_client::{extension_for, ClientError, Doctor, FetchedRecord, SharedPatient};
 use medrelay_crypto::{PrincipalId, RecordId, Timestamp};
+use medrelay_fhir::StoredEntry;
 use serde_json::Value;
 
 use crate::clinical::ClinicalChart;
@@ -67,16 +68,6 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 
 fn short(id: &impl std::fmt::Display) -> String {
     id.to_string().chars().take(12).collect()
-}
-
-/// The FHIR resource a record body holds: the resource itself, or a
-/// `Bundle.entry`-shaped body's `resource`.
-pub(crate) fn resource_of(body: &[u8]) -> Option<Value> {
-    let v: Value = serde_json::from_slice(body).ok()?;
-    if v.get("resourceType").is_some() {
-        return Some(v);
-    }
-    v.get("resource").filter(|r| r.get("resourceType").is_some()).cloned()
 }
 
 #[derive(Clone, Debug)]
@@ -191,12 +182,8 @@ async fn chart(
         .unwrap_or_default();
     let (chart, files, refusals, failed, fetched_at) = match fetched {
         Some(f) => {
-            let resources: Vec<Value> = f
-                .records
-                .iter()
-                .filter(|r| r.record.is_fhir())
-                .filter_map(|r| resource_of(&r.record.body))
-                .collect();
+            let resources: Vec<Value> =
+                f.records.iter().filter_map(|r| r.record.fhir_entry().ok()).map(|e| e.resource).collect();
             let files = f
                 .records
                 .iter()
@@ -294,7 +281,7 @@ async fn fetch(
             };
             let mut seen: BTreeSet<RecordId> = ids.iter().copied().collect();
             ids.extend(earlier.into_iter().filter(|id| seen.insert(*id)));
-            let report = d.fetch_many(&ids, &mut |p| job.progress(p))?;
+            let report = d.fetch_many(&pid, &ids, &mut |p| job.progress(p))?;
             let flash = if report.fetched.is_empty() && !report.denied.is_empty() {
                 Flash::problem(format!(
                     "The server refused all {} records ({}).",
@@ -336,36 +323,19 @@ async fn bundle(
     id: web::Path<String>,
 ) -> Result<HttpResponse, PageError> {
     let pid = patient_id(&ctx, &id)?;
-    let charts = app.charts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-    let c = charts
-        .get(&pid)
-        .ok_or_else(|| ctx.fail()(Problem::not_found("fetch this patient's records first")))?;
-    let body = collection_bundle(&c.records, &pid, now());
+    let entries: Vec<StoredEntry> = {
+        let charts = app.charts.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let c = charts
+            .get(&pid)
+            .ok_or_else(|| ctx.fail()(Problem::not_found("fetch this patient's records first")))?;
+        c.records.iter().filter_map(|r| r.record.fhir_entry().ok()).collect()
+    };
+    // The same Bundle `medrelay-doctor fetch-all` writes.
+    let (bundle, _unresolved) = app.doctor.chart_bundle(&pid, &entries);
+    let mut body = serde_json::to_vec_pretty(&bundle)
+        .map_err(|e| ctx.fail()(Problem::bad_request(format!("the Bundle does not serialize: {e}"))))?;
+    body.push(b'\n');
     Ok(attachment(format!("chart-{}.json", short(&pid)), "application/fhir+json", body))
-}
-
-/// A FHIR `collection` Bundle of the fetched FHIR records.
-fn collection_bundle(records: &[FetchedRecord], patient: &PrincipalId, at: Timestamp) -> Vec<u8> {
-    let entries: Vec<Value> = records
-        .iter()
-        .filter(|r| r.record.is_fhir())
-        .filter_map(|r| {
-            let resource = resource_of(&r.record.body)?;
-            let rt = resource.get("resourceType").and_then(Value::as_str).unwrap_or_default().to_owned();
-            let id = resource.get("id").and_then(Value::as_str).unwrap_or_default().to_owned();
-            Some(serde_json::json!({ "fullUrl": format!("{rt}/{id}"), "resource": resource }))
-        })
-        .collect();
-    let stamp = format_utc(at).replace(" UTC", "Z").replace(' ', "T");
-    let bundle = serde_json::json!({
-        "resourceType": "Bundle",
-        "id": format!("medrelay-{}-{}", short(patient), at.unix_seconds()),
-        "type": "collection",
-        "timestamp": stamp,
-        "total": entries.len(),
-        "entry": entries,
-    });
-    serde_json::to_vec_pretty(&bundle).unwrap_or_default()
 }
 
 async fn record_file(
@@ -384,25 +354,4 @@ async fn record_file(
     let name = format!("{rid}.{}", extension_for(r.record.header.media_type()));
     let media = if r.record.is_fhir() { "application/fhir+json" } else { "application/octet-stream" };
     Ok(attachment(name, media, r.record.export_bytes().to_vec()))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_record_body_is_a_resource_or_an_entry() {
-        let plain = br#"{"resourceType":"Condition","id":"c"}"#;
-        assert_eq!(
-            resource_of(plain).and_then(|v| v["id"].as_str().map(str::to_owned)).as_deref(),
-            Some("c")
-        );
-        let entry = br#"{"fullUrl":"urn:uuid:1","resource":{"resourceType":"Condition","id":"d"}}"#;
-        assert_eq!(
-            resource_of(entry).and_then(|v| v["id"].as_str().map(str::to_owned)).as_deref(),
-            Some("d")
-        );
-        assert!(resource_of(b"{}").is_none());
-        assert!(resource_of(b"not json").is_none());
-    }
 }

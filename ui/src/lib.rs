@@ -57,6 +57,7 @@ pub mod cli;
 mod clinical;
 mod doctor;
 mod history;
+mod import;
 mod jobs;
 mod page;
 mod patient;

@@ -22,6 +22,7 @@ use crate::page::{self, blocking, Ctx, Flash, Layout, PageError, Problem};
 pub(crate) const NAV: &[(&str, &str)] = &[
     ("/", "Overview"),
     ("/records", "My records"),
+    ("/import", "Import"),
     ("/grants", "Sharing"),
     ("/history", "Access history"),
     ("/research", "Research"),
@@ -35,6 +36,10 @@ pub(crate) struct PatientApp {
     previews: Mutex<BTreeMap<String, (String, SummaryPreview)>>,
     /// Doctor names looked up (verified directory entries).
     names: Mutex<BTreeMap<PrincipalId, String>>,
+    /// Imports and uploads write the local record index one at a time.
+    pub(crate) writes: Arc<Mutex<()>>,
+    /// FHIR files read from the page, waiting for confirmation.
+    pub(crate) staged: crate::import::Staging,
 }
 
 impl std::fmt::Debug for PatientApp {
@@ -49,6 +54,8 @@ impl PatientApp {
             patient: Arc::new(patient),
             previews: Mutex::new(BTreeMap::new()),
             names: Mutex::new(BTreeMap::new()),
+            writes: Arc::new(Mutex::new(())),
+            staged: crate::import::Staging::default(),
         }
     }
 
@@ -94,6 +101,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/research/{schema}", web::get().to(preview))
         .route("/research/{schema}/contribute", web::post().to(contribute))
         .route("/research/{schema}/withdraw", web::post().to(withdraw));
+    crate::import::routes(cfg);
 }
 
 /// A record category's parts, read from its display form

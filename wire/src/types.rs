@@ -269,8 +269,13 @@ pub struct RecordSummary {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RecordList {
-    /// Records, ordered by id.
+    /// Records, ordered by id (for a doctor: only those a grant in force
+    /// covers).
     pub records: Vec<RecordSummary>,
+    /// When more may follow: the cursor to pass as `?after=` for the next
+    /// page (the last id scanned, which a doctor's page may not show).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<RecordId>,
 }
 
 // ---------------------------------------------------------------- grants

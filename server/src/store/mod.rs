@@ -121,7 +121,9 @@ impl Swept {
 
 /// The storage interface of the server.
 pub trait Store: Send + Sync + 'static {
-    /// Stores a challenge under the hash of its nonce.
+    /// Stores a challenge under the hash of its nonce. Need not be durable
+    /// when it returns (a challenge lost in a crash only makes its client
+    /// ask again), so a flood of challenges costs no flush each.
     fn put_challenge(&self, nonce_hash: &SecretHash, challenge: &Challenge) -> Result<(), StoreError>;
     /// Removes and returns a challenge (atomically: a nonce is used once).
     fn take_challenge(&self, nonce_hash: &SecretHash) -> Result<Option<Challenge>, StoreError>;
@@ -144,6 +146,20 @@ pub trait Store: Send + Sync + 'static {
     /// A registered principal.
     fn get_principal(&self, id: &PrincipalId) -> Result<Option<StoredPrincipal>, StoreError>;
 
+    /// Suspends a principal and appends its log event atomically
+    /// (`AlreadyExists("suspension")` if it is suspended already), durably.
+    /// Its sessions stay stored, so that every later request with one of
+    /// them is recognised and refused as the suspended principal's. Returns
+    /// the log index and the number of unexpired sessions it had.
+    fn suspend_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<(u64, u64), StoreError>;
+    /// Deletes every session of a suspended principal (it logs in afresh),
+    /// then lifts the suspension and appends its log event atomically;
+    /// `NotFound("suspension")` if the principal is not suspended. Durable
+    /// before it returns.
+    fn reinstate_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<u64, StoreError>;
+    /// Whether the principal is suspended.
+    fn is_suspended(&self, id: &PrincipalId) -> Result<bool, StoreError>;
+
     /// Stores records (metadata + envelope) and their log events atomically:
     /// all or none. Fails with `AlreadyExists` if any record id is taken.
     /// Returns the log indices in order.
@@ -154,8 +170,14 @@ pub trait Store: Send + Sync + 'static {
     ) -> Result<Vec<u64>, StoreError>;
     /// A record's metadata and envelope.
     fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError>;
-    /// Up to `limit` records of `owner`, ordered by id.
-    fn list_records(&self, owner: &PrincipalId, limit: usize) -> Result<Vec<RecordMeta>, StoreError>;
+    /// Up to `limit` records of `owner`, ordered by id, starting after
+    /// record `after` (a page cursor) if given.
+    fn list_records(
+        &self,
+        owner: &PrincipalId,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<RecordMeta>, StoreError>;
 
     /// Stores a grant with its re-encryption key material and log event
     /// atomically. Returns the log index.

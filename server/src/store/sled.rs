@@ -329,7 +329,9 @@ impl SledStore {
 
 impl Store for SledStore {
     fn put_challenge(&self, nonce_hash: &SecretHash, challenge: &Challenge) -> Result<(), StoreError> {
-        self.put(key(b"c/", &[nonce_hash]), challenge.encode())
+        // Not flushed: sled writes it with the next flush (its own, every
+        // 500 ms, or the next durable write).
+        self.db.insert(key(b"c/", &[nonce_hash]), challenge.encode()).map(drop).map_err(backend)
     }
 
     fn take_challenge(&self, nonce_hash: &SecretHash) -> Result<Option<Challenge>, StoreError> {
@@ -385,6 +387,54 @@ impl Store for SledStore {
         self.get(&key(b"p/", &[id.as_bytes()]))?.map(|v| StoredPrincipal::decode(&v)).transpose()
     }
 
+    fn suspend_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<(u64, u64), StoreError> {
+        let skey = key(b"su/", &[id.as_bytes()]);
+        let idx = self.logged(&[event], |tx, idxs| {
+            if tx.get(key(b"p/", &[id.as_bytes()]))?.is_none() {
+                return abort(StoreError::NotFound("principal"));
+            }
+            if tx.insert(skey.as_slice(), &idxs[0].to_be_bytes()[..])?.is_some() {
+                return abort(StoreError::AlreadyExists("suspension"));
+            }
+            Ok(idxs[0])
+        })?;
+        let mut live = 0;
+        for item in self.db.scan_prefix(b"s/") {
+            let (_, v) = item.map_err(backend)?;
+            if Session::decode(&v).is_ok_and(|s| s.principal == *id) {
+                live += 1;
+            }
+        }
+        Ok((idx, live))
+    }
+
+    fn reinstate_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<u64, StoreError> {
+        let skey = key(b"su/", &[id.as_bytes()]);
+        if self.get(&skey)?.is_none() {
+            return Err(StoreError::NotFound("suspension"));
+        }
+        // First, while still suspended, the sessions from before go (no new
+        // one can be made meanwhile: logins are refused), durably: a crash
+        // after the suspension is lifted can never revive one.
+        for item in self.db.scan_prefix(b"s/") {
+            let (k, v) = item.map_err(backend)?;
+            if Session::decode(&v).is_ok_and(|s| s.principal == *id) {
+                self.db.remove(&k).map_err(backend)?;
+            }
+        }
+        self.durable()?;
+        self.logged(&[event], |tx, idxs| {
+            if tx.remove(skey.as_slice())?.is_none() {
+                return abort(StoreError::NotFound("suspension"));
+            }
+            Ok(idxs[0])
+        })
+    }
+
+    fn is_suspended(&self, id: &PrincipalId) -> Result<bool, StoreError> {
+        Ok(self.get(&key(b"su/", &[id.as_bytes()]))?.is_some())
+    }
+
     fn put_records(
         &self,
         records: &[(RecordMeta, Vec<u8>)],
@@ -425,9 +475,29 @@ impl Store for SledStore {
         Ok(Some((meta, env.to_vec())))
     }
 
-    fn list_records(&self, owner: &PrincipalId, limit: usize) -> Result<Vec<RecordMeta>, StoreError> {
+    fn list_records(
+        &self,
+        owner: &PrincipalId,
+        after: Option<&RecordId>,
+        limit: usize,
+    ) -> Result<Vec<RecordMeta>, StoreError> {
+        let prefix = key(b"o/", &[owner.as_bytes()]);
+        let ids: Vec<[u8; 16]> = match after {
+            None => self.scan_ids::<16>(&prefix, limit)?,
+            Some(after) => {
+                let start = key(b"o/", &[owner.as_bytes(), after.as_bytes()]);
+                let mut ids = Vec::new();
+                let range = (std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded);
+                for item in self.db.range::<Vec<u8>, _>(range).take(limit) {
+                    let (k, _) = item.map_err(backend)?;
+                    let Some(tail) = k.strip_prefix(prefix.as_slice()) else { break };
+                    ids.push(tail.try_into().map_err(|_| StoreError::Corrupt("index key"))?);
+                }
+                ids
+            }
+        };
         let mut out = Vec::new();
-        for id in self.scan_ids::<16>(&key(b"o/", &[owner.as_bytes()]), limit)? {
+        for id in ids {
             let raw = self.get(&key(b"r/", &[&id]))?.ok_or(StoreError::Corrupt("record index"))?;
             out.push(RecordMeta::decode(&raw)?);
         }

@@ -128,10 +128,22 @@ pub(crate) fn record_batches_are_all_or_nothing<S: Store>(s: S) {
     assert_eq!((m.log_index, env), (0, vec![1; 4]));
     let ok = vec![(meta(3, owner), vec![3; 4]), (meta(2, owner), vec![2; 4])];
     assert_eq!(s.put_records(&ok, &[ev(2, &[owner]), ev(3, &[owner])]).unwrap(), vec![1, 2]);
-    let listed: Vec<_> = s.list_records(&owner, 10).unwrap().into_iter().map(|m| m.record_id()).collect();
+    let listed: Vec<_> =
+        s.list_records(&owner, None, 10).unwrap().into_iter().map(|m| m.record_id()).collect();
     assert_eq!(listed, [[1; 16], [2; 16], [3; 16]].map(RecordId::from_bytes).to_vec());
-    assert_eq!(s.list_records(&owner, 2).unwrap().len(), 2);
-    assert!(s.list_records(&PrincipalId::from_bytes([8; 32]), 10).unwrap().is_empty());
+    assert_eq!(s.list_records(&owner, None, 2).unwrap().len(), 2);
+    assert!(s.list_records(&PrincipalId::from_bytes([8; 32]), None, 10).unwrap().is_empty());
+    // Pages: after a cursor, never another owner's records.
+    let other = PrincipalId::from_bytes([10; 32]);
+    s.put_records(&[(meta(4, other), vec![4; 4])], &[ev(4, &[other])]).unwrap();
+    let page = |after: u8, n| -> Vec<RecordId> {
+        let a = RecordId::from_bytes([after; 16]);
+        s.list_records(&owner, Some(&a), n).unwrap().into_iter().map(|m| m.record_id()).collect()
+    };
+    assert_eq!(page(1, 1), [RecordId::from_bytes([2; 16])]);
+    assert_eq!(page(1, 10), [[2; 16], [3; 16]].map(RecordId::from_bytes).to_vec());
+    assert!(page(3, 10).is_empty(), "the last page ends at the owner's records");
+    assert_eq!(page(0, 10).len(), 3, "a cursor need not be a stored id");
 }
 
 pub(crate) fn revocation_deletes_rekeys_atomically<S: Store>(s: S) {
@@ -257,6 +269,39 @@ pub(crate) fn expired_secrets_are_swept_and_live_ones_kept<S: Store>(s: S) {
 
 /// One `#[test]` per named conformance check, each on a fresh sled store
 /// in a temporary directory (used here and by `tests_dp`).
+pub(crate) fn suspension_is_logged_and_reinstatement_ends_old_sessions<S: Store>(s: S) {
+    let d = principal(1, Role::Doctor);
+    let other = principal(2, Role::Doctor);
+    s.register_principal(&d, None, &ev(1, &[d.id()])).unwrap();
+    s.register_principal(&other, None, &ev(2, &[other.id()])).unwrap();
+    let sess =
+        |p: &StoredPrincipal| Session { principal: p.id(), role: Role::Doctor, expires_at: Timestamp(99) };
+    s.put_session(&[1; 32], &sess(&d)).unwrap();
+    s.put_session(&[2; 32], &sess(&d)).unwrap();
+    s.put_session(&[3; 32], &sess(&other)).unwrap();
+    assert!(!s.is_suspended(&d.id()).unwrap());
+
+    assert_eq!(s.suspend_principal(&d.id(), &ev(3, &[d.id()])).unwrap(), (2, 2));
+    assert!(s.is_suspended(&d.id()).unwrap());
+    // Sessions stay (so their use is recognised and refused) until reinstated.
+    assert_eq!(s.get_session(&[1; 32]).unwrap(), Some(sess(&d)));
+    assert!(!s.is_suspended(&other.id()).unwrap());
+    // Twice, or an unknown principal: refused, nothing logged.
+    assert!(matches!(s.suspend_principal(&d.id(), &ev(4, &[d.id()])), Err(StoreError::AlreadyExists(_))));
+    let nobody = PrincipalId::from_bytes([9; 32]);
+    assert!(matches!(s.suspend_principal(&nobody, &ev(4, &[nobody])), Err(StoreError::NotFound(_))));
+    assert_eq!(s.log_size().unwrap(), 3);
+
+    assert_eq!(s.reinstate_principal(&d.id(), &ev(5, &[d.id()])).unwrap(), 3);
+    assert!(!s.is_suspended(&d.id()).unwrap());
+    assert_eq!(s.get_session(&[1; 32]).unwrap(), None, "old sessions never work again");
+    assert_eq!(s.get_session(&[2; 32]).unwrap(), None);
+    assert_eq!(s.get_session(&[3; 32]).unwrap(), Some(sess(&other)), "other principals keep theirs");
+    assert!(matches!(s.reinstate_principal(&d.id(), &ev(6, &[d.id()])), Err(StoreError::NotFound(_))));
+    assert_eq!(s.log_size().unwrap(), 4);
+    assert_eq!(s.log_indices_for(&d.id(), 0, 10).unwrap(), vec![0, 2, 3]);
+}
+
 macro_rules! sled_conformance {
     ($($name:ident),* $(,)?) => {$(
         #[test]
@@ -280,6 +325,7 @@ mod sled_backend {
         log_ranges_and_subject_index,
         merkle_tree_tracks_the_log_atomically,
         expired_secrets_are_swept_and_live_ones_kept,
+        suspension_is_logged_and_reinstatement_ends_old_sessions,
     );
 
     #[test]

@@ -135,6 +135,15 @@ impl Server {
         std::fs::read_to_string(self.dir.path().join("server.log")).unwrap_or_default()
     }
 
+    /// Kills the server with SIGKILL (`kill -9`: no shutdown, no flush) and
+    /// reaps it.
+    pub fn crash(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            c.kill().unwrap();
+            c.wait().unwrap();
+        }
+    }
+
     /// Stops the server (SIGTERM, graceful) and waits for it.
     pub fn stop(&mut self) {
         if let Some(mut c) = self.child.take() {
