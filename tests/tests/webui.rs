@@ -525,3 +525,72 @@ fn the_auditor_app_shows_a_rewritten_log_loudly() {
     // The listings refuse to show anything from a log that does not verify.
     assert_eq!(s.get("/accesses").status, 502);
 }
+
+#[test]
+fn the_import_page_checks_files_before_uploading_and_takes_other_documents() {
+    let w = world();
+    let app = App::start(&w.patient);
+    let s = Session::sign_in(&app);
+    let alpha = std::fs::read(data("fhir-patient-alpha.json")).unwrap();
+
+    // A good export and a broken file: the check page names the broken
+    // one, and nothing is uploaded until the patient confirms.
+    let r = s.post_multipart(
+        "/import",
+        &[("files", Some("alpha.json"), &alpha), ("files", Some("broken.json"), b"this is not JSON")],
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.body.contains("broken.json") && r.body.contains("refused"), "{}", r.body);
+    assert!(r.body.contains("mental-health"), "the depression diagnosis is labelled: {}", r.body);
+    assert!(records_of(&w.patient).is_empty());
+    let at = r.body.find("action=\"/import/").unwrap() + "action=\"".len();
+    let upload = r.body[at..].split('?').next().unwrap().to_owned();
+    let done = s.finish_job(s.post(&upload, "").header("location").unwrap());
+    assert_eq!(done, "/records");
+    let imported = records_of(&w.patient).len();
+    assert!(imported > 10, "{imported}");
+    let page = s.get("/records").body;
+    assert!(
+        page.contains("records encrypted and uploaded") && page.contains("refused: broken.json"),
+        "{page}"
+    );
+    // A staged import is uploaded once.
+    let again = s.post(&upload, "");
+    assert_eq!(again.status, 303);
+    assert_eq!(again.header("location"), Some("/import"));
+    assert_eq!(records_of(&w.patient).len(), imported);
+
+    // An empty form uploads nothing and says why.
+    let r = s.post_multipart("/import", &[("files", Some(""), b"")]);
+    assert_eq!(r.status, 303);
+    assert!(s.get("/import").body.contains("Choose or drop at least one FHIR file"));
+
+    // Another document: encrypted as one record with its category and
+    // label; the same file again is recognised.
+    let pdf: &[u8] = b"%PDF-1.4 synthetic discharge letter, not a real document";
+    let parts: [(&str, Option<&str>, &[u8]); 3] = [
+        ("document", Some("letter.pdf"), pdf),
+        ("category", None, b"clinical-note"),
+        ("label", None, b"genetics"),
+    ];
+    let r = s.post_multipart("/upload", &parts);
+    assert_eq!(r.status, 303, "{}", r.body);
+    let records = records_of(&w.patient);
+    assert_eq!(records.len(), imported + 1);
+    let doc = records
+        .iter()
+        .find(|r| r["category"].as_str().is_some_and(|c| c.starts_with("DocumentReference")))
+        .expect("the document");
+    assert_eq!(doc["category"], "DocumentReference?category=clinical-note#genetics");
+    assert!(s.get("/records").body.contains("was encrypted and uploaded as record"));
+    s.post_multipart("/upload", &parts);
+    assert!(s.get("/records").body.contains("letter.pdf was already uploaded"));
+    assert_eq!(records_of(&w.patient).len(), imported + 1);
+    // An unknown label is refused and uploads nothing.
+    let bad: [(&str, Option<&str>, &[u8]); 2] =
+        [("document", Some("other.pdf"), b"%PDF other"), ("label", None, b"secret")];
+    let r = s.post_multipart("/upload", &bad);
+    assert_eq!(r.status, 400);
+    assert!(r.body.contains("unknown label"), "{}", r.body);
+    assert_eq!(records_of(&w.patient).len(), imported + 1);
+}

@@ -315,11 +315,17 @@ async fn upload(
                     report.already_present()
                 ))
             } else {
+                let refused: Vec<String> = report
+                    .files
+                    .iter()
+                    .filter(|f| f.outcome.is_err())
+                    .map(|f| f.path.display().to_string())
+                    .collect();
                 Flash::problem(format!(
-                    "{} records uploaded; {} of {} files were refused (see the check page).",
+                    "{} records encrypted and uploaded, {} were already there; refused: {}.",
                     report.uploaded(),
-                    report.failed(),
-                    report.files.len()
+                    report.already_present(),
+                    refused.join(", ")
                 ))
             };
             Ok(("/records".to_owned(), flash))

@@ -227,16 +227,22 @@ impl Raw {
 
 /// Sends one request to `127.0.0.1:port` and reads the whole answer.
 pub fn raw(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &str) -> Raw {
+    raw_bytes(port, method, path, headers, body.as_bytes())
+}
+
+/// [`raw`] with a binary body.
+pub fn raw_bytes(port: u16, method: &str, path: &str, headers: &[(&str, &str)], body: &[u8]) -> Raw {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
     let mut req =
         format!("{method} {path} HTTP/1.1\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
     }
     req.push_str("\r\n");
-    req.push_str(body);
-    s.write_all(req.as_bytes()).unwrap();
+    let mut bytes = req.into_bytes();
+    bytes.extend_from_slice(body);
+    s.write_all(&bytes).unwrap();
     let mut buf = Vec::new();
     let _ = s.read_to_end(&mut buf);
     let text = String::from_utf8_lossy(&buf).into_owned();
@@ -350,5 +356,50 @@ impl Session {
             assert!(Instant::now() < deadline, "job {job} did not finish");
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+}
+
+/// A `multipart/form-data` body: (field, file name if a file, content).
+pub fn multipart(parts: &[(&str, Option<&str>, &[u8])]) -> (String, Vec<u8>) {
+    let boundary = "medrelay-test-boundary-7d3f";
+    let mut body = Vec::new();
+    for (name, file, content) in parts {
+        body.extend_from_slice(format!("--{boundary}\r\n").as_bytes());
+        match file {
+            Some(f) => body.extend_from_slice(
+                format!(
+                    "Content-Disposition: form-data; name=\"{name}\"; filename=\"{f}\"\r\n\
+                     Content-Type: application/octet-stream\r\n\r\n"
+                )
+                .as_bytes(),
+            ),
+            None => body.extend_from_slice(
+                format!("Content-Disposition: form-data; name=\"{name}\"\r\n\r\n").as_bytes(),
+            ),
+        }
+        body.extend_from_slice(content);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    (format!("multipart/form-data; boundary={boundary}"), body)
+}
+
+impl Session {
+    /// A multipart POST from the page's own origin, with the CSRF token.
+    pub fn post_multipart(&self, path: &str, parts: &[(&str, Option<&str>, &[u8])]) -> Raw {
+        let (content_type, body) = multipart(parts);
+        let origin = format!("http://{}", self.host);
+        raw_bytes(
+            self.port,
+            "POST",
+            &format!("{path}?csrf={}", self.csrf),
+            &[
+                ("Host", &self.host),
+                ("Cookie", &self.cookie),
+                ("Origin", &origin),
+                ("Content-Type", &content_type),
+            ],
+            &body,
+        )
     }
 }
