@@ -386,6 +386,10 @@ fn each_event_goes_to_the_people_it_is_about() {
         ("summary_withdrawn", sorted(vec![patient])),
         ("schema_added", Audience::AllPrincipals),
         ("budget_set", sorted(vec![doctor])),
+        // Suspension: the suspended principal, and auditors.
+        ("principal_suspended", sorted(vec![doctor])),
+        ("suspended_principal_refused", sorted(vec![doctor])),
+        ("principal_reinstated", sorted(vec![doctor])),
     ];
     let evs = events();
     assert_eq!(evs.len(), want.len());
