@@ -152,6 +152,19 @@ async fn patient_doctor_auditor_and_analyst_in_a_browser() {
     // the app and shown with their labels before anything is uploaded.
     c.goto(&patient_app.url("/import")).await.unwrap();
     screenshot(&c, "patient-import").await;
+    // Drag and drop (the page's one script, allowed by the CSP): a file
+    // dropped on the zone is checked like a chosen one. Nothing uploaded.
+    let drop = "const dt = new DataTransfer(); \
+                dt.items.add(new File([arguments[0]], 'dropped.json', {type: 'application/json'})); \
+                const zone = document.getElementById('dropzone'); \
+                for (const t of ['dragenter', 'dragover', 'drop']) { \
+                  zone.dispatchEvent(new DragEvent(t, {dataTransfer: dt, bubbles: true, cancelable: true})); \
+                }";
+    c.execute(drop, vec![Value::String(LITHIUM.to_owned())]).await.unwrap();
+    wait_for(&c, "#import-files", WAIT).await;
+    assert!(text(&c, "#import-files").await.contains("dropped.json"));
+    assert!(records_of(&w.patient).is_empty());
+    c.goto(&patient_app.url("/import")).await.unwrap();
     let files = format!("{}\n{}", export.display(), lithium.display());
     c.find(Locator::Css("#files")).await.unwrap().send_keys(&files).await.unwrap();
     click(&c, "#check-files").await;
