@@ -392,7 +392,7 @@ async fn ask(
     body: web::Form<Vec<(String, String)>>,
 ) -> Result<HttpResponse, PageError> {
     let form = QueryForm::from_pairs(&body);
-    let back = format!("/?schema={}", form.schema);
+    let back = format!("/?schema={}", crate::page::url_part(&form.schema));
     let args = match form.args() {
         Ok(a) => a,
         Err(problem) => return Ok(ctx.redirect_with(&back, Flash::problem(format!("Not asked: {problem}.")))),

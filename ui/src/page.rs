@@ -149,6 +149,20 @@ impl Ctx {
     }
 }
 
+/// Percent-encodes a URL path segment or query value (everything but
+/// unreserved characters).
+pub(crate) fn url_part(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// A `303 See Other` to `to`.
 pub(crate) fn redirect(to: &str) -> HttpResponse {
     HttpResponse::SeeOther().insert_header((actix_web::http::header::LOCATION, to)).finish()
@@ -292,4 +306,13 @@ where
     T: Send + 'static,
 {
     web::block(f).await?.map_err(Problem::from)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn url_parts_are_percent_encoded() {
+        assert_eq!(super::url_part("health-basics_2.v~1"), "health-basics_2.v~1");
+        assert_eq!(super::url_part("a b/c?d#é"), "a%20b%2Fc%3Fd%23%C3%A9");
+    }
 }

@@ -897,7 +897,7 @@ async fn contribute(
     };
     let Some(preview) = preview else {
         return Ok(ctx.redirect_with(
-            &format!("/research/{schema}"),
+            &format!("/research/{}", crate::page::url_part(&schema)),
             Flash::problem("That summary is no longer the one on screen; look at it again before sending."),
         ));
     };
