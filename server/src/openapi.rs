@@ -244,6 +244,8 @@ pub(crate) fn allowed_methods_at(path: &str) -> String {
 /// Query parameters of the routes that take them: (path, name, minimum,
 /// maximum, required).
 const QUERY_PARAMS: &[(&str, &str, u64, Option<u64>, bool)] = &[
+    ("/v1/log/leaves", "start", 0, None, true),
+    ("/v1/log/leaves", "end", 0, None, true),
     ("/v1/log/entries", "start", 0, None, true),
     ("/v1/log/entries", "end", 0, None, true),
     ("/v1/log/inclusion", "index", 0, None, true),
