@@ -99,3 +99,72 @@ impl Analyst {
         Ok(())
     }
 }
+
+/// Private studies (see [`crate::study`]).
+impl Analyst {
+    /// The studies the leader offers.
+    pub fn studies(&self) -> Result<Vec<medrelay_wire::study::StudyInfo>, ClientError> {
+        Ok(self.session.http.studies()?.studies)
+    }
+
+    /// Study `name`, checked against the signed log.
+    pub fn study(&self, name: &str) -> Result<crate::study::VerifiedStudy, ClientError> {
+        crate::study::verified_study(&self.session.http, &self.session.profile, name)
+    }
+
+    /// The open batch, whether it is big enough, and the batches released.
+    pub fn study_status(&self, name: &str) -> Result<medrelay_wire::study::StudyStatus, ClientError> {
+        let s = self.session.http.study_status(name)?;
+        if s.study != name {
+            return Err(ClientError::Protocol("the server reported another study".into()));
+        }
+        Ok(s)
+    }
+
+    /// Releases `batch` (default: the open one). The leader logs the cost
+    /// before releasing; a batch below the minimum size or released before
+    /// is refused (`batch_too_small`, `already_released`).
+    pub fn study_release(
+        &self,
+        name: &str,
+        batch: Option<u64>,
+    ) -> Result<medrelay_wire::study::StudyRelease, ClientError> {
+        let batch = match batch {
+            Some(b) => b,
+            None => self.study_status(name)?.open_batch,
+        };
+        let r = self.session.http.study_release(name, batch)?;
+        if r.study != name || r.batch != batch {
+            return Err(ClientError::Protocol("the server released another batch".into()));
+        }
+        Ok(r)
+    }
+
+    /// Every statistic of the study from its releases (all, or `batch`),
+    /// each with an interval at `confidence`; computed here (post-processing,
+    /// nothing spent) after checking each release against the log.
+    pub fn study_results(
+        &self,
+        name: &str,
+        batch: Option<u64>,
+        confidence: f64,
+        quantiles: &[f64],
+    ) -> Result<medrelay_dp::study::StudyResults, ClientError> {
+        let study = self.study(name)?;
+        let mut releases = self.session.http.study_releases(name)?.releases;
+        if let Some(b) = batch {
+            releases.retain(|r| r.batch == b);
+            if releases.is_empty() {
+                return Err(ClientError::Invalid(format!("batch {b} of study {name} is not released")));
+            }
+        }
+        crate::study::study_results(
+            &self.session.http,
+            &self.session.profile,
+            &study,
+            &releases,
+            confidence,
+            quantiles,
+        )
+    }
+}

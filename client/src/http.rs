@@ -247,7 +247,7 @@ impl Http {
     }
 
     /// An authenticated request; on `401` the token is renewed once.
-    fn authed<T: DeserializeOwned>(
+    pub(crate) fn authed<T: DeserializeOwned>(
         &self,
         method: &str,
         path: &str,

@@ -10,6 +10,8 @@
 //!   encrypted, then encrypted and uploaded in bounded rounds).
 //! - [`dp`]: the patient's summary preview (clamped into the schema's
 //!   public bounds) and the analyst's query builder.
+//! - [`study`]: private studies: the definition checked against the log,
+//!   reports sealed to two aggregators, releases checked and analysed.
 //! - [`Patient`], [`Doctor`], [`Analyst`], [`Auditor`]: the operations each role runs,
 //!   returning typed results (no printing), so the CLIs, the demo and the
 //!   end-to-end tests share them.
@@ -101,6 +103,7 @@ pub mod import;
 pub mod keystore;
 mod patient;
 mod session;
+pub mod study;
 pub mod time;
 pub mod transparency;
 

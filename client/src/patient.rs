@@ -584,3 +584,37 @@ pub fn history_item(index: u64, event: &LogEvent) -> HistoryItem {
     }
     item
 }
+
+/// Private studies (see [`crate::study`]).
+impl Patient {
+    /// The studies the leader offers.
+    pub fn studies(&self) -> Result<Vec<medrelay_wire::study::StudyInfo>, ClientError> {
+        Ok(self.http.studies()?.studies)
+    }
+
+    /// Study `name`, checked against the signed log (definition and schema).
+    pub fn study(&self, name: &str) -> Result<crate::study::VerifiedStudy, ClientError> {
+        crate::study::verified_study(&self.http, &self.profile, name)
+    }
+
+    /// Contributes `preview` (from [`Patient::summary`] for the study's
+    /// schema, seen by the patient) to a verified study: one report, its
+    /// two shares sealed to the two aggregators. The summary never leaves
+    /// in the clear.
+    pub fn study_contribute(
+        &self,
+        study: &crate::study::VerifiedStudy,
+        preview: &SummaryPreview,
+    ) -> Result<medrelay_wire::study::UploadReportsResponse, ClientError> {
+        let report = crate::study::seal_contribution(study, preview, crate::time::now().unix_seconds())?;
+        let resp = self.http.upload_study_reports(study.definition().name(), vec![report])?;
+        if let Some(r) = resp.refused.first() {
+            return Err(ClientError::Server {
+                status: 409,
+                code: r.code.clone(),
+                message: format!("the leader refused the report: {}", r.code),
+            });
+        }
+        Ok(resp)
+    }
+}

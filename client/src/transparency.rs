@@ -302,24 +302,8 @@ pub fn verified_schema(
         )));
     }
     let update = advance_checkpoint(http, profile, |_| Ok(()))?;
-    let page = http.log_entries(info.log_index, info.log_index.saturating_add(1))?;
-    let [entry] = page.entries.as_slice() else {
-        // One entry asked, one expected.
-        return Err(ClientError::Protocol(format!(
-            "asked for log entry {}, got {}",
-            info.log_index,
-            page.entries.len()
-        )));
-    };
-    if entry.index != info.log_index {
-        return Err(ClientError::Protocol(format!(
-            "asked for log entry {}, got {}",
-            info.log_index, entry.index
-        )));
-    }
-    let opening = entry_opening(entry)?;
-    match opening.event() {
-        Ok(LogEvent::SchemaAdded { schema: logged, schema_sha256, .. })
+    match proven_event(http, &update.current, info.log_index)? {
+        LogEvent::SchemaAdded { schema: logged, schema_sha256, .. }
             if logged == name && schema_sha256 == digest => {}
         _ => {
             return Err(ClientError::Verification(format!(
@@ -328,8 +312,30 @@ pub fn verified_schema(
             )))
         }
     }
-    verify_inclusion(http, &update.current, info.log_index, &opening)?;
     Ok(schema)
+}
+
+/// The event at log `index`, fetched, opened and proven included in
+/// `checkpoint`'s tree (an undecodable event is a verification failure).
+pub(crate) fn proven_event(
+    http: &Http,
+    checkpoint: &Checkpoint,
+    index: u64,
+) -> Result<LogEvent, ClientError> {
+    let page = http.log_entries(index, index.saturating_add(1))?;
+    let [entry] = page.entries.as_slice() else {
+        // One entry asked, one expected.
+        return Err(ClientError::Protocol(format!(
+            "asked for log entry {index}, got {}",
+            page.entries.len()
+        )));
+    };
+    if entry.index != index {
+        return Err(ClientError::Protocol(format!("asked for log entry {index}, got {}", entry.index)));
+    }
+    let opening = entry_opening(entry)?;
+    verify_inclusion(http, checkpoint, index, &opening)?;
+    opening.event().map_err(|e| ClientError::Verification(format!("log entry {index} does not decode: {e}")))
 }
 
 /// The log entries about this profile's principal (`/log/mine`: for a

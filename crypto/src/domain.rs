@@ -43,3 +43,15 @@ pub const FINGERPRINT_PRE_KEY: &[u8] = b"medrelay-pre-public-key";
 pub const FINGERPRINT_PATIENT_KEYS: &[u8] = b"medrelay-patient-public-keys";
 /// Hash prefix of a re-encryption key digest (bound into grants).
 pub const REKEY_DIGEST: &[u8] = b"medrelay/v1/rekey-digest";
+/// HPKE `info` prefix of a private-study report share; followed by the
+/// recipient's role (`leader` or `helper`) and the study's name.
+pub const HPKE_STUDY_SHARE: &[u8] = b"medrelay/v1/hpke/study-share";
+/// Associated-data prefix of a private-study report share (the report id,
+/// time and public share follow).
+pub const STUDY_SHARE_AAD: &[u8] = b"medrelay/v1/study-share-aad";
+/// Prio3 application context prefix of a private study (the study's SHA-256
+/// and the measurement group follow).
+pub const PRIO3_STUDY_CONTEXT: &[u8] = b"medrelay/v1/prio3/study";
+/// HKDF info deriving a study's Prio3 verification key from the secret the
+/// two aggregators share.
+pub const HKDF_STUDY_VERIFY_KEY: &[u8] = b"medrelay/v1/hkdf/study-verify-key";

@@ -100,6 +100,7 @@ pub mod encoding;
 mod envelope;
 mod error;
 mod header;
+pub mod hpke;
 mod ids;
 mod keyfile;
 mod keys;

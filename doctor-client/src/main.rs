@@ -161,6 +161,49 @@ enum Command {
     /// printed link and only draws the pages. Runs until Ctrl-C or "Lock
     /// and quit".
     Ui(UiArgs),
+    /// Private studies: statistics from two aggregators that never see a summary (analysts).
+    #[command(subcommand)]
+    Study(StudyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StudyCommand {
+    /// List the private studies.
+    List,
+    /// The open batch, whether it reached the minimum size, and the released batches.
+    Status {
+        /// The study.
+        #[arg(long)]
+        study: String,
+    },
+    /// Release a batch (default: the open one): each aggregator adds its
+    /// noise, and the cost is logged before anything is sent. A batch is
+    /// released once, and only once it has the study's minimum of reports.
+    Release {
+        /// The study.
+        #[arg(long)]
+        study: String,
+        /// The batch (default: the open one).
+        #[arg(long)]
+        batch: Option<u64>,
+    },
+    /// Counts, means, standard deviations, correlations, histograms and
+    /// quantiles computed here from the released batches (all, or --batch),
+    /// each with its accuracy interval. Spends nothing.
+    Results {
+        /// The study.
+        #[arg(long)]
+        study: String,
+        /// Only this released batch (default: all released batches summed).
+        #[arg(long)]
+        batch: Option<u64>,
+        /// Confidence of every interval.
+        #[arg(long, default_value_t = 0.95)]
+        confidence: f64,
+        /// Quantiles of numeric histograms (comma-separated, default 0.25,0.5,0.75).
+        #[arg(long, value_delimiter = ',')]
+        quantiles: Vec<f64>,
+    },
 }
 
 impl Command {
@@ -176,6 +219,7 @@ impl Command {
             Command::Query { .. } => "query",
             Command::Budget { .. } => "budget",
             Command::Ui(_) => "ui",
+            Command::Study(_) => "study",
         }
     }
 }
@@ -324,6 +368,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             show_answer(&answer);
             Ok(())
         }
+        Command::Study(cmd) => study(&cli, cmd),
         Command::Budget { schema } => {
             let b = open_analyst(&cli)?.budget(schema)?;
             if cli.opts.json {
@@ -618,4 +663,109 @@ fn show_budget(b: &BudgetStatus) {
     );
     println!("remaining ε:  {}", num(b.remaining_epsilon));
     println!("queries:      {}", b.queries);
+}
+
+fn study(cli: &Cli, cmd: &StudyCommand) -> Result<(), ClientError> {
+    let a = open_analyst(cli)?;
+    match cmd {
+        StudyCommand::List => {
+            let studies = a.studies()?;
+            if cli.opts.json {
+                return cli::print_json(&studies);
+            }
+            let rows: Vec<Vec<String>> = studies
+                .iter()
+                .map(|s| vec![s.name.clone(), s.schema.clone(), cli::short(&s.study_sha256)])
+                .collect();
+            cli::print_table(&["STUDY", "SCHEMA", "DEFINITION"], &rows);
+            Ok(())
+        }
+        StudyCommand::Status { study } => {
+            let s = a.study_status(study)?;
+            if cli.opts.json {
+                return cli::print_json(&s);
+            }
+            let ready =
+                if s.ready { "has reached the minimum size" } else { "has not reached the minimum size yet" };
+            println!("study {}: batch {} is open and {ready}", s.study, s.open_batch);
+            let released: Vec<String> = s.released.iter().map(u64::to_string).collect();
+            println!(
+                "released batches: {}",
+                if released.is_empty() { "none".into() } else { released.join(", ") }
+            );
+            Ok(())
+        }
+        StudyCommand::Release { study, batch } => {
+            let r = a.study_release(study, *batch)?;
+            if cli.opts.json {
+                return cli::print_json(&r);
+            }
+            let cost = match r.noise.cost {
+                PrivacyCost::Epsilon(e) => format!("ε = {e:.3}"),
+                PrivacyCost::Rho(x) => format!("ρ = {x:.4}"),
+            };
+            println!(
+                "released batch {} of study {} (each aggregator's noise costs {cost}; logged as entry {})",
+                r.batch, r.study, r.log_index
+            );
+            let rejected: Vec<String> =
+                r.rejected.iter().filter(|(_, n)| **n > 0).map(|(k, n)| format!("{n} {k}")).collect();
+            if !rejected.is_empty() {
+                println!("reports rejected by the aggregators: {}", rejected.join(", "));
+            }
+            println!("see the statistics with `study results --study {}`", r.study);
+            Ok(())
+        }
+        StudyCommand::Results { study, batch, confidence, quantiles } => {
+            let q: Vec<f64> = if quantiles.is_empty() {
+                medrelay_dp::study::DEFAULT_QUANTILES.to_vec()
+            } else {
+                quantiles.clone()
+            };
+            let r = a.study_results(study, *batch, *confidence, &q)?;
+            if cli.opts.json {
+                return cli::print_json(&r);
+            }
+            show_study_results(&r);
+            Ok(())
+        }
+    }
+}
+
+fn interval(i: &medrelay_dp::study::Interval) -> String {
+    format!("{:.2}  [{:.2}, {:.2}]", i.value, i.low, i.high)
+}
+
+fn show_study_results(r: &medrelay_dp::study::StudyResults) {
+    println!(
+        "study {}: {} released batch(es); every interval holds with {:.1}% confidence (noise of both aggregators and value quantization included)",
+        r.study,
+        r.releases,
+        r.confidence * 100.0
+    );
+    let mut groups = vec![&r.overall];
+    groups.extend(r.strata.iter());
+    for s in groups {
+        println!();
+        println!("[{}]  reports: {}", s.label, interval(&s.count));
+        for f in &s.fields {
+            println!(
+                "  {:<16} n {}   mean {}   std {}",
+                f.field,
+                interval(&f.count),
+                interval(&f.mean),
+                interval(&f.std_dev)
+            );
+        }
+        for c in &s.correlations {
+            println!("  corr({}, {})  r {}   (n {})", c.x, c.y, interval(&c.r), interval(&c.count));
+        }
+        for h in &s.histograms {
+            let bins: Vec<String> = h.bins.iter().map(|b| format!("{} {:.0}", b.label, b.count)).collect();
+            println!("  histogram {} (each bin ±{:.1}): {}", h.field, h.half_width, bins.join(", "));
+            for q in &h.quantiles {
+                println!("    quantile {:.2}: {:.1} (in [{}, {}])", q.alpha, q.value, q.low, q.high);
+            }
+        }
+    }
 }

@@ -303,7 +303,7 @@ pub fn answer(plan: &Plan, rows: &[Summary], ledger: &mut Ledger) -> Result<Answ
 /// Mean from noisy count `n` and sum `s` with half-widths; returns the
 /// estimate and an interval guaranteed to cover the true mean whenever both
 /// components are within their half-widths (S/N is monotone in each).
-fn mean(n: f64, wn: f64, s: f64, ws: f64, (lo, hi): (f64, f64)) -> (f64, f64, f64) {
+pub(crate) fn mean(n: f64, wn: f64, s: f64, ws: f64, (lo, hi): (f64, f64)) -> (f64, f64, f64) {
     let estimate = if n >= 1.0 { (s / n).clamp(lo, hi) } else { lo + (hi - lo) / 2.0 };
     let (n_lo, n_hi) = ((n - wn).max(1.0), n + wn);
     if n_hi < 1.0 {
@@ -317,7 +317,7 @@ fn mean(n: f64, wn: f64, s: f64, ws: f64, (lo, hi): (f64, f64)) -> (f64, f64, f6
 
 /// Population variance from noisy (count, sum, sum of squares): estimate
 /// and an exact bound of Q/N − (S/N)² over the components' box.
-fn variance(v: &[f64], w: &[f64], (lo, hi): (f64, f64)) -> (f64, f64, f64) {
+pub(crate) fn variance(v: &[f64], w: &[f64], (lo, hi): (f64, f64)) -> (f64, f64, f64) {
     let max_var = (hi - lo).powi(2) / 4.0;
     let (n, s, q) = (v[0], v[1], v[2]);
     let estimate = if n >= 1.0 { (q / n - (s / n).powi(2)).clamp(0.0, max_var) } else { max_var / 2.0 };
@@ -341,7 +341,7 @@ fn variance(v: &[f64], w: &[f64], (lo, hi): (f64, f64)) -> (f64, f64, f64) {
     (estimate, low.clamp(0.0, max_var), high.clamp(0.0, max_var))
 }
 
-fn pearson(n: f64, sx: f64, sy: f64, sxx: f64, syy: f64, sxy: f64) -> Option<f64> {
+pub(crate) fn pearson(n: f64, sx: f64, sy: f64, sxx: f64, syy: f64, sxy: f64) -> Option<f64> {
     let vx = n * sxx - sx * sx;
     let vy = n * syy - sy * sy;
     if n < 1.0 || vx <= 0.0 || vy <= 0.0 {

@@ -78,6 +78,9 @@ pub enum DpError {
     /// A binary ledger blob failed to decode.
     #[error("ledger decode: {0}")]
     Decode(#[from] DecodeError),
+    /// A private study's definition, report or release was refused.
+    #[error("{0}")]
+    Study(#[from] crate::study::StudyError),
 }
 
 impl From<opendp::error::Error> for DpError {

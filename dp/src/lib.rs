@@ -31,7 +31,9 @@
 //!   medrelay's pure crates.
 //! - **Out of scope:** timing side channels of query evaluation, the server
 //!   storing summaries (it sees them; patients trust it with aggregates, not
-//!   with records), and auxiliary information outside the budget.
+//!   with records), and auxiliary information outside the budget. The
+//!   [`study`] module is the other trust model: summaries secret-shared
+//!   between two aggregators (Prio3), noise added by each.
 //!
 //! OpenDP measurements are not `Send`: [`answer`] builds them per call, so a
 //! server calls it inside `spawn_blocking`. Plans, answers and ledgers are
@@ -79,6 +81,7 @@ mod error;
 mod mechanism;
 mod query;
 mod schema;
+pub mod study;
 mod summary;
 
 pub use answer::{answer, Accuracy, Answer, AnswerValue, BinCount, ComponentAnswer, CONFIDENCE, MAX_ROWS};

@@ -170,6 +170,30 @@ enum Command {
     /// browser signs in once with the printed link and only draws the
     /// pages. Runs until Ctrl-C or "Lock and quit".
     Ui(UiArgs),
+    /// Private studies: contribute without any server seeing your summary.
+    #[command(subcommand)]
+    Study(StudyCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StudyCommand {
+    /// List the private studies you can contribute to.
+    List,
+    /// Contribute to a private study.
+    ///
+    /// Your summary is derived here as for `contribute`, then split into two
+    /// secret shares, each encrypted to one of two independent aggregators
+    /// (their keys come from the study definition, checked against the
+    /// signed log first). Neither aggregator alone learns anything about
+    /// your values; analysts get only noisy statistics over whole batches.
+    Contribute {
+        /// The study's name (list them with `study list`).
+        #[arg(long)]
+        study: String,
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
 }
 
 fn main() -> ExitCode {
@@ -381,6 +405,54 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Ui(args) => medrelay_ui::cli::serve(medrelay_ui::RoleApp::Patient(open(&cli)?), args),
+        Command::Study(StudyCommand::List) => {
+            let studies = open(&cli)?.studies()?;
+            if cli.opts.json {
+                return cli::print_json(&studies);
+            }
+            let rows: Vec<Vec<String>> = studies
+                .iter()
+                .map(|s| vec![s.name.clone(), s.schema.clone(), cli::short(&s.study_sha256)])
+                .collect();
+            cli::print_table(&["STUDY", "SCHEMA", "DEFINITION"], &rows);
+            Ok(())
+        }
+        Command::Study(StudyCommand::Contribute { study, yes }) => {
+            let p = open(&cli)?;
+            let verified = p.study(study)?;
+            let def = verified.definition();
+            let preview = p.summary(def.schema())?;
+            let mut out: Box<dyn std::io::Write> =
+                if cli.opts.json { Box::new(std::io::stderr()) } else { Box::new(std::io::stdout()) };
+            if !cli.opts.json || !yes {
+                let _ = writeln!(
+                    out,
+                    "Study {} ({}), checked against the signed log.",
+                    def.name(),
+                    def.description()
+                );
+                show_preview(&preview, &mut *out);
+                let _ = writeln!(
+                    out,
+                    "These values stay on this machine: two encrypted secret shares go to two independent \
+                     aggregators, and analysts see only noisy totals of batches of at least {} reports.",
+                    def.min_batch_size()
+                );
+            }
+            drop(out);
+            if !yes && !cli::confirm("Contribute?")? {
+                return Err(ClientError::Invalid("not sent".into()));
+            }
+            let resp = p.study_contribute(&verified, &preview)?;
+            if cli.opts.json {
+                return cli::print_json(&serde_json::json!({"summary": preview, "upload": resp}));
+            }
+            println!(
+                "contributed one encrypted report to study {} (log entry {})",
+                resp.study, resp.log_index
+            );
+            Ok(())
+        }
         Command::Withdraw { schema } => {
             let receipt = open(&cli)?.withdraw(schema)?;
             if cli.opts.json {

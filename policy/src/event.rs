@@ -26,6 +26,7 @@ use crate::grant::{
 };
 use crate::principal::Role;
 use crate::refusal::{RefusalReason, RefusedObject};
+use crate::study_event::StudyEvent;
 
 const VERSION: u8 = 2;
 /// Largest encoded event.
@@ -210,6 +211,13 @@ pub enum LogEvent {
         /// The principal.
         principal: PrincipalId,
     },
+    /// A private-study event (see [`StudyEvent`]).
+    Study {
+        /// When.
+        at: Timestamp,
+        /// What happened.
+        event: StudyEvent,
+    },
 }
 
 /// Who may read an event's bytes (its [`crate::LeafOpening`]) besides
@@ -225,7 +233,7 @@ pub enum Audience {
 }
 
 impl Audience {
-    fn of(mut v: Vec<PrincipalId>) -> Self {
+    pub(crate) fn of(mut v: Vec<PrincipalId>) -> Self {
         v.sort();
         v.dedup();
         Audience::Principals(v)
@@ -248,6 +256,10 @@ impl Audience {
         }
     }
 }
+
+/// Tag of [`LogEvent::Study`]: kept apart from the other tags so that
+/// events added elsewhere cannot collide with it.
+const STUDY_TAG: u8 = 40;
 
 fn valid_cost(x: f64) -> bool {
     x.is_finite() && x >= 0.0 && x.is_sign_positive()
@@ -278,7 +290,8 @@ impl LogEvent {
             | LogEvent::BudgetSet { at, .. }
             | LogEvent::PrincipalSuspended { at, .. }
             | LogEvent::PrincipalReinstated { at, .. }
-            | LogEvent::SuspendedPrincipalRefused { at, .. } => *at,
+            | LogEvent::SuspendedPrincipalRefused { at, .. }
+            | LogEvent::Study { at, .. } => *at,
         }
     }
 
@@ -301,6 +314,7 @@ impl LogEvent {
             LogEvent::PrincipalSuspended { .. } => "principal_suspended",
             LogEvent::PrincipalReinstated { .. } => "principal_reinstated",
             LogEvent::SuspendedPrincipalRefused { .. } => "suspended_principal_refused",
+            LogEvent::Study { event, .. } => event.kind(),
         }
     }
 
@@ -323,6 +337,7 @@ impl LogEvent {
             LogEvent::PrincipalSuspended { .. } => 20,
             LogEvent::PrincipalReinstated { .. } => 21,
             LogEvent::SuspendedPrincipalRefused { .. } => 22,
+            LogEvent::Study { .. } => STUDY_TAG,
         }
     }
 
@@ -341,7 +356,8 @@ impl LogEvent {
     ///   yet* (a doctor without any grant learns nothing about the patient
     ///   from the refusal, and the patient is not told about strangers'
     ///   guesses);
-    /// - a schema installed: every authenticated principal.
+    /// - a schema installed: every authenticated principal;
+    /// - a private-study event: see [`StudyEvent::audience`].
     ///
     /// Fails only if a grant or revocation body inside does not decode.
     pub fn audience(&self) -> Result<Audience, PolicyError> {
@@ -379,6 +395,7 @@ impl LogEvent {
             | LogEvent::PrincipalReinstated { principal, .. }
             | LogEvent::SuspendedPrincipalRefused { principal, .. } => Audience::of(vec![*principal]),
             LogEvent::SchemaAdded { .. } => Audience::AllPrincipals,
+            LogEvent::Study { event, .. } => event.audience(),
         })
     }
 
@@ -422,6 +439,7 @@ impl LogEvent {
                     return Err(PolicyError::Malformed("log event: budget"));
                 }
             }
+            LogEvent::Study { event, .. } => event.validate()?,
             _ => {}
         }
         Ok(())
@@ -491,6 +509,7 @@ impl LogEvent {
             | LogEvent::SuspendedPrincipalRefused { principal, .. } => {
                 e.fixed(principal.as_bytes());
             }
+            LogEvent::Study { event, .. } => event.encode(&mut e),
         }
         Ok(e.finish())
     }
@@ -590,6 +609,7 @@ impl LogEvent {
             20 => LogEvent::PrincipalSuspended { at, principal: pid(&mut d)? },
             21 => LogEvent::PrincipalReinstated { at, principal: pid(&mut d)? },
             22 => LogEvent::SuspendedPrincipalRefused { at, principal: pid(&mut d)? },
+            STUDY_TAG => LogEvent::Study { at, event: StudyEvent::decode(&mut d)? },
             _ => return Err(PolicyError::Malformed("log event: unknown event type")),
         };
         d.finish()?;
@@ -793,6 +813,7 @@ impl serde::Serialize for LogEvent {
             LogEvent::SuspendedPrincipalRefused { at, principal } => {
                 EventView::SuspendedPrincipalRefused { at: *at, principal: *principal }
             }
+            LogEvent::Study { at, event } => return event.serialize_at(*at, s),
         };
         view.serialize(s)
     }

@@ -121,6 +121,7 @@ mod opening;
 mod principal;
 mod refusal;
 mod scope;
+mod study_event;
 pub mod testing;
 mod tree;
 
@@ -134,6 +135,7 @@ pub use opening::{leaf_commitment, EventSalt, LeafOpening, MAX_OPENING_LEN, SALT
 pub use principal::{PrePublicKey, Principal, Role, MAX_DISPLAY_NAME_LEN, MAX_PRE_KEY_LEN};
 pub use refusal::{Operation, RefusalReason, RefusedObject, MAX_OPERATION_LEN};
 pub use scope::{Scope, MAX_SCOPE_ITEMS, MAX_SCOPE_LEN};
+pub use study_event::{StudyAggregator, StudyEvent, STUDY_REJECTION_REASONS};
 
 pub use checkpoint::{
     Checkpoint, LogSigner, LogVerifier, MAX_EXTENSION_LINES, MAX_KEY_NAME_LEN, MAX_NOTE_LEN,

@@ -9,8 +9,10 @@
 //! them and is refused a mental-health record, the patient revokes, the
 //! patient reads the access history, an auditor verifies the log and audits
 //! it in full, patients contribute DP summaries and an analyst asks noisy
-//! aggregate questions, and finally every byte the server stored is scanned
-//! for plaintext.
+//! aggregate questions, the same patients contribute to a private study
+//! that a second, helper aggregator runs with the server (neither sees a
+//! summary), and finally every byte both servers stored is scanned for
+//! plaintext.
 //!
 //! Each step checks that the system behaved as the narration says; the
 //! first deviation stops the demo with a [`DemoError`] naming the step (and
@@ -36,7 +38,7 @@ use rand::{Rng, SeedableRng};
 use serde_json::{json, Value};
 
 use crate::scan::Needles;
-use crate::{enroll_in, init, LocalServer, Quotas, Rate};
+use crate::{enroll_in, init, AggregatorConfig, AggregatorToken, LocalServer, Quotas, Rate};
 
 /// The synthetic FHIR bundles shipped in `tests/data/` (written for
 /// medrelay; they describe no real person). Alpha's is shaped like a real
@@ -74,6 +76,8 @@ const GREEDY_EPSILON: f64 = 0.2;
 /// The passphrase every demo profile is sealed under (a demo on synthetic
 /// data; real users pick their own).
 const DEMO_PASSPHRASE: &str = "demo passphrase for synthetic data";
+/// ε of the noise each aggregator adds to a private study's release.
+const STUDY_EPSILON: f64 = 1.0;
 /// Strings from the records that must never appear in the server's files.
 const CANARIES: [&str; 4] =
     ["Synthetic-Alpha", "Major depressive disorder", "Hemoglobin A1c", "Lithium [Moles/volume]"];
@@ -231,6 +235,10 @@ impl Dirs {
     fn server(&self) -> PathBuf {
         self.root.join("server")
     }
+    /// The second operator's helper aggregator for private studies.
+    fn helper(&self) -> PathBuf {
+        self.root.join("helper")
+    }
     fn profile(&self, name: &str) -> PathBuf {
         self.root.join("profiles").join(name.to_lowercase().replace(' ', "-"))
     }
@@ -260,7 +268,26 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         login_per_source: fit((4 * people).max(120), 60),
         ..Quotas::default()
     };
-    let server = LocalServer::start_with(&dirs.server(), "medrelay.demo/log", 2, quotas).at(&story)?;
+    // A second organization runs the helper aggregator of private studies
+    // (step 10); this server is their leader. They share a secret token.
+    init(&dirs.helper()).at(&story)?;
+    let token = AggregatorToken::generate();
+    let helper = LocalServer::start_with(
+        &dirs.helper(),
+        "helper.demo/log",
+        1,
+        Quotas::default(),
+        Some(AggregatorConfig::Helper { token: token.clone() }),
+    )
+    .at(&story)?;
+    let server = LocalServer::start_with(
+        &dirs.server(),
+        "medrelay.demo/log",
+        2,
+        quotas,
+        Some(AggregatorConfig::Leader { helper_url: helper.url(), token }),
+    )
+    .at(&story)?;
     let opts_http = ServerOptions::new(server.url());
     story.say(format!("data directory: {} (sled, embedded)", dirs.server().display()));
     story.say(format!("log signing key made; auditors pin its fingerprint {}", log_key.fingerprint()));
@@ -471,6 +498,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     // 8. DP summaries.
     story.step("Patients contribute summaries to a differentially private study");
     let mut contributors = 0usize;
+    let mut cohort_patients = Vec::new();
     let preview = alpha.summary(SCHEMA).at(&story)?;
     story.say(format!(
         "Alpha's client decrypts Alpha's own {} records locally and derives the \"{SCHEMA}\" summary:",
@@ -487,6 +515,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         story.expect(r.failed() == 0 && r.problems() == 0, || format!("{name}'s bundle did not import"))?;
         p.contribute(&p.summary(SCHEMA).at(&story)?).at(&story)?;
         contributors += 1;
+        cohort_patients.push(p);
     }
     let mut rng = StdRng::seed_from_u64(opts.seed);
     for i in 0..opts.cohort {
@@ -499,6 +528,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         story.expect(r.failed() == 0 && r.problems() == 0, || format!("{name}'s bundle did not import"))?;
         p.contribute(&p.summary(SCHEMA).at(&story)?).at(&story)?;
         contributors += 1;
+        cohort_patients.push(p);
     }
     story.say(format!(
         "{contributors} patients contributed (Alpha, Bravo, Charlie and {} generated synthetic patients); \
@@ -553,6 +583,10 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     story.expect(unchanged == after, || "a refused query changed the budget".into())?;
     story.say(format!("one more count at ε = {GREEDY_EPSILON} → refused: budget_exceeded; nothing spent"));
 
+    // 10. A private study: two aggregators, no summary in the clear.
+    story.step("The same patients join a private study no server can read");
+    study_step(&mut story, &server, &helper, &alpha, &cohort_patients, &analyst)?;
+
     // 10. The auditor again: the log only grew.
     story.step("The auditor checks again: the log only grew");
     let v = auditor.verify(&mut |_| ()).at(&story)?;
@@ -571,24 +605,38 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         audit.count("summary_submitted"),
         audit.count("dp_query_answered")
     ));
+    story.expect(audit.count("study_added") == 1 && audit.count("study_batch_released") == 1, || {
+        "the study and its release are not in the log".into()
+    })?;
+    story.say(format!(
+        "and the private study: its definition, {} upload(s), {} preparation job(s) and the release with its cost",
+        audit.count("study_reports_uploaded"),
+        audit.count("study_reports_aggregated")
+    ));
     let log_entries = audit.entries();
 
     // 11. Canary scan.
     story.step("The server's disk holds no plaintext");
     server.stop().at(&story)?;
+    helper.stop().at(&story)?;
     let mut needles = Needles::new();
     for c in CANARIES {
         needles.text(c, c.as_bytes());
     }
     needles.secret("the profiles' passphrase", DEMO_PASSPHRASE.as_bytes());
-    let scan = needles.scan_dir(&dirs.server()).at(&story)?;
+    let mut scan = needles.scan_dir(&dirs.server()).at(&story)?;
+    let helper_scan = needles.scan_dir(&dirs.helper()).at(&story)?;
+    scan.files += helper_scan.files;
+    scan.bytes += helper_scan.bytes;
+    scan.hits.extend(helper_scan.hits);
+
     story.expect(scan.hits.is_empty(), || {
         let list: Vec<String> =
             scan.hits.iter().map(|h| format!("{} in {}", h.label, h.path.display())).collect();
         format!("plaintext found on the server's disk: {}", list.join("; "))
     })?;
     story.say(format!(
-        "server stopped and flushed; scanned {} files, {} bytes for {} (raw and base64) and the passphrase: 0 hits",
+        "both servers stopped and flushed; scanned {} files, {} bytes for {} (raw and base64) and the passphrase: 0 hits",
         scan.files,
         scan.bytes,
         CANARIES.map(|c| format!("\"{c}\"")).join(", ")
@@ -730,6 +778,85 @@ fn cohort_bundle(rng: &mut StdRng, i: usize) -> String {
     }
     let entry: Vec<Value> = entries.into_iter().map(|r| json!({ "resource": r })).collect();
     json!({ "resourceType": "Bundle", "type": "collection", "entry": entry }).to_string()
+}
+
+/// Step 10: both aggregators install the example study, every demo patient
+/// contributes one sealed report, the analyst releases the batch once and
+/// reads the statistics; a second release is refused.
+fn study_step(
+    story: &mut Story<'_>,
+    leader: &LocalServer,
+    helper: &LocalServer,
+    alpha: &Patient,
+    others: &[Patient],
+    analyst: &Analyst,
+) -> Result<(), DemoError> {
+    use sha2::Digest as _;
+    let (Some(ls), Some(hs)) = (leader.state().study_service(), helper.state().study_service()) else {
+        return Err(story.fail("the servers are not study aggregators"));
+    };
+    let patients: Vec<&Patient> = std::iter::once(alpha).chain(others).collect();
+    let schema_json = serde_json::to_vec(&medrelay_dp::Schema::health_basics()).at(story)?;
+    let schema_sha = hex::encode(sha2::Sha256::digest(&schema_json));
+    let min = u64::try_from(patients.len()).unwrap_or(u64::MAX);
+    let def = medrelay_dp::study::example_study(
+        &schema_sha,
+        ls.hpke_public_key().as_bytes(),
+        hs.hpke_public_key().as_bytes(),
+        min,
+        Privacy::Epsilon(Epsilon::new(STUDY_EPSILON).at(story)?),
+    )
+    .at(story)?;
+    let json = def.canonical_json().at(story)?;
+    let (stored, _) = ls.install(leader.state().store().as_ref(), &json, leader.state().clock()).at(story)?;
+    hs.install(helper.state().store().as_ref(), &json, helper.state().clock()).at(story)?;
+    let name = def.name().to_owned();
+    story.say(format!(
+        "a second operator runs the helper aggregator at {} (its own data directory, HPKE key and log; it answers only this server)",
+        helper.url()
+    ));
+    story.say(format!(
+        "both install study \"{name}\" (sha256 {}…, logged on both): mean, spread and correlation of systolic pressure and BMI by diabetes status, released in batches of at least {min}, ε = {STUDY_EPSILON} of noise from each aggregator",
+        &hex::encode(stored.sha256)[..12]
+    ));
+    let mut size = 0;
+    for p in &patients {
+        let study = p.study(&name).at(story)?;
+        let preview = p.summary(study.definition().schema()).at(story)?;
+        let now = medrelay_client::time::now().unix_seconds();
+        size = size.max(medrelay_client::study::seal_contribution(&study, &preview, now).at(story)?.len());
+        p.study_contribute(&study, &preview).at(story)?;
+    }
+    story.say(format!(
+        "{} patients checked the study against the signed log and sent one report each: two secret shares \
+         ({size} bytes in all), each encrypted to one aggregator; neither server can read a value",
+        patients.len()
+    ));
+    let release = analyst.study_release(&name, None).at(story)?;
+    story.say(format!(
+        "the analyst releases batch {}: each aggregator added its own noise, and the cost was logged (entry {}) before anything left",
+        release.batch, release.log_index
+    ));
+    let results = analyst.study_results(&name, None, 0.95, &[0.5]).at(story)?;
+    for f in &results.overall.fields {
+        story.say(format!(
+            "  {}: mean {:.1} in [{:.1}, {:.1}], std {:.1} in [{:.1}, {:.1}] (95%)",
+            f.field, f.mean.value, f.mean.low, f.mean.high, f.std_dev.value, f.std_dev.low, f.std_dev.high
+        ));
+    }
+    for c in &results.overall.correlations {
+        story.say(format!(
+            "  correlation of {} and {}: {:.2} in [{:.2}, {:.2}]",
+            c.x, c.y, c.r.value, c.r.low, c.r.high
+        ));
+    }
+    story.say(format!(
+        "  (computed on the analyst's machine from one noisy release; with {} patients the intervals are wide, and they narrow as batches grow)",
+        patients.len()
+    ));
+    expect_denied(story, analyst.study_release(&name, Some(release.batch)), "already_released")?;
+    story.say(format!("releasing batch {} again → refused: already_released", release.batch));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -115,6 +115,16 @@ pub enum ApiError {
         /// Seconds to wait.
         retry_after: u64,
     },
+    /// A private-study request refused for a stated reason with its own
+    /// stable code (`batch_too_small`, `already_released`, `batch_collected`,
+    /// `batch_mismatch`, `study_mismatch`, …); nothing changed.
+    #[error("{message}")]
+    Refused {
+        /// The code sent as `error`.
+        code: &'static str,
+        /// What happened (names and counts only).
+        message: String,
+    },
     /// Server-side failure; the detail stays in the log.
     #[error("internal error")]
     Internal(String),
@@ -145,6 +155,7 @@ impl ApiError {
             ApiError::Suspended => "suspended",
             ApiError::PlanRefused(r) => r.code(),
             ApiError::Unavailable { code, .. } => code,
+            ApiError::Refused { code, .. } => code,
             ApiError::Internal(_) => "internal",
         }
     }
@@ -186,7 +197,7 @@ impl ResponseError for ApiError {
             | ApiError::NoBudget
             | ApiError::Suspended => StatusCode::FORBIDDEN,
             ApiError::NotFound(_) => StatusCode::NOT_FOUND,
-            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Conflict(_) | ApiError::Refused { .. } => StatusCode::CONFLICT,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -222,6 +233,7 @@ impl From<StoreError> for ApiError {
                 "grant" => "grant id already stored",
                 "schema" => "a schema with this name is already installed",
                 "suspension" => "the principal is already suspended",
+                "study" => "a study with this name is already installed",
                 _ => "already exists",
             }),
             StoreError::NotFound(what) => ApiError::NotFound(what),

@@ -7,7 +7,9 @@
 //! see `docs/DP-SERVICE.md`), all under `/v1`. The binary
 //! (`medrelay-server`) is a thin CLI over [`app`], [`serve`],
 //! [`enroll_operator`] and the DP operator commands ([`add_schema`],
-//! [`set_budget`]).
+//! [`set_budget`]). With `serve --aggregator leader|helper` it is also
+//! one of the two aggregators of private studies ([`study`]): patients
+//! upload secret-shared, HPKE-sealed reports and no server sees a summary.
 //!
 //! Operations: the operator enrolls doctors, analysts and auditors while the
 //! server runs through a Unix-domain admin socket in the data directory
@@ -88,6 +90,7 @@ mod rekey_cache;
 pub mod scan;
 mod serve;
 pub mod store;
+pub mod study;
 pub mod suspend;
 
 use std::sync::Arc;
@@ -119,6 +122,7 @@ pub use serve::{
     enroll, enroll_in, enroll_operator, init, load_log_key, restrict_umask, serve, EnrolledVia, ServeConfig,
     ServeError,
 };
+pub use study::{AggregatorConfig, AggregatorToken, StudyService};
 
 use store::Store;
 
@@ -136,6 +140,7 @@ pub struct AppState {
     limiters: Arc<Limiters>,
     body_timeout: Duration,
     dp_gate: Arc<DpGate>,
+    study: Option<Arc<StudyService>>,
 }
 
 impl std::fmt::Debug for AppState {
@@ -160,6 +165,7 @@ impl AppState {
             limiters: Arc::new(Limiters::new(Quotas::default())),
             body_timeout: DEFAULT_BODY_TIMEOUT,
             dp_gate: Arc::new(DpGate::new(DpGate::default_slots(), DEFAULT_DP_DEADLINE)),
+            study: None,
         }
     }
 
@@ -209,6 +215,18 @@ impl AppState {
     /// The bound on concurrent DP work.
     pub fn dp_gate(&self) -> &Arc<DpGate> {
         &self.dp_gate
+    }
+
+    /// The same state serving private studies as a leader or helper
+    /// aggregator (see [`study`]).
+    pub fn with_study_service(mut self, service: StudyService) -> Self {
+        self.study = Some(Arc::new(service));
+        self
+    }
+
+    /// The private-study service, if this server is an aggregator.
+    pub fn study_service(&self) -> Option<&StudyService> {
+        self.study.as_deref()
     }
 
     /// The same state with a re-encryption key cache of `capacity` keys
@@ -321,6 +339,7 @@ pub fn app(
         .wrap(actix_web::middleware::from_fn(quota::guard))
         .wrap(actix_web::middleware::from_fn(hygiene::guard))
         .wrap(actix_web::middleware::from_fn(metrics::track))
+        .wrap(actix_web::middleware::from_fn(study::mode_filter))
         .route("/healthz", web::get().to(metrics::healthz))
         .route("/metrics", web::get().to(metrics::metrics))
         .route("/v1/openapi.json", web::get().to(openapi::openapi))
@@ -332,7 +351,8 @@ pub fn app(
                 .configure(grants::routes)
                 .configure(reencrypt::routes)
                 .configure(log::routes)
-                .configure(dp::routes),
+                .configure(dp::routes)
+                .configure(study::routes),
         )
         .default_service(web::to(not_found))
 }

@@ -40,15 +40,18 @@ impl LocalServer {
     /// Opens the initialized data directory `data` and serves it with
     /// `workers` worker threads, signing checkpoints as `log_origin`.
     pub fn start(data: &Path, log_origin: &str, workers: usize) -> Result<Self, ServeError> {
-        Self::start_with(data, log_origin, workers, Quotas::default())
+        Self::start_with(data, log_origin, workers, Quotas::default(), None)
     }
 
-    /// [`LocalServer::start`] enforcing `quotas` instead of the defaults.
+    /// [`LocalServer::start`] enforcing `quotas` instead of the defaults,
+    /// and also serving private studies as their leader or helper
+    /// (`aggregator`), with the leader's preparation driver.
     pub fn start_with(
         data: &Path,
         log_origin: &str,
         workers: usize,
         quotas: Quotas,
+        aggregator: Option<crate::AggregatorConfig>,
     ) -> Result<Self, ServeError> {
         let key = load_log_key(data)?;
         check_private(data)?;
@@ -57,8 +60,20 @@ impl LocalServer {
         // A server stopped a moment ago in this process may still hold the
         // database lock briefly.
         let store = SledStore::open_waiting(&db_dir(data), REOPEN_WAIT)?;
-        let state = AppState::new(store, Clock::System, signer).with_quotas(quotas);
+        let study = match aggregator {
+            Some(a) => Some(crate::StudyService::new(
+                a,
+                std::sync::Arc::new(store.clone()),
+                crate::study::load_aggregator_key(data)?,
+            )?),
+            None => None,
+        };
+        let mut state = AppState::new(store, Clock::System, signer).with_quotas(quotas);
+        if let Some(s) = study {
+            state = state.with_study_service(s);
+        }
         let st = state.clone();
+        let st_driver = state.clone();
         let (tx, rx) = mpsc::channel();
         let thread = std::thread::Builder::new()
             .name("medrelay-local-server".into())
@@ -78,8 +93,13 @@ impl LocalServer {
                     };
                     let addr = server.addrs()[0];
                     let running = server.run();
+                    let driver = crate::study::spawn_driver(st_driver);
                     let _ = tx.send(Ok((addr, running.handle())));
-                    running.await
+                    let served = running.await;
+                    if let Some(d) = driver {
+                        d.abort();
+                    }
+                    served
                 })
             })
             .map_err(io_err("starting the server thread"))?;

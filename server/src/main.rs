@@ -7,11 +7,13 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use medrelay_crypto::PrincipalId;
 use medrelay_server::demo::{self, DemoOptions, DEFAULT_COHORT};
+use medrelay_server::study::{add_study, aggregator_key_json, list_studies};
 use medrelay_server::suspend::{set_suspended, ChangedVia};
 use medrelay_server::{
-    add_schema, budget_from, enroll_operator, init, list_schemas, restrict_umask, serve, set_budget, Clock,
-    DpGate, EnrolledVia, Quotas, Rate, ServeConfig, DEFAULT_BODY_TIMEOUT, DEFAULT_DP_CACHE_ROWS,
-    DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON, DEFAULT_REKEY_CACHE_KEYS,
+    add_schema, budget_from, enroll_operator, init, list_schemas, restrict_umask, serve, set_budget,
+    AggregatorConfig, AggregatorToken, Clock, DpGate, EnrolledVia, Quotas, Rate, ServeConfig,
+    DEFAULT_BODY_TIMEOUT, DEFAULT_DP_CACHE_ROWS, DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON,
+    DEFAULT_REKEY_CACHE_KEYS,
 };
 use medrelay_wire::Role;
 
@@ -120,6 +122,18 @@ enum Command {
         #[arg(long, env = "MEDRELAY_REQUEST_RATE_PER_PRINCIPAL",
               default_value_t = Quotas::default().requests_per_principal)]
         request_rate_per_principal: Rate,
+        /// Serve private studies as their `leader` (the whole API plus
+        /// /v1/studies; prepares reports with the helper) or their `helper`
+        /// (only /v1/aggregator, for the leader). Needs --aggregator-token-file.
+        #[arg(long, env = "MEDRELAY_AGGREGATOR", value_parser = ["leader", "helper"], requires = "aggregator_token_file")]
+        aggregator: Option<String>,
+        /// The helper's URL (leader only).
+        #[arg(long, env = "MEDRELAY_HELPER_URL")]
+        helper_url: Option<String>,
+        /// File holding the secret token the leader and the helper share
+        /// (make one with `aggregator token`).
+        #[arg(long, env = "MEDRELAY_AGGREGATOR_TOKEN_FILE")]
+        aggregator_token_file: Option<PathBuf>,
     },
     /// Issue a one-time enrollment token for a doctor (through the running
     /// server's admin socket, or offline when no server runs).
@@ -202,6 +216,46 @@ enum Command {
     /// DP analyst budgets (server stopped).
     #[command(subcommand)]
     Budget(BudgetCommand),
+    /// Private studies (server stopped): install and list study definitions.
+    #[command(subcommand)]
+    Study(StudyCommand),
+    /// Aggregator keys and the token the leader and the helper share.
+    #[command(subcommand)]
+    Aggregator(AggregatorCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum StudyCommand {
+    /// Validate a study definition (JSON), install it and log it. Both
+    /// aggregators install the same document; this data directory's HPKE key
+    /// must be its leader's or its helper's.
+    Add {
+        /// Data directory.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        data: PathBuf,
+        /// The study document.
+        file: PathBuf,
+    },
+    /// List the installed studies.
+    List {
+        /// Data directory.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        data: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AggregatorCommand {
+    /// Print this server's HPKE public key as a study document's
+    /// `aggregators.leader` or `aggregators.helper` entry.
+    Key {
+        /// Data directory.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        data: PathBuf,
+    },
+    /// Print a fresh random token for the leader and the helper to share
+    /// (store it in a file readable only by the servers' user on both sides).
+    Token,
 }
 
 #[derive(Debug, Subcommand)]
@@ -252,10 +306,15 @@ enum BudgetCommand {
 const MAX_SCHEMA_FILE: u64 = medrelay_dp::MAX_SCHEMA_BYTES as u64 + 1;
 
 fn read_schema_file(path: &std::path::Path) -> anyhow::Result<Vec<u8>> {
+    read_limited(path, MAX_SCHEMA_FILE)
+}
+
+/// Reads at most `limit` bytes of a file (the parsers refuse larger documents).
+fn read_limited(path: &std::path::Path, limit: u64) -> anyhow::Result<Vec<u8>> {
     use std::io::Read as _;
     let mut bytes = Vec::new();
     std::fs::File::open(path)
-        .and_then(|f| f.take(MAX_SCHEMA_FILE).read_to_end(&mut bytes))
+        .and_then(|f| f.take(limit).read_to_end(&mut bytes))
         .with_context(|| format!("reading {}", path.display()))?;
     Ok(bytes)
 }
@@ -349,7 +408,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             register_rate,
             login_rate_per_source,
             request_rate_per_principal,
+            aggregator,
+            helper_url,
+            aggregator_token_file,
         } => {
+            let aggregator = match (aggregator.as_deref(), aggregator_token_file) {
+                (None, _) => None,
+                (Some(role), Some(file)) => {
+                    let token = AggregatorToken::from_file(&file).context("aggregator token")?;
+                    Some(match (role, helper_url) {
+                        ("leader", Some(helper_url)) => AggregatorConfig::Leader { helper_url, token },
+                        ("leader", None) => anyhow::bail!("--aggregator leader needs --helper-url"),
+                        (_, Some(_)) => anyhow::bail!("--helper-url is for the leader"),
+                        (_, None) => AggregatorConfig::Helper { token },
+                    })
+                }
+                (Some(_), None) => anyhow::bail!("--aggregator needs --aggregator-token-file"),
+            };
             let dp_default_budget = if dp_no_default_budget {
                 None
             } else {
@@ -378,6 +453,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 body_timeout: Duration::from_secs(body_timeout_secs),
                 dp_slots: dp_max_concurrent.map_or_else(DpGate::default_slots, usize::from),
                 dp_deadline: Duration::from_secs(dp_deadline_secs),
+                aggregator,
             };
             actix_web::rt::System::new().block_on(serve(cfg)).context("serve")?;
         }
@@ -405,6 +481,34 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             for s in list_schemas(&data).context("schema list")? {
                 println!("{}\tsha256 {}\tlog index {}", s.name, hex::encode(s.sha256), s.log_index);
             }
+        }
+        Command::Study(StudyCommand::Add { data, file }) => {
+            let bytes = read_limited(&file, medrelay_dp::study::MAX_STUDY_BYTES as u64 + 1)?;
+            let (s, role) = add_study(&data, &bytes).context("study add")?;
+            println!(
+                "installed study {} as its {} (sha256 {}, log index {})",
+                s.name,
+                role.name(),
+                hex::encode(s.sha256),
+                s.log_index
+            );
+        }
+        Command::Study(StudyCommand::List { data }) => {
+            for s in list_studies(&data).context("study list")? {
+                println!(
+                    "{}\tschema {}\tsha256 {}\tlog index {}",
+                    s.name,
+                    s.schema,
+                    hex::encode(s.sha256),
+                    s.log_index
+                );
+            }
+        }
+        Command::Aggregator(AggregatorCommand::Key { data }) => {
+            println!("{}", aggregator_key_json(&data).context("aggregator key")?);
+        }
+        Command::Aggregator(AggregatorCommand::Token) => {
+            println!("{}", AggregatorToken::generate().expose());
         }
         Command::Budget(BudgetCommand::Set { data, analyst, schema, epsilon, rho, delta }) => {
             let budget = budget_from(epsilon, rho, delta).context("budget")?;

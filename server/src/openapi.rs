@@ -158,6 +158,50 @@ pub(crate) const ROUTES: &[RouteRow] = &[
         None,
         200,
     ),
+    ("get", "/v1/studies", "Private studies this leader aggregator serves (any principal)", true, None, 200),
+    ("get", "/v1/studies/{name}", "A study definition and its log index (any principal)", true, None, 200),
+    (
+        "post",
+        "/v1/studies/{name}/reports",
+        "Upload 1-1000 sealed reports; per-report refusals with codes (patient)",
+        true,
+        Some("UploadReportsRequest"),
+        200,
+    ),
+    (
+        "get",
+        "/v1/studies/{name}/status",
+        "Open batch, readiness, released batches (analyst)",
+        true,
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/studies/{name}/batches/{batch}/release",
+        "Release a batch once, with both aggregators' noise; its cost is logged first (analyst)",
+        true,
+        None,
+        200,
+    ),
+    ("get", "/v1/studies/{name}/releases", "Released batches (analyst)", true, None, 200),
+    ("get", "/v1/studies/{name}/releases/{batch}", "One released batch (analyst)", true, None, 200),
+    (
+        "put",
+        "/v1/aggregator/studies/{study}/jobs/{job}",
+        "Helper only, for the leader (aggregator token; binary MRAJ body and MRAR answer): prepare a job",
+        true,
+        None,
+        200,
+    ),
+    (
+        "post",
+        "/v1/aggregator/studies/{study}/batches/{batch}/collect",
+        "Helper only, for the leader (aggregator token; binary MRCQ body and MRCR answer): a batch's noisy share, once",
+        true,
+        None,
+        200,
+    ),
 ];
 
 /// Who may read what: the longer description of the routes whose answers
@@ -406,6 +450,27 @@ pub(crate) fn spec() -> Value {
         if !query.is_empty() {
             op["parameters"] = Value::Array(query);
         }
+        if path.starts_with("/v1/aggregator/") {
+            op["responses"]["404"] = error_response("not a helper aggregator, or unknown study");
+            op["responses"]["409"] = error_response(
+                "refused with a typed code, nothing changed: batch_collected, batch_mismatch, batch_too_small, \
+                 study_mismatch, job_conflict",
+            );
+        }
+        if path.starts_with("/v1/studies/") {
+            op["responses"]["404"] =
+                error_response("unknown study or batch, or this server is not a study leader");
+            op["responses"]["409"] = error_response(
+                "refused with a typed code, nothing changed: batch_too_small, already_released, batch_mismatch, \
+                 study_mismatch, helper_unavailable",
+            );
+            if path.contains("{batch}") {
+                op["parameters"] = json!([
+                    { "name": "name", "in": "path", "required": true,
+                      "schema": { "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" } },
+                    { "name": "batch", "in": "path", "required": true, "schema": { "type": "integer", "minimum": 0 } }]);
+            }
+        }
         let entry = paths.entry((*path).to_owned()).or_insert_with(|| json!({}));
         entry[*method] = op;
     }
@@ -467,6 +532,11 @@ pub(crate) fn spec() -> Value {
                               "properties": { "epsilon": { "type": "number", "exclusiveMinimum": 0, "maximum": 100 } } },
                             { "type": "object", "additionalProperties": false, "required": ["rho"],
                               "properties": { "rho": { "type": "number", "exclusiveMinimum": 0, "maximum": 100 } } } ] } } },
+                "UploadReportsRequest": { "type": "object", "additionalProperties": false,
+                    "description": "medrelay_dp::study::Report blobs (MRSR v1): report id, time, study hash, public share, and one HPKE ciphertext per aggregator",
+                    "required": ["reports"],
+                    "properties": { "reports": { "type": "array", "items": b64, "minItems": 1,
+                        "maxItems": medrelay_wire::study::MAX_REPORTS_PER_UPLOAD } } },
                 "RegisterRequest": { "type": "object", "additionalProperties": false,
                     "required": ["role", "name", "signing_key", "pre_public_keys", "signature"],
                     "properties": {

@@ -113,6 +113,8 @@ pub struct ServeConfig {
     pub dp_slots: usize,
     /// Deadline of one DP answer.
     pub dp_deadline: Duration,
+    /// Serve private studies as their leader or helper aggregator.
+    pub aggregator: Option<crate::AggregatorConfig>,
 }
 
 pub(crate) fn db_dir(data: &Path) -> PathBuf {
@@ -185,6 +187,7 @@ pub fn init(data: &Path) -> Result<medrelay_crypto::VerifyingKey, ServeError> {
     let store = SledStore::open(&db_dir(data))?;
     crate::dp_admin::install_default_schema(&store, &Clock::System)?;
     store.flush()?;
+    crate::study::create_aggregator_key(data)?;
     Ok(sk.verifying_key())
 }
 
@@ -330,13 +333,24 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     let signer = medrelay_policy::LogSigner::new(&cfg.log_origin, &key)
         .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
     let store = SledStore::open(&db_dir(&cfg.data))?;
-    let state = AppState::new(store, Clock::System, signer)
+    let study = match &cfg.aggregator {
+        Some(a) => Some(crate::StudyService::new(
+            a.clone(),
+            Arc::new(store.clone()),
+            crate::study::load_aggregator_key(&cfg.data)?,
+        )?),
+        None => None,
+    };
+    let mut state = AppState::new(store, Clock::System, signer)
         .with_rekey_cache(cfg.rekey_cache_keys)
         .with_dp_cache(cfg.dp_cache_rows)
         .with_dp_default_budget(cfg.dp_default_budget)
         .with_quotas(cfg.quotas)
         .with_body_timeout(cfg.body_timeout)
         .with_dp_limits(cfg.dp_slots, cfg.dp_deadline);
+    if let Some(s) = study {
+        state = state.with_study_service(s);
+    }
     // The admin socket is bound first, so that once the public port accepts
     // connections, live enrollment works too.
     let admin_listener = if cfg.admin_socket { Some(bind_admin(&cfg.data)?) } else { None };
@@ -354,6 +368,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         None => None,
     };
     let sweeper = maintenance::spawn_sweeper(state.clone(), cfg.sweep_interval);
+    let study_driver = crate::study::spawn_driver(state.clone());
     tracing::info!(
         bind = %cfg.bind,
         tls = cfg.tls_cert.is_some(),
@@ -368,6 +383,9 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     );
     let served = server.await.map_err(io_err("serving"));
     sweeper.abort();
+    if let Some(d) = study_driver {
+        d.abort();
+    }
     if let Some((handle, task)) = admin {
         handle.stop(true).await;
         let _ = task.await;

@@ -15,7 +15,7 @@ fn the_demo_tells_the_whole_story_and_keeps_its_data_when_asked() {
     let mut out = Vec::new();
     let outcome = run(&opts, &mut out).unwrap();
     let text = String::from_utf8(out).unwrap();
-    assert_eq!(outcome.steps, 11, "{text}");
+    assert_eq!(outcome.steps, 12, "{text}");
     assert_eq!(outcome.kept.as_deref(), Some(keep.as_path()));
     for told in [
         "a dry run shows 17 records and what would be labelled, and why",
@@ -34,9 +34,12 @@ fn the_demo_tells_the_whole_story_and_keeps_its_data_when_asked() {
         "How many contributors have diabetes?",
         "Median systolic blood pressure",
         "refused: budget_exceeded; nothing spent",
+        "6 patients checked the study against the signed log",
+        "refused: already_released",
+        "correlation of systolic_bp and bmi",
         "without changing a byte of history",
         "(raw and base64) and the passphrase: 0 hits",
-        "The story behaved as told: 11 steps",
+        "The story behaved as told: 12 steps",
     ] {
         assert!(text.contains(told), "the story does not say {told:?}:\n{text}");
     }

@@ -192,6 +192,8 @@ fn samples() -> BTreeMap<&'static str, Sample> {
     let query_min =
         serde_json::json!({ "statistic": { "kind": "median", "field": "bmi" }, "privacy": { "rho": 0.1 } });
     m.insert("DpQuery", sample_json::<medrelay_dp::Query>(query, query_min));
+    let reports = medrelay_wire::study::UploadReportsRequest { reports: vec![B64(vec![4, 5, 6])] };
+    m.insert("UploadReportsRequest", sample(&reports, &reports));
     m
 }
 

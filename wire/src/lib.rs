@@ -44,6 +44,7 @@
 mod b64;
 pub mod dp;
 pub mod limits;
+pub mod study;
 mod types;
 
 pub use b64::B64;

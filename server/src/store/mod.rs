@@ -14,6 +14,7 @@
 mod codec;
 mod dp;
 pub(crate) mod sled;
+pub(crate) mod study;
 #[cfg(test)]
 #[macro_use]
 mod tests;
@@ -23,6 +24,11 @@ mod tests_dp;
 pub use self::sled::SledStore;
 pub use codec::{Challenge, Enrollment, RecordMeta, Session, StoredGrant, StoredPrincipal};
 pub use dp::{decode_summary, encode_summary, StoredSchema};
+pub use study::{
+    BatchState, BatchStatus, ChargeOutcome, CollectCheck, CommitOutcome, HelperReleaseOutcome, JobCommit,
+    KeptResponse, ReportIdBytes, StoredStudy, StudyJob, StudyStore, Transform, UploadOutcome,
+    MAX_JOB_REPORTS,
+};
 
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
 use medrelay_dp::{Budget, Ledger, Overspend, PrivacyCost};

@@ -23,6 +23,8 @@ use super::{
     StoredGrant, StoredPrincipal, StoredSchema, Swept,
 };
 
+mod study;
+
 const LOG_SIZE: &[u8] = b"m/log_size";
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
