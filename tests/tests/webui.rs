@@ -607,3 +607,161 @@ fn the_import_page_checks_files_before_uploading_and_takes_other_documents() {
     assert!(r.body.contains("unknown label"), "{}", r.body);
     assert_eq!(records_of(&w.patient).len(), imported + 1);
 }
+
+/// The study's schema: two vital signs Alpha's bundle has.
+const VITALS: &str = r#"{
+  "name": "vitals",
+  "description": "Latest systolic blood pressure and BMI",
+  "fields": [
+    {"name": "systolic_bp", "type": "float", "min": 80, "max": 180,
+     "derive": {"from": "latest_observation",
+                "codes": [{"system": "http://loinc.org", "code": "8480-6"}],
+                "component_of": [{"system": "http://loinc.org", "code": "85354-9"}],
+                "unit": "mm[Hg]"}},
+    {"name": "bmi", "type": "float", "min": 15, "max": 45,
+     "derive": {"from": "latest_observation",
+                "codes": [{"system": "http://loinc.org", "code": "39156-5"}],
+                "unit": "kg/m2"}}
+  ]
+}"#;
+
+fn server_tool(args: &[&std::ffi::OsStr]) -> String {
+    let out = std::process::Command::new(bin("medrelay-server")).args(args).output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// A private study `bp-bmi` (batches of at least 2) on a leader and a
+/// helper aggregator, both running; returns (leader, helper, an analyst's
+/// enrollment token on the leader).
+fn study_servers(root: &std::path::Path) -> (Server, Server, String) {
+    let mut leader = Server::init();
+    let mut helper = Server::init();
+    let analyst_token = leader.enroll("analyst", "Analyst Ana");
+    let schema_file = root.join("vitals.json");
+    std::fs::write(&schema_file, VITALS).unwrap();
+    let schema_sha = {
+        use sha2::Digest as _;
+        let parsed = medrelay_dp::Schema::from_json(VITALS.as_bytes()).unwrap();
+        hex::encode(sha2::Sha256::digest(serde_json::to_vec(&parsed).unwrap()))
+    };
+    let key = |s: &Server| -> String {
+        let out = server_tool(&[
+            "aggregator".as_ref(),
+            "key".as_ref(),
+            "--data".as_ref(),
+            s.data_dir().as_os_str(),
+        ]);
+        serde_json::from_str::<Value>(&out).unwrap()["hpke_public_key"].as_str().unwrap().to_owned()
+    };
+    let suite = "DHKEM(X25519, HKDF-SHA256), HKDF-SHA256, AES-256-GCM";
+    let study = serde_json::json!({
+        "name": "bp-bmi",
+        "description": "Systolic blood pressure and BMI",
+        "schema": "vitals",
+        "schema_sha256": schema_sha,
+        "numeric": ["systolic_bp", "bmi"],
+        "correlations": [["systolic_bp", "bmi"]],
+        "histograms": [{"field": "systolic_bp", "edges": [80, 100, 120, 140, 160, 180]}],
+        "value_bits": 6,
+        "min_batch_size": 2,
+        "privacy": {"rho": 20.0},
+        "opens_at": 1_577_836_800u64,
+        "closes_at": 4_102_444_800u64,
+        "aggregators": {
+            "leader": {"hpke_suite": suite, "hpke_public_key": key(&leader)},
+            "helper": {"hpke_suite": suite, "hpke_public_key": key(&helper)}
+        }
+    });
+    let study_file = root.join("study.json");
+    std::fs::write(&study_file, serde_json::to_vec_pretty(&study).unwrap()).unwrap();
+    for s in [&leader, &helper] {
+        server_tool(&[
+            "schema".as_ref(),
+            "add".as_ref(),
+            "--data".as_ref(),
+            s.data_dir().as_os_str(),
+            schema_file.as_os_str(),
+        ]);
+        server_tool(&[
+            "study".as_ref(),
+            "add".as_ref(),
+            "--data".as_ref(),
+            s.data_dir().as_os_str(),
+            study_file.as_os_str(),
+        ]);
+    }
+    let token_file = root.join("aggregator.token");
+    std::fs::write(&token_file, server_tool(&["aggregator".as_ref(), "token".as_ref()])).unwrap();
+    let tf = token_file.as_os_str();
+    helper.start_with(&["--aggregator".as_ref(), "helper".as_ref(), "--aggregator-token-file".as_ref(), tf]);
+    let helper_url = helper.url();
+    leader.start_with(&[
+        "--aggregator".as_ref(),
+        "leader".as_ref(),
+        "--helper-url".as_ref(),
+        helper_url.as_ref(),
+        "--aggregator-token-file".as_ref(),
+        tf,
+    ]);
+    (leader, helper, analyst_token)
+}
+
+#[test]
+fn the_patient_app_contributes_to_a_private_study() {
+    let root = tempfile::tempdir().unwrap();
+    let (leader, _helper, analyst_token) = study_servers(root.path());
+    let url = leader.url();
+    let alpha = User::new("medrelay-patient", root.path(), "alpha");
+    alpha.run(&["init", "--server", &url, "--name", "Alpha"]).ok();
+    alpha.run(&["import", data("fhir-patient-alpha.json").to_str().unwrap()]).ok();
+    let ana = User::new("medrelay-doctor", root.path(), "ana");
+    ana.run(&["init", "--analyst", "--server", &url, "--enrollment-token", &analyst_token, "--name", "Ana"])
+        .ok();
+    let ready =
+        || ana.run(&["study", "status", "--study", "bp-bmi", "--json"]).json()["ready"].as_bool().unwrap();
+
+    let app = App::start(&alpha);
+    let s = Session::sign_in(&app);
+    let research = s.get("/research");
+    assert_eq!(research.status, 200);
+    assert!(
+        research.body.contains("Private studies") && research.body.contains("href=\"/studies/bp-bmi\""),
+        "{}",
+        research.body
+    );
+
+    // The summary derived here, shown before anything is sent.
+    let page = s.get("/studies/bp-bmi");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("systolic_bp") && page.body.contains("two secret shares"), "{}", page.body);
+    assert!(page.body.contains("action=\"/studies/bp-bmi/contribute?csrf="), "{}", page.body);
+    let at = page.body.find("name=\"nonce\" value=\"").unwrap() + "name=\"nonce\" value=\"".len();
+    let nonce = page.body[at..at + 32].to_owned();
+
+    // Another summary than the one on screen is refused and sends nothing.
+    let r = s.post("/studies/bp-bmi/contribute", &format!("nonce={}", "0".repeat(32)));
+    assert_eq!(r.status, 303);
+    assert_eq!(r.header("location"), Some("/studies/bp-bmi"));
+    // An unknown study is a clear error page.
+    let r = s.get("/studies/no-such-study");
+    assert!(r.status >= 400, "{}", r.status);
+
+    // The real one: one report, two shares.
+    let r = s.post("/studies/bp-bmi/contribute", &format!("nonce={nonce}"));
+    assert_eq!(r.status, 303, "{}", r.body);
+    assert_eq!(r.header("location"), Some("/research"));
+    assert!(s.get("/research").body.contains("was sent as two encrypted shares"));
+    // It reached the leader: Alpha's quota is used, and with one more
+    // patient the batch reaches its minimum of 2.
+    alpha.run(&["study", "contribute", "--study", "bp-bmi", "--yes"]).fails_with("over_quota");
+    assert!(!ready());
+    let bravo = User::new("medrelay-patient", root.path(), "bravo");
+    bravo.run(&["init", "--server", &url, "--name", "Bravo"]).ok();
+    bravo.run(&["import", data("fhir-patient-bravo.json").to_str().unwrap()]).ok();
+    bravo.run(&["study", "contribute", "--study", "bp-bmi", "--yes"]).ok();
+    assert!(ready());
+    // The same nonce twice sends nothing more.
+    let r = s.post("/studies/bp-bmi/contribute", &format!("nonce={nonce}"));
+    assert_eq!(r.header("location"), Some("/studies/bp-bmi"));
+}

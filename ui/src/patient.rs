@@ -100,7 +100,9 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
         .route("/research", web::get().to(research))
         .route("/research/{schema}", web::get().to(preview))
         .route("/research/{schema}/contribute", web::post().to(contribute))
-        .route("/research/{schema}/withdraw", web::post().to(withdraw));
+        .route("/research/{schema}/withdraw", web::post().to(withdraw))
+        .route("/studies/{study}", web::get().to(study_preview))
+        .route("/studies/{study}/contribute", web::post().to(study_contribute));
     crate::import::routes(cfg);
 }
 
@@ -779,11 +781,38 @@ struct SchemaView {
     stored: Option<Vec<(String, String)>>,
 }
 
+/// A private study (two aggregators), as listed on the research page.
+#[derive(Clone, Debug)]
+struct StudyView {
+    name: String,
+    schema: String,
+    description: String,
+    min_batch_size: u64,
+}
+
 #[derive(Template)]
 #[template(path = "patient_research.html")]
 struct Research {
     layout: Layout,
     schemas: Vec<SchemaView>,
+    studies: Vec<StudyView>,
+}
+
+/// The private studies this server leads; none when it is not a study
+/// leader (its `404 not_found` on `GET /v1/studies`).
+fn studies_or_none(
+    p: &Patient,
+) -> Result<Vec<medrelay_wire::study::StudyInfo>, medrelay_client::ClientError> {
+    match p.studies() {
+        Err(medrelay_client::ClientError::Server { status: 404, .. }) => Ok(Vec::new()),
+        other => other,
+    }
+}
+
+/// Where the previews of private studies are kept (schema names have no
+/// `:`, so the two kinds never share a key).
+fn study_key(study: &str) -> String {
+    format!("study:{study}")
 }
 
 fn value_text(v: Option<&serde_json::Value>) -> String {
@@ -796,16 +825,30 @@ fn value_text(v: Option<&serde_json::Value>) -> String {
 
 async fn research(ctx: Ctx, app: web::Data<PatientApp>) -> Result<HttpResponse, PageError> {
     let p = app.client();
-    let schemas = blocking(move || {
+    let (schemas, studies) = blocking(move || {
         let mut out = Vec::new();
         for info in p.schemas()? {
             let stored = p.stored_summary(&info.name)?;
             out.push((info, stored));
         }
-        Ok(out)
+        Ok((out, studies_or_none(&p)?))
     })
     .await
     .map_err(ctx.fail())?;
+    let studies = studies
+        .into_iter()
+        .map(|info| {
+            let field = |k: &str| info.definition.get(k).cloned();
+            StudyView {
+                description: field("description")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
+                min_batch_size: field("min_batch_size").and_then(|v| v.as_u64()).unwrap_or(0),
+                name: info.name,
+                schema: info.schema,
+            }
+        })
+        .collect();
     let schemas = schemas
         .into_iter()
         .map(|(info, stored)| SchemaView {
@@ -816,18 +859,51 @@ async fn research(ctx: Ctx, app: web::Data<PatientApp>) -> Result<HttpResponse, 
                 .map(|doc| doc.values.iter().map(|(k, v)| (k.clone(), value_text(v.as_ref()))).collect()),
         })
         .collect();
-    page::ok(&Research { layout: ctx.layout("Help research, privately"), schemas })
+    page::ok(&Research { layout: ctx.layout("Help research, privately"), schemas, studies })
 }
 
 #[derive(Template)]
 #[template(path = "patient_summary.html")]
 struct PreviewPage {
     layout: Layout,
-    schema: String,
     rows: Vec<(String, String, String, bool)>,
     records_used: usize,
     clamped: Vec<String>,
     nonce: String,
+    /// Where "send" posts.
+    action: String,
+    /// For a private study: its minimum batch size (the page says how the
+    /// summary travels).
+    study_min_batch: Option<u64>,
+}
+
+/// The rows of a summary preview: (field, meaning, value, clamped).
+fn preview_rows(
+    preview: &SummaryPreview,
+    info: Option<&medrelay_wire::dp::SchemaInfo>,
+) -> Vec<(String, String, String, bool)> {
+    let descriptions: BTreeMap<String, String> = info
+        .map(|i| field_views(i).into_iter().map(|f| (f.name, f.description)).collect())
+        .unwrap_or_default();
+    preview
+        .doc
+        .values
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                descriptions.get(k).cloned().unwrap_or_default(),
+                value_text(v.as_ref()),
+                preview.clamped.contains(k),
+            )
+        })
+        .collect()
+}
+
+fn new_nonce() -> String {
+    let mut nonce = [0u8; 16];
+    rand::rngs::OsRng.fill_bytes(&mut nonce);
+    hex::encode(nonce)
 }
 
 async fn preview(
@@ -844,36 +920,100 @@ async fn preview(
     })
     .await
     .map_err(ctx.fail())?;
-    let descriptions: BTreeMap<String, String> = info
-        .as_ref()
-        .map(|i| field_views(i).into_iter().map(|f| (f.name, f.description)).collect())
-        .unwrap_or_default();
-    let rows = preview
-        .doc
-        .values
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.clone(),
-                descriptions.get(k).cloned().unwrap_or_default(),
-                value_text(v.as_ref()),
-                preview.clamped.contains(k),
-            )
-        })
-        .collect();
-    let mut nonce = [0u8; 16];
-    rand::rngs::OsRng.fill_bytes(&mut nonce);
-    let nonce = hex::encode(nonce);
+    let nonce = new_nonce();
     let page = PreviewPage {
         layout: ctx.layout(format!("Your summary for {schema}")),
-        schema: schema.clone(),
-        rows,
+        rows: preview_rows(&preview, info.as_ref()),
         records_used: preview.records_used,
         clamped: preview.clamped.clone(),
         nonce: nonce.clone(),
+        action: format!("/research/{}/contribute", crate::page::url_part(&schema)),
+        study_min_batch: None,
     };
     app.previews.lock().unwrap_or_else(std::sync::PoisonError::into_inner).insert(schema, (nonce, preview));
     page::ok(&page)
+}
+
+/// A private study's summary, derived here for the study's schema after
+/// the study is checked against the signed log.
+async fn study_preview(
+    ctx: Ctx,
+    app: web::Data<PatientApp>,
+    study: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    let study = study.into_inner();
+    let p = app.client();
+    let name = study.clone();
+    let (preview, info, min_batch, description) = blocking(move || {
+        let verified = p.study(&name)?;
+        let def = verified.definition();
+        let schema = def.schema().to_owned();
+        let info = p.schemas()?.into_iter().find(|s| s.name == schema);
+        Ok((p.summary(&schema)?, info, def.min_batch_size(), def.description().to_owned()))
+    })
+    .await
+    .map_err(ctx.fail())?;
+    let nonce = new_nonce();
+    let page = PreviewPage {
+        layout: ctx.layout(format!("Private study {study}: {description}")),
+        rows: preview_rows(&preview, info.as_ref()),
+        records_used: preview.records_used,
+        clamped: preview.clamped.clone(),
+        nonce: nonce.clone(),
+        action: format!("/studies/{}/contribute", crate::page::url_part(&study)),
+        study_min_batch: Some(min_batch),
+    };
+    app.previews
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .insert(study_key(&study), (nonce, preview));
+    page::ok(&page)
+}
+
+/// Sends the summary shown on [`study_preview`] as one report: two
+/// encrypted secret shares, one per aggregator (the study checked again).
+async fn study_contribute(
+    ctx: Ctx,
+    app: web::Data<PatientApp>,
+    study: web::Path<String>,
+    form: web::Form<NonceForm>,
+) -> Result<HttpResponse, PageError> {
+    let study = study.into_inner();
+    let preview = {
+        let mut previews = app.previews.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = study_key(&study);
+        match previews.get(&key) {
+            Some((nonce, _)) if *nonce == form.nonce => previews.remove(&key).map(|(_, p)| p),
+            _ => None,
+        }
+    };
+    let Some(preview) = preview else {
+        return Ok(ctx.redirect_with(
+            &format!("/studies/{}", crate::page::url_part(&study)),
+            Flash::problem("That summary is no longer the one on screen; look at it again before sending."),
+        ));
+    };
+    let p = app.client();
+    let name = study.clone();
+    let resp = blocking(move || {
+        let verified = p.study(&name)?;
+        if verified.definition().schema() != preview.schema {
+            return Err(medrelay_client::ClientError::Invalid(
+                "the study changed since its summary was shown; look at it again".into(),
+            ));
+        }
+        p.study_contribute(&verified, &preview)
+    })
+    .await
+    .map_err(ctx.fail())?;
+    Ok(ctx.redirect_with(
+        "/research",
+        Flash::ok(format!(
+            "Your report for study {} was sent as two encrypted shares (audit log entry {}). \
+             Neither aggregator can read it; analysts get only noisy totals of whole batches.",
+            resp.study, resp.log_index
+        )),
+    ))
 }
 
 #[derive(serde::Deserialize)]
