@@ -614,11 +614,13 @@ const VITALS: &str = r#"{
   "description": "Latest systolic blood pressure and BMI",
   "fields": [
     {"name": "systolic_bp", "type": "float", "min": 80, "max": 180,
+     "description": "Latest systolic blood pressure in mm[Hg] (LOINC 8480-6)",
      "derive": {"from": "latest_observation",
                 "codes": [{"system": "http://loinc.org", "code": "8480-6"}],
                 "component_of": [{"system": "http://loinc.org", "code": "85354-9"}],
                 "unit": "mm[Hg]"}},
     {"name": "bmi", "type": "float", "min": 15, "max": 45,
+     "description": "Latest body mass index in kg/m2 (LOINC 39156-5)",
      "derive": {"from": "latest_observation",
                 "codes": [{"system": "http://loinc.org", "code": "39156-5"}],
                 "unit": "kg/m2"}}
@@ -707,8 +709,8 @@ fn study_servers(root: &std::path::Path) -> (Server, Server, String) {
     (leader, helper, analyst_token)
 }
 
-#[test]
-fn the_patient_app_contributes_to_a_private_study() {
+#[tokio::test(flavor = "current_thread")]
+async fn private_studies_in_the_patient_and_analyst_apps() {
     let root = tempfile::tempdir().unwrap();
     let (leader, _helper, analyst_token) = study_servers(root.path());
     let url = leader.url();
@@ -764,4 +766,59 @@ fn the_patient_app_contributes_to_a_private_study() {
     // The same nonce twice sends nothing more.
     let r = s.post("/studies/bp-bmi/contribute", &format!("nonce={nonce}"));
     assert_eq!(r.header("location"), Some("/studies/bp-bmi"));
+
+    // The analyst's app: the study, its ready batch, the release, and the
+    // statistics computed from the noisy sums.
+    let app = App::start(&ana);
+    let a = Session::sign_in(&app);
+    let list = a.get("/studies");
+    assert_eq!(list.status, 200);
+    assert!(list.body.contains("bp-bmi") && list.body.contains("badge ok\">ready"), "{}", list.body);
+    let page = a.get("/studies/bp-bmi");
+    assert!(
+        page.body.contains("ready to release") && page.body.contains("No batch is released yet"),
+        "{}",
+        page.body
+    );
+    let r = a.post("/studies/bp-bmi/release", "");
+    assert_eq!(r.status, 303, "{}", r.body);
+    let page = a.get(r.header("location").unwrap());
+    assert!(page.body.contains("Released batch 0"), "{}", page.body);
+    assert!(page.body.contains("id=\"study-results\"") && page.body.contains("<svg"), "{}", page.body);
+    assert!(page.body.contains("systolic_bp, bmi") && page.body.contains("95% confidence"), "{}", page.body);
+    let released = ana.run(&["study", "status", "--study", "bp-bmi", "--json"]).json();
+    assert_eq!(released["released"], serde_json::json!([0]));
+    // The next batch is empty: refused, nothing released.
+    let r = a.post("/studies/bp-bmi/release", "");
+    assert!(a.get(r.header("location").unwrap()).body.contains("Not released"));
+    assert_eq!(
+        ana.run(&["study", "status", "--study", "bp-bmi", "--json"]).json()["released"],
+        released["released"]
+    );
+    // Another confidence; a bad one is named.
+    assert!(a.get("/studies/bp-bmi?confidence=0.99").body.contains("99% confidence"));
+    let r = a.get("/studies/bp-bmi?confidence=2");
+    assert!(a.get(r.header("location").unwrap()).body.contains("strictly between 0 and 1"));
+    drop(app);
+
+    // The same pages in the browser, for the README.
+    let Some((chrome, driver)) = browser_or_skip("private_studies_in_the_patient_and_analyst_apps") else {
+        return;
+    };
+    let chromedriver = Driver::start(&chrome, &driver);
+    let c = chromedriver.session().await;
+    let analyst_app = App::start(&ana);
+    c.goto(&analyst_app.launch).await.unwrap();
+    wait_for(&c, "#query-form", WAIT).await;
+    c.goto(&analyst_app.url("/studies/bp-bmi")).await.unwrap();
+    wait_for(&c, "#study-results svg", WAIT).await;
+    assert!(text(&c, "#released").await.contains("batch 0"));
+    screenshot(&c, "analyst-study").await;
+    let patient_app = App::start(&alpha);
+    c.goto(&patient_app.launch).await.unwrap();
+    wait_for(&c, "#patient-id", WAIT).await;
+    c.goto(&patient_app.url("/studies/bp-bmi")).await.unwrap();
+    wait_for(&c, "#study-note", WAIT).await;
+    screenshot(&c, "patient-study-summary").await;
+    c.close().await.unwrap();
 }

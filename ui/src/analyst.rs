@@ -19,7 +19,7 @@ use crate::page::{self, blocking, Ctx, Flash, Layout, PageError};
 use crate::svg::{num, Bar, Chart};
 
 /// The analyst's navigation.
-pub(crate) const NAV: &[(&str, &str)] = &[("/", "Ask a question")];
+pub(crate) const NAV: &[(&str, &str)] = &[("/", "Ask a question"), ("/studies", "Private studies")];
 
 /// Most answers kept on the page.
 const MAX_ANSWERS: usize = 20;
@@ -85,7 +85,7 @@ struct AnswerView {
 
 /// The analyst app's state.
 pub(crate) struct AnalystApp {
-    analyst: Arc<Analyst>,
+    pub(crate) analyst: Arc<Analyst>,
     answers: Mutex<Vec<AnswerView>>,
 }
 
@@ -104,6 +104,7 @@ impl AnalystApp {
 /// Routes of the analyst app.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(home)).route("/query", web::post().to(ask));
+    crate::studies::routes(cfg);
 }
 
 const STATISTICS: &[(&str, &str)] = &[

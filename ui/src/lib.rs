@@ -62,6 +62,7 @@ mod jobs;
 mod page;
 mod patient;
 pub mod security;
+mod studies;
 mod svg;
 
 use std::net::{SocketAddr, TcpListener};
