@@ -12,7 +12,10 @@
 //! - the guard: no session cookie, a wrong Host header (DNS rebinding), a
 //!   POST without (or with a wrong) CSRF token or from another origin, and
 //!   a reused launch link are refused and change nothing; the app is not
-//!   reachable on any address but 127.0.0.1.
+//!   reachable on any address but 127.0.0.1;
+//! - private studies (a leader and a helper aggregator): the patient's app
+//!   shows the study's summary and sends it as one report, the analyst's
+//!   app releases the batch and shows the statistics with their intervals.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod browser;

@@ -78,8 +78,11 @@ async fn list(ctx: Ctx, app: web::Data<AnalystApp>) -> Result<HttpResponse, Page
     })
 }
 
+/// An interval as read: value, low, high.
+type Shown = [String; 3];
+
 /// An interval as read: value [low, high].
-fn interval(i: &Interval) -> [String; 3] {
+fn interval(i: &Interval) -> Shown {
     [num(i.value), num(i.low), num(i.high)]
 }
 
@@ -87,11 +90,11 @@ fn interval(i: &Interval) -> [String; 3] {
 #[derive(Clone, Debug)]
 struct GroupView {
     label: String,
-    count: [String; 3],
+    count: Shown,
     /// field, n, mean, standard deviation.
-    fields: Vec<(String, [String; 3], [String; 3], [String; 3])>,
+    fields: Vec<(String, Shown, Shown, Shown)>,
     /// "x, y", n, r.
-    correlations: Vec<(String, [String; 3], [String; 3])>,
+    correlations: Vec<(String, Shown, Shown)>,
     /// The chart, the ± of every bin, and the quantiles (alpha, value, low, high).
     histograms: Vec<(Option<Chart>, String, Vec<[String; 4]>)>,
 }
