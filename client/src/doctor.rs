@@ -127,6 +127,19 @@ pub struct FetchAllReport {
     pub failed: Vec<(RecordId, String)>,
 }
 
+/// The result of [`Doctor::fetch_many`]: what was served and opened, what
+/// the server refused, and what failed verification.
+#[derive(Debug, Default)]
+pub struct FetchReport {
+    /// Verified, decrypted records, in the order asked.
+    pub fetched: Vec<FetchedRecord>,
+    /// Records the server refused, with the reason code (`revoked`,
+    /// `out_of_scope`, …).
+    pub denied: Vec<(RecordId, String)>,
+    /// Records that failed verification or decryption (nothing opened).
+    pub failed: Vec<(RecordId, String)>,
+}
+
 /// A doctor profile, opened.
 pub struct Doctor {
     profile: crate::keystore::Profile,
@@ -361,6 +374,85 @@ impl Doctor {
         self.open_served(id, &served, None)
     }
 
+    /// What `patient` shares with this doctor now: the active grants and
+    /// the records they cover. [`ClientError::Invalid`] if the patient has
+    /// no active grant to this doctor.
+    pub fn shared_by(&self, patient: &PrincipalId) -> Result<SharedPatient, ClientError> {
+        let p = self.patient(patient)?;
+        let grants = self.active_grants()?.remove(patient).unwrap_or_default();
+        if grants.is_empty() {
+            return Err(ClientError::Invalid(format!(
+                "patient {patient} has no active grant to this doctor"
+            )));
+        }
+        self.shared_with(&p, &grants)
+    }
+
+    /// Asks the server to re-encrypt each record of `ids` (records of
+    /// `patient`, in batches), then verifies and decrypts what it serves,
+    /// with the patient's keys looked up and checked once. The server
+    /// decides and logs each record on its own: a refusal (e.g. `revoked`)
+    /// is in [`FetchReport::denied`], not an error; a record of another
+    /// patient fails verification.
+    pub fn fetch_many(
+        &self,
+        patient: &PrincipalId,
+        ids: &[RecordId],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FetchReport, ClientError> {
+        let p = self.patient(patient)?;
+        let keys = p.patient_keys()?;
+        self.fetch_from(&p, &keys, ids, progress)
+    }
+
+    fn fetch_from(
+        &self,
+        p: &VerifiedPrincipal,
+        keys: &PatientPublicKeys,
+        ids: &[RecordId],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FetchReport, ClientError> {
+        let owner = Some((&p.id, &p.signing_key, keys));
+        let total = ids.len() as u64;
+        let mut report = FetchReport::default();
+        let mut done = 0;
+        progress(Progress { done, total });
+        for chunk in ids.chunks(limits::MAX_BATCH_REENCRYPT) {
+            let resp = self.http.reencrypt_batch(chunk.to_vec())?;
+            if resp.items.len() != chunk.len() {
+                return Err(ClientError::Protocol("batch answer has the wrong length".into()));
+            }
+            for (want, item) in chunk.iter().zip(resp.items) {
+                match item {
+                    ReencryptItem::Served(served) => match self.open_served(want, &served, owner) {
+                        Ok(f) => report.fetched.push(f),
+                        Err(e) => report.failed.push((*want, e.to_string())),
+                    },
+                    ReencryptItem::Denied { record_id, error } => {
+                        if record_id != *want {
+                            return Err(ClientError::Protocol("batch answer out of order".into()));
+                        }
+                        report.denied.push((record_id, error.error));
+                    }
+                }
+                done += 1;
+                progress(Progress { done, total });
+            }
+        }
+        Ok(report)
+    }
+
+    /// One FHIR R4 `collection` Bundle of `entries` (records of `patient`
+    /// this doctor fetched), as `fetch_all` writes it, and how many of its
+    /// references resolve to nothing in it.
+    pub fn chart_bundle(&self, patient: &PrincipalId, entries: &[StoredEntry]) -> (serde_json::Value, usize) {
+        let t = now();
+        let id = bundle_id(patient, &self.id(), t);
+        let bundle = collection_bundle(entries, &id, &crate::time::format_instant(t));
+        let unresolved = unresolved_references(&bundle).len();
+        (bundle, unresolved)
+    }
+
     /// Fetches every record of `patient` the doctor may read now, checks
     /// and decrypts each, and writes into `out` (created if missing; files
     /// mode 0600): the FHIR records as one `collection` Bundle,
@@ -383,49 +475,34 @@ impl Doctor {
         }
         // The owner's keys, checked and decoded once for the whole chart.
         let owner_keys = p.patient_keys()?;
-        let owner = Some((&p.id, &p.signing_key, &owner_keys));
         let shared = self.shared_with(&p, &grants)?;
         fs::create_dir_all(out).map_err(ClientError::io(out))?;
         let categories: BTreeMap<RecordId, String> =
             shared.records.iter().map(|r| (r.record_id, r.category.clone())).collect();
         let ids: Vec<RecordId> = shared.records.iter().map(|r| r.record_id).collect();
-        let total = ids.len() as u64;
-        let mut report = FetchAllReport { withheld: shared.withheld, ..FetchAllReport::default() };
+        let fetched = self.fetch_from(&p, &owner_keys, &ids, progress)?;
+        let mut report = FetchAllReport {
+            withheld: shared.withheld,
+            denied: fetched.denied,
+            failed: fetched.failed,
+            ..FetchAllReport::default()
+        };
         let mut entries: Vec<StoredEntry> = Vec::new();
-        let mut done = 0;
-        progress(Progress { done, total });
-        for chunk in ids.chunks(limits::MAX_BATCH_REENCRYPT) {
-            let resp = self.http.reencrypt_batch(chunk.to_vec())?;
-            if resp.items.len() != chunk.len() {
-                return Err(ClientError::Protocol("batch answer has the wrong length".into()));
-            }
-            for (want, item) in chunk.iter().zip(resp.items) {
-                match item {
-                    ReencryptItem::Served(served) => match self.open_served(want, &served, owner) {
-                        Ok(f) if f.record.is_fhir() => match f.record.fhir_entry() {
-                            Ok(e) => entries.push(e),
-                            Err(e) => report.failed.push((*want, e.to_string())),
-                        },
-                        Ok(f) => {
-                            let path = out.join(f.record.file_name());
-                            write_record_file(&path, &f.record.export_bytes())?;
-                            report.files.push(WrittenRecord {
-                                record_id: *want,
-                                category: categories.get(want).cloned().unwrap_or_default(),
-                                path,
-                            });
-                        }
-                        Err(e) => report.failed.push((*want, e.to_string())),
-                    },
-                    ReencryptItem::Denied { record_id, error } => {
-                        if record_id != *want {
-                            return Err(ClientError::Protocol("batch answer out of order".into()));
-                        }
-                        report.denied.push((record_id, error.error));
-                    }
+        for f in fetched.fetched {
+            let id = f.record.header.record_id();
+            if f.record.is_fhir() {
+                match f.record.fhir_entry() {
+                    Ok(e) => entries.push(e),
+                    Err(e) => report.failed.push((id, e.to_string())),
                 }
-                done += 1;
-                progress(Progress { done, total });
+            } else {
+                let path = out.join(f.record.file_name());
+                write_record_file(&path, &f.record.export_bytes())?;
+                report.files.push(WrittenRecord {
+                    record_id: id,
+                    category: categories.get(&id).cloned().unwrap_or_default(),
+                    path,
+                });
             }
         }
         report.resources = entries.len();
@@ -434,10 +511,8 @@ impl Doctor {
         }
         match format {
             FetchFormat::Bundle => {
-                let t = now();
-                let id = bundle_id(patient, &self.id(), t);
-                let bundle = collection_bundle(&entries, &id, &crate::time::format_instant(t));
-                report.unresolved_references = unresolved_references(&bundle).len();
+                let (bundle, unresolved) = self.chart_bundle(patient, &entries);
+                report.unresolved_references = unresolved;
                 let mut bytes = serde_json::to_vec_pretty(&bundle)
                     .map_err(|e| ClientError::Invalid(format!("the Bundle does not serialize: {e}")))?;
                 bytes.push(b'\n');
