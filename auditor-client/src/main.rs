@@ -68,6 +68,12 @@ enum Command {
         #[arg(long)]
         doctor: Option<PrincipalId>,
     },
+    /// Open the audit web app served by this program on 127.0.0.1:
+    /// verification status, the full audit, log growth, grants and accesses.
+    ///
+    /// The browser signs in once with the printed link. Runs until Ctrl-C
+    /// or "Lock and quit".
+    Ui(medrelay_ui::cli::UiArgs),
 }
 
 fn main() -> ExitCode {
@@ -91,6 +97,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             show_identity(&cli, &a)
         }
         Command::Whoami => show_identity(&cli, &open(&cli)?),
+        Command::Ui(args) => medrelay_ui::cli::serve(medrelay_ui::RoleApp::Auditor(open(&cli)?), args),
         Command::Verify => {
             let bar = Bar::new("entries", cli.opts.json);
             let r = open(&cli)?.verify(&mut |p| bar.update(p));

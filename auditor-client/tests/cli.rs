@@ -9,7 +9,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_medrelay-auditor");
 
 #[test]
 fn help_names_every_command() {
-    cli_contract::help_names_every_command(BIN, &["init", "whoami", "verify", "audit", "grants", "accesses"]);
+    cli_contract::help_names_every_command(
+        BIN,
+        &["init", "whoami", "verify", "audit", "grants", "accesses", "ui"],
+    );
 }
 
 #[test]
@@ -22,6 +25,15 @@ fn a_missing_profile_is_one_clear_line_and_creates_nothing() {
     cli_contract::a_missing_profile_is_one_clear_line_and_creates_nothing(
         BIN,
         "verify",
+        env!("CARGO_TARGET_TMPDIR"),
+    );
+}
+
+#[test]
+fn the_web_app_on_a_missing_profile_is_one_clear_line_and_creates_nothing() {
+    cli_contract::a_missing_profile_is_one_clear_line_and_creates_nothing(
+        BIN,
+        "ui",
         env!("CARGO_TARGET_TMPDIR"),
     );
 }

@@ -115,6 +115,17 @@ impl Filter {
     }
 }
 
+/// What [`Auditor::review`] finds in one download of the log.
+#[derive(Debug)]
+pub struct Review {
+    /// The append-only check (as [`Auditor::verify`]).
+    pub verify: VerifyReport,
+    /// The whole log, verified and decoded.
+    pub log: VerifiedLog,
+    /// The full audit (as [`Auditor::audit`]).
+    pub audit: AuditReport,
+}
+
 /// An auditor profile, opened.
 pub struct Auditor {
     session: SigningSession,
@@ -184,15 +195,23 @@ impl Auditor {
     /// stored one is advanced), checks the root, and decodes every event.
     pub fn log(&self, progress: &mut dyn FnMut(Progress)) -> Result<VerifiedLog, ClientError> {
         let (update, entries) = self.download(progress)?;
-        let events = entries
-            .iter()
-            .enumerate()
-            .map(|(i, e)| {
-                e.event()
-                    .map_err(|err| ClientError::LogIntegrity(format!("entry {i} does not decode: {err}")))
-            })
-            .collect::<Result<Vec<_>, _>>()?;
+        let events = decode_all(&entries)?;
         Ok(VerifiedLog { checkpoint: update.current, entries, events })
+    }
+
+    /// Replays downloaded entries through the policy audit.
+    fn audit_entries(
+        &self,
+        update: &CheckpointUpdate,
+        entries: &[LeafOpening],
+    ) -> Result<AuditReport, ClientError> {
+        let verifier = log_verifier(&self.session.profile.info().log_key)?;
+        let mut audit = LogAudit::new(&update.note, &verifier, now())
+            .map_err(|e| ClientError::Verification(format!("checkpoint: {e}")))?;
+        for e in entries {
+            audit.push_entry(e);
+        }
+        Ok(audit.finish())
     }
 
     /// The full audit (`audit --full`): advances the stored checkpoint like
@@ -205,13 +224,29 @@ impl Auditor {
     /// fails with [`ClientError::LogIntegrity`].
     pub fn audit(&self, progress: &mut dyn FnMut(Progress)) -> Result<AuditReport, ClientError> {
         let (update, entries) = self.download(progress)?;
-        let verifier = log_verifier(&self.session.profile.info().log_key)?;
-        let mut audit = LogAudit::new(&update.note, &verifier, now())
-            .map_err(|e| ClientError::Verification(format!("checkpoint: {e}")))?;
-        for e in &entries {
-            audit.push_entry(e);
-        }
-        Ok(audit.finish())
+        self.audit_entries(&update, &entries)
+    }
+
+    /// [`Auditor::verify`], [`Auditor::log`] and [`Auditor::audit`] over
+    /// one download: the stored checkpoint is advanced, every entry is
+    /// checked against the signed root, decoded, and replayed through the
+    /// audit.
+    pub fn review(&self, progress: &mut dyn FnMut(Progress)) -> Result<Review, ClientError> {
+        let (update, entries) = self.download(progress)?;
+        let audit = self.audit_entries(&update, &entries)?;
+        let events = decode_all(&entries)?;
+        let verify = VerifyReport {
+            previous_size: update.previous.map(|c| c.tree_size),
+            tree_size: update.current.tree_size,
+            root_hash: hex::encode(update.current.root_hash.as_bytes()),
+            origin: update.current.origin.clone(),
+        };
+        Ok(Review { verify, log: VerifiedLog { checkpoint: update.current, entries, events }, audit })
+    }
+
+    /// The log verifier key pinned at `init` (C2SP note verifier form).
+    pub fn pinned_log_key(&self) -> &str {
+        &self.session.profile.info().log_key
     }
 
     /// Grants recorded in the log, with their revocations.
@@ -231,6 +266,18 @@ impl Auditor {
     ) -> Result<Vec<AccessItem>, ClientError> {
         Ok(accesses_in(&self.log(progress)?.events, filter))
     }
+}
+
+/// Decodes every downloaded entry's event ([`ClientError::LogIntegrity`]
+/// naming the first that does not decode).
+fn decode_all(entries: &[LeafOpening]) -> Result<Vec<LogEvent>, ClientError> {
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            e.event().map_err(|err| ClientError::LogIntegrity(format!("entry {i} does not decode: {err}")))
+        })
+        .collect()
 }
 
 /// The grants among `events` (log order), with revocations applied and each

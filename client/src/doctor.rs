@@ -129,6 +129,19 @@ pub struct FetchAllReport {
     pub failed: Vec<(RecordId, String)>,
 }
 
+/// The result of [`Doctor::fetch_many`]: what was served and opened, what
+/// the server refused, and what failed verification.
+#[derive(Debug, Default)]
+pub struct FetchReport {
+    /// Verified, decrypted records, in the order asked.
+    pub fetched: Vec<FetchedRecord>,
+    /// Records the server refused, with the reason code (`revoked`,
+    /// `out_of_scope`, …).
+    pub denied: Vec<(RecordId, String)>,
+    /// Records that failed verification or decryption (nothing opened).
+    pub failed: Vec<(RecordId, String)>,
+}
+
 /// A doctor profile, opened.
 pub struct Doctor {
     profile: crate::keystore::Profile,
@@ -388,6 +401,110 @@ impl Doctor {
         }
     }
 
+    /// What `patient` shares with this doctor now: the active grants and
+    /// the records they cover. [`ClientError::Invalid`] if the patient has
+    /// no active grant to this doctor.
+    pub fn shared_by(&self, patient: &PrincipalId) -> Result<SharedPatient, ClientError> {
+        let p = self.patient(patient)?;
+        let grants = self.active_grants()?.remove(patient).unwrap_or_default();
+        if grants.is_empty() {
+            return Err(ClientError::Invalid(format!(
+                "patient {patient} has no active grant to this doctor"
+            )));
+        }
+        self.shared_with(&p, &grants)
+    }
+
+    /// Asks the server to re-encrypt each record of `ids` (records of
+    /// `patient`, in batches), then verifies and decrypts what it serves,
+    /// with the patient's keys looked up and checked once. The server
+    /// decides and logs each record on its own: a refusal (e.g. `revoked`)
+    /// is in [`FetchReport::denied`], not an error; a record of another
+    /// patient fails verification.
+    pub fn fetch_many(
+        &self,
+        patient: &PrincipalId,
+        ids: &[RecordId],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FetchReport, ClientError> {
+        let p = self.patient(patient)?;
+        let keys = p.patient_keys()?;
+        self.fetch_from(&p, &keys, ids, progress)
+    }
+
+    /// Fetches `ids` in batched requests of [`FETCH_CHUNK`] records: the
+    /// server answers with the envelopes and each batch capsule they need
+    /// once; this client opens each batch key once, and decrypts the
+    /// records of a chunk while the next chunk is on its way (a second
+    /// thread sends the requests).
+    fn fetch_from(
+        &self,
+        p: &VerifiedPrincipal,
+        keys: &PatientPublicKeys,
+        ids: &[RecordId],
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<FetchReport, ClientError> {
+        let owner = Some((&p.id, &p.signing_key, keys));
+        let total = ids.len() as u64;
+        let mut report = FetchReport::default();
+        let mut batch_keys: BTreeMap<CapsuleId, BatchKey> = BTreeMap::new();
+        let mut done = 0;
+        progress(Progress { done, total });
+        let chunks: Vec<&[RecordId]> = ids.chunks(FETCH_CHUNK).collect();
+        std::thread::scope(|scope| -> Result<(), ClientError> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReencryptResponse, ClientError>>(1);
+            let http = &self.http;
+            let chunks_ref = &chunks;
+            scope.spawn(move || {
+                for chunk in chunks_ref {
+                    let r = http.reencrypt_batch(chunk.to_vec());
+                    let stop = r.is_err();
+                    if tx.send(r).is_err() || stop {
+                        break;
+                    }
+                }
+            });
+            for chunk in &chunks {
+                let resp =
+                    rx.recv().map_err(|_| ClientError::Protocol("the fetch thread stopped".into()))??;
+                if resp.items.len() != chunk.len() {
+                    return Err(ClientError::Protocol("batch answer has the wrong length".into()));
+                }
+                for (want, item) in chunk.iter().zip(&resp.items) {
+                    match item {
+                        ReencryptItem::Served(served) => {
+                            match self.open_served(want, served, &resp.capsules, &mut batch_keys, owner) {
+                                Ok(f) => report.fetched.push(f),
+                                Err(e) => report.failed.push((*want, e.to_string())),
+                            }
+                        }
+                        ReencryptItem::Denied { record_id, error } => {
+                            if record_id != want {
+                                return Err(ClientError::Protocol("batch answer out of order".into()));
+                            }
+                            report.denied.push((*record_id, error.error.clone()));
+                        }
+                    }
+                    done += 1;
+                    progress(Progress { done, total });
+                }
+            }
+            Ok(())
+        })?;
+        Ok(report)
+    }
+
+    /// One FHIR R4 `collection` Bundle of `entries` (records of `patient`
+    /// this doctor fetched), as `fetch_all` writes it, and how many of its
+    /// references resolve to nothing in it.
+    pub fn chart_bundle(&self, patient: &PrincipalId, entries: &[StoredEntry]) -> (serde_json::Value, usize) {
+        let t = now();
+        let id = bundle_id(patient, &self.id(), t);
+        let bundle = collection_bundle(entries, &id, &crate::time::format_instant(t));
+        let unresolved = unresolved_references(&bundle).len();
+        (bundle, unresolved)
+    }
+
     /// Fetches every record of `patient` the doctor may read now, checks
     /// and decrypts each, and writes into `out` (created if missing; files
     /// mode 0600): the FHIR records as one `collection` Bundle,
@@ -415,102 +532,47 @@ impl Doctor {
         }
         // The owner's keys, checked and decoded once for the whole chart.
         let owner_keys = p.patient_keys()?;
-        let owner = Some((&p.id, &p.signing_key, &owner_keys));
         // The server lists only what a grant in force covers (need to know);
         // each served header is checked again here before it is written.
         let ids: Vec<RecordId> = self.http.all_records_of(&p.id)?.into_iter().map(|r| r.record_id).collect();
         fs::create_dir_all(out).map_err(ClientError::io(out))?;
-        let total = ids.len() as u64;
-        let mut report = FetchAllReport::default();
-        let mut entries: Vec<StoredEntry> = Vec::new();
-        let mut keys: BTreeMap<CapsuleId, BatchKey> = BTreeMap::new();
-        let mut done = 0;
-        progress(Progress { done, total });
+        let fetched = self.fetch_from(&p, &owner_keys, &ids, progress)?;
+        let mut report =
+            FetchAllReport { denied: fetched.denied, failed: fetched.failed, ..FetchAllReport::default() };
         let me = self.id();
-        let chunks: Vec<Vec<RecordId>> = ids.chunks(FETCH_CHUNK).map(<[RecordId]>::to_vec).collect();
-        std::thread::scope(|scope| -> Result<(), ClientError> {
-            // Streaming: a thread fetches chunk n+1 while this one decrypts
-            // and writes chunk n.
-            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<ReencryptResponse, ClientError>>(1);
-            let http = &self.http;
-            let chunks_ref = &chunks;
-            scope.spawn(move || {
-                for chunk in chunks_ref {
-                    let r = http.reencrypt_batch(chunk.clone());
-                    let stop = r.is_err();
-                    if tx.send(r).is_err() || stop {
-                        break;
-                    }
+        let t = now();
+        let mut entries: Vec<StoredEntry> = Vec::new();
+        for f in fetched.fetched {
+            let h = &f.record.header;
+            let id = h.record_id();
+            let decisions: Vec<_> = grants.iter().map(|g| authorize(g, &me, h, None, t)).collect();
+            if decisions.iter().all(|d| d.is_err()) {
+                let sensitive = decisions.iter().any(|d| matches!(d, Err(Denial::SensitiveExcluded)));
+                let why = if sensitive {
+                    Denial::SensitiveExcluded.code()
+                } else {
+                    decisions.iter().find_map(|d| d.as_ref().err()).map_or("no_grant", |d| d.code())
+                };
+                *report.withheld.entry(why.to_owned()).or_default() += 1;
+            } else if f.record.is_fhir() {
+                match f.record.fhir_entry() {
+                    Ok(e) => entries.push(e),
+                    Err(e) => report.failed.push((id, e.to_string())),
                 }
-            });
-            for chunk in &chunks {
-                let resp =
-                    rx.recv().map_err(|_| ClientError::Protocol("the fetch thread stopped".into()))??;
-                if resp.items.len() != chunk.len() {
-                    return Err(ClientError::Protocol("batch answer has the wrong length".into()));
-                }
-                for (want, item) in chunk.iter().zip(&resp.items) {
-                    match item {
-                        ReencryptItem::Served(served) => {
-                            match self.open_served(want, served, &resp.capsules, &mut keys, owner) {
-                                Ok(f) => {
-                                    let h = &f.record.header;
-                                    let decisions: Vec<_> =
-                                        grants.iter().map(|g| authorize(g, &me, h, None, now())).collect();
-                                    if decisions.iter().all(|d| d.is_err()) {
-                                        let sensitive = decisions
-                                            .iter()
-                                            .any(|d| matches!(d, Err(Denial::SensitiveExcluded)));
-                                        let why = if sensitive {
-                                            Denial::SensitiveExcluded.code()
-                                        } else {
-                                            decisions
-                                                .iter()
-                                                .find_map(|d| d.as_ref().err())
-                                                .map_or("no_grant", |d| d.code())
-                                        };
-                                        *report.withheld.entry(why.to_owned()).or_default() += 1;
-                                    } else if f.record.is_fhir() {
-                                        match f.record.fhir_entry() {
-                                            Ok(e) => entries.push(e),
-                                            Err(e) => report.failed.push((*want, e.to_string())),
-                                        }
-                                    } else {
-                                        let path = out.join(f.record.file_name());
-                                        write_record_file(&path, &f.record.export_bytes())?;
-                                        report.files.push(WrittenRecord {
-                                            record_id: *want,
-                                            category: h.category().to_string(),
-                                            path,
-                                        });
-                                    }
-                                }
-                                Err(e) => report.failed.push((*want, e.to_string())),
-                            }
-                        }
-                        ReencryptItem::Denied { record_id, error } => {
-                            if record_id != want {
-                                return Err(ClientError::Protocol("batch answer out of order".into()));
-                            }
-                            report.denied.push((*record_id, error.error.clone()));
-                        }
-                    }
-                    done += 1;
-                    progress(Progress { done, total });
-                }
+            } else {
+                let path = out.join(f.record.file_name());
+                write_record_file(&path, &f.record.export_bytes())?;
+                report.files.push(WrittenRecord { record_id: id, category: h.category().to_string(), path });
             }
-            Ok(())
-        })?;
+        }
         report.resources = entries.len();
         for e in &entries {
             *report.by_type.entry(e.resource_type().to_owned()).or_default() += 1;
         }
         match format {
             FetchFormat::Bundle => {
-                let t = now();
-                let id = bundle_id(patient, &self.id(), t);
-                let bundle = collection_bundle(&entries, &id, &crate::time::format_instant(t));
-                report.unresolved_references = unresolved_references(&bundle).len();
+                let (bundle, unresolved) = self.chart_bundle(patient, &entries);
+                report.unresolved_references = unresolved;
                 let mut bytes = serde_json::to_vec_pretty(&bundle)
                     .map_err(|e| ClientError::Invalid(format!("the Bundle does not serialize: {e}")))?;
                 bytes.push(b'\n');
@@ -530,10 +592,8 @@ impl Doctor {
     }
 }
 
-/// The Bundle's id: not derived from the records (it names this export,
-/// by patient, doctor and time).
-/// Records per batched fetch in `fetch_all`: small enough that the first
-/// records are written while later chunks are on their way.
+/// Records per batched fetch: small enough that the first records are
+/// decrypted while later chunks are on their way.
 const FETCH_CHUNK: usize = 256;
 
 /// Opens a delivered batch capsule: the owner's signature on the capsule,
@@ -557,6 +617,8 @@ fn open_delivered(
         .map_err(|_| ClientError::Verification(format!("capsule {} does not open", d.capsule_id)))
 }
 
+/// The Bundle's id: not derived from the records (it names this export,
+/// by patient, doctor and time).
 fn bundle_id(patient: &PrincipalId, doctor: &PrincipalId, t: Timestamp) -> String {
     use sha2::Digest as _;
     let d = sha2::Sha256::new()

@@ -367,6 +367,55 @@ impl Patient {
             }
             read.push((path, r));
         }
+        self.import_read(read, ignored, request, progress)
+    }
+
+    /// Imports files already in memory, e.g. the ones a person dropped on
+    /// the web app's import page, as [`Patient::import`] imports files read
+    /// from disk (`request.paths` is not used). Each file is named by
+    /// `name` in the report; the same size limits apply.
+    pub fn import_bytes(
+        &self,
+        files: &[(String, &[u8])],
+        request: &ImportRequest,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ImportReport, ClientError> {
+        if files.len() > MAX_IMPORT_FILES {
+            return Err(ClientError::Invalid(format!("more than {MAX_IMPORT_FILES} files in one import")));
+        }
+        let total: u64 = files.iter().map(|(_, b)| b.len() as u64).sum();
+        if total > MAX_IMPORT_BYTES {
+            return Err(ClientError::Invalid(format!(
+                "the files add up to more than {MAX_IMPORT_BYTES} bytes: import them in parts \
+                 (labels propagate within one import, so keep a chart's files together)"
+            )));
+        }
+        let read = files
+            .iter()
+            .map(|(name, bytes)| {
+                let path = PathBuf::from(name);
+                let r = if bytes.len() as u64 > MAX_FHIR_FILE_BYTES {
+                    Err(ClientError::Fhir {
+                        path: path.clone(),
+                        source: FhirError::TooLarge { size: bytes.len() as u64, limit: MAX_FHIR_FILE_BYTES },
+                    })
+                } else {
+                    Ok(bytes.to_vec())
+                };
+                (path, r)
+            })
+            .collect();
+        self.import_read(read, Vec::new(), request, progress)
+    }
+
+    /// Plans, reports and (unless a dry run) uploads files already read.
+    fn import_read(
+        &self,
+        read: Vec<(PathBuf, Result<Vec<u8>, ClientError>)>,
+        ignored: Vec<PathBuf>,
+        request: &ImportRequest,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<ImportReport, ClientError> {
         let names: Vec<String> = read.iter().map(|(p, _)| p.display().to_string()).collect();
         let readable: Vec<usize> = (0..read.len()).filter(|&i| read[i].1.is_ok()).collect();
         let sources: Vec<Source<'_>> = readable

@@ -109,10 +109,11 @@ pub mod transparency;
 
 pub use analyst::Analyst;
 pub use auditor::{
-    accesses_in, grants_in, AccessItem, AuditGrant, Auditor, Filter, VerifiedLog, VerifyReport,
+    accesses_in, grants_in, AccessItem, AuditGrant, Auditor, Filter, Review, VerifiedLog, VerifyReport,
 };
 pub use doctor::{
-    Doctor, FetchAllReport, FetchFormat, FetchedRecord, SharedPatient, SharedRecord, WrittenRecord,
+    Doctor, FetchAllReport, FetchFormat, FetchReport, FetchedRecord, SharedPatient, SharedRecord,
+    WrittenRecord,
 };
 pub use dp::SummaryPreview;
 pub use error::ClientError;

@@ -262,22 +262,37 @@ impl Patient {
             }
             other => other,
         })?);
+        self.upload_bytes(&path.display().to_string(), &body, category_code, labels)
+    }
+
+    /// [`Patient::upload`] for a file already in memory (the web app's
+    /// upload), named `name` (its extension gives the media type).
+    pub fn upload_bytes(
+        &self,
+        name: &str,
+        body: &[u8],
+        category_code: &str,
+        labels: &[SensitivityLabel],
+    ) -> Result<Option<RecordId>, ClientError> {
+        if body.len() as u64 > MAX_UPLOAD_BYTES {
+            return Err(ClientError::Invalid(format!("{name}: larger than {MAX_UPLOAD_BYTES} bytes")));
+        }
         let category =
             RecordCategory::new("DocumentReference", [category_code.to_owned()], labels.iter().copied())
                 .map_err(record_error("category"))?;
-        let id = medrelay_fhir::file_record_id(&self.id(), &body);
+        let id = medrelay_fhir::file_record_id(&self.id(), body);
         if self.existing_ids()?.contains(&id) {
             return Ok(None);
         }
-        let media_type = media_type_for(path);
+        let media_type = media_type_for(Path::new(name));
         let local = LocalRecord {
             category: category.to_string(),
             media_type: media_type.into(),
-            source: path.display().to_string(),
+            source: name.to_owned(),
             labels: labels.iter().map(|l| format!("{l}: given on upload")).collect(),
         };
         let batch = self.new_batch(&self.sk, &self.keys.public_keys(), category.key_class())?;
-        let sealed = self.seal_with(&self.sk, &batch, id, category, media_type, &body)?;
+        let sealed = self.seal_with(&self.sk, &batch, id, category, media_type, body)?;
         self.upload_sealed(&[batch.capsule()], vec![(id, sealed)], &mut |_| ())?;
         let mut index = self.index()?;
         index.insert(id.to_string(), local);

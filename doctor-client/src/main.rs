@@ -11,6 +11,8 @@ use medrelay_client::time::format_utc;
 use medrelay_client::{Analyst, ClientError, Doctor, FetchFormat, Identity, Passphrase, Profile};
 use medrelay_crypto::{PrincipalId, RecordId};
 use medrelay_dp::Privacy;
+use medrelay_ui::cli::UiArgs;
+use medrelay_ui::RoleApp;
 use medrelay_wire::dp::{Accuracy, AnswerValue, BudgetStatus, DpAnswer, Mechanism, PrivacyCost};
 use medrelay_wire::Role;
 
@@ -152,6 +154,13 @@ enum Command {
         #[arg(long)]
         schema: String,
     },
+    /// Open the web app served by this program on 127.0.0.1: your patients
+    /// and their charts (doctors), or the query builder (analysts).
+    ///
+    /// Your keys stay in this program; the browser signs in once with the
+    /// printed link and only draws the pages. Runs until Ctrl-C or "Lock
+    /// and quit".
+    Ui(UiArgs),
     /// Private studies: statistics from two aggregators that never see a summary (analysts).
     #[command(subcommand)]
     Study(StudyCommand),
@@ -209,6 +218,7 @@ impl Command {
             Command::Schemas => "schemas",
             Command::Query { .. } => "query",
             Command::Budget { .. } => "budget",
+            Command::Ui(_) => "ui",
             Command::Study(_) => "study",
         }
     }
@@ -266,14 +276,20 @@ fn article(role: Role) -> &'static str {
 }
 
 fn open(cli: &Cli) -> Result<Doctor, ClientError> {
-    let dir = profile_for(cli, Some(Role::Doctor))?;
+    open_in(cli, profile_for(cli, Some(Role::Doctor))?)
+}
+
+fn open_in(cli: &Cli, dir: PathBuf) -> Result<Doctor, ClientError> {
     check_role(cli, &dir, Role::Doctor)?;
     let pass = Passphrase::from_env_or_prompt(false)?;
     Doctor::open(&dir, &cli.opts.connect(), &pass)
 }
 
 fn open_analyst(cli: &Cli) -> Result<Analyst, ClientError> {
-    let dir = profile_for(cli, Some(Role::Analyst))?;
+    open_analyst_in(cli, profile_for(cli, Some(Role::Analyst))?)
+}
+
+fn open_analyst_in(cli: &Cli, dir: PathBuf) -> Result<Analyst, ClientError> {
     check_role(cli, &dir, Role::Analyst)?;
     let pass = Passphrase::from_env_or_prompt(false)?;
     Analyst::open(&dir, &cli.opts.connect(), &pass)
@@ -310,6 +326,15 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                 }
             };
             show_identity(&cli, &id)
+        }
+        Command::Ui(args) => {
+            let dir = profile_for(&cli, None)?;
+            let role = Profile::open(&dir)?.info().role;
+            let app = match role {
+                Role::Analyst => RoleApp::Analyst(open_analyst_in(&cli, dir)?),
+                _ => RoleApp::Doctor(open_in(&cli, dir)?),
+            };
+            medrelay_ui::cli::serve(app, args)
         }
         Command::Schemas => {
             let schemas = open_analyst(&cli)?.schemas()?;

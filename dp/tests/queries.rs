@@ -126,7 +126,7 @@ fn answers_are_accurate_at_high_epsilon_and_carry_their_metadata() {
     let v = answer(
         &plan(
             &s,
-            &q(json!({"statistic": {"kind": "variance", "field": "bmi"}, "privacy": {"epsilon": 6.0}})),
+            &q(json!({"statistic": {"kind": "variance", "field": "bmi"}, "privacy": {"epsilon": 15.0}})),
         )
         .unwrap(),
         &rows,
@@ -135,7 +135,7 @@ fn answers_are_accurate_at_high_epsilon_and_carry_their_metadata() {
     .unwrap();
     assert!((scalar(&v) - var_bmi).abs() < 0.2 * var_bmi, "{} vs {var_bmi}", scalar(&v));
     let sd = answer(
-        &plan(&s, &q(json!({"statistic": {"kind": "std_dev", "field": "bmi"}, "privacy": {"rho": 1.0}})))
+        &plan(&s, &q(json!({"statistic": {"kind": "std_dev", "field": "bmi"}, "privacy": {"rho": 3.0}})))
             .unwrap(),
         &rows,
         &mut ledger,
@@ -143,15 +143,17 @@ fn answers_are_accurate_at_high_epsilon_and_carry_their_metadata() {
     .unwrap();
     assert!((scalar(&sd) - var_bmi.sqrt()).abs() < 0.1 * var_bmi.sqrt());
     assert_eq!(sd.components[0].mechanism, Mechanism::DiscreteGaussian);
-    assert!(matches!(sd.cost, PrivacyCost::Rho(r) if r <= 1.0));
+    assert!(matches!(sd.cost, PrivacyCost::Rho(r) if r <= 3.0));
 
-    let r = answer(&plan(&s, &q(json!({"statistic": {"kind": "correlation", "x": "bmi", "y": "systolic_bp"}, "privacy": {"epsilon": 12.0}}))).unwrap(), &rows, &mut ledger).unwrap();
+    let r = answer(&plan(&s, &q(json!({"statistic": {"kind": "correlation", "x": "bmi", "y": "systolic_bp"}, "privacy": {"epsilon": 40.0}}))).unwrap(), &rows, &mut ledger).unwrap();
     let (mx, my) = (mean_bmi, sbp.iter().sum::<f64>() / n);
     let cov: f64 = bmi.iter().zip(&sbp).map(|(x, y)| (x - mx) * (y - my)).sum();
     let true_r = cov
         / (bmi.iter().map(|x| (x - mx).powi(2)).sum::<f64>()
             * sbp.iter().map(|y| (y - my).powi(2)).sum::<f64>())
         .sqrt();
+    // Six noisy components (counts, sums, products, squares) feed one ratio:
+    // at ε = 12 it missed by more than 0.15 about once in a hundred runs.
     assert!((scalar(&r) - true_r).abs() < 0.15, "{} vs {true_r}", scalar(&r));
     assert_eq!(r.components.len(), 6);
 
@@ -204,7 +206,8 @@ fn answers_are_accurate_at_high_epsilon_and_carry_their_metadata() {
         ["[10, 20)", "[20, 30)", "[30, 70]"]
     );
 
-    assert!(ledger.spent_epsilon().unwrap() <= 100.0);
+    let spent = ledger.spent_epsilon().unwrap();
+    assert!(spent <= 100.0, "{spent}");
 }
 
 #[test]

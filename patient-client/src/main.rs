@@ -11,6 +11,7 @@ use medrelay_client::time::{format_utc, parse_duration};
 use medrelay_client::{ClientError, ImportRequest, Passphrase, Patient, SummaryPreview};
 use medrelay_crypto::{GrantId, PrincipalId, RecordId, SensitivityLabel};
 use medrelay_policy::{Purpose, Scope};
+use medrelay_ui::cli::UiArgs;
 use medrelay_wire::dp::{SummaryAction, SummaryDoc};
 use medrelay_wire::Role;
 
@@ -162,6 +163,13 @@ enum Command {
         #[arg(long)]
         schema: String,
     },
+    /// Open your records in a web app served by this program on 127.0.0.1.
+    ///
+    /// Everything the other commands do, on pages: records, sharing with
+    /// fingerprints, history, research. Your keys stay in this program; the
+    /// browser signs in once with the printed link and only draws the
+    /// pages. Runs until Ctrl-C or "Lock and quit".
+    Ui(UiArgs),
     /// Private studies: contribute without any server seeing your summary.
     #[command(subcommand)]
     Study(StudyCommand),
@@ -400,6 +408,7 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             println!("{what} for schema {} (log entry {})", receipt.schema, receipt.log_index);
             Ok(())
         }
+        Command::Ui(args) => medrelay_ui::cli::serve(medrelay_ui::RoleApp::Patient(open(&cli)?), args),
         Command::Study(StudyCommand::List) => {
             let studies = open(&cli)?.studies()?;
             if cli.opts.json {

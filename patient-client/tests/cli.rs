@@ -11,7 +11,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_medrelay-patient");
 fn help_names_every_command() {
     cli_contract::help_names_every_command(
         BIN,
-        &["init", "whoami", "import", "upload", "records", "read", "grant", "grants", "revoke", "history"],
+        &[
+            "init", "whoami", "import", "upload", "records", "read", "grant", "grants", "revoke", "history",
+            "ui",
+        ],
     );
 }
 
@@ -25,6 +28,15 @@ fn a_missing_profile_is_one_clear_line_and_creates_nothing() {
     cli_contract::a_missing_profile_is_one_clear_line_and_creates_nothing(
         BIN,
         "records",
+        env!("CARGO_TARGET_TMPDIR"),
+    );
+}
+
+#[test]
+fn the_web_app_on_a_missing_profile_is_one_clear_line_and_creates_nothing() {
+    cli_contract::a_missing_profile_is_one_clear_line_and_creates_nothing(
+        BIN,
+        "ui",
         env!("CARGO_TARGET_TMPDIR"),
     );
 }

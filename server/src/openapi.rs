@@ -451,11 +451,26 @@ pub(crate) fn spec() -> Value {
             op["parameters"] = Value::Array(query);
         }
         if path.starts_with("/v1/aggregator/") {
+            let second = if path.contains("{job}") {
+                json!({ "name": "job", "in": "path", "required": true, "description": "job id (32 hex digits)",
+                    "schema": { "type": "string", "pattern": OBJECT_ID } })
+            } else {
+                json!({ "name": "batch", "in": "path", "required": true,
+                    "schema": { "type": "integer", "minimum": 0 } })
+            };
+            op["parameters"] = json!([
+                { "name": "study", "in": "path", "required": true, "description": "study name",
+                  "schema": { "type": "string", "pattern": "^[a-z0-9_-]{1,64}$" } },
+                second]);
+            op["responses"]["401"] = error_response("missing or wrong aggregator token");
             op["responses"]["404"] = error_response("not a helper aggregator, or unknown study");
             op["responses"]["409"] = error_response(
                 "refused with a typed code, nothing changed: batch_collected, batch_mismatch, batch_too_small, \
                  study_mismatch, job_conflict",
             );
+        }
+        if *path == "/v1/studies" {
+            op["responses"]["404"] = error_response("this server is not a study leader");
         }
         if path.starts_with("/v1/studies/") {
             op["responses"]["404"] =
