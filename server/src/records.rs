@@ -127,6 +127,7 @@ async fn store_envelopes(
     let mut known: BTreeMap<CapsuleId, KeyClass> =
         new_capsules.iter().map(|(id, (class, _))| (*id, *class)).collect();
     let mut seen = std::collections::BTreeSet::new();
+    let mut used = std::collections::BTreeSet::new();
     let now = state.clock().now();
     let mut rows = Vec::with_capacity(envelopes.len());
     let mut log_events = Vec::with_capacity(envelopes.len());
@@ -145,6 +146,7 @@ async fn store_envelopes(
             ));
         }
         let cid = env.capsule_id();
+        used.insert(cid);
         let class = match known.get(&cid) {
             Some(c) => *c,
             None => {
@@ -183,15 +185,6 @@ async fn store_envelopes(
         rows.push((meta, bytes));
     }
     // Only the capsules some record of the upload uses are stored.
-    let used: std::collections::BTreeSet<CapsuleId> = rows
-        .iter()
-        .filter_map(|(m, b)| {
-            RecordEnvelope::from_bytes(b, limits::MAX_ENVELOPE_BYTES).ok().map(|e| {
-                let _ = m;
-                e.capsule_id()
-            })
-        })
-        .collect();
     let capsule_rows: Vec<(CapsuleId, Vec<u8>)> =
         new_capsules.into_iter().filter(|(id, _)| used.contains(id)).map(|(id, (_, b))| (id, b)).collect();
     let ids: Vec<RecordId> = rows.iter().map(|(m, _)| m.record_id()).collect();
