@@ -14,7 +14,7 @@ use std::sync::Arc;
 use medrelay_crypto::{
     decrypt_batch_key_as_delegate, decrypt_record, BatchKey, CapsuleId, GrantId, KeyClass, KeyFile,
     PatientPublicKeys, PreSecretKey, PrincipalId, RecordEnvelope, RecordId, ReencryptedCapsule,
-    SignedCapsule, SigningKey, Threshold, Timestamp, VerifyingKey, MAX_ENVELOPE_LEN,
+    SignedCapsule, SigningKey, Threshold, Timestamp, VerifyingKey, BATCH_KEY_LEN, MAX_ENVELOPE_LEN,
 };
 use medrelay_fhir::export::{collection_bundle, ndjson_by_type, unresolved_references};
 use medrelay_fhir::StoredEntry;
@@ -447,7 +447,10 @@ impl Doctor {
         let owner = Some((&p.id, &p.signing_key, keys));
         let total = ids.len() as u64;
         let mut report = FetchReport::default();
-        let mut batch_keys: BTreeMap<CapsuleId, BatchKey> = BTreeMap::new();
+        // The batch keys this profile opened before, sealed in its keystore.
+        let store = BatchKeyStore::new(self.profile.dir(), &self.sk);
+        let mut batch_keys = store.load()?;
+        let kept = batch_keys.len();
         let mut done = 0;
         progress(Progress { done, total });
         let chunks: Vec<&[RecordId]> = ids.chunks(FETCH_CHUNK).collect();
@@ -491,6 +494,9 @@ impl Doctor {
             }
             Ok(())
         })?;
+        if batch_keys.len() != kept {
+            store.save(&batch_keys)?;
+        }
         Ok(report)
     }
 
@@ -592,6 +598,80 @@ impl Doctor {
     }
 }
 
+/// The doctor's opened batch keys, sealed (see [`BatchKeyStore`]).
+const BATCH_KEYS_FILE: &str = "batch-keys.sealed";
+/// Most batch keys kept (the oldest are dropped first).
+const MAX_KEPT_BATCH_KEYS: usize = 4096;
+
+/// The batch keys a doctor opened, kept in the profile so that a later
+/// fetch of the same batches opens no capsule again: one file, AES-256-GCM
+/// under a key derived with HKDF-SHA256 from the doctor's signing key seed
+/// (so only this profile's keys open it), the encoded keys concatenated as
+/// plaintext. Secret: the keys are zeroized in memory, never printed.
+pub(crate) struct BatchKeyStore {
+    path: PathBuf,
+    key: zeroize::Zeroizing<[u8; 32]>,
+}
+
+impl BatchKeyStore {
+    pub(crate) fn new(dir: &Path, sk: &SigningKey) -> Self {
+        let seed = sk.to_seed();
+        let hk = hkdf::Hkdf::<sha2::Sha256>::new(None, seed.as_ref());
+        let mut key = zeroize::Zeroizing::new([0u8; 32]);
+        hk.expand(crate::domain::BATCH_KEY_STORE, key.as_mut())
+            .unwrap_or_else(|_| unreachable!("HKDF-SHA256 always yields 32 bytes"));
+        Self { path: dir.join(BATCH_KEYS_FILE), key }
+    }
+
+    /// The kept keys (none if the file does not exist yet).
+    pub(crate) fn load(&self) -> Result<BTreeMap<CapsuleId, BatchKey>, ClientError> {
+        use aes_gcm::aead::{Aead, KeyInit};
+        let mut out = BTreeMap::new();
+        if !self.path.exists() {
+            return Ok(out);
+        }
+        let limit = (12 + MAX_KEPT_BATCH_KEYS * BATCH_KEY_LEN + 16) as u64;
+        let bytes = crate::keystore::read_limited(&self.path, limit)?;
+        let corrupt = || ClientError::profile(&self.path, "the sealed batch keys do not open (corrupt file)");
+        if bytes.len() < 12 {
+            return Err(corrupt());
+        }
+        let (nonce, ct) = bytes.split_at(12);
+        let cipher = aes_gcm::Aes256Gcm::new(self.key.as_ref().into());
+        let plain = zeroize::Zeroizing::new(
+            cipher.decrypt(aes_gcm::Nonce::from_slice(nonce), ct).map_err(|_| corrupt())?,
+        );
+        if plain.len() % BATCH_KEY_LEN != 0 {
+            return Err(corrupt());
+        }
+        for chunk in plain.chunks(BATCH_KEY_LEN) {
+            let key = BatchKey::from_bytes(chunk).map_err(|_| corrupt())?;
+            out.insert(key.capsule_id(), key);
+        }
+        Ok(out)
+    }
+
+    /// Seals `keys` (at most [`MAX_KEPT_BATCH_KEYS`]) into the file, mode
+    /// 0600.
+    pub(crate) fn save(&self, keys: &BTreeMap<CapsuleId, BatchKey>) -> Result<(), ClientError> {
+        use aes_gcm::aead::{Aead, KeyInit};
+        use rand::RngCore as _;
+        let mut plain = zeroize::Zeroizing::new(Vec::with_capacity(keys.len() * BATCH_KEY_LEN));
+        for k in keys.values().take(MAX_KEPT_BATCH_KEYS) {
+            plain.extend_from_slice(&k.to_bytes());
+        }
+        let mut nonce = [0u8; 12];
+        OsRng.fill_bytes(&mut nonce);
+        let cipher = aes_gcm::Aes256Gcm::new(self.key.as_ref().into());
+        let ct = cipher
+            .encrypt(aes_gcm::Nonce::from_slice(&nonce), plain.as_slice())
+            .map_err(|_| ClientError::Invalid("sealing the batch keys failed".into()))?;
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        crate::keystore::write_private(&self.path, &out)
+    }
+}
+
 /// Records per batched fetch: small enough that the first records are
 /// decrypted while later chunks are on their way.
 const FETCH_CHUNK: usize = 256;
@@ -628,4 +708,48 @@ fn bundle_id(patient: &PrincipalId, doctor: &PrincipalId, t: Timestamp) -> Strin
         .chain_update(t.unix_seconds().to_be_bytes())
         .finalize();
     hex::encode(&d[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use medrelay_crypto::{generate_batch, KeyClass, PatientSecretKeys};
+
+    use super::*;
+
+    /// Opened batch keys are kept sealed: they round-trip through the
+    /// profile's file, the file holds no key byte in the clear, and another
+    /// profile's key or a flipped bit does not open it.
+    #[test]
+    fn opened_batch_keys_are_kept_sealed() {
+        let dir = tempfile::tempdir().unwrap();
+        let doctor = SigningKey::generate(&mut OsRng);
+        let patient = SigningKey::generate(&mut OsRng);
+        let public = PatientSecretKeys::generate(&mut OsRng).public_keys();
+        let mut keys = BTreeMap::new();
+        for class in [KeyClass::Laboratory, KeyClass::General] {
+            let batch = generate_batch(&mut OsRng, &patient, &public, class).unwrap();
+            let key = BatchKey::from_bytes(&batch.key().to_bytes()).unwrap();
+            keys.insert(key.capsule_id(), key);
+        }
+        let store = BatchKeyStore::new(dir.path(), &doctor);
+        assert!(store.load().unwrap().is_empty(), "no file yet");
+        store.save(&keys).unwrap();
+        let loaded = store.load().unwrap();
+        assert_eq!(loaded.len(), 2);
+        for (id, k) in &keys {
+            assert_eq!(loaded[id].to_bytes().as_slice(), k.to_bytes().as_slice());
+        }
+        let file = std::fs::read(dir.path().join(BATCH_KEYS_FILE)).unwrap();
+        for k in keys.values() {
+            let secret = &k.to_bytes()[BATCH_KEY_LEN - 32..];
+            assert!(!file.windows(32).any(|w| w == secret), "a batch key in the clear");
+        }
+        let other = BatchKeyStore::new(dir.path(), &SigningKey::generate(&mut OsRng));
+        assert!(matches!(other.load(), Err(ClientError::Profile { .. })));
+        let mut tampered = file.clone();
+        tampered[20] ^= 1;
+        std::fs::write(dir.path().join(BATCH_KEYS_FILE), &tampered).unwrap();
+        assert!(matches!(store.load(), Err(ClientError::Profile { .. })));
+    }
 }
