@@ -248,6 +248,32 @@ impl Doctor {
         Ok(by_patient)
     }
 
+    /// The threshold each of `p`'s grants to this doctor says (verified
+    /// against the patient's key): the doctor opens a capsule delivered
+    /// under a grant only with that grant's threshold (review finding F7),
+    /// never one the proxy chose.
+    fn grant_thresholds(&self, p: &VerifiedPrincipal) -> Result<BTreeMap<GrantId, Threshold>, ClientError> {
+        let mut out = BTreeMap::new();
+        for g in self.http.grants_of_doctor(&self.id())?.grants {
+            if g.revoked || g.doctor != self.id() || g.patient != p.id {
+                continue;
+            }
+            let signed = SignedGrant::from_bytes(g.grant.as_bytes())
+                .map_err(|e| ClientError::Protocol(format!("grant {}: {e}", g.grant_id)))?;
+            let verified = signed.verify(&p.signing_key).map_err(|_| {
+                ClientError::Verification(format!("grant {} is not signed by its patient", g.grant_id))
+            })?;
+            if verified.grant_id() != g.grant_id || verified.doctor() != self.id() {
+                return Err(ClientError::Verification(format!(
+                    "grant {} is listed under another id",
+                    g.grant_id
+                )));
+            }
+            out.insert(verified.grant_id(), verified.threshold());
+        }
+        Ok(out)
+    }
+
     fn shared_with(
         &self,
         patient: &VerifiedPrincipal,
@@ -336,7 +362,7 @@ impl Doctor {
         served: &ReencryptedRecord,
         delivered: &[DeliveredCapsule],
         keys: &mut BTreeMap<CapsuleId, BatchKey>,
-        owner: Option<(&PrincipalId, &VerifyingKey, &PatientPublicKeys)>,
+        owner: Option<Owner<'_>>,
     ) -> Result<FetchedRecord, ClientError> {
         if served.record_id != *want {
             return Err(ClientError::Protocol(format!("asked for {want}, got {}", served.record_id)));
@@ -349,8 +375,8 @@ impl Doctor {
             )));
         }
         let looked_up;
-        let (signing_key, owner_keys) = match owner {
-            Some((id, vk, keys)) if *id == env.header().owner() => (vk, keys),
+        let (signing_key, owner_keys, thresholds) = match owner {
+            Some(o) if *o.id == env.header().owner() => (o.signing_key, o.keys, o.thresholds),
             Some(_) => {
                 return Err(ClientError::Verification(format!(
                     "the server answered for {want} with another patient's record"
@@ -359,8 +385,9 @@ impl Doctor {
             None => {
                 let p = self.patient(&env.header().owner())?;
                 let keys = p.patient_keys()?;
-                looked_up = (p.signing_key, keys);
-                (&looked_up.0, &looked_up.1)
+                let thresholds = self.grant_thresholds(&p)?;
+                looked_up = (p.signing_key, keys, thresholds);
+                (&looked_up.0, &looked_up.1, &looked_up.2)
             }
         };
         let capsule_id = env.capsule_id();
@@ -373,7 +400,13 @@ impl Doctor {
                     .ok_or_else(|| {
                         ClientError::Protocol(format!("record {want} came without its capsule"))
                     })?;
-                let key = open_delivered(&self.pre, signing_key, owner_keys, d)
+                let threshold = *thresholds.get(&d.grant_id).ok_or_else(|| {
+                    ClientError::Verification(format!(
+                        "record {want} came under grant {}, which is no grant of its patient to this doctor",
+                        d.grant_id
+                    ))
+                })?;
+                let key = open_delivered(&self.pre, signing_key, owner_keys, threshold, d)
                     .map_err(|_| ClientError::Decryption(*want))?;
                 e.insert(key)
             }
@@ -444,7 +477,8 @@ impl Doctor {
         ids: &[RecordId],
         progress: &mut dyn FnMut(Progress),
     ) -> Result<FetchReport, ClientError> {
-        let owner = Some((&p.id, &p.signing_key, keys));
+        let thresholds = self.grant_thresholds(p)?;
+        let owner = Some(Owner { id: &p.id, signing_key: &p.signing_key, keys, thresholds: &thresholds });
         let total = ids.len() as u64;
         let mut report = FetchReport::default();
         // The batch keys this profile opened before, sealed in its keystore.
@@ -676,14 +710,27 @@ impl BatchKeyStore {
 /// decrypted while later chunks are on their way.
 const FETCH_CHUNK: usize = 256;
 
+/// The patient whose records a fetch opens, checked once: the verified
+/// directory entry's signing key, the decoded PRE keys, and the threshold
+/// each of the patient's grants to this doctor signs.
+#[derive(Clone, Copy)]
+struct Owner<'a> {
+    id: &'a PrincipalId,
+    signing_key: &'a VerifyingKey,
+    keys: &'a PatientPublicKeys,
+    thresholds: &'a BTreeMap<GrantId, Threshold>,
+}
+
 /// Opens a delivered batch capsule: the owner's signature on the capsule,
 /// that it is the capsule and grant asked for, every fragment's proof, and
-/// the grant's threshold (this client's grants are one of one), never the
-/// proxy's.
+/// at least `threshold` distinct verified fragments, where `threshold` is
+/// the one the patient signed in the grant the capsule came under, never
+/// one the proxy's answer implies.
 fn open_delivered(
     pre: &PreSecretKey,
     owner_vk: &VerifyingKey,
     owner_keys: &PatientPublicKeys,
+    threshold: Threshold,
     d: &DeliveredCapsule,
 ) -> Result<BatchKey, ClientError> {
     let capsule = SignedCapsule::from_bytes(d.capsule.as_bytes())
@@ -693,7 +740,7 @@ fn open_delivered(
     }
     let re = ReencryptedCapsule::from_bytes(d.reencrypted.as_bytes())
         .map_err(|e| ClientError::Protocol(format!("capsule {}: {e}", d.capsule_id)))?;
-    decrypt_batch_key_as_delegate(pre, owner_vk, owner_keys, &capsule, &re, Threshold::ONE_OF_ONE)
+    decrypt_batch_key_as_delegate(pre, owner_vk, owner_keys, &capsule, &re, threshold)
         .map_err(|_| ClientError::Verification(format!("capsule {} does not open", d.capsule_id)))
 }
 
@@ -716,6 +763,51 @@ mod tests {
     use medrelay_crypto::{generate_batch, KeyClass, PatientSecretKeys};
 
     use super::*;
+
+    /// Review finding F7: the doctor opens a delivered capsule with the
+    /// threshold of the grant it came under. A proxy answer with one
+    /// fragment (made with a 1-of-1 key) opens under a 1-of-1 grant and is
+    /// refused under a grant that says 2-of-2 or 2-of-3, though every
+    /// fragment in it verifies.
+    #[test]
+    fn a_capsule_opens_only_with_the_grants_threshold_of_fragments() {
+        use medrelay_crypto::{generate_reencryption_key, reencrypt_capsule};
+        use medrelay_wire::B64;
+        let patient = SigningKey::generate(&mut OsRng);
+        let secret = PatientSecretKeys::generate(&mut OsRng);
+        let public = secret.public_keys();
+        let doctor = PreSecretKey::generate(&mut OsRng);
+        let class = KeyClass::Laboratory;
+        let batch = generate_batch(&mut OsRng, &patient, &public, class).unwrap();
+        let rk = generate_reencryption_key(
+            &mut OsRng,
+            &secret,
+            patient.principal_id(),
+            class,
+            &doctor.public_key(),
+            Threshold::ONE_OF_ONE,
+        )
+        .verify(&patient.verifying_key(), &public, &doctor.public_key())
+        .map_err(|(e, _)| e)
+        .unwrap();
+        let re = reencrypt_capsule(&mut OsRng, &rk, &patient.verifying_key(), batch.capsule()).unwrap();
+        let d = DeliveredCapsule {
+            capsule_id: batch.capsule_id(),
+            grant_id: GrantId::from_bytes([4; 16]),
+            capsule: B64(batch.capsule().to_bytes()),
+            reencrypted: B64(re.to_bytes()),
+        };
+        let vk = patient.verifying_key();
+        let opened = open_delivered(&doctor, &vk, &public, Threshold::ONE_OF_ONE, &d).unwrap();
+        assert_eq!(opened.to_bytes().as_slice(), batch.key().to_bytes().as_slice());
+        for (t, n) in [(2, 2), (2, 3)] {
+            let grant = Threshold::new(t, n).unwrap();
+            assert!(
+                matches!(open_delivered(&doctor, &vk, &public, grant, &d), Err(ClientError::Verification(_))),
+                "one fragment opened a {t}-of-{n} grant's capsule"
+            );
+        }
+    }
 
     /// Opened batch keys are kept sealed: they round-trip through the
     /// profile's file, the file holds no key byte in the clear, and another

@@ -37,6 +37,9 @@ pub const MAX_UPLOAD_BYTES: u64 = 900 * 1024;
 /// Upload batches stay under this many envelope bytes (the JSON body limit
 /// is [`limits::MAX_BODY_BYTES`], and base64 adds a third).
 const BATCH_BYTES: usize = 5 * 1024 * 1024;
+/// Threshold of the re-encryption keys this client issues, signed in each
+/// grant: one proxy holds the whole key (the service runs one PRE proxy).
+const GRANT_THRESHOLD: Threshold = Threshold::ONE_OF_ONE;
 
 /// What the patient client remembers about a record it uploaded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -388,7 +391,7 @@ impl Patient {
                     self.id(),
                     class,
                     &doctor_key,
-                    Threshold::ONE_OF_ONE,
+                    GRANT_THRESHOLD,
                 )
             })
             .collect();
@@ -403,7 +406,9 @@ impl Patient {
             t.plus_seconds(valid_for_secs),
             t,
         )
-        .and_then(|g| g.with_rekey_digests(keys.iter().map(|k| k.digest()).collect()))
+        .and_then(|g| {
+            g.with_threshold(GRANT_THRESHOLD).with_rekey_digests(keys.iter().map(|k| k.digest()).collect())
+        })
         .map_err(record_error("grant"))?;
         let signed = grant.sign(&self.sk).map_err(record_error("signing the grant"))?;
         let rekeys = keys.iter().map(|k| B64(k.to_bytes())).collect();

@@ -13,15 +13,17 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use medrelay_crypto::encoding::{Decoder, Encoder};
-use medrelay_crypto::{domain, GrantId, PrincipalId, Signature, SigningKey, Timestamp, VerifyingKey};
+use medrelay_crypto::{
+    domain, GrantId, PrincipalId, Signature, SigningKey, Threshold, Timestamp, VerifyingKey,
+};
 
 use crate::domain::{GRANT_MAGIC, REVOCATION_MAGIC, SIGNED_GRANT_MAGIC, SIGNED_REVOCATION_MAGIC};
 use crate::error::PolicyError;
 use crate::scope::{Scope, MAX_SCOPE_LEN};
 
 const VERSION: u8 = 1;
-/// Version of the grant body: 2 carries the digests of the re-encryption
-/// keys the grant authorizes.
+/// Version of the grant body: 2 carries the threshold and fragment count of
+/// the re-encryption keys and the digests of the keys the grant authorizes.
 const BODY_VERSION: u8 = 2;
 /// Most re-encryption key digests in a grant (one per key class).
 pub const MAX_REKEY_DIGESTS: usize = 8;
@@ -111,6 +113,7 @@ pub struct Grant {
     not_before: Timestamp,
     not_after: Timestamp,
     created_at: Timestamp,
+    threshold: Threshold,
     rekey_digests: Vec<[u8; 32]>,
 }
 
@@ -144,8 +147,24 @@ impl Grant {
             not_before,
             not_after,
             created_at,
+            threshold: Threshold::ONE_OF_ONE,
             rekey_digests: Vec::new(),
         })
+    }
+
+    /// The grant, with re-encryption keys of `threshold` (fragments needed
+    /// of fragments issued; 1-of-1 unless set). Signed with the grant
+    /// (review finding F7): the server stores only keys of this threshold
+    /// and fragment count, and the doctor's client needs this many
+    /// verified fragments from the proxy, whatever the proxy answers.
+    pub fn with_threshold(mut self, threshold: Threshold) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// Threshold and fragment count of the grant's re-encryption keys.
+    pub fn threshold(&self) -> Threshold {
+        self.threshold
     }
 
     /// The grant, authorizing exactly the re-encryption keys with these
@@ -211,7 +230,9 @@ impl Grant {
             .u64(self.not_before.unix_seconds())
             .u64(self.not_after.unix_seconds())
             .u64(self.created_at.unix_seconds())
-            .str(&self.scope.to_string());
+            .str(&self.scope.to_string())
+            .u8(self.threshold.threshold())
+            .u8(self.threshold.shares());
         // At most MAX_REKEY_DIGESTS (8): fits a u8.
         e.u8(u8::try_from(self.rekey_digests.len()).unwrap_or(u8::MAX));
         for d in &self.rekey_digests {
@@ -231,6 +252,8 @@ impl Grant {
         let not_after = Timestamp(d.u64()?);
         let created_at = Timestamp(d.u64()?);
         let scope_text = d.str(MAX_SCOPE_LEN)?;
+        let threshold = Threshold::new(d.u8()?, d.u8()?)
+            .map_err(|_| PolicyError::Malformed("grant threshold (1 <= threshold <= fragments <= 16)"))?;
         let n = usize::from(d.u8()?);
         if n > MAX_REKEY_DIGESTS {
             return Err(PolicyError::Malformed("too many re-encryption key digests"));
@@ -248,7 +271,7 @@ impl Grant {
             return Err(PolicyError::Malformed("grant scope is not in canonical form"));
         }
         let grant = Self::new(grant_id, patient, doctor, scope, purpose, not_before, not_after, created_at)?;
-        Ok(Self { rekey_digests: digests, ..grant })
+        Ok(Self { threshold, rekey_digests: digests, ..grant })
     }
 
     /// Signs the grant with the patient's key. Fails with
@@ -614,6 +637,42 @@ mod tests {
         assert!(matches!(Grant::from_bytes(&body), Err(PolicyError::Malformed(_))));
     }
 
+    /// Review finding F7: the threshold is in the signed body (1-of-1
+    /// unless set); a threshold of zero, above the fragment count or over
+    /// the crypto crate's limit does not decode.
+    #[test]
+    fn threshold_is_signed_and_validated() {
+        let (p, d) = keys();
+        assert_eq!(grant(&p, &d).threshold(), Threshold::ONE_OF_ONE);
+        let two_of_three = Threshold::new(2, 3).unwrap();
+        let g = grant(&p, &d).with_threshold(two_of_three).with_rekey_digests(vec![[5; 32]]).unwrap();
+        assert_ne!(g.to_bytes(), grant(&p, &d).with_rekey_digests(vec![[5; 32]]).unwrap().to_bytes());
+        let v = g.sign(&p).unwrap().verify(&p.verifying_key()).unwrap();
+        assert_eq!(v.threshold(), two_of_three);
+        let body = |t: u8, n: u8| {
+            let mut e = Encoder::new(GRANT_MAGIC, BODY_VERSION);
+            e.fixed(g.grant_id().as_bytes())
+                .fixed(g.patient().as_bytes())
+                .fixed(g.doctor().as_bytes())
+                .u8(0)
+                .u64(1000)
+                .u64(2000)
+                .u64(900)
+                .str(&g.scope().to_string())
+                .u8(t)
+                .u8(n)
+                .u8(0);
+            e.finish()
+        };
+        assert_eq!(Grant::from_bytes(&body(2, 3)).unwrap().threshold(), two_of_three);
+        for (t, n) in [(0, 1), (2, 1), (1, 17), (0, 0)] {
+            assert!(
+                matches!(Grant::from_bytes(&body(t, n)), Err(PolicyError::Malformed(m)) if m.contains("threshold")),
+                "{t}-of-{n} decoded"
+            );
+        }
+    }
+
     #[test]
     fn wrong_keys_and_tampering_are_rejected() {
         let (p, d) = keys();
@@ -691,6 +750,8 @@ mod tests {
             .u64(2000)
             .u64(900)
             .str("Observation?category=laboratory,Condition")
+            .u8(1)
+            .u8(1)
             .u8(0);
         assert_eq!(
             Grant::from_bytes(&e.finish()),

@@ -136,6 +136,23 @@ async fn create(
                 format!("unexpected or repeated key class {}", class.as_str()),
             ));
         }
+        // Review finding F7: every key has the threshold and fragment count
+        // the patient signed in the grant (`verify` below checks the key
+        // holds that many fragments, with distinct ids).
+        if rk.threshold() != grant.threshold() {
+            let (kt, gt) = (rk.threshold(), grant.threshold());
+            return Err(ApiError::field(
+                "rekeys",
+                format!(
+                    "the {} key is {}-of-{}, the signed grant says {}-of-{}",
+                    class.as_str(),
+                    kt.threshold(),
+                    kt.shares(),
+                    gt.threshold(),
+                    gt.shares()
+                ),
+            ));
+        }
         stored_digests.push(rk.digest());
         if rk.verify(&patient_p.signing_key, &patient_keys, &doctor_key).is_err() {
             let what = RefusedObject::ReencryptionKeys(grant_id);

@@ -355,3 +355,36 @@ async fn keys_the_grant_does_not_name_are_refused() {
     // The keys it does name go in.
     assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &d, 6, SCOPE, T0 + 3600), Some(&tp)).await.0, 201);
 }
+
+/// Review finding F7: the signed grant carries the threshold and fragment
+/// count of its re-encryption keys. Keys the grant authorizes by digest but
+/// of another threshold or fragment count are refused with a clear error
+/// and nothing is stored; keys matching a 2-of-3 grant go in.
+#[actix_web::test]
+async fn keys_of_another_threshold_than_the_grant_are_refused() {
+    use medrelay_crypto::Threshold;
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let (p, d) = (key(73), key(74));
+    register(&svc, &p, Role::Patient, None).await;
+    register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    let tp = login(&svc, &p).await;
+    let t = |a, b| Threshold::new(a, b).unwrap();
+    for (id, keys, grant) in [(8, t(1, 1), t(2, 3)), (9, t(2, 2), t(2, 3)), (10, t(2, 3), t(1, 3))] {
+        let req = grant_request_with_thresholds(&p, &d, id, SCOPE, T0 + 3600, keys, grant);
+        let e = expect_err(post(&svc, "/v1/grants", &req, Some(&tp)).await, 400, "invalid_field");
+        let said = format!(
+            "is {}-of-{}, the signed grant says {}-of-{}",
+            keys.threshold(),
+            keys.shares(),
+            grant.threshold(),
+            grant.shares()
+        );
+        assert!(e.message.contains(&said), "{}", e.message);
+        assert!(env.state.store().get_grant(&GrantId::from_bytes([id; 16])).unwrap().is_none());
+        assert!(env.state.store().get_rekeys(&GrantId::from_bytes([id; 16])).unwrap().is_none());
+    }
+    let ok = grant_request_with_thresholds(&p, &d, 8, SCOPE, T0 + 3600, t(2, 3), t(2, 3));
+    assert_eq!(post(&svc, "/v1/grants", &ok, Some(&tp)).await.0, 201);
+    assert!(env.state.store().get_rekeys(&GrantId::from_bytes([8; 16])).unwrap().is_some());
+}

@@ -294,6 +294,22 @@ pub fn grant_request(
     scope: &str,
     until: u64,
 ) -> CreateGrantRequest {
+    let one = Threshold::new(1, 1).unwrap();
+    grant_request_with_thresholds(p, doctor, id, scope, until, one, one)
+}
+
+/// As [`grant_request`], with re-encryption keys of `key_threshold` and the
+/// signed grant saying `grant_threshold` (they differ only in refusal
+/// tests).
+pub fn grant_request_with_thresholds(
+    p: &SigningKey,
+    doctor: &SigningKey,
+    id: u8,
+    scope: &str,
+    until: u64,
+    key_threshold: Threshold,
+    grant_threshold: Threshold,
+) -> CreateGrantRequest {
     let scope: Scope = scope.parse().unwrap();
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(id));
     let keys = patient_keys(p);
@@ -302,14 +318,7 @@ pub fn grant_request(
         .key_classes()
         .into_iter()
         .map(|c| {
-            generate_reencryption_key(
-                &mut rng,
-                &keys,
-                p.principal_id(),
-                c,
-                dk.public_key(),
-                Threshold::new(1, 1).unwrap(),
-            )
+            generate_reencryption_key(&mut rng, &keys, p.principal_id(), c, dk.public_key(), key_threshold)
         })
         .collect();
     let g = Grant::new(
@@ -323,6 +332,7 @@ pub fn grant_request(
         Timestamp(T0),
     )
     .unwrap()
+    .with_threshold(grant_threshold)
     .with_rekey_digests(rks.iter().map(|k| k.digest()).collect())
     .unwrap();
     let rekeys = rks.iter().map(|k| B64(k.to_bytes())).collect();
