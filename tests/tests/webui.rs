@@ -765,7 +765,13 @@ async fn private_studies_in_the_patient_and_analyst_apps() {
     bravo.run(&["init", "--server", &url, "--name", "Bravo"]).ok();
     bravo.run(&["import", data("fhir-patient-bravo.json").to_str().unwrap()]).ok();
     bravo.run(&["study", "contribute", "--study", "bp-bmi", "--yes"]).ok();
-    assert!(ready());
+    // The leader prepares uploaded reports with the helper in the
+    // background (every 200 ms): the batch is ready once both are prepared.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !ready() {
+        assert!(std::time::Instant::now() < deadline, "the batch never became ready");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
     // The same nonce twice sends nothing more.
     let r = s.post("/studies/bp-bmi/contribute", &format!("nonce={nonce}"));
     assert_eq!(r.header("location"), Some("/studies/bp-bmi"));
