@@ -4,8 +4,9 @@
 //! entry, a record and its log entry, a grant and its re-encryption keys and
 //! its log entry) is one atomic call here, so a backend can make it one
 //! transaction. Every call that writes returns only after the write is
-//! durable. Only `sled.rs` touches sled; a second backend implements the same
-//! trait and runs the same conformance suite (`tests.rs`).
+//! durable. Only `sled.rs` touches sled and only `postgres/` touches
+//! PostgreSQL; both run the same conformance suite (`tests.rs`,
+//! `tests_dp.rs`, and the study store's in `server/tests/study.rs`).
 //!
 //! Stored values are versioned binary blobs (magic + version, see
 //! `medrelay_crypto::encoding`), decoded with size limits; a corrupt value is
@@ -13,6 +14,7 @@
 
 mod codec;
 mod dp;
+pub mod postgres;
 pub(crate) mod sled;
 pub(crate) mod study;
 #[cfg(test)]
@@ -21,6 +23,7 @@ mod tests;
 #[cfg(test)]
 mod tests_dp;
 
+pub use self::postgres::PgStore;
 pub use self::sled::SledStore;
 pub use codec::{Challenge, Enrollment, RecordMeta, Session, StoredGrant, StoredPrincipal};
 pub use dp::{decode_summary, encode_summary, StoredSchema};

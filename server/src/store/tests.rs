@@ -312,6 +312,34 @@ macro_rules! sled_conformance {
     )*};
 }
 
+/// One `#[test]` per named conformance check, each on a fresh database of
+/// the test binary's throwaway PostgreSQL cluster (skipped, loudly, if it
+/// cannot start, except under `CI=true`, where that fails).
+macro_rules! pg_conformance {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let Some(url) = crate::store::postgres::testing::fresh_database() else { return };
+            super::$name(crate::store::PgStore::open_with(&url, 4).unwrap());
+        }
+    )*};
+}
+
+mod pg_backend {
+    pg_conformance!(
+        challenges_are_single_use,
+        sessions_round_trip,
+        registration_is_atomic_with_its_log_entry,
+        enrollment_tokens_are_one_time_role_bound_and_expire,
+        record_batches_are_all_or_nothing,
+        revocation_deletes_rekeys_atomically,
+        log_ranges_and_subject_index,
+        merkle_tree_tracks_the_log_atomically,
+        expired_secrets_are_swept_and_live_ones_kept,
+        suspension_is_logged_and_reinstatement_ends_old_sessions,
+    );
+}
+
 mod sled_backend {
     use super::*;
 
