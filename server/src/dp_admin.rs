@@ -23,7 +23,7 @@ use medrelay_wire::dp::MAX_SCHEMAS_LISTED;
 use medrelay_wire::Role;
 use sha2::{Digest, Sha256};
 
-use crate::serve::{db_dir, load_log_key, ServeError};
+use crate::serve::{load_log_key, ServeError};
 use crate::store::{SledStore, Store, StoredSchema};
 use crate::{events, Clock};
 
@@ -33,7 +33,7 @@ fn arg(e: impl std::fmt::Display) -> ServeError {
 
 fn open(data: &Path) -> Result<SledStore, ServeError> {
     load_log_key(data)?;
-    Ok(SledStore::open(&db_dir(data))?)
+    crate::serve::open_offline_sled(data)
 }
 
 /// Validates and installs a schema in an open store, logging it.

@@ -10,8 +10,8 @@ use medrelay_server::demo::{self, DemoOptions, DEFAULT_COHORT};
 use medrelay_server::study::{add_study, aggregator_key_json, list_studies};
 use medrelay_server::suspend::{set_suspended, ChangedVia};
 use medrelay_server::{
-    add_schema, budget_from, enroll_operator, init, list_schemas, restrict_umask, serve, set_budget,
-    AggregatorConfig, AggregatorToken, Clock, DpGate, EnrolledVia, Quotas, Rate, ServeConfig,
+    add_schema, budget_from, enroll_operator, init_with, list_schemas, restrict_umask, serve, set_budget,
+    AggregatorConfig, AggregatorToken, Clock, DatabaseUrl, DpGate, EnrolledVia, Quotas, Rate, ServeConfig,
     DEFAULT_BODY_TIMEOUT, DEFAULT_DP_CACHE_ROWS, DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON,
     DEFAULT_REKEY_CACHE_KEYS,
 };
@@ -48,6 +48,11 @@ enum Command {
         /// Data directory.
         #[arg(long, env = "MEDRELAY_DATA")]
         data: PathBuf,
+        /// Keep the store in this PostgreSQL database instead of sled
+        /// (postgres://user@host:port/dbname); further replicas get a copy
+        /// of the data directory.
+        #[arg(long, env = "MEDRELAY_DATABASE")]
+        database: Option<DatabaseUrl>,
     },
     /// Serve the HTTP API until SIGINT/SIGTERM.
     Serve {
@@ -63,6 +68,11 @@ enum Command {
         /// PEM private key.
         #[arg(long, env = "MEDRELAY_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// The PostgreSQL database of a deployment initialized with
+        /// `init --database` (several replicas may serve one database);
+        /// without it, the data directory's sled database.
+        #[arg(long, env = "MEDRELAY_DATABASE")]
+        database: Option<DatabaseUrl>,
         /// Log origin: the name in signed checkpoints.
         #[arg(long, env = "MEDRELAY_LOG_ORIGIN", default_value = "medrelay.local/log")]
         log_origin: String,
@@ -384,8 +394,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = DemoOptions { data, cohort: usize::from(cohort), ..DemoOptions::default() };
             demo::run(&opts, &mut std::io::stdout().lock()).context("the demo failed")?;
         }
-        Command::Init { data } => {
-            let vk = init(&data).context("init")?;
+        Command::Init { data, database } => {
+            let vk = init_with(&data, database.as_ref()).context("init")?;
             println!("initialized {}; log key {}", data.display(), vk.fingerprint());
         }
         Command::Serve {
@@ -393,6 +403,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bind,
             tls_cert,
             tls_key,
+            database,
             log_origin,
             no_admin_socket,
             rekey_cache_keys,
@@ -454,6 +465,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dp_slots: dp_max_concurrent.map_or_else(DpGate::default_slots, usize::from),
                 dp_deadline: Duration::from_secs(dp_deadline_secs),
                 aggregator,
+                database,
             };
             actix_web::rt::System::new().block_on(serve(cfg)).context("serve")?;
         }

@@ -17,7 +17,7 @@ use medrelay_policy::{LogEvent, StudyAggregator, StudyEvent};
 use medrelay_wire::study::MAX_STUDIES_LISTED;
 use sha2::{Digest, Sha256};
 
-use crate::serve::{db_dir, load_log_key, ServeError};
+use crate::serve::{load_log_key, ServeError};
 use crate::store::{SledStore, Store, StoredStudy, StudyStore};
 use crate::study::keys::load_aggregator_key;
 use crate::{events, Clock};
@@ -82,7 +82,7 @@ pub fn add_study_in(
 
 fn open(data: &Path) -> Result<SledStore, ServeError> {
     load_log_key(data)?;
-    Ok(SledStore::open(&db_dir(data))?)
+    crate::serve::open_offline_sled(data)
 }
 
 /// `medrelay-server study add --data DIR FILE` (server stopped).
