@@ -135,9 +135,12 @@ impl TestCluster {
     /// Starts a cluster; `durable` keeps PostgreSQL's default `fsync=on`
     /// (for benchmarks), otherwise it is off (tests).
     pub fn start(durable: bool) -> Result<Self, String> {
+        // As root the cluster runs as `nobody`, who must reach its directory:
+        // under /tmp, whatever TMPDIR says (it may be a private directory).
+        let parent = if is_root() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
         let dir = tempfile::Builder::new()
             .prefix("medrelay-pg-")
-            .tempdir()
+            .tempdir_in(parent)
             .map_err(|e| format!("temporary directory: {e}"))?
             .keep();
         match Self::start_in(&dir, durable) {
