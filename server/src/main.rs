@@ -42,6 +42,7 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once at start; `serve` has many options")]
 enum Command {
     /// Create the data directory, the database and the log signing key.
     Init {

@@ -173,18 +173,27 @@ fn backend_of(data: &Path) -> Result<&'static str, ServeError> {
     }
 }
 
-/// Opens `data`'s sled database for an offline operator command; refused
-/// for a data directory of a PostgreSQL deployment (whose state is in the
-/// database: such commands go through a running replica's admin socket).
-pub(crate) fn open_offline_sled(data: &Path) -> Result<SledStore, ServeError> {
+/// Both store traits (every backend implements both).
+pub(crate) trait Backend: Store + StudyStore {}
+impl<T: Store + StudyStore> Backend for T {}
+
+/// Opens `data`'s store for an operator command run without the server:
+/// its sled database (the server must be stopped: sled admits one
+/// process), or, for a data directory initialized with `init --database`,
+/// the PostgreSQL database named by `MEDRELAY_DATABASE` (replicas may be
+/// running).
+pub(crate) fn open_offline(data: &Path) -> Result<Box<dyn Backend>, ServeError> {
     if backend_of(data)? == "postgres" {
-        return Err(ServeError::Argument(
-            "this data directory belongs to a PostgreSQL deployment: run the command while a replica \
-             serves (it goes through that replica's admin socket)"
-                .into(),
-        ));
+        let url = std::env::var("MEDRELAY_DATABASE").map_err(|_| {
+            ServeError::Argument(
+                "this data directory belongs to a PostgreSQL deployment: set MEDRELAY_DATABASE to its \
+                 database"
+                    .into(),
+            )
+        })?;
+        return Ok(Box::new(PgStore::open(&url)?));
     }
-    Ok(SledStore::open(&db_dir(data))?)
+    Ok(Box::new(SledStore::open(&db_dir(data))?))
 }
 
 /// Makes every file and directory this process creates private to its user
@@ -335,8 +344,8 @@ fn check_enroll_args(role: Role, name: &str) -> Result<(), ServeError> {
 pub fn enroll(data: &Path, role: Role, name: &str, clock: &Clock) -> Result<Zeroizing<String>, ServeError> {
     check_enroll_args(role, name)?;
     load_log_key(data)?;
-    let store = open_offline_sled(data)?;
-    enroll_in(&store, role, name, clock)
+    let store = open_offline(data)?;
+    enroll_in(&*store, role, name, clock)
 }
 
 /// Where [`enroll_operator`] issued the token.

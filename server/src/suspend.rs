@@ -107,8 +107,8 @@ pub fn set_suspended(
         return Err(ServeError::Argument("admin sockets need a Unix system".into()));
     }
     load_log_key(data)?;
-    let store = crate::serve::open_offline_sled(data)?;
-    let r = set_suspended_in(&store, principal, suspend, clock).map_err(|e| match e {
+    let store = crate::serve::open_offline(data)?;
+    let r = set_suspended_in(&*store, principal, suspend, clock).map_err(|e| match e {
         ApiError::Internal(detail) => ServeError::Admin { status: 500, message: detail },
         other => ServeError::Argument(other.to_string()),
     })?;

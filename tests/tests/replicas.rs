@@ -146,8 +146,29 @@ fn two_replicas_on_one_database_behave_as_one_server() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("already holds a log"));
     assert!(Command::new("cp").arg("-a").arg(&data_a).arg(&data_b).status().unwrap().success());
+    // A PostgreSQL deployment's directory is never served from sled (a
+    // second log under the same key would fork it).
+    let sled = Command::new(bin("medrelay-server")).args(["serve", "--data"]).arg(&data_a).output().unwrap();
+    assert!(!sled.status.success());
+    assert!(String::from_utf8_lossy(&sled.stderr).contains("initialized for PostgreSQL"), "{sled:?}");
     let a = Replica::start(&data_a, &database);
     let b = Replica::start(&data_b, &database);
+
+    // Operator commands reach the database while the replicas run.
+    let schemas = |env: Option<&str>| {
+        let mut c = Command::new(bin("medrelay-server"));
+        c.args(["schema", "list", "--data"]).arg(&data_b).env_remove("MEDRELAY_DATABASE");
+        if let Some(url) = env {
+            c.env("MEDRELAY_DATABASE", url);
+        }
+        c.output().unwrap()
+    };
+    let listed = schemas(Some(&database));
+    assert!(listed.status.success(), "{listed:?}");
+    assert!(String::from_utf8_lossy(&listed.stdout).contains(SCHEMA), "{listed:?}");
+    let unset = schemas(None);
+    assert!(!unset.status.success());
+    assert!(String::from_utf8_lossy(&unset.stderr).contains("set MEDRELAY_DATABASE"), "{unset:?}");
 
     // Tokens issued at one replica are used at the other.
     let doctor_token = a.enroll("doctor", "Dr Example");
