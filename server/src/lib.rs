@@ -81,6 +81,7 @@ mod local;
 mod log;
 mod maintenance;
 mod metrics;
+pub mod migrate;
 mod openapi;
 pub mod quota;
 mod records;

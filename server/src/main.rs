@@ -146,6 +146,18 @@ enum Command {
         #[arg(long, env = "MEDRELAY_AGGREGATOR_TOKEN_FILE")]
         aggregator_token_file: Option<PathBuf>,
     },
+    /// Copy a data directory's sled store into an empty PostgreSQL database
+    /// (server stopped), check that the copy's log has the source's size and
+    /// root, then mark the directory as a PostgreSQL deployment's (serve it
+    /// with --database from then on; its sled copy is never served again).
+    Migrate {
+        /// The data directory whose sled store is copied.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        from: PathBuf,
+        /// The destination database, which must be empty.
+        #[arg(long, env = "MEDRELAY_DATABASE")]
+        to: DatabaseUrl,
+    },
     /// Issue a one-time enrollment token for a doctor (through the running
     /// server's admin socket, or offline when no server runs).
     EnrollDoctor {
@@ -469,6 +481,21 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 database,
             };
             actix_web::rt::System::new().block_on(serve(cfg)).context("serve")?;
+        }
+        Command::Migrate { from, to } => {
+            let m = medrelay_server::migrate::migrate(&from, &to).context("migrate")?;
+            let c = &m.counts;
+            println!(
+                "copied {} principals, {} records, {} grants, {} log entries, {} sessions/challenges/tokens, \
+                 {} DP rows, {} study rows, {} other rows",
+                c.principals, c.records, c.grants, c.log_entries, c.secrets, c.dp, c.study, c.other
+            );
+            println!(
+                "verified: the copy's log has {} entries and root {}, as the source's",
+                m.log_size,
+                hex::encode(m.root.as_bytes())
+            );
+            println!("{} now serves PostgreSQL: start it with `serve --database …`", from.display());
         }
         Command::EnrollDoctor { data, name, socket } => {
             enroll_cmd(&data, socket.as_deref(), Role::Doctor, &name)?;

@@ -295,6 +295,18 @@ pub fn init_with(
     Ok(sk.verifying_key())
 }
 
+/// Whether `data` was initialized for (or migrated to) PostgreSQL.
+pub(crate) fn backend_is_postgres(data: &Path) -> Result<bool, ServeError> {
+    Ok(backend_of(data)? == "postgres")
+}
+
+/// Records the backend `data` serves (after a migration).
+pub(crate) fn mark_backend(data: &Path, backend: &str) -> Result<(), ServeError> {
+    let tmp = data.join("backend.new");
+    fs::write(&tmp, format!("{backend}\n")).map_err(io_err("writing DATA/backend"))?;
+    fs::rename(&tmp, data.join(BACKEND_FILE)).map_err(io_err("writing DATA/backend"))
+}
+
 fn write_backend(data: &Path, backend: &str) -> Result<(), ServeError> {
     fs::write(data.join(BACKEND_FILE), format!("{backend}\n")).map_err(io_err("writing DATA/backend"))
 }

@@ -348,3 +348,42 @@ fn a_replica_killed_under_write_load_loses_no_acknowledged_write() {
     let published = report["counts"]["record_published"].as_u64().unwrap() as usize;
     assert!(published >= acknowledged.len(), "{published} < {}: {report}", acknowledged.len());
 }
+
+/// A sled deployment moves to PostgreSQL: `migrate` copies it and verifies
+/// the log root; the patient's records and verified history carry on over
+/// the copy (the client's remembered checkpoint is consistent with it), and
+/// the old sled store is never served again.
+#[test]
+fn a_sled_deployment_migrates_to_postgres_and_carries_on() {
+    let Some(database) = fresh_database() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let mut server = Server::init();
+    server.start();
+    let patient = User::new("medrelay-patient", root.path(), "alpha");
+    patient.run(&["init", "--server", &server.url(), "--name", "Alpha"]).ok();
+    patient.run(&["import", data("fhir-patient-alpha.json").to_str().unwrap()]).ok();
+    let before = patient.run(&["records", "--json"]).json();
+    assert!(patient.run(&["history"]).code == 0);
+    server.stop();
+
+    let out = Command::new(bin("medrelay-server"))
+        .args(["migrate", "--from"])
+        .arg(server.data_dir())
+        .args(["--to", &database])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{out:?}");
+    assert!(stdout.contains("verified: the copy's log has"), "{stdout}");
+    // Once migrated, the directory is never served from sled again.
+    let sled = Command::new(bin("medrelay-server"))
+        .args(["serve", "--data"])
+        .arg(server.data_dir())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&sled.stderr).contains("initialized for PostgreSQL"), "{sled:?}");
+
+    let replica = Replica::start(&server.data_dir(), &database);
+    assert_eq!(at(&patient, &replica, &["records", "--json"]).json(), before);
+    at(&patient, &replica, &["history"]).ok();
+}

@@ -14,6 +14,7 @@
 
 mod codec;
 mod dp;
+pub mod dump;
 pub mod postgres;
 pub(crate) mod sled;
 pub(crate) mod study;

@@ -23,6 +23,7 @@ use super::{
     StoredGrant, StoredPrincipal, StoredSchema, Swept,
 };
 
+mod export;
 mod study;
 
 const LOG_SIZE: &[u8] = b"m/log_size";

@@ -66,6 +66,7 @@ use super::{
     StoredGrant, StoredPrincipal, StoredSchema, Swept,
 };
 
+mod import;
 mod migrate;
 mod pool;
 mod study;
