@@ -8,7 +8,7 @@
 //! once), re-encryptions/s (4 concurrent doctors' requests, key cache on),
 //! and DP count queries/s (4 concurrent requests over 1,000 summaries, the
 //! summary cache off in every setup: over PostgreSQL it is off, since its
-//! invalidation is per process). The PostgreSQL cluster is a throwaway one
+//! invalidation is per process; rate limits off). The PostgreSQL cluster is a throwaway one
 //! on 127.0.0.1 with `fsync` on (durable commits, as in production).
 //!
 //! `cargo bench -p medrelay-server --bench store_backends`
@@ -25,7 +25,7 @@ use medrelay_dp::{Budget, Delta, Epsilon};
 use medrelay_policy::{Grant, LogEvent, LogSigner, Purpose};
 use medrelay_server::store::postgres::testing::TestCluster;
 use medrelay_server::store::{encode_summary, LogAppend, PgStore, SledStore, Store};
-use medrelay_server::{enroll_in, install_default_schema, set_budget_in, AppState, Clock};
+use medrelay_server::{enroll_in, install_default_schema, set_budget_in, AppState, Clock, Quotas};
 use medrelay_wire::{CreateGrantRequest, Role, UploadRecordsRequest, B64};
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;
@@ -94,8 +94,10 @@ fn run<S: Store + Clone>(stores: Vec<S>, seed: u64) -> Figures {
     let states: Vec<AppState> = stores
         .into_iter()
         .map(|s| {
+            // Quotas off: one analyst's back-to-back queries are the load.
             AppState::new(s, Clock::System, LogSigner::new("bench.medrelay/log", &log_key).unwrap())
                 .with_dp_cache(0)
+                .with_quotas(Quotas::off())
         })
         .collect();
     let first = states[0].clone();

@@ -86,6 +86,9 @@ CREATE TABLE records (
     envelope bytea NOT NULL
 );
 CREATE INDEX records_owner ON records (owner, id);
+-- Ciphertext does not compress: stored out of line as is, without TOAST's
+-- compression attempt.
+ALTER TABLE records ALTER COLUMN envelope SET STORAGE EXTERNAL;
 
 CREATE TABLE grants (
     id      bytea PRIMARY KEY,
@@ -101,6 +104,7 @@ CREATE TABLE rekeys (
     grant_id bytea PRIMARY KEY REFERENCES grants (id),
     value    bytea NOT NULL
 );
+ALTER TABLE rekeys ALTER COLUMN value SET STORAGE EXTERNAL;
 
 CREATE TABLE dp_schemas (
     name  text  PRIMARY KEY,
@@ -132,6 +136,7 @@ CREATE TABLE study_pending (
     report bytea NOT NULL,
     PRIMARY KEY (study, id)
 );
+ALTER TABLE study_pending ALTER COLUMN report SET STORAGE EXTERNAL;
 CREATE TABLE study_seen (
     study text  NOT NULL,
     id    bytea NOT NULL,
