@@ -8,3 +8,7 @@ pub const FETCH_ALL_BUNDLE_ID: &[u8] = b"medrelay/v1/client/fetch-all-bundle";
 /// The opaque PRE key bytes an auditor registers: auditors hold no PRE keys,
 /// but the directory requires a non-empty value.
 pub const NO_PRE_KEYS: &[u8] = b"medrelay/v1/no-pre-keys";
+
+/// HKDF info for the key that seals a doctor profile's opened batch keys
+/// (derived from the doctor's signing key seed).
+pub const BATCH_KEY_STORE: &[u8] = b"medrelay/v2/client/batch-key-store";

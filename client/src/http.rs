@@ -23,9 +23,8 @@ use medrelay_wire::dp::{BudgetStatus, DpAnswer, Query, SchemaInfo, SchemaList, S
 use medrelay_wire::{
     challenge_message, limits, ChallengeRequest, ChallengeResponse, CheckpointResponse, CreateGrantRequest,
     ErrorBody, GrantList, GrantReceipt, Health, LeafHashes, LogEntries, PrincipalInfo, ProofResponse,
-    RecordList, RecordSummary, ReencryptRequest, ReencryptResponse, ReencryptedRecord, RegisterRequest,
-    RevokeRequest, TokenRequest, TokenResponse, UploadRecordRequest, UploadRecordsRequest,
-    UploadRecordsResponse, B64,
+    RecordList, RecordSummary, ReencryptRequest, ReencryptResponse, RegisterRequest, RevokeRequest,
+    TokenRequest, TokenResponse, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
 };
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -317,8 +316,12 @@ impl Http {
     }
 
     /// `POST /v1/records/batch`.
-    pub fn upload_records(&self, envelopes: Vec<B64>) -> Result<UploadRecordsResponse, ClientError> {
-        let body = Self::json_body(&UploadRecordsRequest { envelopes })?;
+    pub fn upload_records(
+        &self,
+        capsules: Vec<B64>,
+        envelopes: Vec<B64>,
+    ) -> Result<UploadRecordsResponse, ClientError> {
+        let body = Self::json_body(&UploadRecordsRequest { capsules, envelopes })?;
         self.authed("POST", "/v1/records/batch", Some(body), MAX_ANSWER_BYTES)
     }
 
@@ -356,10 +359,16 @@ impl Http {
     }
 
     /// `GET /v1/records/{id}`: the encoded envelope.
-    pub fn envelope(&self, id: &RecordId) -> Result<Vec<u8>, ClientError> {
-        let r: UploadRecordRequest =
-            self.authed("GET", &format!("/v1/records/{id}"), None, 2 * limits::MAX_ENVELOPE_BYTES as u64)?;
-        Ok(r.envelope.into_bytes())
+    /// The envelope, and its batch capsule when the caller is the owner or
+    /// an auditor.
+    pub fn envelope(&self, id: &RecordId) -> Result<(Vec<u8>, Option<Vec<u8>>), ClientError> {
+        let r: UploadRecordRequest = self.authed(
+            "GET",
+            &format!("/v1/records/{id}"),
+            None,
+            2 * (limits::MAX_ENVELOPE_BYTES + limits::MAX_CAPSULE_BYTES) as u64,
+        )?;
+        Ok((r.envelope.into_bytes(), r.capsule.map(B64::into_bytes)))
     }
 
     /// `POST /v1/grants`.
@@ -383,7 +392,7 @@ impl Http {
     }
 
     /// `POST /v1/records/{id}/reencrypt`.
-    pub fn reencrypt_one(&self, id: &RecordId) -> Result<ReencryptedRecord, ClientError> {
+    pub fn reencrypt_one(&self, id: &RecordId) -> Result<ReencryptResponse, ClientError> {
         self.authed(
             "POST",
             &format!("/v1/records/{id}/reencrypt"),

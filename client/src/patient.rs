@@ -7,9 +7,10 @@ use std::path::Path;
 use std::sync::Arc;
 
 use medrelay_crypto::{
-    decrypt_record_as_owner, encrypt_record, generate_reencryption_key, GrantId, KeyClass, KeyFile,
-    PatientPublicKeys, PatientSecretKeys, PrincipalId, RecordCategory, RecordEnvelope, RecordHeader,
-    RecordId, SensitivityLabel, SigningKey, Threshold, Timestamp, MAX_ENVELOPE_LEN,
+    decrypt_record_as_owner, encrypt_record, generate_batch, generate_reencryption_key, Batch, GrantId,
+    KeyClass, KeyFile, PatientPublicKeys, PatientSecretKeys, PrincipalId, RecordCategory, RecordEnvelope,
+    RecordHeader, RecordId, SensitivityLabel, SignedCapsule, SigningKey, Threshold, Timestamp,
+    MAX_ENVELOPE_LEN,
 };
 use medrelay_dp::{derive_summary, Summary, SummaryDoc};
 use medrelay_policy::{Grant, LogEvent, Purpose, RefusedObject, Revocation, Scope, SignedGrant};
@@ -36,6 +37,9 @@ pub const MAX_UPLOAD_BYTES: u64 = 900 * 1024;
 /// Upload batches stay under this many envelope bytes (the JSON body limit
 /// is [`limits::MAX_BODY_BYTES`], and base64 adds a third).
 const BATCH_BYTES: usize = 5 * 1024 * 1024;
+/// Threshold of the re-encryption keys this client issues, signed in each
+/// grant: one proxy holds the whole key (the service runs one PRE proxy).
+const GRANT_THRESHOLD: Threshold = Threshold::ONE_OF_ONE;
 
 /// What the patient client remembers about a record it uploaded.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -166,21 +170,22 @@ impl Patient {
         Ok(self.http.all_records_of(&self.id())?.into_iter().map(|r| r.record_id).collect())
     }
 
-    fn seal(
-        &self,
-        id: RecordId,
-        category: RecordCategory,
-        media_type: &str,
-        body: &[u8],
-    ) -> Result<Vec<u8>, ClientError> {
-        self.seal_with(&self.sk, &self.keys.public_keys(), id, category, media_type, body)
-    }
-
-    /// Encrypts and signs one record with keys the caller derived once.
-    pub(crate) fn seal_with(
+    /// Starts a batch of records of `class`: one signed hybrid capsule,
+    /// uploaded with the batch's first envelopes.
+    pub(crate) fn new_batch(
         &self,
         sk: &SigningKey,
         public: &PatientPublicKeys,
+        class: KeyClass,
+    ) -> Result<Batch, ClientError> {
+        generate_batch(&mut OsRng, sk, public, class).map_err(record_error("starting a batch"))
+    }
+
+    /// Encrypts and signs one record under a batch of its key class.
+    pub(crate) fn seal_with(
+        &self,
+        sk: &SigningKey,
+        batch: &Batch,
         id: RecordId,
         category: RecordCategory,
         media_type: &str,
@@ -188,7 +193,7 @@ impl Patient {
     ) -> Result<Vec<u8>, ClientError> {
         let header = RecordHeader::new(id, self.id(), category, media_type, now())
             .map_err(record_error("record header"))?;
-        let env = encrypt_record(&mut OsRng, sk, public, header, body).map_err(record_error("encrypting"))?;
+        let env = encrypt_record(&mut OsRng, sk, batch, header, body).map_err(record_error("encrypting"))?;
         let bytes = env.to_bytes();
         if bytes.len() > limits::MAX_ENVELOPE_BYTES {
             return Err(ClientError::Invalid(format!(
@@ -200,21 +205,28 @@ impl Patient {
         Ok(bytes)
     }
 
-    /// Uploads sealed envelopes in bounded batches; returns the ids stored.
+    /// Uploads the batch capsules and the envelopes sealed under them in
+    /// bounded requests (the capsules go with the first; each request is
+    /// one transaction on the server); returns the ids stored.
     pub(crate) fn upload_sealed(
         &self,
+        capsules: &[&SignedCapsule],
         sealed: Vec<(RecordId, Vec<u8>)>,
         progress: &mut dyn FnMut(u64),
     ) -> Result<Vec<RecordId>, ClientError> {
         let mut stored = Vec::with_capacity(sealed.len());
         let mut batch: Vec<(RecordId, Vec<u8>)> = Vec::new();
         let mut bytes = 0;
+        let mut pending: Vec<B64> = capsules.iter().map(|c| B64(c.to_bytes())).collect();
         let mut flush = |batch: &mut Vec<(RecordId, Vec<u8>)>, stored: &mut Vec<RecordId>| {
             if batch.is_empty() {
                 return Ok::<(), ClientError>(());
             }
             let ids: Vec<RecordId> = batch.iter().map(|(id, _)| *id).collect();
-            let resp = self.http.upload_records(batch.drain(..).map(|(_, b)| B64(b)).collect())?;
+            let resp = self.http.upload_records(
+                std::mem::take(&mut pending),
+                batch.drain(..).map(|(_, b)| B64(b)).collect(),
+            )?;
             let got: Vec<RecordId> = resp.receipts.iter().map(|r| r.record_id).collect();
             if got != ids {
                 return Err(ClientError::Protocol("upload receipts do not match the records sent".into()));
@@ -282,8 +294,9 @@ impl Patient {
             source: name.to_owned(),
             labels: labels.iter().map(|l| format!("{l}: given on upload")).collect(),
         };
-        let sealed = self.seal(id, category, media_type, body)?;
-        self.upload_sealed(vec![(id, sealed)], &mut |_| ())?;
+        let batch = self.new_batch(&self.sk, &self.keys.public_keys(), category.key_class())?;
+        let sealed = self.seal_with(&self.sk, &batch, id, category, media_type, body)?;
+        self.upload_sealed(&[batch.capsule()], vec![(id, sealed)], &mut |_| ())?;
         let mut index = self.index()?;
         index.insert(id.to_string(), local);
         self.profile.write_state(RECORDS_FILE, &index)?;
@@ -313,15 +326,19 @@ impl Patient {
 
     /// Downloads and decrypts one of the patient's own records.
     pub fn read(&self, id: &RecordId) -> Result<OpenedRecord, ClientError> {
-        let bytes = self.http.envelope(id)?;
+        let (bytes, capsule) = self.http.envelope(id)?;
         let env = RecordEnvelope::from_bytes(&bytes, MAX_ENVELOPE_LEN)
             .map_err(|e| ClientError::Protocol(format!("record {id}: {e}")))?;
+        let capsule =
+            capsule.ok_or_else(|| ClientError::Protocol(format!("record {id} came without its capsule")))?;
+        let capsule = SignedCapsule::from_bytes(&capsule)
+            .map_err(|e| ClientError::Protocol(format!("record {id}'s capsule: {e}")))?;
         if env.header().record_id() != *id || env.header().owner() != self.id() {
             return Err(ClientError::Verification(format!(
                 "the server answered for {id} with another record"
             )));
         }
-        let body = decrypt_record_as_owner(&self.keys, &self.sk.verifying_key(), &env)
+        let body = decrypt_record_as_owner(&self.keys, &self.sk.verifying_key(), &capsule, &env)
             .map_err(|_| ClientError::Decryption(*id))?;
         Ok(OpenedRecord { header: env.header().clone(), body })
     }
@@ -363,6 +380,21 @@ impl Patient {
                 )));
             }
         }
+        // The re-encryption keys first: the signed grant names their digests.
+        let keys: Vec<_> = scope
+            .key_classes()
+            .into_iter()
+            .map(|class| {
+                generate_reencryption_key(
+                    &mut OsRng,
+                    &self.keys,
+                    self.id(),
+                    class,
+                    &doctor_key,
+                    GRANT_THRESHOLD,
+                )
+            })
+            .collect();
         let t = now();
         let grant = Grant::new(
             GrantId::random(&mut OsRng),
@@ -374,22 +406,12 @@ impl Patient {
             t.plus_seconds(valid_for_secs),
             t,
         )
+        .and_then(|g| {
+            g.with_threshold(GRANT_THRESHOLD).with_rekey_digests(keys.iter().map(|k| k.digest()).collect())
+        })
         .map_err(record_error("grant"))?;
         let signed = grant.sign(&self.sk).map_err(record_error("signing the grant"))?;
-        let rekeys = scope
-            .key_classes()
-            .into_iter()
-            .map(|class| {
-                B64(generate_reencryption_key(
-                    &mut OsRng,
-                    &self.keys,
-                    class,
-                    &doctor_key,
-                    Threshold::ONE_OF_ONE,
-                )
-                .to_bytes())
-            })
-            .collect();
+        let rekeys = keys.iter().map(|k| B64(k.to_bytes())).collect();
         let receipt =
             self.http.create_grant(&CreateGrantRequest { grant: B64(signed.to_bytes()), rekeys })?;
         if receipt.grant_id != grant.grant_id() {

@@ -1,9 +1,11 @@
-//! Lattice PRE figures: `cargo bench -p medrelay-crypto --bench lattice`.
+//! Lattice PRE figures:
+//! `cargo bench -p medrelay-crypto --features bench-internals --bench lattice`.
 //! Prints the median time of each operation (one thread) and the sizes.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::time::{Duration, Instant};
 
+use medrelay_crypto::lattice::bench_internals::*;
 use medrelay_crypto::lattice::*;
 use rand_chacha::rand_core::SeedableRng;
 use rand_chacha::ChaCha20Rng;

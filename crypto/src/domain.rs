@@ -6,8 +6,12 @@
 pub const PRINCIPAL_ID: &[u8] = b"medrelay/v1/principal-id";
 /// Hash prefix for public-key fingerprints: `SHA-256(FINGERPRINT || encoding)`.
 pub const FINGERPRINT: &[u8] = b"medrelay/v1/fingerprint";
-/// Signature context for a record envelope (header, capsule, ciphertext hash).
-pub const SIG_RECORD: &[u8] = b"medrelay/v1/sig/record";
+/// Signature context for a record envelope (header, capsule id, ciphertext hash).
+pub const SIG_RECORD: &[u8] = b"medrelay/v2/sig/record";
+/// Signature context for a batch capsule (its owner signs its bytes once).
+pub const SIG_CAPSULE: &[u8] = b"medrelay/v2/sig/capsule";
+/// Hash prefix of a capsule id: `SHA-256(CAPSULE_ID || capsule bytes)`.
+pub const CAPSULE_ID: &[u8] = b"medrelay/v2/capsule-id";
 /// Signature context for a grant.
 pub const SIG_GRANT: &[u8] = b"medrelay/v1/sig/grant";
 /// Signature context for a revocation.
@@ -18,8 +22,13 @@ pub const SIG_AUTH_CHALLENGE: &[u8] = b"medrelay/v1/sig/auth-challenge";
 pub const SIG_REGISTRATION: &[u8] = b"medrelay/v1/sig/registration";
 /// Signature context for a DP summary submission.
 pub const SIG_SUMMARY: &[u8] = b"medrelay/v1/sig/summary";
-/// HKDF info for the record data key, derived from the two PRE shares.
-pub const HKDF_DATA_KEY: &[u8] = b"medrelay/v1/hkdf/data-key";
+/// HKDF info for a batch key, derived from the two PRE shares of its capsule
+/// (the shares are the input key material, the capsule's owner and key class
+/// follow the label in the info).
+pub const HKDF_BATCH_KEY: &[u8] = b"medrelay/v2/hkdf/batch-key";
+/// HKDF info prefix for a record's data key, derived from its batch key; the
+/// record id, `SHA-256(header bytes)` and the capsule id follow it in the info.
+pub const HKDF_DATA_KEY: &[u8] = b"medrelay/v2/hkdf/data-key";
 /// HKDF info prefix for deriving a key class's PRE secrets from the master secret.
 pub const HKDF_KEY_CLASS: &[u8] = b"medrelay/v1/hkdf/key-class";
 /// HKDF info expanding a 32-byte lattice seed into the tfhe seeds of the

@@ -54,6 +54,11 @@ pub enum CryptoError {
     /// for one class applied to a capsule of another).
     #[error("key class mismatch")]
     KeyClassMismatch,
+    /// A capsule, a re-encryption key and a signing key that must all belong
+    /// to one principal do not (e.g. another principal's capsule offered for
+    /// re-encryption with a patient's key).
+    #[error("the capsule, the re-encryption key and the signer are not the same principal")]
+    WrongOwner,
     /// A key file could not be opened: wrong passphrase or corrupted file.
     #[error("wrong passphrase or corrupted key file")]
     KeyFile,

@@ -1,4 +1,5 @@
-//! Identifiers and time: principal ids, record ids, timestamps.
+//! Identifiers and time: principal ids, record ids, grant ids, capsule ids,
+//! timestamps.
 
 use std::fmt;
 use std::str::FromStr;
@@ -90,6 +91,15 @@ hex_id!(
     /// A grant's id: 16 random bytes drawn by the patient's client.
     GrantId,
     16
+);
+
+hex_id!(
+    /// A batch capsule's id: `SHA-256(domain::CAPSULE_ID || capsule bytes)`,
+    /// the digest of the capsule as its owner signed it, written as 64 hex
+    /// digits. Record envelopes name their capsule by it, and every record's
+    /// data key is derived with it.
+    CapsuleId,
+    32
 );
 
 impl RecordId {

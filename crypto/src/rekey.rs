@@ -1,11 +1,14 @@
 //! Re-encryption keys and re-encrypted capsules (data types and encodings).
 //!
 //! A [`ReencryptionKey`] delegates one key class of one patient to one
-//! delegate: `n` Umbral key fragments (threshold `t`), signed by the patient's
-//! Umbral signer and bound to both public keys, plus a lattice key-switching
-//! key. The server accepts it only through [`ReencryptionKey::verify`], which
-//! returns a [`VerifiedReencryptionKey`]; only that type re-encrypts.
-//! A [`ReencryptedCapsule`] is what the delegate receives for one record.
+//! delegate: it names the delegating patient (principal id), carries `n`
+//! Umbral key fragments (threshold `t`, distinct fragment ids), signed by the
+//! patient's Umbral signer and bound to both public keys, and a lattice
+//! key-switching key toward the delegate's lattice public key. The server
+//! accepts it only through [`ReencryptionKey::verify`], which returns a
+//! [`VerifiedReencryptionKey`]; only that type re-encrypts, and only
+//! capsules of the patient it names. A [`ReencryptedCapsule`] is what the
+//! delegate receives for one batch capsule.
 
 use std::fmt;
 
@@ -15,18 +18,22 @@ use crate::category::KeyClass;
 use crate::domain;
 use crate::encoding::{Decoder, Encoder};
 use crate::error::{CryptoError, DecodeError};
+use crate::ids::{CapsuleId, PrincipalId};
 use crate::keys::{PatientPublicKeys, PrePublicKey};
 use crate::lattice::{
     LatticeReencryptedCiphertext, LatticeReencryptionKey, LATTICE_REENCRYPTED_LEN,
     LATTICE_REENCRYPTION_KEY_LEN,
 };
-use crate::signing::Fingerprint;
+use crate::signing::{Fingerprint, VerifyingKey};
 use crate::umbral_codec;
 
 const REKEY_MAGIC: &[u8; 4] = b"MRRK";
 const RECAPSULE_MAGIC: &[u8; 4] = b"MRRC";
 /// Encoding version of [`ReencryptionKey`] and [`ReencryptedCapsule`].
-const VERSION: u8 = 1;
+/// Version 2 added the delegating principal to the key and the capsule id
+/// to the re-encrypted capsule (and dropped its threshold: the delegate
+/// takes the threshold from the patient's signed grant).
+const VERSION: u8 = 2;
 /// Most key fragments (`shares`) in one re-encryption key.
 pub const MAX_SHARES: u8 = 16;
 /// Largest lattice re-encryption key accepted inside a [`ReencryptionKey`]
@@ -34,13 +41,13 @@ pub const MAX_SHARES: u8 = 16;
 pub const MAX_LATTICE_REKEY_LEN: usize = LATTICE_REENCRYPTION_KEY_LEN;
 /// Largest encoded [`ReencryptionKey`] accepted.
 pub const MAX_REKEY_LEN: usize =
-    MAX_LATTICE_REKEY_LEN + (umbral_codec::MAX_UMBRAL_OBJECT_LEN + 4) * MAX_SHARES as usize + 128;
+    MAX_LATTICE_REKEY_LEN + (umbral_codec::MAX_UMBRAL_OBJECT_LEN + 4) * MAX_SHARES as usize + 160;
 /// Largest lattice re-encrypted share accepted inside a [`ReencryptedCapsule`]
 /// (the lattice encoding's exact length).
 pub const MAX_LATTICE_REENCRYPTED_LEN: usize = LATTICE_REENCRYPTED_LEN;
 /// Largest encoded [`ReencryptedCapsule`] accepted.
 pub const MAX_REENCRYPTED_CAPSULE_LEN: usize =
-    MAX_LATTICE_REENCRYPTED_LEN + (umbral_codec::MAX_UMBRAL_OBJECT_LEN + 4) * MAX_SHARES as usize + 64;
+    MAX_LATTICE_REENCRYPTED_LEN + (umbral_codec::MAX_UMBRAL_OBJECT_LEN + 4) * MAX_SHARES as usize + 96;
 
 /// Threshold and number of shares of a re-encryption key, validated:
 /// `1 <= threshold <= shares <= MAX_SHARES`.
@@ -79,11 +86,20 @@ impl Threshold {
     }
 }
 
+/// A key fragment's id (umbral-pre keeps it private; its human-readable
+/// serialization names it `id`). `None` if the fragment does not serialize,
+/// which counts as a bad fragment.
+fn kfrag_id(kfrag: &umbral_pre::KeyFrag) -> Option<String> {
+    let value = serde_json::to_value(kfrag).ok()?;
+    value.get("id")?.as_str().map(str::to_owned)
+}
+
 /// An unverified re-encryption key, as uploaded by a patient.
 #[derive(Clone, PartialEq)]
 pub struct ReencryptionKey {
     pub(crate) key_class: KeyClass,
     pub(crate) threshold: Threshold,
+    pub(crate) delegator_principal: PrincipalId,
     pub(crate) delegator: Fingerprint,
     pub(crate) delegatee: Fingerprint,
     pub(crate) kfrags: Vec<umbral_pre::KeyFrag>,
@@ -99,6 +115,11 @@ impl ReencryptionKey {
     /// Threshold and shares of the Umbral fragments.
     pub fn threshold(&self) -> Threshold {
         self.threshold
+    }
+
+    /// The delegating patient (principal id).
+    pub fn delegator_principal(&self) -> PrincipalId {
+        self.delegator_principal
     }
 
     /// Fingerprint of the delegating class public key.
@@ -119,25 +140,41 @@ impl ReencryptionKey {
         h.finalize().into()
     }
 
-    /// Checks that the key delegates `patient`'s class key to `delegatee`
-    /// and that every Umbral key fragment carries the patient's signature
-    /// over both public keys. Consumes the key; on failure gives it back.
+    /// Checks that the key delegates the class key of the patient whose
+    /// signing key is `patient_vk` (its principal id is the one the key
+    /// names) and whose PRE public keys are `patient` to `delegatee`: the
+    /// fingerprints of both public keys, the lattice public key the key
+    /// floods under (it must be the delegate's registered one), one key
+    /// fragment per share with no fragment id repeated, and the patient's
+    /// Umbral signature on every fragment over both public keys. Consumes
+    /// the key; on failure gives it back.
     ///
-    /// The lattice half carries no proof: a patient can only hurt their own
-    /// delegate with a bad one (decryption then fails). Bind the key into the
-    /// patient's signed grant with [`Self::digest`].
+    /// The lattice key-switching key itself carries no proof: a patient can
+    /// only hurt their own delegate with a bad one (decryption then fails).
+    /// Bind the key into the patient's signed grant with [`Self::digest`].
     #[expect(clippy::result_large_err, reason = "gives the key back on failure, as umbral-pre does")]
     pub fn verify(
         self,
+        patient_vk: &VerifyingKey,
         patient: &PatientPublicKeys,
         delegatee: &PrePublicKey,
     ) -> Result<VerifiedReencryptionKey, (CryptoError, Self)> {
+        if patient_vk.principal_id() != self.delegator_principal {
+            return Err((CryptoError::WrongOwner, self));
+        }
         let class_pk = patient.class(self.key_class);
         if class_pk.fingerprint() != self.delegator || delegatee.fingerprint() != self.delegatee {
             return Err((CryptoError::BadSignature, self));
         }
+        if self.lattice.delegatee() != delegatee.lattice() {
+            return Err((CryptoError::BadSignature, self));
+        }
         if self.kfrags.len() != usize::from(self.threshold.shares()) {
             return Err((CryptoError::BadSignature, self));
+        }
+        let mut ids = std::collections::BTreeSet::new();
+        if !self.kfrags.iter().all(|k| kfrag_id(k).is_some_and(|id| ids.insert(id))) {
+            return Err((CryptoError::InvalidParameter("repeated key fragment id"), self));
         }
         let signer = patient.umbral_verifying_key().inner();
         let verified: Result<Vec<_>, _> = self
@@ -161,15 +198,17 @@ impl ReencryptionKey {
         VerifiedReencryptionKey { inner: self, kfrags }
     }
 
-    /// Versioned encoding: magic `MRRK`, version, key class, threshold,
-    /// shares, delegator and delegatee fingerprints, `shares` key fragments,
-    /// lattice key (each with a u32 length prefix).
+    /// Versioned encoding: magic `MRRK`, version 2, key class, threshold,
+    /// shares, delegating principal id, delegator and delegatee
+    /// fingerprints, `shares` key fragments, lattice key (each with a u32
+    /// length prefix).
     pub fn to_bytes(&self) -> Vec<u8> {
         let lattice = self.lattice.to_bytes();
         let mut e = Encoder::with_capacity(REKEY_MAGIC, VERSION, lattice.len() + 1024);
         e.u8(self.key_class.code())
             .u8(self.threshold.threshold())
             .u8(self.threshold.shares())
+            .fixed(self.delegator_principal.as_bytes())
             .fixed(self.delegator.as_bytes())
             .fixed(self.delegatee.as_bytes());
         for k in &self.kfrags {
@@ -185,6 +224,7 @@ impl ReencryptionKey {
         let key_class = KeyClass::from_code(d.u8()?)?;
         let threshold =
             Threshold::new(d.u8()?, d.u8()?).map_err(|_| DecodeError::Invalid("threshold/shares"))?;
+        let delegator_principal = PrincipalId::from_bytes(d.array()?);
         let delegator = Fingerprint::from_bytes(d.array()?);
         let delegatee = Fingerprint::from_bytes(d.array()?);
         let mut kfrags = Vec::with_capacity(usize::from(threshold.shares()));
@@ -196,7 +236,7 @@ impl ReencryptionKey {
         }
         let lattice = LatticeReencryptionKey::from_bytes(d.bytes(MAX_LATTICE_REKEY_LEN)?)?;
         d.finish()?;
-        Ok(Self { key_class, threshold, delegator, delegatee, kfrags, lattice })
+        Ok(Self { key_class, threshold, delegator_principal, delegator, delegatee, kfrags, lattice })
     }
 }
 
@@ -205,6 +245,7 @@ impl fmt::Debug for ReencryptionKey {
         f.debug_struct("ReencryptionKey")
             .field("key_class", &self.key_class)
             .field("threshold", &self.threshold)
+            .field("delegator_principal", &self.delegator_principal)
             .field("delegator", &self.delegator)
             .field("delegatee", &self.delegatee)
             .finish_non_exhaustive()
@@ -229,6 +270,12 @@ impl VerifiedReencryptionKey {
     /// Threshold and shares.
     pub fn threshold(&self) -> Threshold {
         self.inner.threshold
+    }
+
+    /// The delegating patient: the only owner whose capsules this key
+    /// re-encrypts.
+    pub fn delegator_principal(&self) -> PrincipalId {
+        self.inner.delegator_principal
     }
 
     /// Fingerprint of the delegating class public key.
@@ -262,26 +309,28 @@ impl fmt::Debug for VerifiedReencryptionKey {
     }
 }
 
-/// A record's capsule re-encrypted toward a delegate: one Umbral capsule
-/// fragment per key fragment (each with a proof the delegate checks) and the
-/// key-switched, flooded lattice share.
+/// A batch capsule re-encrypted toward a delegate: the capsule's id and
+/// key class, one Umbral capsule fragment per key fragment (each with a
+/// proof the delegate checks) and the key-switched, flooded lattice share.
+/// It says nothing about how many fragments are needed: the delegate takes
+/// the threshold from the patient's signed grant.
 #[derive(Clone, PartialEq)]
 pub struct ReencryptedCapsule {
     pub(crate) key_class: KeyClass,
-    pub(crate) threshold: u8,
+    pub(crate) capsule: CapsuleId,
     pub(crate) cfrags: Vec<umbral_pre::CapsuleFrag>,
     pub(crate) lattice: LatticeReencryptedCiphertext,
 }
 
 impl ReencryptedCapsule {
-    /// The key class of the record.
+    /// The key class of the capsule.
     pub fn key_class(&self) -> KeyClass {
         self.key_class
     }
 
-    /// Capsule fragments the delegate needs.
-    pub fn threshold(&self) -> u8 {
-        self.threshold
+    /// The capsule it was made from.
+    pub fn capsule_id(&self) -> CapsuleId {
+        self.capsule
     }
 
     /// Capsule fragments present.
@@ -294,13 +343,15 @@ impl ReencryptedCapsule {
         self.cfrags.truncate(n);
     }
 
-    /// Versioned encoding: magic `MRRC`, version, key class, threshold,
+    /// Versioned encoding: magic `MRRC`, version 2, key class, capsule id,
     /// fragment count, fragments and lattice share (each with a u32 length
     /// prefix).
     pub fn to_bytes(&self) -> Vec<u8> {
         let lattice = self.lattice.to_bytes();
         let mut e = Encoder::with_capacity(RECAPSULE_MAGIC, VERSION, lattice.len() + 512);
-        e.u8(self.key_class.code()).u8(self.threshold).u8(u8::try_from(self.cfrags.len()).unwrap_or(u8::MAX));
+        e.u8(self.key_class.code())
+            .fixed(self.capsule.as_bytes())
+            .u8(u8::try_from(self.cfrags.len()).unwrap_or(u8::MAX));
         for c in &self.cfrags {
             e.bytes(&umbral_codec::encode(c));
         }
@@ -312,9 +363,9 @@ impl ReencryptedCapsule {
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, DecodeError> {
         let mut d = Decoder::open(bytes, RECAPSULE_MAGIC, &[VERSION], MAX_REENCRYPTED_CAPSULE_LEN)?;
         let key_class = KeyClass::from_code(d.u8()?)?;
-        let threshold = d.u8()?;
+        let capsule = CapsuleId::from_bytes(d.array()?);
         let count = d.u8()?;
-        if threshold == 0 || threshold > MAX_SHARES || count > MAX_SHARES {
+        if count == 0 || count > MAX_SHARES {
             return Err(DecodeError::Invalid("fragment count"));
         }
         let mut cfrags = Vec::with_capacity(usize::from(count));
@@ -326,7 +377,7 @@ impl ReencryptedCapsule {
         }
         let lattice = LatticeReencryptedCiphertext::from_bytes(d.bytes(MAX_LATTICE_REENCRYPTED_LEN)?)?;
         d.finish()?;
-        Ok(Self { key_class, threshold, cfrags, lattice })
+        Ok(Self { key_class, capsule, cfrags, lattice })
     }
 }
 
@@ -334,7 +385,7 @@ impl fmt::Debug for ReencryptedCapsule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ReencryptedCapsule")
             .field("key_class", &self.key_class)
-            .field("threshold", &self.threshold)
+            .field("capsule", &self.capsule)
             .field("fragments", &self.cfrags.len())
             .finish_non_exhaustive()
     }

@@ -7,10 +7,11 @@ mod common;
 
 use common::{doctor, prefixes, rng, Patient};
 use medrelay_crypto::{
-    generate_reencryption_key, reencrypt_capsule, Capsule, DecodeError, KeyClass, PatientPublicKeys,
-    PrePublicKey, RecordEnvelope, ReencryptedCapsule, ReencryptionKey, Threshold, MAX_CAPSULE_LEN,
-    MAX_ENVELOPE_LEN, MAX_PATIENT_PUBLIC_KEYS_LEN, MAX_PRE_PUBLIC_KEY_LEN, MAX_REENCRYPTED_CAPSULE_LEN,
-    MAX_REKEY_LEN,
+    generate_reencryption_key, reencrypt_capsule, BatchKey, Capsule, DecodeError, KeyClass,
+    PatientPublicKeys, PrePublicKey, RecordEnvelope, ReencryptedCapsule, ReencryptionKey, SignedCapsule,
+    SignedRecordHeader, Threshold, BATCH_KEY_LEN, MAX_CAPSULE_LEN, MAX_ENVELOPE_LEN,
+    MAX_PATIENT_PUBLIC_KEYS_LEN, MAX_PRE_PUBLIC_KEY_LEN, MAX_REENCRYPTED_CAPSULE_LEN, MAX_REKEY_LEN,
+    MAX_SIGNED_CAPSULE_LEN, MAX_SIGNED_HEADER_LEN,
 };
 
 /// Runs the common rejection checks on one decoder.
@@ -68,11 +69,18 @@ fn public_key_decoders() {
 fn capsule_and_envelope_decoders() {
     let mut rng = rng(31);
     let p = Patient::new(&mut rng);
-    let env = p.seal(&mut rng, KeyClass::Genetics, b"variant report");
-    let cap = env.capsule_bytes().to_vec();
+    let (batch, env) = p.seal(&mut rng, KeyClass::Genetics, b"variant report");
+    let cap = batch.capsule().capsule_bytes().to_vec();
     check_decoder("Capsule", &cap, MAX_CAPSULE_LEN, Capsule::from_bytes);
     assert_eq!(Capsule::from_bytes(&cap).unwrap().to_bytes(), cap);
     assert_eq!(Capsule::from_bytes(&cap).unwrap().key_class(), KeyClass::Genetics);
+    assert_eq!(Capsule::from_bytes(&cap).unwrap().owner(), p.signing.principal_id());
+
+    let signed = batch.capsule().to_bytes();
+    check_decoder("SignedCapsule", &signed, MAX_SIGNED_CAPSULE_LEN, SignedCapsule::from_bytes);
+    let back = SignedCapsule::from_bytes(&signed).unwrap();
+    assert_eq!(back.to_bytes(), signed);
+    assert_eq!(back.id(), batch.capsule_id());
 
     let bytes = env.to_bytes();
     check_decoder("RecordEnvelope", &bytes, MAX_ENVELOPE_LEN, |b| {
@@ -82,19 +90,24 @@ fn capsule_and_envelope_decoders() {
     assert_eq!(back.to_bytes(), bytes);
     assert_eq!(back.header(), env.header());
     assert_eq!(back.ciphertext_hash(), env.ciphertext_hash());
+    assert_eq!(back.capsule_id(), batch.capsule_id());
     // A caller's tighter limit is honoured before parsing.
     assert!(matches!(RecordEnvelope::from_bytes(&bytes, bytes.len() - 1), Err(DecodeError::TooLarge { .. })));
-    // A capsule of another key class than the header's is refused.
-    let other = p.seal(&mut rng, KeyClass::General, b"x");
-    let mut e = medrelay_crypto::encoding::Encoder::new(b"MREV", 1);
-    e.bytes(env.header_bytes())
-        .bytes(other.capsule_bytes())
-        .bytes(env.ciphertext())
-        .fixed(&env.signature().to_bytes());
+    // The per-record capsule format (version 1) is gone.
+    let mut v1 = bytes.clone();
+    v1[4] = 1;
     assert!(matches!(
-        RecordEnvelope::from_bytes(&e.finish(), MAX_ENVELOPE_LEN),
-        Err(DecodeError::Invalid(_))
+        RecordEnvelope::from_bytes(&v1, MAX_ENVELOPE_LEN),
+        Err(DecodeError::UnsupportedVersion { found: 1 })
     ));
+
+    let header = env.signed_header().to_bytes();
+    check_decoder("SignedRecordHeader", &header, MAX_SIGNED_HEADER_LEN, SignedRecordHeader::from_bytes);
+    assert_eq!(SignedRecordHeader::from_bytes(&header).unwrap().to_bytes(), header);
+
+    let key = batch.key().to_bytes();
+    check_decoder("BatchKey", &key, BATCH_KEY_LEN, BatchKey::from_bytes);
+    assert_eq!(*BatchKey::from_bytes(&key).unwrap().to_bytes(), *key);
 }
 
 #[test]
@@ -105,6 +118,7 @@ fn rekey_and_reencrypted_capsule_decoders() {
     let rk = generate_reencryption_key(
         &mut rng,
         &p.keys,
+        p.signing.principal_id(),
         KeyClass::General,
         d.public_key(),
         Threshold::new(2, 3).unwrap(),
@@ -114,14 +128,15 @@ fn rekey_and_reencrypted_capsule_decoders() {
     let back = ReencryptionKey::from_bytes(&rk_bytes).unwrap();
     assert_eq!(back.to_bytes(), rk_bytes);
     assert_eq!(back.digest(), rk.digest());
+    assert_eq!(back.delegator_principal(), p.signing.principal_id());
     // Threshold above shares is refused.
     let mut bad = rk_bytes.clone();
     bad[6] = 4;
     assert!(matches!(ReencryptionKey::from_bytes(&bad), Err(DecodeError::Invalid(_))));
 
-    let env = p.seal(&mut rng, KeyClass::General, b"x");
-    let vrk = back.verify(&p.public, d.public_key()).map_err(|(e, _)| e).unwrap();
-    let rc = reencrypt_capsule(&mut rng, &vrk, &p.signing.verifying_key(), &env).unwrap();
+    let (batch, _) = p.seal(&mut rng, KeyClass::General, b"x");
+    let vrk = back.verify(&p.signing.verifying_key(), &p.public, d.public_key()).map_err(|(e, _)| e).unwrap();
+    let rc = reencrypt_capsule(&mut rng, &vrk, &p.signing.verifying_key(), batch.capsule()).unwrap();
     let rc_bytes = rc.to_bytes();
     check_decoder(
         "ReencryptedCapsule",
@@ -130,9 +145,10 @@ fn rekey_and_reencrypted_capsule_decoders() {
         ReencryptedCapsule::from_bytes,
     );
     assert_eq!(ReencryptedCapsule::from_bytes(&rc_bytes).unwrap().to_bytes(), rc_bytes);
-    let mut zero_t = rc_bytes;
-    zero_t[6] = 0;
-    assert!(matches!(ReencryptedCapsule::from_bytes(&zero_t), Err(DecodeError::Invalid(_))));
+    // No fragment at all is refused (count byte after class and capsule id).
+    let mut none = rc_bytes;
+    none[4 + 1 + 1 + 32] = 0;
+    assert!(matches!(ReencryptedCapsule::from_bytes(&none), Err(DecodeError::Invalid(_))));
 }
 
 #[test]

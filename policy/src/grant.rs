@@ -13,15 +13,22 @@ use std::fmt;
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use medrelay_crypto::encoding::{Decoder, Encoder};
-use medrelay_crypto::{domain, GrantId, PrincipalId, Signature, SigningKey, Timestamp, VerifyingKey};
+use medrelay_crypto::{
+    domain, GrantId, PrincipalId, Signature, SigningKey, Threshold, Timestamp, VerifyingKey,
+};
 
 use crate::domain::{GRANT_MAGIC, REVOCATION_MAGIC, SIGNED_GRANT_MAGIC, SIGNED_REVOCATION_MAGIC};
 use crate::error::PolicyError;
 use crate::scope::{Scope, MAX_SCOPE_LEN};
 
 const VERSION: u8 = 1;
+/// Version of the grant body: 2 carries the threshold and fragment count of
+/// the re-encryption keys and the digests of the keys the grant authorizes.
+const BODY_VERSION: u8 = 2;
+/// Most re-encryption key digests in a grant (one per key class).
+pub const MAX_REKEY_DIGESTS: usize = 8;
 /// Largest encoded grant body.
-pub const MAX_GRANT_LEN: usize = MAX_SCOPE_LEN + 256;
+pub const MAX_GRANT_LEN: usize = MAX_SCOPE_LEN + 256 + 1 + MAX_REKEY_DIGESTS * 32;
 /// Largest encoded signed grant.
 pub const MAX_SIGNED_GRANT_LEN: usize = MAX_GRANT_LEN + 128;
 const MAX_REVOCATION_LEN: usize = 128;
@@ -106,6 +113,8 @@ pub struct Grant {
     not_before: Timestamp,
     not_after: Timestamp,
     created_at: Timestamp,
+    threshold: Threshold,
+    rekey_digests: Vec<[u8; 32]>,
 }
 
 impl Grant {
@@ -129,7 +138,53 @@ impl Grant {
         if patient == doctor {
             return Err(PolicyError::InvalidGrant("patient and doctor are the same principal"));
         }
-        Ok(Self { grant_id, patient, doctor, scope, purpose, not_before, not_after, created_at })
+        Ok(Self {
+            grant_id,
+            patient,
+            doctor,
+            scope,
+            purpose,
+            not_before,
+            not_after,
+            created_at,
+            threshold: Threshold::ONE_OF_ONE,
+            rekey_digests: Vec::new(),
+        })
+    }
+
+    /// The grant, with re-encryption keys of `threshold` (fragments needed
+    /// of fragments issued; 1-of-1 unless set). Signed with the grant
+    /// (review finding F7): the server stores only keys of this threshold
+    /// and fragment count, and the doctor's client needs this many
+    /// verified fragments from the proxy, whatever the proxy answers.
+    pub fn with_threshold(mut self, threshold: Threshold) -> Self {
+        self.threshold = threshold;
+        self
+    }
+
+    /// Threshold and fragment count of the grant's re-encryption keys.
+    pub fn threshold(&self) -> Threshold {
+        self.threshold
+    }
+
+    /// The grant, authorizing exactly the re-encryption keys with these
+    /// digests (medrelay-crypto `ReencryptionKey::digest`, one per key class
+    /// of the scope; review finding F2): the server stores a grant's keys
+    /// only if they are the ones the patient signed for. Kept sorted.
+    /// Fails if there are more than [`MAX_REKEY_DIGESTS`] or one repeats.
+    pub fn with_rekey_digests(mut self, digests: Vec<[u8; 32]>) -> Result<Self, PolicyError> {
+        let mut digests = digests;
+        digests.sort_unstable();
+        if digests.len() > MAX_REKEY_DIGESTS || digests.windows(2).any(|w| w[0] == w[1]) {
+            return Err(PolicyError::InvalidGrant("too many or repeated re-encryption key digests"));
+        }
+        self.rekey_digests = digests;
+        Ok(self)
+    }
+
+    /// The digests of the re-encryption keys the grant authorizes, sorted.
+    pub fn rekey_digests(&self) -> &[[u8; 32]] {
+        &self.rekey_digests
     }
 
     /// The grant id.
@@ -167,7 +222,7 @@ impl Grant {
 
     /// The canonical encoding the patient signs.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut e = Encoder::new(GRANT_MAGIC, VERSION);
+        let mut e = Encoder::new(GRANT_MAGIC, BODY_VERSION);
         e.fixed(self.grant_id.as_bytes())
             .fixed(self.patient.as_bytes())
             .fixed(self.doctor.as_bytes())
@@ -175,13 +230,20 @@ impl Grant {
             .u64(self.not_before.unix_seconds())
             .u64(self.not_after.unix_seconds())
             .u64(self.created_at.unix_seconds())
-            .str(&self.scope.to_string());
+            .str(&self.scope.to_string())
+            .u8(self.threshold.threshold())
+            .u8(self.threshold.shares());
+        // At most MAX_REKEY_DIGESTS (8): fits a u8.
+        e.u8(u8::try_from(self.rekey_digests.len()).unwrap_or(u8::MAX));
+        for d in &self.rekey_digests {
+            e.fixed(d);
+        }
         e.finish()
     }
 
     /// Decodes a grant body (only canonical encodings are accepted).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, PolicyError> {
-        let mut d = Decoder::open(bytes, GRANT_MAGIC, &[VERSION], MAX_GRANT_LEN)?;
+        let mut d = Decoder::open(bytes, GRANT_MAGIC, &[BODY_VERSION], MAX_GRANT_LEN)?;
         let grant_id = GrantId::from_bytes(d.array()?);
         let patient = PrincipalId::from_bytes(d.array()?);
         let doctor = PrincipalId::from_bytes(d.array()?);
@@ -190,12 +252,26 @@ impl Grant {
         let not_after = Timestamp(d.u64()?);
         let created_at = Timestamp(d.u64()?);
         let scope_text = d.str(MAX_SCOPE_LEN)?;
+        let threshold = Threshold::new(d.u8()?, d.u8()?)
+            .map_err(|_| PolicyError::Malformed("grant threshold (1 <= threshold <= fragments <= 16)"))?;
+        let n = usize::from(d.u8()?);
+        if n > MAX_REKEY_DIGESTS {
+            return Err(PolicyError::Malformed("too many re-encryption key digests"));
+        }
+        let mut digests = Vec::with_capacity(n);
+        for _ in 0..n {
+            digests.push(d.array::<32>()?);
+        }
         d.finish()?;
+        if digests.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(PolicyError::Malformed("re-encryption key digests are not sorted and distinct"));
+        }
         let scope = Scope::parse(scope_text)?;
         if scope.to_string() != scope_text {
             return Err(PolicyError::Malformed("grant scope is not in canonical form"));
         }
-        Self::new(grant_id, patient, doctor, scope, purpose, not_before, not_after, created_at)
+        let grant = Self::new(grant_id, patient, doctor, scope, purpose, not_before, not_after, created_at)?;
+        Ok(Self { threshold, rekey_digests: digests, ..grant })
     }
 
     /// Signs the grant with the patient's key. Fails with
@@ -539,6 +615,64 @@ mod tests {
         assert_eq!(Grant::from_bytes(&g.to_bytes()).unwrap(), g);
     }
 
+    /// Review finding F2: the signed body carries the digests of the
+    /// re-encryption keys, sorted; unsorted, repeated or too many digests
+    /// are refused when building and when decoding.
+    #[test]
+    fn rekey_digests_are_signed_sorted_and_bounded() {
+        let (p, d) = keys();
+        let g = grant(&p, &d).with_rekey_digests(vec![[3; 32], [1; 32]]).unwrap();
+        assert_eq!(g.rekey_digests(), &[[1; 32], [3; 32]]);
+        let v = g.sign(&p).unwrap().verify(&p.verifying_key()).unwrap();
+        assert_eq!(v.grant().rekey_digests(), g.rekey_digests());
+        assert_ne!(g.to_bytes(), grant(&p, &d).to_bytes(), "the digests are in the signed body");
+        assert!(grant(&p, &d).with_rekey_digests(vec![[1; 32], [1; 32]]).is_err());
+        assert!(grant(&p, &d).with_rekey_digests(vec![[0; 32]; MAX_REKEY_DIGESTS + 1]).is_err());
+        // Unsorted on the wire: swap the two digests at the end of the body.
+        let mut body = g.to_bytes();
+        let n = body.len();
+        let (a, b) = (body[n - 64..n - 32].to_vec(), body[n - 32..].to_vec());
+        body[n - 64..n - 32].copy_from_slice(&b);
+        body[n - 32..].copy_from_slice(&a);
+        assert!(matches!(Grant::from_bytes(&body), Err(PolicyError::Malformed(_))));
+    }
+
+    /// Review finding F7: the threshold is in the signed body (1-of-1
+    /// unless set); a threshold of zero, above the fragment count or over
+    /// the crypto crate's limit does not decode.
+    #[test]
+    fn threshold_is_signed_and_validated() {
+        let (p, d) = keys();
+        assert_eq!(grant(&p, &d).threshold(), Threshold::ONE_OF_ONE);
+        let two_of_three = Threshold::new(2, 3).unwrap();
+        let g = grant(&p, &d).with_threshold(two_of_three).with_rekey_digests(vec![[5; 32]]).unwrap();
+        assert_ne!(g.to_bytes(), grant(&p, &d).with_rekey_digests(vec![[5; 32]]).unwrap().to_bytes());
+        let v = g.sign(&p).unwrap().verify(&p.verifying_key()).unwrap();
+        assert_eq!(v.threshold(), two_of_three);
+        let body = |t: u8, n: u8| {
+            let mut e = Encoder::new(GRANT_MAGIC, BODY_VERSION);
+            e.fixed(g.grant_id().as_bytes())
+                .fixed(g.patient().as_bytes())
+                .fixed(g.doctor().as_bytes())
+                .u8(0)
+                .u64(1000)
+                .u64(2000)
+                .u64(900)
+                .str(&g.scope().to_string())
+                .u8(t)
+                .u8(n)
+                .u8(0);
+            e.finish()
+        };
+        assert_eq!(Grant::from_bytes(&body(2, 3)).unwrap().threshold(), two_of_three);
+        for (t, n) in [(0, 1), (2, 1), (1, 17), (0, 0)] {
+            assert!(
+                matches!(Grant::from_bytes(&body(t, n)), Err(PolicyError::Malformed(m)) if m.contains("threshold")),
+                "{t}-of-{n} decoded"
+            );
+        }
+    }
+
     #[test]
     fn wrong_keys_and_tampering_are_rejected() {
         let (p, d) = keys();
@@ -607,7 +741,7 @@ mod tests {
             Err(PolicyError::Decode(DecodeError::TooLarge { .. }))
         ));
         // Non-canonical scope text in a body is rejected.
-        let mut e = Encoder::new(GRANT_MAGIC, VERSION);
+        let mut e = Encoder::new(GRANT_MAGIC, BODY_VERSION);
         e.fixed(g.grant_id().as_bytes())
             .fixed(g.patient().as_bytes())
             .fixed(g.doctor().as_bytes())
@@ -615,7 +749,10 @@ mod tests {
             .u64(1000)
             .u64(2000)
             .u64(900)
-            .str("Observation?category=laboratory,Condition");
+            .str("Observation?category=laboratory,Condition")
+            .u8(1)
+            .u8(1)
+            .u8(0);
         assert_eq!(
             Grant::from_bytes(&e.finish()),
             Err(PolicyError::Malformed("grant scope is not in canonical form"))

@@ -129,7 +129,7 @@ pub use authorize::{authorize, grant_in_force, Denial, ReadCapability};
 pub use event::{Audience, LogEvent, MAX_EVENT_LEN, MAX_SCHEMA_NAME_LEN};
 pub use grant::{
     Grant, Purpose, Revocation, SignedGrant, SignedRevocation, VerifiedGrant, VerifiedRevocation,
-    MAX_GRANT_LEN, MAX_SIGNED_GRANT_LEN, MAX_SIGNED_REVOCATION_LEN,
+    MAX_GRANT_LEN, MAX_REKEY_DIGESTS, MAX_SIGNED_GRANT_LEN, MAX_SIGNED_REVOCATION_LEN,
 };
 pub use opening::{leaf_commitment, EventSalt, LeafOpening, MAX_OPENING_LEN, SALT_LEN};
 pub use principal::{PrePublicKey, Principal, Role, MAX_DISPLAY_NAME_LEN, MAX_PRE_KEY_LEN};

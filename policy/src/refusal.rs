@@ -26,7 +26,7 @@
 use std::fmt;
 
 use medrelay_crypto::encoding::{Decoder, Encoder};
-use medrelay_crypto::{GrantId, PrincipalId, RecordId};
+use medrelay_crypto::{CapsuleId, GrantId, PrincipalId, RecordId};
 
 use crate::authorize::Denial;
 use crate::error::PolicyError;
@@ -97,12 +97,14 @@ pub enum RefusedObject {
     Principal(PrincipalId),
     /// An operation reserved to another role.
     Operation(Operation),
+    /// A batch capsule (submitted, or stored and offered for re-encryption).
+    Capsule(CapsuleId),
 }
 
 impl RefusedObject {
     /// The stable name of the kind of object (`grant`, `reencryption_keys`,
     /// `revocation`, `record`, `envelope`, `record_list`, `patient_grants`,
-    /// `doctor_grants`, `principal`, `operation`).
+    /// `doctor_grants`, `principal`, `operation`, `capsule`).
     pub const fn kind(&self) -> &'static str {
         match self {
             RefusedObject::Grant(_) => "grant",
@@ -115,6 +117,7 @@ impl RefusedObject {
             RefusedObject::DoctorGrants(_) => "doctor_grants",
             RefusedObject::Principal(_) => "principal",
             RefusedObject::Operation(_) => "operation",
+            RefusedObject::Capsule(_) => "capsule",
         }
     }
 
@@ -131,6 +134,7 @@ impl RefusedObject {
             | RefusedObject::DoctorGrants(p)
             | RefusedObject::Principal(p) => p.to_string(),
             RefusedObject::Operation(o) => o.as_str().to_owned(),
+            RefusedObject::Capsule(c) => c.to_string(),
         }
     }
 
@@ -147,6 +151,7 @@ impl RefusedObject {
             RefusedObject::DoctorGrants(_) => 7,
             RefusedObject::Principal(_) => 8,
             RefusedObject::Operation(_) => 9,
+            RefusedObject::Capsule(_) => 10,
         }
     }
 
@@ -170,6 +175,9 @@ impl RefusedObject {
             RefusedObject::Operation(o) => {
                 e.str(o.as_str());
             }
+            RefusedObject::Capsule(c) => {
+                e.fixed(c.as_bytes());
+            }
         }
     }
 
@@ -187,6 +195,7 @@ impl RefusedObject {
             7 => RefusedObject::DoctorGrants(PrincipalId::from_bytes(d.array()?)),
             8 => RefusedObject::Principal(PrincipalId::from_bytes(d.array()?)),
             9 => RefusedObject::Operation(Operation::new(d.str(MAX_OPERATION_LEN)?)?),
+            10 => RefusedObject::Capsule(CapsuleId::from_bytes(d.array()?)),
             _ => return Err(PolicyError::Malformed("refused object kind")),
         })
     }
@@ -297,6 +306,7 @@ mod tests {
             RefusedObject::DoctorGrants(p),
             RefusedObject::Principal(p),
             RefusedObject::Operation(Operation::new("POST /v1/grants/{id}/revoke").unwrap()),
+            RefusedObject::Capsule(CapsuleId::from_bytes([5; 32])),
         ]
     }
 

@@ -321,7 +321,7 @@ fn refusal_events_reject_unknown_kinds_and_reasons() {
     let kind_at = 4 + 1 + 1 + 8 + 32;
     let reason_at = kind_at + 17;
     let mut bad_kind = good.clone();
-    bad_kind[kind_at] = 10;
+    bad_kind[kind_at] = 11;
     assert_eq!(LogEvent::from_bytes(&bad_kind), Err(PolicyError::Malformed("refused object kind")));
     for code in [4, 0x88] {
         let mut bad_reason = good.clone();

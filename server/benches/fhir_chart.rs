@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use aes_gcm::aead::{AeadInPlace, KeyInit};
 use aes_gcm::{Aes256Gcm, Nonce};
-use medrelay_client::{Doctor, FetchFormat, ImportRequest, Passphrase, Patient, ServerOptions};
+use medrelay_client::{Connect, Doctor, FetchFormat, ImportRequest, Passphrase, Patient, ServerOptions};
 use medrelay_fhir::{plan_import, Format, ImportOptions, Source};
 use medrelay_policy::Purpose;
 use medrelay_server::{enroll_in, init, LocalServer};
@@ -33,6 +33,65 @@ fn dir_bytes(p: &Path) -> u64 {
         n += if m.is_dir() { dir_bytes(&e.path()) } else { m.len() };
     }
     n
+}
+
+/// Where the data directory's bytes are: each file (or directory) of the
+/// sled database, and the live keys and values by key prefix (the store's
+/// namespaces, `r/`, `b/`, `l/`, `n/`, …), from the database reopened after
+/// the server stopped.
+fn storage_breakdown(data: &Path, plain: u64) {
+    let db_path = data.join("db");
+    println!("data directory by file:");
+    let mut files: Vec<(String, u64)> = std::fs::read_dir(&db_path)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let m = e.metadata().unwrap();
+            let n = if m.is_dir() { dir_bytes(&e.path()) } else { m.len() };
+            (e.file_name().to_string_lossy().into_owned(), n)
+        })
+        .collect();
+    files.sort();
+    for (name, n) in &files {
+        println!("  {name:<24} {n:>12} bytes");
+    }
+    let db = loop {
+        match sled::Config::new().path(&db_path).open() {
+            Ok(db) => break db,
+            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            Err(e) => panic!("{e}"),
+        }
+    };
+    let mut by: std::collections::BTreeMap<String, (u64, u64, u64)> = std::collections::BTreeMap::new();
+    for item in db.iter() {
+        let (k, v) = item.unwrap();
+        let end = k.iter().position(|&b| b == b'/').map_or(k.len().min(4), |i| i + 1);
+        let prefix = String::from_utf8_lossy(&k[..end]).into_owned();
+        let e = by.entry(prefix).or_default();
+        e.0 += 1;
+        e.1 += k.len() as u64;
+        e.2 += v.len() as u64;
+    }
+    println!("live keys and values by prefix (sled reports size_on_disk {}):", db.size_on_disk().unwrap());
+    let (mut tk, mut tv) = (0, 0);
+    for (prefix, (n, k, v)) in &by {
+        println!(
+            "  {prefix:<8} {n:>7} entries {k:>10} key bytes {v:>12} value bytes  {:>6.3} per plaintext byte",
+            (k + v) as f64 / plain as f64
+        );
+        tk += k;
+        tv += v;
+    }
+    println!(
+        "  total    {tk:>26} key bytes {tv:>12} value bytes  {:>6.3} per plaintext byte",
+        (tk + tv) as f64 / plain as f64
+    );
+}
+
+fn opts2(server: &LocalServer) -> ServerOptions {
+    ServerOptions::new(server.url())
 }
 
 fn chart() -> Option<PathBuf> {
@@ -91,8 +150,11 @@ fn main() {
     let patient = Patient::init(&root.path().join("patient"), &opts, "Fletcher", &pass).unwrap();
     let token =
         enroll_in(server.state().store().as_ref(), Role::Doctor, "Dr Bench", server.state().clock()).unwrap();
-    let doctor = Doctor::init(&root.path().join("doctor"), &opts, "Dr Bench", &token, &pass).unwrap();
+    Doctor::init(&root.path().join("doctor"), &opts, "Dr Bench", &token, &pass).unwrap();
     let before = dir_bytes(&data);
+    let db_before = std::fs::metadata(data.join("db/db")).unwrap().len();
+    let blobs_before = dir_bytes(&data.join("db/blobs"));
+    println!("data directory before the import: {before} bytes (db file {db_before}, blobs {blobs_before})");
 
     let request = ImportRequest { paths: vec![path.clone()], ..ImportRequest::default() };
     let t = Instant::now();
@@ -100,6 +162,14 @@ fn main() {
     let import_secs = t.elapsed().as_secs_f64();
     assert_eq!((report.uploaded(), report.failed(), report.problems()), (n, 0, 0));
     let stored = dir_bytes(&data) - before;
+    server.stop().unwrap();
+    let stopped = dir_bytes(&data) - before;
+    storage_breakdown(&data, plain);
+    let server = LocalServer::start(&data, "bench.medrelay/log", 2).unwrap();
+    println!("after reopening the store: data directory {} bytes", dir_bytes(&data));
+    let connect = Connect { server: Some(server.url().to_string()), ca_cert: None };
+    let patient = Patient::open(&root.path().join("patient"), &connect, &pass).unwrap();
+    let doctor = Doctor::open(&root.path().join("doctor"), &connect, &pass).unwrap();
 
     // Every type of the chart, and its one label: the whole chart.
     let mut types: Vec<&str> = plan.records.iter().map(|r| r.resource_type.as_str()).collect();
@@ -114,7 +184,18 @@ fn main() {
     let fetch_secs = t.elapsed().as_secs_f64();
     assert_eq!(fetched.resources, n);
     assert!(fetched.failed.is_empty() && fetched.denied.is_empty());
+    // The same chart again, as a second patient, into the same database:
+    // what one more chart adds once sled has free segments to reuse.
+    let second = Patient::init(&root.path().join("patient2"), &opts2(&server), "Fletcher 2", &pass).unwrap();
+    let at = dir_bytes(&data);
+    println!("after the restart, the grant and fetch-all: data directory {at} bytes");
+    let report2 = second.import(&request, &mut |_| ()).unwrap();
+    assert_eq!(report2.uploaded(), n);
+    let after2 = dir_bytes(&data);
+    let stored2 = after2 as i64 - at as i64;
     server.stop().unwrap();
+    println!("after the grant, fetch-all and the second import:");
+    storage_breakdown(&data, plain);
 
     let (aes_enc, aes_dec, aes_bytes) = raw_aes_gcm(&bodies);
     println!("medrelay FHIR chart benchmark: {} ({n} resources, {plain} plaintext bytes)", path.display());
@@ -149,7 +230,15 @@ fn main() {
     );
     println!();
     println!(
-        "import {import_secs:.2} s; server data directory grew by {stored} bytes ({:.1} KiB per record)",
-        stored as f64 / n as f64 / 1024.0
+        "import {import_secs:.2} s; server data directory grew by {stored} bytes ({:.1} KiB per record); \
+         {stopped} bytes ({:.2} per plaintext byte) once the server stopped and flushed",
+        stored as f64 / n as f64 / 1024.0,
+        stopped as f64 / plain as f64
+    );
+    println!(
+        "the same chart imported again as a second patient: the directory grew by {stored2} bytes \
+         ({:.2} per plaintext byte); {after2} bytes in all, {:.2} per plaintext byte of both charts",
+        stored2 as f64 / plain as f64,
+        (after2 - before) as f64 / (2 * plain) as f64
     );
 }

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use medrelay_crypto::{
-    encrypt_record, generate_reencryption_key, reencrypt_capsule, GrantId, KeyClass, PatientSecretKeys,
-    PreKeyPair, RecordCategory, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
+    encrypt_record, generate_batch, generate_reencryption_key, reencrypt_capsule, GrantId, KeyClass,
+    PatientSecretKeys, PreKeyPair, RecordCategory, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
 };
 use medrelay_policy::{Grant, LogSigner, Purpose};
 use medrelay_server::store::SledStore;
@@ -173,8 +173,11 @@ fn main() {
 
     let now = state.clock().now();
     let cat = RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap();
-    let envelopes: Vec<_> = (0..RECORDS)
+    // One batch capsule per record, so that the first pass over the records
+    // re-encrypts each capsule (later passes serve the stored result).
+    let sealed: Vec<_> = (0..RECORDS)
         .map(|_| {
+            let batch = generate_batch(&mut rng, &p, &pkeys.public_keys(), KeyClass::Laboratory).unwrap();
             let h = RecordHeader::new(
                 RecordId::random(&mut rng),
                 p.principal_id(),
@@ -183,15 +186,29 @@ fn main() {
                 now,
             )
             .unwrap();
-            encrypt_record(&mut rng, &p, &pkeys.public_keys(), h, &[b'x'; 2048]).unwrap()
+            let env = encrypt_record(&mut rng, &p, &batch, h, &[b'x'; 2048]).unwrap();
+            (env, batch.capsule().clone())
         })
         .collect();
-    let ids: Vec<RecordId> = envelopes.iter().map(|e| e.header().record_id()).collect();
-    post_json(
-        &addr,
-        "/v1/records/batch",
-        Some(&tp),
-        &UploadRecordsRequest { envelopes: envelopes.iter().map(|e| B64(e.to_bytes())).collect() },
+    let ids: Vec<RecordId> = sealed.iter().map(|(e, _)| e.header().record_id()).collect();
+    for (env, capsule) in &sealed {
+        post_json(
+            &addr,
+            "/v1/records/batch",
+            Some(&tp),
+            &UploadRecordsRequest {
+                capsules: vec![B64(capsule.to_bytes())],
+                envelopes: vec![B64(env.to_bytes())],
+            },
+        );
+    }
+    let rk = generate_reencryption_key(
+        &mut rng,
+        &pkeys,
+        p.principal_id(),
+        KeyClass::Laboratory,
+        dkeys.public_key(),
+        Threshold::new(1, 1).unwrap(),
     );
     let grant = Grant::new(
         GrantId::random(&mut rng),
@@ -203,14 +220,9 @@ fn main() {
         Timestamp(now.0 + 3600),
         now,
     )
+    .unwrap()
+    .with_rekey_digests(vec![rk.digest()])
     .unwrap();
-    let rk = generate_reencryption_key(
-        &mut rng,
-        &pkeys,
-        KeyClass::Laboratory,
-        dkeys.public_key(),
-        Threshold::new(1, 1).unwrap(),
-    );
     let rk_bytes = rk.to_bytes();
     post_json(
         &addr,
@@ -220,10 +232,11 @@ fn main() {
     );
 
     // Raw reencrypt_capsule rate, same process, same key and envelope.
-    let vrk = rk.verify(&pkeys.public_keys(), dkeys.public_key()).map_err(|(e, _)| e).unwrap();
+    let vrk =
+        rk.verify(&p.verifying_key(), &pkeys.public_keys(), dkeys.public_key()).map_err(|(e, _)| e).unwrap();
     let start = Instant::now();
     for i in 0..RAW_ITERATIONS {
-        reencrypt_capsule(&mut OsRng, &vrk, &p.verifying_key(), &envelopes[i % RECORDS]).unwrap();
+        reencrypt_capsule(&mut OsRng, &vrk, &p.verifying_key(), &sealed[i % RECORDS].1).unwrap();
     }
     let raw_secs = start.elapsed().as_secs_f64();
 

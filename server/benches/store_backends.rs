@@ -18,8 +18,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use medrelay_crypto::{
-    encrypt_record, generate_reencryption_key, GrantId, KeyClass, PatientSecretKeys, PreKeyPair, PrincipalId,
-    RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
+    encrypt_record, generate_batch, generate_reencryption_key, GrantId, KeyClass, PatientSecretKeys,
+    PreKeyPair, PrincipalId, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Threshold,
+    Timestamp,
 };
 use medrelay_dp::{Budget, Delta, Epsilon};
 use medrelay_policy::{Grant, LogEvent, LogSigner, Purpose};
@@ -48,24 +49,38 @@ struct Figures {
     dp: f64,
 }
 
-fn envelopes(
+/// `n` lab records of `owner`, sealed `per_capsule` to a batch capsule, as
+/// upload bodies (the capsule with its records).
+fn sealed_uploads(
     rng: &mut ChaCha20Rng,
     owner: &SigningKey,
     keys: &PatientSecretKeys,
     n: usize,
-) -> Vec<RecordEnvelope> {
+    per_capsule: usize,
+) -> Vec<(UploadRecordsRequest, Vec<RecordId>)> {
     let cat = RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap();
-    (0..n)
-        .map(|_| {
-            let h = RecordHeader::new(
-                RecordId::random(rng),
-                owner.principal_id(),
-                cat.clone(),
-                "application/fhir+json",
-                Timestamp(1_700_000_000),
-            )
-            .unwrap();
-            encrypt_record(rng, owner, &keys.public_keys(), h, &[b'x'; 2048]).unwrap()
+    (0..n.div_ceil(per_capsule))
+        .map(|b| {
+            let batch = generate_batch(rng, owner, &keys.public_keys(), KeyClass::Laboratory).unwrap();
+            let envs: Vec<RecordEnvelope> = (0..per_capsule.min(n - b * per_capsule))
+                .map(|_| {
+                    let h = RecordHeader::new(
+                        RecordId::random(rng),
+                        owner.principal_id(),
+                        cat.clone(),
+                        "application/fhir+json",
+                        Timestamp(1_700_000_000),
+                    )
+                    .unwrap();
+                    encrypt_record(rng, owner, &batch, h, &[b'x'; 2048]).unwrap()
+                })
+                .collect();
+            let ids = envs.iter().map(|e| e.header().record_id()).collect();
+            let body = UploadRecordsRequest {
+                capsules: vec![B64(batch.capsule().to_bytes())],
+                envelopes: envs.iter().map(|e| B64(e.to_bytes())).collect(),
+            };
+            (body, ids)
         })
         .collect()
 }
@@ -114,17 +129,8 @@ fn run<S: Store + Clone>(stores: Vec<S>, seed: u64) -> Figures {
     for (sk, keys) in &patients {
         register(a0, sk, Role::Patient, keys.public_keys().to_bytes(), None);
         tokens.push(login(a0, sk));
-        let envs = envelopes(&mut rng, sk, keys, UPLOAD_BATCHES * BATCH);
-        batches.push(
-            envs.chunks(BATCH)
-                .map(|c| {
-                    serde_json::to_vec(&UploadRecordsRequest {
-                        envelopes: c.iter().map(|e| B64(e.to_bytes())).collect(),
-                    })
-                    .unwrap()
-                })
-                .collect::<Vec<_>>(),
-        );
+        let bodies = sealed_uploads(&mut rng, sk, keys, UPLOAD_BATCHES * BATCH, BATCH);
+        batches.push(bodies.iter().map(|(b, _)| serde_json::to_vec(b).unwrap()).collect::<Vec<_>>());
     }
     let batches = Arc::new(batches);
     let tokens = Arc::new(tokens);
@@ -146,13 +152,12 @@ fn run<S: Store + Clone>(stores: Vec<S>, seed: u64) -> Figures {
     let token = enroll_in(first.store().as_ref(), Role::Doctor, "Dr Bench", first.clock()).unwrap();
     register(a0, &d, Role::Doctor, dkeys.public_key().to_bytes(), Some(token.to_string()));
     let td = Arc::new(login(a0, &d));
-    let lab = envelopes(&mut rng, p, pkeys, LAB_RECORDS);
-    post_json(
-        a0,
-        "/v1/records/batch",
-        Some(&tokens[0]),
-        &UploadRecordsRequest { envelopes: lab.iter().map(|e| B64(e.to_bytes())).collect() },
-    );
+    // One capsule per record: the first request for each re-encrypts its
+    // capsule, later ones are served the stored re-encryption.
+    let lab = sealed_uploads(&mut rng, p, pkeys, LAB_RECORDS, 1);
+    for (body, _) in &lab {
+        post_json(a0, "/v1/records/batch", Some(&tokens[0]), body);
+    }
     let now = first.clock().now();
     let grant = Grant::new(
         GrantId::random(&mut rng),
@@ -168,10 +173,12 @@ fn run<S: Store + Clone>(stores: Vec<S>, seed: u64) -> Figures {
     let rk = generate_reencryption_key(
         &mut rng,
         pkeys,
+        p.principal_id(),
         KeyClass::Laboratory,
         dkeys.public_key(),
         Threshold::new(1, 1).unwrap(),
     );
+    let grant = grant.with_rekey_digests(vec![rk.digest()]).unwrap();
     post_json(
         a0,
         "/v1/grants",
@@ -181,7 +188,7 @@ fn run<S: Store + Clone>(stores: Vec<S>, seed: u64) -> Figures {
             rekeys: vec![B64(rk.to_bytes())],
         },
     );
-    let ids: Arc<Vec<RecordId>> = Arc::new(lab.iter().map(|e| e.header().record_id()).collect());
+    let ids: Arc<Vec<RecordId>> = Arc::new(lab.iter().flat_map(|(_, ids)| ids.iter().copied()).collect());
     // Warm every replica's key cache first (one request each).
     for addr in &addrs {
         let (s, _) = request(addr, "POST", &format!("/v1/records/{}/reencrypt", ids[0]), Some(&td), b"");

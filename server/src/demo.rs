@@ -343,7 +343,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         )
     })?;
     story.say(format!(
-        "encrypted and uploaded {} records (AES-256-GCM bodies, hybrid capsules, owner-signed headers):",
+        "encrypted and uploaded {} records (AES-256-GCM bodies, one hybrid capsule per key class, owner-signed headers):",
         report.uploaded()
     ));
     for r in alpha.records().at(&story)? {

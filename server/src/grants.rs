@@ -120,6 +120,7 @@ async fn create(
     let wanted = grant.scope().key_classes();
     let mut seen = std::collections::BTreeSet::new();
     let mut stored = Vec::with_capacity(req.rekeys.len());
+    let mut stored_digests = Vec::with_capacity(req.rekeys.len());
     for raw in req.rekeys {
         if raw.len() > limits::MAX_REKEY_BYTES {
             return Err(ApiError::field(
@@ -135,7 +136,25 @@ async fn create(
                 format!("unexpected or repeated key class {}", class.as_str()),
             ));
         }
-        if rk.verify(&patient_keys, &doctor_key).is_err() {
+        // Review finding F7: every key has the threshold and fragment count
+        // the patient signed in the grant (`verify` below checks the key
+        // holds that many fragments, with distinct ids).
+        if rk.threshold() != grant.threshold() {
+            let (kt, gt) = (rk.threshold(), grant.threshold());
+            return Err(ApiError::field(
+                "rekeys",
+                format!(
+                    "the {} key is {}-of-{}, the signed grant says {}-of-{}",
+                    class.as_str(),
+                    kt.threshold(),
+                    kt.shares(),
+                    gt.threshold(),
+                    gt.shares()
+                ),
+            ));
+        }
+        stored_digests.push(rk.digest());
+        if rk.verify(&patient_p.signing_key, &patient_keys, &doctor_key).is_err() {
             let what = RefusedObject::ReencryptionKeys(grant_id);
             let error = ApiError::BadSignature("re-encryption key");
             return Err(events::refuse(&state, patient, what, RefusalReason::BadSignature, error).await);
@@ -144,6 +163,16 @@ async fn create(
     }
     if seen != wanted {
         return Err(ApiError::field("rekeys", "one key per key class of the scope is required"));
+    }
+    // Review finding F2: the keys must be exactly those the patient signed
+    // the grant for.
+    let mut digests: Vec<[u8; 32]> = stored_digests;
+    digests.sort_unstable();
+    if digests != grant.rekey_digests() {
+        return Err(ApiError::field(
+            "rekeys",
+            "the signed grant does not authorize these re-encryption keys",
+        ));
     }
     let now = state.clock().now();
     let event = events::append(&LogEvent::GrantCreated { at: now, grant: verified.signed().clone() })?;

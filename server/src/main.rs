@@ -486,9 +486,17 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let m = medrelay_server::migrate::migrate(&from, &to).context("migrate")?;
             let c = &m.counts;
             println!(
-                "copied {} principals, {} records, {} grants, {} log entries, {} sessions/challenges/tokens, \
-                 {} DP rows, {} study rows, {} other rows",
-                c.principals, c.records, c.grants, c.log_entries, c.secrets, c.dp, c.study, c.other
+                "copied {} principals, {} records, {} batch capsules and stored re-encryptions, {} grants, \
+                 {} log entries, {} sessions/challenges/tokens, {} DP rows, {} study rows, {} other rows",
+                c.principals,
+                c.records,
+                c.capsules,
+                c.grants,
+                c.log_entries,
+                c.secrets,
+                c.dp,
+                c.study,
+                c.other
             );
             println!(
                 "verified: the copy's log has {} entries and root {}, as the source's",

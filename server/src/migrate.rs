@@ -38,6 +38,7 @@ pub struct Migrated {
 fn row_bytes(row: &Row) -> usize {
     match row {
         Row::Record(m, e) => m.len() + e.len(),
+        Row::Capsule(_, v) | Row::Delivered(_, _, v) => v.len(),
         Row::Rekeys(_, v) | Row::Grant(v) | Row::Principal(v) | Row::Study(v) => v.len(),
         Row::StudyBatch(_, _, v) | Row::StudyPending(_, _, v) | Row::StudyJob(_, _, v) => v.len(),
         _ => 256,
@@ -96,7 +97,7 @@ mod tests {
         StoredGrant, StoredPrincipal, StoredSchema, StudyStore,
     };
     use medrelay_crypto::{
-        GrantId, PrincipalId, RecordCategory, RecordHeader, RecordId, SigningKey, Timestamp,
+        CapsuleId, GrantId, PrincipalId, RecordCategory, RecordHeader, RecordId, SigningKey, Timestamp,
     };
     use medrelay_dp::{Budget, Delta, Epsilon, PrivacyCost};
     use medrelay_policy::{EventSalt, LeafOpening};
@@ -126,12 +127,18 @@ mod tests {
         let lab = RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap();
         let rid = RecordId::from_bytes([7; 16]);
         let header = RecordHeader::new(rid, pid, lab, "application/fhir+json", Timestamp(5)).unwrap();
-        s.put_records(&[(RecordMeta { header, size: 3, log_index: 0 }, vec![9; 3000])], &[ev(2, &[pid])])
-            .unwrap();
+        let capsule = CapsuleId::from_bytes([3; 32]);
+        s.put_batch(
+            &[(capsule, vec![4; 700])],
+            &[(RecordMeta { header, size: 3, log_index: 0 }, vec![9; 3000])],
+            &[ev(2, &[pid])],
+        )
+        .unwrap();
         let doctor = PrincipalId::from_bytes([2; 32]);
         let gid = GrantId::from_bytes([5; 16]);
         let g = StoredGrant { grant_id: gid, patient: pid, doctor, grant: vec![1; 9], revocation: None };
         s.put_grant(&g, &[8; 5000], &ev(3, &[pid, doctor])).unwrap();
+        s.put_served(&[(gid, capsule, vec![6; 900])], &[ev(42, &[doctor])]).unwrap();
         let g2 = StoredGrant { grant_id: GrantId::from_bytes([6; 16]), ..g };
         s.put_grant(&g2, b"k2", &ev(4, &[pid])).unwrap();
         s.revoke_grant(&g2.grant_id, b"rev", &ev(5, &[pid])).unwrap();
@@ -184,6 +191,7 @@ mod tests {
         let m = migrate_waiting(&data, &url);
         assert_eq!((m.log_size, m.root), (size, root));
         assert_eq!((m.counts.principals, m.counts.records, m.counts.grants, m.counts.secrets), (1, 1, 2, 3));
+        assert_eq!(m.counts.capsules, 2, "one capsule and one stored re-encryption");
 
         // Everything reads back the same through the Store API.
         let src = SledStore::open_waiting(&db_dir(&data), std::time::Duration::from_secs(30)).unwrap();
@@ -199,6 +207,9 @@ mod tests {
             src.list_grants_by_patient(&p.id(), 10).unwrap()
         );
         assert_eq!(dst.get_rekeys(&gid).unwrap().unwrap(), vec![8; 5000]);
+        let capsule = CapsuleId::from_bytes([3; 32]);
+        assert_eq!(dst.get_capsule(&capsule).unwrap(), Some(vec![4; 700]));
+        assert_eq!(dst.get_delivered(&gid, &capsule).unwrap(), Some(vec![6; 900]));
         assert_eq!(dst.get_rekeys(&GrantId::from_bytes([6; 16])).unwrap(), None);
         assert_eq!(dst.log_entries(0, size).unwrap(), src.log_entries(0, size).unwrap());
         assert_eq!(

@@ -1,10 +1,15 @@
 //! Record envelopes: upload (single and batch), listing and reads.
 //!
-//! The server decodes each envelope with a size limit, checks that its
-//! signed header names the authenticated patient as owner and that the
-//! owner's Ed25519 signature over header, capsule and ciphertext hash
-//! verifies, and then stores exactly the uploaded envelope bytes (ciphertext
-//! only) together with a `record published` log entry, atomically. An
+//! An upload carries batch capsules and the envelopes sealed under them.
+//! The server decodes each capsule and envelope with a size limit and,
+//! right after decoding, checks that it names the authenticated patient as
+//! owner and that the owner's Ed25519 signature verifies (over the capsule's
+//! bytes; over header, capsule id and ciphertext hash); that each envelope
+//! names a capsule of the upload or one the patient uploaded before, of
+//! the envelope's key class; and then stores exactly the uploaded bytes
+//! (ciphertext only), capsules and envelopes apart, together with one
+//! `record published` log entry per record, in one transaction and one
+//! flush. An
 //! envelope that decodes but is someone else's or whose signature fails
 //! (tampered) is refused, logged as `request refused` (record id and reason
 //! only), and nothing of the batch is stored. A batch naming one record id
@@ -21,7 +26,9 @@
 //! [`crate::refusals`]).
 
 use actix_web::{web, HttpResponse};
-use medrelay_crypto::{PrincipalId, RecordEnvelope, RecordId};
+use std::collections::BTreeMap;
+
+use medrelay_crypto::{CapsuleId, KeyClass, PrincipalId, RecordEnvelope, RecordId, SignedCapsule};
 use medrelay_wire::{
     limits, RecordList, RecordReceipt, RecordSummary, Role, UploadRecordRequest, UploadRecordsRequest,
     UploadRecordsResponse, B64,
@@ -79,6 +86,7 @@ fn envelope_refusal(
 async fn store_envelopes(
     state: &AppState,
     patient: PrincipalId,
+    capsules: Vec<B64>,
     envelopes: Vec<B64>,
 ) -> Result<HttpResponse, ApiError> {
     if envelopes.is_empty() || envelopes.len() > limits::MAX_BATCH_RECORDS {
@@ -87,8 +95,39 @@ async fn store_envelopes(
             format!("must hold 1..={} envelopes", limits::MAX_BATCH_RECORDS),
         ));
     }
+    if capsules.len() > limits::MAX_BATCH_CAPSULES {
+        return Err(ApiError::field("capsules", format!("at most {} capsules", limits::MAX_BATCH_CAPSULES)));
+    }
     let owner = state.with_store(move |s| s.get_principal(&patient)).await?.ok_or(ApiError::Unauthorized)?;
+    // The capsules: decoded, then their owner and signature checked at once.
+    let mut new_capsules: BTreeMap<CapsuleId, (KeyClass, Vec<u8>)> = BTreeMap::new();
+    for b in capsules {
+        let bytes = b.into_bytes();
+        if bytes.len() > limits::MAX_CAPSULE_BYTES {
+            return Err(ApiError::field("capsules", format!("over {} bytes", limits::MAX_CAPSULE_BYTES)));
+        }
+        let capsule = SignedCapsule::from_bytes(&bytes).map_err(|e| ApiError::field("capsules", e))?;
+        let refusal = if capsule.owner() != patient {
+            Some((
+                RefusalReason::NotOwner,
+                ApiError::Forbidden("the capsule's owner is not the authenticated patient"),
+            ))
+        } else if capsule.verify_owner(&owner.signing_key).is_err() {
+            Some((RefusalReason::BadSignature, ApiError::BadSignature("batch capsule")))
+        } else {
+            None
+        };
+        if let Some((reason, error)) = refusal {
+            return Err(
+                events::refuse(state, patient, RefusedObject::Capsule(capsule.id()), reason, error).await
+            );
+        }
+        new_capsules.insert(capsule.id(), (capsule.key_class(), bytes));
+    }
+    let mut known: BTreeMap<CapsuleId, KeyClass> =
+        new_capsules.iter().map(|(id, (class, _))| (*id, *class)).collect();
     let mut seen = std::collections::BTreeSet::new();
+    let mut used = std::collections::BTreeSet::new();
     let now = state.clock().now();
     let mut rows = Vec::with_capacity(envelopes.len());
     let mut log_events = Vec::with_capacity(envelopes.len());
@@ -106,6 +145,36 @@ async fn store_envelopes(
                 format!("record id {} appears more than once", h.record_id()),
             ));
         }
+        let cid = env.capsule_id();
+        used.insert(cid);
+        let class = match known.get(&cid) {
+            Some(c) => *c,
+            None => {
+                let stored = state.with_store(move |s| s.get_capsule(&cid)).await?;
+                let Some(raw) = stored else {
+                    return Err(ApiError::field(
+                        "envelopes",
+                        format!("record {} names an unknown capsule", h.record_id()),
+                    ));
+                };
+                let c = SignedCapsule::from_bytes(&raw)
+                    .map_err(|e| ApiError::Internal(format!("stored capsule: {e}")))?;
+                if c.owner() != patient {
+                    return Err(ApiError::field(
+                        "envelopes",
+                        format!("record {} names an unknown capsule", h.record_id()),
+                    ));
+                }
+                known.insert(cid, c.key_class());
+                c.key_class()
+            }
+        };
+        if class != h.key_class() {
+            return Err(ApiError::field(
+                "envelopes",
+                format!("record {} is of another key class than its capsule", h.record_id()),
+            ));
+        }
         let meta = RecordMeta { header: h.clone(), size: bytes.len() as u64, log_index: 0 };
         log_events.push(events::append(&LogEvent::RecordPublished {
             at: now,
@@ -115,8 +184,12 @@ async fn store_envelopes(
         })?);
         rows.push((meta, bytes));
     }
+    // Only the capsules some record of the upload uses are stored.
+    let capsule_rows: Vec<(CapsuleId, Vec<u8>)> =
+        new_capsules.into_iter().filter(|(id, _)| used.contains(id)).map(|(id, (_, b))| (id, b)).collect();
     let ids: Vec<RecordId> = rows.iter().map(|(m, _)| m.record_id()).collect();
-    let idxs = state.with_store(move |s| s.put_records(&rows, &log_events as &[LogAppend])).await?;
+    let idxs =
+        state.with_store(move |s| s.put_batch(&capsule_rows, &rows, &log_events as &[LogAppend])).await?;
     for (id, idx) in ids.iter().zip(&idxs) {
         tracing::info!(record.id = %id, owner.id = %patient, log.index = idx, "record published");
     }
@@ -133,7 +206,8 @@ async fn upload_one(
     PatientAuth(patient): PatientAuth,
     req: web::Json<UploadRecordRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    store_envelopes(&state, patient, vec![req.into_inner().envelope]).await
+    let req = req.into_inner();
+    store_envelopes(&state, patient, req.capsule.into_iter().collect(), vec![req.envelope]).await
 }
 
 async fn upload_batch(
@@ -141,7 +215,8 @@ async fn upload_batch(
     PatientAuth(patient): PatientAuth,
     req: web::Json<UploadRecordsRequest>,
 ) -> Result<HttpResponse, ApiError> {
-    store_envelopes(&state, patient, req.into_inner().envelopes).await
+    let req = req.into_inner();
+    store_envelopes(&state, patient, req.capsules, req.envelopes).await
 }
 
 /// How `auth` may read `owner`'s records.
@@ -233,8 +308,16 @@ async fn get_envelope(
     let (meta, env) =
         state.with_store(move |s| s.get_record(&id)).await?.ok_or(ApiError::NotFound("record"))?;
     let owner = meta.owner();
+    let mut capsule = None;
     match reader(&state, auth, owner).await? {
-        Reader::Everything => {}
+        Reader::Everything => {
+            // The owner (to open the record) and auditors get the capsule.
+            let cid = RecordEnvelope::from_bytes(&env, limits::MAX_ENVELOPE_BYTES)
+                .map_err(|e| ApiError::Internal(format!("stored envelope: {e}")))?
+                .capsule_id();
+            let raw = state.with_store(move |s| s.get_capsule(&cid)).await?;
+            capsule = Some(B64(raw.ok_or_else(|| ApiError::Internal("record capsule missing".into()))?));
+        }
         Reader::Doctor(grants) => {
             if let Err(d) = grants.authorize(&state, &meta.header, state.clock().now()) {
                 return Err(events::deny_access(&state, auth.principal, id, Some(owner), d).await);
@@ -246,5 +329,5 @@ async fn get_envelope(
             return Err(events::refuse(&state, auth.principal, what, RefusalReason::NotEntitled, error).await);
         }
     }
-    Ok(HttpResponse::Ok().json(UploadRecordRequest { envelope: B64(env) }))
+    Ok(HttpResponse::Ok().json(UploadRecordRequest { envelope: B64(env), capsule }))
 }

@@ -1,34 +1,48 @@
-//! Proxy re-encryption for doctors.
+//! Proxy re-encryption for doctors: the batched fetch.
 //!
 //! For each record asked for: find the doctor's grants from the record's
-//! owner, verify each stored grant (and revocation) against the owner's
-//! signing key, and ask `medrelay_policy::authorize` for a
-//! `ReadCapability` ([`crate::access`]); only with one does the server load
-//! the re-encryption key of the record's class and run `reencrypt_capsule`
-//! (which re-checks the owner's signature on the envelope). Served and
-//! denied requests are both appended to the audit log (denials coalesced,
-//! see [`crate::refusals`]); a denial answers 403 with the policy's reason
-//! code. A batch naming one id twice is a 400 request error.
+//! owner (loaded and verified once per owner and request), verify each
+//! stored grant (and revocation) against the owner's signing key, and ask
+//! `medrelay_policy::authorize` for a `ReadCapability` ([`crate::access`]);
+//! only with one is the record served. Served and denied requests are both
+//! appended to the audit log (denials coalesced, see [`crate::refusals`]);
+//! a denial answers 403 with the policy's reason code (an item of a batch
+//! answer). A batch naming one id twice is a 400 request error.
+//!
+//! A record's key lives in its batch capsule. The server re-encrypts a
+//! capsule once per (capsule, grant), with the re-encryption key of the
+//! grant's class (`reencrypt_capsule`, which refuses a capsule whose owner
+//! is not the key's patient), stores the result, and returns those same
+//! bytes whenever the grant asks again: a doctor cannot collect fresh
+//! lattice noise by asking repeatedly. The stored capsule's owner signature
+//! is checked right after decoding; a capsule that fails it is refused and
+//! logged (never a 500). One answer carries each capsule it needs once. All
+//! `re-encryption served` entries of a request and the new re-encryptions
+//! are written in one transaction with one flush.
 //!
 //! Keys come from the bounded [`crate::RekeyCache`] when the grant's keys are
 //! there (decoded, with their NTT form prepared), else from the store; the
 //! cache is consulted only after authorization, so it never decides access.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use actix_web::{web, HttpResponse};
 use medrelay_crypto::{
-    reencrypt_capsule, GrantId, KeyClass, PrincipalId, RecordEnvelope, RecordId, Timestamp,
-    VerifiedReencryptionKey,
+    reencrypt_capsule, CapsuleId, GrantId, KeyClass, PrincipalId, RecordEnvelope, RecordId, SignedCapsule,
+    Timestamp, VerifiedReencryptionKey, VerifyingKey,
 };
-use medrelay_policy::{Denial, LogEvent};
-use medrelay_wire::{limits, ReencryptItem, ReencryptRequest, ReencryptResponse, ReencryptedRecord, B64};
+use medrelay_policy::{Denial, LogEvent, RefusalReason, RefusedObject};
+use medrelay_wire::{
+    limits, DeliveredCapsule, ReencryptItem, ReencryptRequest, ReencryptResponse, ReencryptedRecord, B64,
+};
 use rand::rngs::OsRng;
 
 use crate::access::DoctorGrants;
 use crate::auth::DoctorAuth;
 use crate::events;
 use crate::grants::decode_rekeys;
+use crate::store::LogAppend;
 use crate::{ApiError, AppState};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -39,56 +53,215 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     );
 }
 
-async fn serve_one(
+/// An authorized record, waiting for its capsule.
+struct Authorized {
+    record: RecordId,
+    owner: PrincipalId,
+    grant: GrantId,
+    class: KeyClass,
+    capsule: CapsuleId,
+    envelope: Vec<u8>,
+}
+
+/// A (grant, capsule) pair to deliver: the key to re-encrypt with, if the
+/// store holds no re-encryption yet.
+struct ToDeliver {
+    owner_vk: VerifyingKey,
+    key: Arc<VerifiedReencryptionKey>,
+    capsule: Vec<u8>,
+    reencrypted: Option<Vec<u8>>,
+}
+
+/// A capsule to re-encrypt under a grant: the pair, the owner's key, the
+/// re-encryption key and the stored capsule bytes.
+type Job = ((GrantId, CapsuleId), VerifyingKey, Arc<VerifiedReencryptionKey>, Vec<u8>);
+
+/// One item of an answer: served, or the denial to send.
+type Served = Result<ReencryptedRecord, (RecordId, ApiError)>;
+
+enum Outcome {
+    Served(Authorized),
+    Denied(RecordId, ApiError),
+}
+
+/// Authorizes one record (no capsule work yet). `owners` caches each
+/// owner's directory entry and the doctor's verified grants from them for
+/// the request.
+async fn authorize_one(
     state: &AppState,
     doctor: PrincipalId,
     record: RecordId,
-) -> Result<ReencryptedRecord, ApiError> {
+    owners: &mut BTreeMap<PrincipalId, (VerifyingKey, DoctorGrants)>,
+) -> Result<Result<(Authorized, Timestamp), ApiError>, ApiError> {
     let Some((meta, env_bytes)) = state.with_store(move |s| s.get_record(&record)).await? else {
-        return Err(events::deny_access(state, doctor, record, None, Denial::NoGrant).await);
+        return Ok(Err(events::deny_access(state, doctor, record, None, Denial::NoGrant).await));
     };
     let owner_id = meta.owner();
-    let owner = state
-        .with_store(move |s| s.get_principal(&owner_id))
-        .await?
-        .ok_or_else(|| ApiError::Internal("record owner missing".into()))?;
+    if let std::collections::btree_map::Entry::Vacant(slot) = owners.entry(owner_id) {
+        let owner = state
+            .with_store(move |s| s.get_principal(&owner_id))
+            .await?
+            .ok_or_else(|| ApiError::Internal("record owner missing".into()))?;
+        let grants = DoctorGrants::load(state, doctor, owner_id, &owner.signing_key).await?;
+        slot.insert((owner.signing_key, grants));
+    }
+    let (_, grants) = owners.get(&owner_id).ok_or_else(|| ApiError::Internal("owner cache".into()))?;
     let envelope = RecordEnvelope::from_bytes(&env_bytes, limits::MAX_ENVELOPE_BYTES)
         .map_err(|e| ApiError::Internal(format!("stored envelope: {e}")))?;
-    let grants = DoctorGrants::load(state, doctor, owner_id, &owner.signing_key).await?;
     let (cap, not_after) = match grants.authorize(state, envelope.header(), state.clock().now()) {
         Ok(found) => found,
-        Err(d) => return Err(events::deny_access(state, doctor, record, Some(owner_id), d).await),
+        Err(d) => return Ok(Err(events::deny_access(state, doctor, record, Some(owner_id), d).await)),
     };
-    let grant_id = cap.grant_id();
-    let class = cap.key_class();
-    let key = match prepared_key(state, grant_id, class, not_after).await? {
-        Ok(key) => key,
-        Err(d) => return Err(events::deny_access(state, doctor, record, Some(owner_id), d).await),
-    };
-    let owner_vk = owner.signing_key;
-    let capsule = web::block(move || {
-        reencrypt_capsule(&mut OsRng, &key, &owner_vk, &envelope)
-            .map_err(|e| crate::store::StoreError::Backend(format!("re-encryption: {e}")))
+    Ok(Ok((
+        Authorized {
+            record,
+            owner: owner_id,
+            grant: cap.grant_id(),
+            class: cap.key_class(),
+            capsule: envelope.capsule_id(),
+            envelope: env_bytes,
+        },
+        not_after,
+    )))
+}
+
+/// Serves `ids` (distinct) to `doctor`: one item per id, in order, and each
+/// delivered capsule the served items need, once.
+async fn serve(
+    state: &AppState,
+    doctor: PrincipalId,
+    ids: Vec<RecordId>,
+) -> Result<(Vec<Served>, Vec<DeliveredCapsule>), ApiError> {
+    let mut owners = BTreeMap::new();
+    let mut outcomes = Vec::with_capacity(ids.len());
+    let mut deliver: BTreeMap<(GrantId, CapsuleId), ToDeliver> = BTreeMap::new();
+    for record in ids {
+        let (a, not_after) = match authorize_one(state, doctor, record, &mut owners).await? {
+            Ok(found) => found,
+            Err(e) => {
+                outcomes.push(Outcome::Denied(record, e));
+                continue;
+            }
+        };
+        let pair = (a.grant, a.capsule);
+        if let std::collections::btree_map::Entry::Vacant(slot) = deliver.entry(pair) {
+            let key = match prepared_key(state, a.grant, a.class, not_after).await? {
+                Ok(key) => key,
+                Err(d) => {
+                    let e = events::deny_access(state, doctor, record, Some(a.owner), d).await;
+                    outcomes.push(Outcome::Denied(record, e));
+                    continue;
+                }
+            };
+            let cid = a.capsule;
+            let raw = state
+                .with_store(move |s| s.get_capsule(&cid))
+                .await?
+                .ok_or_else(|| ApiError::Internal("record capsule missing".into()))?;
+            let owner_vk = owners
+                .get(&a.owner)
+                .map(|(vk, _)| *vk)
+                .ok_or_else(|| ApiError::Internal("owner cache".into()))?;
+            // Review finding F10: the owner's signature is checked right
+            // after decoding; a capsule that fails is refused and logged.
+            let checked = SignedCapsule::from_bytes(&raw).ok().filter(|c| {
+                c.owner() == a.owner && c.key_class() == a.class && c.verify_owner(&owner_vk).is_ok()
+            });
+            if checked.is_none() {
+                let e = events::refuse(
+                    state,
+                    doctor,
+                    RefusedObject::Capsule(cid),
+                    RefusalReason::BadSignature,
+                    ApiError::BadSignature("stored batch capsule"),
+                )
+                .await;
+                outcomes.push(Outcome::Denied(record, e));
+                continue;
+            }
+            let (g, c) = pair;
+            let reencrypted = state.with_store(move |s| s.get_delivered(&g, &c)).await?;
+            slot.insert(ToDeliver { owner_vk, key, capsule: raw, reencrypted });
+        }
+        outcomes.push(Outcome::Served(a));
+    }
+    // The new re-encryptions, off the async threads.
+    let todo: Vec<Job> = deliver
+        .iter()
+        .filter(|(_, d)| d.reencrypted.is_none())
+        .map(|(pair, d)| (*pair, d.owner_vk, d.key.clone(), d.capsule.clone()))
+        .collect();
+    let made: Vec<(GrantId, CapsuleId, Vec<u8>)> = web::block(move || {
+        todo.into_iter()
+            .map(|((g, c), vk, key, raw)| {
+                let capsule = SignedCapsule::from_bytes(&raw)
+                    .map_err(|e| crate::store::StoreError::Backend(format!("stored capsule: {e}")))?;
+                let out = reencrypt_capsule(&mut OsRng, &key, &vk, &capsule)
+                    .map_err(|e| crate::store::StoreError::Backend(format!("re-encryption: {e}")))?;
+                Ok((g, c, out.to_bytes()))
+            })
+            .collect::<Result<Vec<_>, crate::store::StoreError>>()
     })
     .await??;
-    let event = events::append(&LogEvent::ReencryptionServed {
-        at: state.clock().now(),
-        grant: grant_id,
-        record,
-        doctor,
-        patient: owner_id,
-        key_class: class,
-    })?;
-    let log_index = state.with_store(move |s| s.append_log(&event)).await?;
-    state.metrics().reencryption_served();
-    tracing::info!(record.id = %record, doctor.id = %doctor, grant.id = %grant_id, log.index = log_index, "re-encryption served");
-    Ok(ReencryptedRecord {
-        record_id: record,
-        grant_id,
-        envelope: B64(env_bytes),
-        capsule: B64(capsule.to_bytes()),
-        log_index,
-    })
+    let now = state.clock().now();
+    let mut log_events: Vec<LogAppend> = Vec::new();
+    for o in &outcomes {
+        if let Outcome::Served(a) = o {
+            log_events.push(events::append(&LogEvent::ReencryptionServed {
+                at: now,
+                grant: a.grant,
+                record: a.record,
+                doctor,
+                patient: a.owner,
+                key_class: a.class,
+            })?);
+        }
+    }
+    let (idxs, stored) = if log_events.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        let made_ref = made.clone();
+        state.with_store(move |s| s.put_served(&made_ref, &log_events)).await?
+    };
+    for ((g, c, _), bytes) in made.iter().zip(stored) {
+        if let Some(d) = deliver.get_mut(&(*g, *c)) {
+            d.reencrypted = Some(bytes);
+        }
+    }
+    let mut idxs = idxs.into_iter();
+    let mut served_pairs = std::collections::BTreeSet::new();
+    let mut items = Vec::with_capacity(outcomes.len());
+    for o in outcomes {
+        match o {
+            Outcome::Served(a) => {
+                let log_index = idxs.next().ok_or_else(|| ApiError::Internal("log index missing".into()))?;
+                state.metrics().reencryption_served();
+                tracing::info!(record.id = %a.record, doctor.id = %doctor, grant.id = %a.grant, log.index = log_index, "re-encryption served");
+                served_pairs.insert((a.grant, a.capsule));
+                items.push(Ok(ReencryptedRecord {
+                    record_id: a.record,
+                    grant_id: a.grant,
+                    envelope: B64(a.envelope),
+                    capsule_id: a.capsule,
+                    log_index,
+                }));
+            }
+            Outcome::Denied(record, e) => items.push(Err((record, e))),
+        }
+    }
+    let capsules = served_pairs
+        .into_iter()
+        .filter_map(|pair| {
+            let d = deliver.remove(&pair)?;
+            Some(DeliveredCapsule {
+                capsule_id: pair.1,
+                grant_id: pair.0,
+                capsule: B64(d.capsule),
+                reencrypted: B64(d.reencrypted?),
+            })
+        })
+        .collect();
+    Ok((items, capsules))
 }
 
 /// The verified re-encryption key of `class` for an authorized grant: from
@@ -128,8 +301,12 @@ async fn reencrypt_one(
     DoctorAuth(doctor): DoctorAuth,
     id: web::Path<RecordId>,
 ) -> Result<HttpResponse, ApiError> {
-    let served = serve_one(&state, doctor, id.into_inner()).await?;
-    Ok(HttpResponse::Ok().json(served))
+    let (items, capsules) = serve(&state, doctor, vec![id.into_inner()]).await?;
+    let items = items
+        .into_iter()
+        .map(|i| i.map(ReencryptItem::Served).map_err(|(_, e)| e))
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    Ok(HttpResponse::Ok().json(ReencryptResponse { items, capsules }))
 }
 
 async fn reencrypt_batch(
@@ -150,15 +327,16 @@ async fn reencrypt_batch(
     if let Some(dup) = ids.iter().find(|id| !seen.insert(**id)) {
         return Err(ApiError::field("record_ids", format!("record id {dup} appears more than once")));
     }
-    let mut items = Vec::with_capacity(ids.len());
-    for record_id in ids {
-        match serve_one(&state, doctor, record_id).await {
-            Ok(r) => items.push(ReencryptItem::Served(r)),
-            Err(e @ ApiError::Denied { .. }) => {
-                items.push(ReencryptItem::Denied { record_id, error: e.body() })
+    let (items, capsules) = serve(&state, doctor, ids).await?;
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        match item {
+            Ok(r) => out.push(ReencryptItem::Served(r)),
+            Err((record_id, e @ (ApiError::Denied { .. } | ApiError::BadSignature(_)))) => {
+                out.push(ReencryptItem::Denied { record_id, error: e.body() })
             }
-            Err(e) => return Err(e),
+            Err((_, e)) => return Err(e),
         }
     }
-    Ok(HttpResponse::Ok().json(ReencryptResponse { items }))
+    Ok(HttpResponse::Ok().json(ReencryptResponse { items: out, capsules }))
 }

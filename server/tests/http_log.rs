@@ -21,10 +21,7 @@ use medrelay_policy::{
     LogVerifier, MerkleHash,
 };
 use medrelay_server::app;
-use medrelay_wire::{
-    CheckpointResponse, LeafHashes, LogEntries, ProofResponse, RegisterRequest, Role, UploadRecordRequest,
-    B64,
-};
+use medrelay_wire::{CheckpointResponse, LeafHashes, LogEntries, ProofResponse, RegisterRequest, Role};
 
 fn hashes(p: &ProofResponse) -> Vec<MerkleHash> {
     p.path.iter().map(|h| MerkleHash::from_slice(h.as_bytes()).unwrap()).collect()
@@ -185,7 +182,7 @@ async fn an_outsider_reads_proofs_and_leaf_hashes_but_no_id_class_category_or_na
             .unwrap();
     let records = [seal(&p, 10, lab(), b"{}"), seal(&p, 11, mental, b"{}")];
     for r in &records {
-        let up = UploadRecordRequest { envelope: B64(r.to_bytes()) };
+        let up = r.upload();
         assert_eq!(post(&svc, "/v1/records", &up, Some(&tp)).await.0, 201);
     }
     let grant = grant_request(&p, &d, 7, "Observation?category=laboratory", T0 + 3600);
@@ -323,7 +320,7 @@ async fn each_reader_gets_exactly_the_entries_about_them() {
         login(&svc, &a).await,
     );
     let rec = seal(&p, 10, lab(), b"{}");
-    let up = UploadRecordRequest { envelope: B64(rec.to_bytes()) };
+    let up = rec.upload();
     assert_eq!(post(&svc, "/v1/records", &up, Some(&tp)).await.0, 201);
     let g = grant_request(&p, &d, 7, "Observation?category=laboratory", T0 + 3600);
     assert_eq!(post(&svc, "/v1/grants", &g, Some(&tp)).await.0, 201);

@@ -8,7 +8,7 @@ mod common;
 
 use actix_web::test;
 use common::*;
-use medrelay_crypto::{GrantId, RecordCategory, RecordEnvelope, RecordId, SensitivityLabel, Timestamp};
+use medrelay_crypto::{GrantId, RecordCategory, RecordId, SensitivityLabel, Timestamp};
 use medrelay_policy::{Denial, LogEvent, RefusalReason, RefusedObject, Revocation};
 use medrelay_server::app;
 use medrelay_wire::{PrincipalInfo, RecordList, RevokeRequest, Role, UploadRecordRequest, B64};
@@ -50,10 +50,10 @@ async fn a_doctor_reads_only_what_a_grant_in_force_covers_and_every_refusal_is_l
         RecordCategory::new("Observation", ["laboratory".to_owned()], [SensitivityLabel::MentalHealth])
             .unwrap();
     let condition = RecordCategory::new("Condition", [], []).unwrap();
-    let recs: Vec<RecordEnvelope> =
+    let recs: Vec<Sealed> =
         vec![seal(&p, 10, lab(), b"{}"), seal(&p, 11, mental, b"{}"), seal(&p, 12, condition, b"{}")];
     for r in &recs {
-        let up = UploadRecordRequest { envelope: B64(r.to_bytes()) };
+        let up = r.upload();
         assert_eq!(post(&svc, "/v1/records", &up, Some(&tp)).await.0, 201);
     }
     let [lab_id, mental_id, cond_id] = [0, 1, 2].map(|i| recs[i].header().record_id());

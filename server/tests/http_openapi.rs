@@ -172,10 +172,12 @@ fn samples() -> BTreeMap<&'static str, Sample> {
     let token = TokenRequest { principal: pid, nonce: B64(vec![7; 32]), signature: sig };
     m.insert("TokenRequest", sample(&token, &token));
     m.insert("RegisterRequest", sample(&reg, &reg_min));
-    let up = UploadRecordRequest { envelope: b.clone() };
-    m.insert("UploadRecordRequest", sample(&up, &up));
-    let ups = UploadRecordsRequest { envelopes: vec![b.clone()] };
-    m.insert("UploadRecordsRequest", sample(&ups, &ups));
+    let up = UploadRecordRequest { envelope: b.clone(), capsule: Some(b.clone()) };
+    let up_min = UploadRecordRequest { envelope: b.clone(), capsule: None };
+    m.insert("UploadRecordRequest", sample(&up, &up_min));
+    let ups = UploadRecordsRequest { capsules: vec![b.clone()], envelopes: vec![b.clone()] };
+    let ups_min = UploadRecordsRequest { capsules: vec![], envelopes: vec![b.clone()] };
+    m.insert("UploadRecordsRequest", sample(&ups, &ups_min));
     let grant = CreateGrantRequest { grant: b.clone(), rekeys: vec![b.clone()] };
     m.insert("CreateGrantRequest", sample(&grant, &grant));
     let rev = RevokeRequest { revocation: b };

@@ -7,35 +7,22 @@ mod common;
 use actix_web::test;
 use base64::Engine as _;
 use common::*;
-use medrelay_crypto::{
-    encrypt_record, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Timestamp,
-};
+use medrelay_crypto::{RecordEnvelope, RecordId, SigningKey};
 use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};
 use medrelay_server::scan::Needles;
 use medrelay_server::{app, REFUSAL_WINDOW_SECS};
 use medrelay_wire::{
     limits, RecordList, Role, UploadRecordRequest, UploadRecordsRequest, UploadRecordsResponse, B64,
 };
-use rand_chacha::rand_core::SeedableRng;
 
 const CANARY: &str = "CANARY-PATIENT-PLAINTEXT-9f2c71e4";
 
-fn seal(sk: &SigningKey, seed: u64, body: &[u8]) -> RecordEnvelope {
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
-    let cat = RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap();
-    let header = RecordHeader::new(
-        RecordId::random(&mut rng),
-        sk.principal_id(),
-        cat,
-        "application/fhir+json",
-        Timestamp(T0),
-    )
-    .unwrap();
-    encrypt_record(&mut rng, sk, &patient_keys(sk).public_keys(), header, body).unwrap()
+fn seal(sk: &SigningKey, seed: u64, body: &[u8]) -> Sealed {
+    common::seal(sk, seed, lab(), body)
 }
 
-fn one(env: &RecordEnvelope) -> UploadRecordRequest {
-    UploadRecordRequest { envelope: B64(env.to_bytes()) }
+fn one(env: &Sealed) -> UploadRecordRequest {
+    env.upload()
 }
 
 #[actix_web::test]
@@ -53,8 +40,8 @@ async fn patients_upload_and_list_their_records() {
     assert_eq!(r.receipts[0].record_id, e1.header().record_id());
     assert_eq!(r.receipts[0].log_index, 1);
 
-    let batch: Vec<RecordEnvelope> = (0..3).map(|i| seal(&p, 200 + i, b"batch body")).collect();
-    let req = UploadRecordsRequest { envelopes: batch.iter().map(|e| B64(e.to_bytes())).collect() };
+    let batch: Vec<Sealed> = (0..3).map(|i| seal(&p, 200 + i, b"batch body")).collect();
+    let req = upload_all(&batch);
     let (s, b) = post(&svc, "/v1/records/batch", &req, Some(&tok)).await;
     assert_eq!(s, 201, "{}", String::from_utf8_lossy(&b));
     let r: UploadRecordsResponse = json(&b);
@@ -78,7 +65,10 @@ async fn patients_upload_and_list_their_records() {
     // The stored envelope is byte-for-byte what was uploaded.
     let (s, b) = get(&svc, &format!("/v1/records/{}", e1.header().record_id()), Some(&tok)).await;
     assert_eq!(s, 200);
-    assert_eq!(json::<UploadRecordRequest>(&b).envelope.0, e1.to_bytes());
+    let got = json::<UploadRecordRequest>(&b);
+    assert_eq!(got.envelope.0, e1.to_bytes());
+    // The owner gets the batch capsule with it, byte for byte.
+    assert_eq!(got.capsule.unwrap().0, e1.capsule.to_bytes());
     // Another patient sees neither the list nor the envelope.
     let q = key(2);
     register(&svc, &q, Role::Patient, None).await;
@@ -110,16 +100,19 @@ async fn bad_envelopes_are_refused_and_change_nothing() {
     register(&svc, &q, Role::Patient, None).await;
     let tok = login(&svc, &p).await;
     let before = log_size(&svc).await;
-    let good = seal(&p, 1, b"body").to_bytes();
+    let good_rec = seal(&p, 1, b"body");
+    let good = good_rec.to_bytes();
+    let good_cap = B64(good_rec.capsule.to_bytes());
 
     // Someone else's (validly signed) envelope.
     let theirs = seal(&q, 2, b"body");
-    expect_err(post(&svc, "/v1/records", &one(&theirs), Some(&tok)).await, 403, "forbidden");
+    let theirs_alone = UploadRecordRequest { envelope: B64(theirs.to_bytes()), capsule: None };
+    expect_err(post(&svc, "/v1/records", &theirs_alone, Some(&tok)).await, 403, "forbidden");
     // Tampered ciphertext: the owner's signature no longer verifies.
     let mut t = good.clone();
     let n = t.len();
     t[n - 1] ^= 1;
-    let req = UploadRecordRequest { envelope: B64(t) };
+    let req = UploadRecordRequest { envelope: B64(t), capsule: None };
     expect_err(post(&svc, "/v1/records", &req, Some(&tok)).await, 400, "bad_signature");
     // Truncated, trailing garbage, wrong version, empty.
     for bad in [
@@ -132,21 +125,30 @@ async fn bad_envelopes_are_refused_and_change_nothing() {
         },
         vec![],
     ] {
-        let req = UploadRecordRequest { envelope: B64(bad) };
+        let req = UploadRecordRequest { envelope: B64(bad), capsule: Some(good_cap.clone()) };
         expect_err(post(&svc, "/v1/records", &req, Some(&tok)).await, 400, "invalid_field");
     }
     // Oversized envelope.
-    let req = UploadRecordRequest { envelope: B64(vec![0; limits::MAX_ENVELOPE_BYTES + 1]) };
+    let req = UploadRecordRequest { envelope: B64(vec![0; limits::MAX_ENVELOPE_BYTES + 1]), capsule: None };
     expect_err(post(&svc, "/v1/records", &req, Some(&tok)).await, 400, "invalid_field");
     // Batch limits, and a batch with one bad envelope stores nothing.
-    let empty = UploadRecordsRequest { envelopes: vec![] };
+    let empty = UploadRecordsRequest { capsules: vec![], envelopes: vec![] };
     expect_err(post(&svc, "/v1/records/batch", &empty, Some(&tok)).await, 400, "invalid_field");
-    let many = UploadRecordsRequest { envelopes: vec![B64(good.clone()); limits::MAX_BATCH_RECORDS + 1] };
+    let many = UploadRecordsRequest {
+        capsules: vec![good_cap.clone()],
+        envelopes: vec![B64(good.clone()); limits::MAX_BATCH_RECORDS + 1],
+    };
     expect_err(post(&svc, "/v1/records/batch", &many, Some(&tok)).await, 400, "invalid_field");
-    let mixed = UploadRecordsRequest { envelopes: vec![B64(good.clone()), B64(theirs.to_bytes())] };
+    let mixed = UploadRecordsRequest {
+        capsules: vec![good_cap.clone()],
+        envelopes: vec![B64(good.clone()), B64(theirs.to_bytes())],
+    };
     expect_err(post(&svc, "/v1/records/batch", &mixed, Some(&tok)).await, 403, "forbidden");
     // One record twice in a batch is a request error, not a conflict.
-    let dup = UploadRecordsRequest { envelopes: vec![B64(good.clone()), B64(good.clone())] };
+    let dup = UploadRecordsRequest {
+        capsules: vec![good_cap.clone()],
+        envelopes: vec![B64(good.clone()), B64(good.clone())],
+    };
     let e = expect_err(post(&svc, "/v1/records/batch", &dup, Some(&tok)).await, 400, "invalid_field");
     assert!(e.message.contains("more than once"), "{}", e.message);
     // No token, and a non-patient token.
@@ -187,11 +189,19 @@ async fn bad_envelopes_are_refused_and_change_nothing() {
     assert!(json::<RecordList>(&b).records.is_empty());
     // The good envelope still goes in once, then is a conflict.
     assert_eq!(
-        post(&svc, "/v1/records", &UploadRecordRequest { envelope: B64(good.clone()) }, Some(&tok)).await.0,
+        post(
+            &svc,
+            "/v1/records",
+            &UploadRecordRequest { envelope: B64(good.clone()), capsule: Some(good_cap.clone()) },
+            Some(&tok)
+        )
+        .await
+        .0,
         201
     );
     expect_err(
-        post(&svc, "/v1/records", &UploadRecordRequest { envelope: B64(good) }, Some(&tok)).await,
+        post(&svc, "/v1/records", &UploadRecordRequest { envelope: B64(good), capsule: None }, Some(&tok))
+            .await,
         409,
         "conflict",
     );
@@ -206,8 +216,8 @@ async fn data_directory_never_holds_plaintext_or_secret_keys() {
     register(&svc, &p, Role::Patient, None).await;
     let tok = login(&svc, &p).await;
     let body = format!("{{\"resourceType\":\"Observation\",\"note\":\"{CANARY}\"}}").repeat(20);
-    let batch: Vec<RecordEnvelope> = (0..4).map(|i| seal(&p, 300 + i, body.as_bytes())).collect();
-    let req = UploadRecordsRequest { envelopes: batch.iter().map(|e| B64(e.to_bytes())).collect() };
+    let batch: Vec<Sealed> = (0..4).map(|i| seal(&p, 300 + i, body.as_bytes())).collect();
+    let req = upload_all(&batch);
     assert_eq!(post(&svc, "/v1/records/batch", &req, Some(&tok)).await.0, 201);
     env.state.store().flush().unwrap();
 

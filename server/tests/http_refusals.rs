@@ -55,7 +55,7 @@ async fn forged_and_foreign_submissions_are_refused_logged_and_store_nothing_els
     let env_p = seal(&p, 30, lab(), b"{\"resourceType\":\"Observation\"}");
     let mut tampered = env_p.to_bytes();
     *tampered.last_mut().unwrap() ^= 1;
-    let req = UploadRecordRequest { envelope: B64(tampered) };
+    let req = UploadRecordRequest { envelope: B64(tampered), capsule: Some(B64(env_p.capsule.to_bytes())) };
     expect_err(post(&svc, "/v1/records", &req, Some(&tp)).await, 400, "bad_signature");
     // 4. p revokes q's grant (validly signed by p, but not p's grant).
     let gid9 = GrantId::from_bytes([9; 16]);
@@ -164,7 +164,7 @@ async fn each_refusal_kind_is_one_entry_and_repeats_are_coalesced_not_flooded() 
     );
     let rec = seal(&p, 30, lab(), b"{}");
     let rid = rec.header().record_id();
-    let up = UploadRecordRequest { envelope: B64(rec.to_bytes()) };
+    let up = rec.upload();
     assert_eq!(post(&svc, "/v1/records", &up, Some(&tp)).await.0, 201);
     // d's grant expires in a minute; r's is revoked.
     assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &d, 1, SCOPE, T0 + 60), Some(&tp)).await.0, 201);
@@ -259,4 +259,132 @@ async fn each_refusal_kind_is_one_entry_and_repeats_are_coalesced_not_flooded() 
     // After the window, the same refusal is logged at once again.
     expect_err(post(&svc, &reenc, &(), Some(&tr)).await, 403, "revoked");
     assert_eq!(log_size(&svc).await, before + 2);
+}
+
+/// Batch capsules: one signed by someone else in the patient's name is
+/// refused and logged at upload; an envelope naming a capsule the server
+/// does not hold is a request error; a stored capsule that no longer
+/// verifies (tampered on disk) is refused and logged when a doctor asks for
+/// it, never a 500 (review finding F10), and nothing is served.
+#[actix_web::test]
+async fn forged_unknown_and_tampered_capsules_are_refused() {
+    use medrelay_crypto::{SignedCapsule, MAX_SIGNED_CAPSULE_LEN};
+    use medrelay_wire::{ReencryptItem, ReencryptResponse, UploadRecordsRequest};
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let (p, d) = (key(61), key(62));
+    register(&svc, &p, Role::Patient, None).await;
+    register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    let (tp, td) = (login(&svc, &p).await, login(&svc, &d).await);
+    let rec = seal(&p, 70, lab(), b"{\"resourceType\":\"Observation\"}");
+    let before = log_size(&svc).await;
+
+    // The capsule's bytes signed by the doctor instead of the patient.
+    let c = rec.capsule.capsule();
+    let forged = {
+        let mut raw = rec.capsule.to_bytes();
+        let sig = d.sign(domain::SIG_CAPSULE, &c.to_bytes());
+        let n = raw.len();
+        raw[n - 64..].copy_from_slice(&sig.to_bytes());
+        raw
+    };
+    assert!(forged.len() <= MAX_SIGNED_CAPSULE_LEN);
+    let forged_id = SignedCapsule::from_bytes(&forged).unwrap().id();
+    let req = UploadRecordsRequest { capsules: vec![B64(forged)], envelopes: vec![B64(rec.to_bytes())] };
+    expect_err(post(&svc, "/v1/records/batch", &req, Some(&tp)).await, 400, "bad_signature");
+    // The envelope alone: its capsule is unknown.
+    let req = UploadRecordRequest { envelope: B64(rec.to_bytes()), capsule: None };
+    let e = expect_err(post(&svc, "/v1/records", &req, Some(&tp)).await, 400, "invalid_field");
+    assert!(e.message.contains("unknown capsule"), "{}", e.message);
+    assert_eq!(
+        refusals_since(&svc, &tp, p.principal_id(), before).await,
+        vec![(RefusedObject::Capsule(forged_id), RefusalReason::BadSignature)]
+    );
+    let (_, b) = get(&svc, &format!("/v1/patients/{}/records", p.principal_id()), Some(&tp)).await;
+    assert!(json::<RecordList>(&b).records.is_empty(), "nothing stored");
+
+    // The disk holds a tampered copy under the capsule's id (written to the
+    // store directly, as an attacker with the disk would); the upload keeps
+    // the stored copy, and the fetch refuses it.
+    let mut tampered = rec.capsule.to_bytes();
+    tampered[2000] ^= 1;
+    let cid = rec.capsule.id();
+    env.state.store().put_batch(&[(cid, tampered)], &[], &[]).unwrap();
+    assert_eq!(post(&svc, "/v1/records", &rec.upload(), Some(&tp)).await.0, 201);
+    assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &d, 3, SCOPE, T0 + 3600), Some(&tp)).await.0, 201);
+    let id = rec.header().record_id();
+    let before = log_size(&svc).await;
+    let e = expect_err(
+        post(&svc, &format!("/v1/records/{id}/reencrypt"), &(), Some(&td)).await,
+        400,
+        "bad_signature",
+    );
+    assert!(e.message.contains("capsule"), "{}", e.message);
+    let req = ReencryptRequest { record_ids: vec![id] };
+    let (s, b) = post(&svc, "/v1/reencrypt", &req, Some(&td)).await;
+    assert_eq!(s, 200, "{}", String::from_utf8_lossy(&b));
+    let r: ReencryptResponse = json(&b);
+    assert!(matches!(&r.items[..], [ReencryptItem::Denied { error, .. }] if error.error == "bad_signature"));
+    assert!(r.capsules.is_empty());
+    // One refusal entry (the repeat is coalesced in its window), by the
+    // doctor, naming the capsule; nothing served.
+    assert_eq!(
+        refusals_since(&svc, &td, d.principal_id(), before).await,
+        vec![(RefusedObject::Capsule(cid), RefusalReason::BadSignature)]
+    );
+    assert!(env.state.store().get_delivered(&GrantId::from_bytes([3; 16]), &cid).unwrap().is_none());
+}
+
+/// Review finding F2: the signed grant names the digests of the
+/// re-encryption keys it authorizes. Valid keys toward the right doctor,
+/// but not the ones the patient signed for, are refused; nothing stored.
+#[actix_web::test]
+async fn keys_the_grant_does_not_name_are_refused() {
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let (p, d) = (key(71), key(72));
+    register(&svc, &p, Role::Patient, None).await;
+    register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    let tp = login(&svc, &p).await;
+    let mut swapped = grant_request(&p, &d, 6, SCOPE, T0 + 3600);
+    swapped.rekeys = grant_request(&p, &d, 7, SCOPE, T0 + 3600).rekeys;
+    let e = expect_err(post(&svc, "/v1/grants", &swapped, Some(&tp)).await, 400, "invalid_field");
+    assert!(e.message.contains("does not authorize"), "{}", e.message);
+    assert!(env.state.store().get_grant(&GrantId::from_bytes([6; 16])).unwrap().is_none());
+    assert!(env.state.store().get_rekeys(&GrantId::from_bytes([6; 16])).unwrap().is_none());
+    // The keys it does name go in.
+    assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &d, 6, SCOPE, T0 + 3600), Some(&tp)).await.0, 201);
+}
+
+/// Review finding F7: the signed grant carries the threshold and fragment
+/// count of its re-encryption keys. Keys the grant authorizes by digest but
+/// of another threshold or fragment count are refused with a clear error
+/// and nothing is stored; keys matching a 2-of-3 grant go in.
+#[actix_web::test]
+async fn keys_of_another_threshold_than_the_grant_are_refused() {
+    use medrelay_crypto::Threshold;
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let (p, d) = (key(73), key(74));
+    register(&svc, &p, Role::Patient, None).await;
+    register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    let tp = login(&svc, &p).await;
+    let t = |a, b| Threshold::new(a, b).unwrap();
+    for (id, keys, grant) in [(8, t(1, 1), t(2, 3)), (9, t(2, 2), t(2, 3)), (10, t(2, 3), t(1, 3))] {
+        let req = grant_request_with_thresholds(&p, &d, id, SCOPE, T0 + 3600, keys, grant);
+        let e = expect_err(post(&svc, "/v1/grants", &req, Some(&tp)).await, 400, "invalid_field");
+        let said = format!(
+            "is {}-of-{}, the signed grant says {}-of-{}",
+            keys.threshold(),
+            keys.shares(),
+            grant.threshold(),
+            grant.shares()
+        );
+        assert!(e.message.contains(&said), "{}", e.message);
+        assert!(env.state.store().get_grant(&GrantId::from_bytes([id; 16])).unwrap().is_none());
+        assert!(env.state.store().get_rekeys(&GrantId::from_bytes([id; 16])).unwrap().is_none());
+    }
+    let ok = grant_request_with_thresholds(&p, &d, 8, SCOPE, T0 + 3600, t(2, 3), t(2, 3));
+    assert_eq!(post(&svc, "/v1/grants", &ok, Some(&tp)).await.0, 201);
+    assert!(env.state.store().get_rekeys(&GrantId::from_bytes([8; 16])).unwrap().is_some());
 }

@@ -7,12 +7,10 @@ mod common;
 
 use actix_web::test;
 use common::*;
-use medrelay_crypto::{
-    decrypt_record_as_delegate, GrantId, RecordEnvelope, RecordId, ReencryptedCapsule, SigningKey, Timestamp,
-};
+use medrelay_crypto::{GrantId, RecordId, SigningKey, Timestamp};
 use medrelay_policy::Revocation;
 use medrelay_server::{app, sweep_expired};
-use medrelay_wire::{ReencryptedRecord, RevokeRequest, Role, UploadRecordRequest, B64};
+use medrelay_wire::{RevokeRequest, Role, B64};
 
 const SCOPE: &str = "Observation?category=laboratory";
 
@@ -20,19 +18,10 @@ fn reenc(id: RecordId) -> String {
     format!("/v1/records/{id}/reencrypt")
 }
 
-/// Decrypts a served record as `doctor`, the owner being `p`.
-fn open(doctor: &SigningKey, p: &SigningKey, served: &ReencryptedRecord) -> Vec<u8> {
-    let env = RecordEnvelope::from_bytes(served.envelope.as_bytes(), usize::MAX).unwrap();
-    let capsule = ReencryptedCapsule::from_bytes(served.capsule.as_bytes()).unwrap();
-    decrypt_record_as_delegate(
-        doctor_keys(doctor).secret_key(),
-        &p.verifying_key(),
-        &patient_keys(p).public_keys(),
-        &env,
-        &capsule,
-    )
-    .unwrap()
-    .to_vec()
+/// Decrypts a single-record answer as `doctor`, the owner being `p`.
+fn open(doctor: &SigningKey, p: &SigningKey, body: &[u8]) -> Vec<u8> {
+    let (served, delivered) = served_one(body);
+    open_as(doctor, p, &served, &delivered).unwrap().to_vec()
 }
 
 #[actix_web::test]
@@ -48,7 +37,7 @@ async fn a_warm_cache_serves_decryptable_capsules_and_never_outlives_revocation_
     let mut ids = Vec::new();
     for (i, body) in bodies.iter().enumerate() {
         let e = seal(&p, 40 + i as u64, lab(), body);
-        let req = UploadRecordRequest { envelope: B64(e.to_bytes()) };
+        let req = e.upload();
         assert_eq!(post(&svc, "/v1/records", &req, Some(&tp)).await.0, 201);
         ids.push(e.header().record_id());
     }
@@ -65,11 +54,11 @@ async fn a_warm_cache_serves_decryptable_capsules_and_never_outlives_revocation_
     // its capsule decrypts to the right record.
     let (st, b) = post(&svc, &reenc(ids[0]), &(), Some(&td)).await;
     assert_eq!(st, 200, "{}", String::from_utf8_lossy(&b));
-    assert_eq!(open(&d, &p, &json(&b)), bodies[0]);
+    assert_eq!(open(&d, &p, &b), bodies[0]);
     assert!(cache.contains(&g_long));
     let (st, b) = post(&svc, &reenc(ids[1]), &(), Some(&td)).await;
     assert_eq!(st, 200);
-    assert_eq!(open(&d, &p, &json(&b)), bodies[1]);
+    assert_eq!(open(&d, &p, &b), bodies[1]);
     let m = metrics(&svc).await;
     assert_eq!(metric(&m, "medrelay_rekey_cache_misses_total"), 1);
     assert_eq!(metric(&m, "medrelay_rekey_cache_hits_total"), 1);
@@ -77,7 +66,7 @@ async fn a_warm_cache_serves_decryptable_capsules_and_never_outlives_revocation_
     // Another doctor's grant is another entry; d's cached key is not used for s.
     let (st, b) = post(&svc, &reenc(ids[0]), &(), Some(&ts)).await;
     assert_eq!(st, 200);
-    assert_eq!(open(&s, &p, &json(&b)), bodies[0]);
+    assert_eq!(open(&s, &p, &b), bodies[0]);
     assert!(cache.contains(&g_short));
     assert_eq!(cache.len(), 2);
 
@@ -111,10 +100,7 @@ async fn the_sweep_drops_expired_grants_nobody_asked_for_again() {
     register(&svc, &d, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
     let (tp, td) = (login(&svc, &p).await, login(&svc, &d).await);
     let e = seal(&p, 50, lab(), b"x");
-    assert_eq!(
-        post(&svc, "/v1/records", &UploadRecordRequest { envelope: B64(e.to_bytes()) }, Some(&tp)).await.0,
-        201
-    );
+    assert_eq!(post(&svc, "/v1/records", &e.upload(), Some(&tp)).await.0, 201);
     assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &d, 7, SCOPE, T0 + 600), Some(&tp)).await.0, 201);
     assert_eq!(post(&svc, &reenc(e.header().record_id()), &(), Some(&td)).await.0, 200);
     let gid = GrantId::from_bytes([7; 16]);
@@ -138,7 +124,7 @@ async fn the_cache_is_bounded_and_can_be_turned_off() {
         register(&svc, &d2, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
         let tp = login(&svc, &p).await;
         let e = seal(&p, 60, lab(), b"bounded");
-        let req = UploadRecordRequest { envelope: B64(e.to_bytes()) };
+        let req = e.upload();
         assert_eq!(post(&svc, "/v1/records", &req, Some(&tp)).await.0, 201);
         for (i, d) in [(1u8, &d1), (2, &d2)] {
             assert_eq!(
@@ -151,7 +137,7 @@ async fn the_cache_is_bounded_and_can_be_turned_off() {
             let t = login(&svc, d).await;
             let (st, b) = post(&svc, &reenc(e.header().record_id()), &(), Some(&t)).await;
             assert_eq!(st, 200);
-            assert_eq!(open(d, &p, &json(&b)), b"bounded");
+            assert_eq!(open(d, &p, &b), b"bounded");
         }
         let cache = state.rekey_cache();
         assert_eq!(cache.capacity(), capacity);
@@ -192,8 +178,7 @@ async fn a_revocation_through_another_replica_is_refused_and_drops_its_cached_ke
     // Sessions are rows: each token works at either replica.
     let (tp, td) = (login(&sa, &p).await, login(&sb, &d).await);
     let e = seal(&p, 40, lab(), b"{\"value\":1}");
-    let req = UploadRecordRequest { envelope: B64(e.to_bytes()) };
-    assert_eq!(post(&sa, "/v1/records", &req, Some(&tp)).await.0, 201);
+    assert_eq!(post(&sa, "/v1/records", &e.upload(), Some(&tp)).await.0, 201);
     let id = e.header().record_id();
     let g = GrantId::from_bytes([1; 16]);
     assert_eq!(
@@ -203,7 +188,7 @@ async fn a_revocation_through_another_replica_is_refused_and_drops_its_cached_ke
     for _ in 0..2 {
         let (st, body) = post(&sb, &reenc(id), &(), Some(&td)).await;
         assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(open(&d, &p, &json(&body)), b"{\"value\":1}");
+        assert_eq!(open(&d, &p, &body), b"{\"value\":1}");
     }
     assert!(b.rekey_cache().contains(&g) && !a.rekey_cache().contains(&g));
 

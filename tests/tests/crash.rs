@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 
 use common::{Server, User};
 use medrelay_crypto::{
-    domain, encrypt_record, PatientSecretKeys, RecordCategory, RecordHeader, RecordId, SigningKey, Timestamp,
+    domain, encrypt_record, generate_batch, KeyClass, PatientSecretKeys, RecordCategory, RecordHeader,
+    RecordId, SigningKey, Timestamp,
 };
 use medrelay_wire::{
     challenge_message, registration_message, ChallengeResponse, RegisterRequest, Role, TokenRequest,
@@ -106,14 +107,21 @@ fn kill_9_cycles_lose_no_acknowledged_write_and_the_audit_passes() {
         std::thread::spawn(move || {
             let cat = RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap();
             let (mut attempts, mut failed) = (0u64, 0u64);
+            // One batch capsule, sent with every record (the server keeps
+            // the copy it stored first).
+            let batch = generate_batch(&mut OsRng, &sk, &keys, KeyClass::Laboratory).unwrap();
+            let capsule = B64(batch.capsule().to_bytes());
             while !stop.load(Ordering::Relaxed) {
                 let id = RecordId::random(&mut OsRng);
                 let header =
                     RecordHeader::new(id, sk.principal_id(), cat.clone(), "text/plain", Timestamp(1))
                         .unwrap();
-                let env = encrypt_record(&mut OsRng, &sk, &keys, header, b"glucose 5.4 mmol/L").unwrap();
-                let body =
-                    serde_json::to_vec(&UploadRecordRequest { envelope: B64(env.to_bytes()) }).unwrap();
+                let env = encrypt_record(&mut OsRng, &sk, &batch, header, b"glucose 5.4 mmol/L").unwrap();
+                let body = serde_json::to_vec(&UploadRecordRequest {
+                    envelope: B64(env.to_bytes()),
+                    capsule: Some(capsule.clone()),
+                })
+                .unwrap();
                 attempts += 1;
                 match request(port, "POST", "/v1/records", Some(&token), &body) {
                     Some((201, b)) => {

@@ -172,9 +172,52 @@ fn quantity(q: &Value) -> Option<(f64, String)> {
         .get("unit")
         .and_then(Value::as_str)
         .or_else(|| q.get("code").and_then(Value::as_str))
-        .unwrap_or_default()
-        .to_owned();
-    Some((value, unit))
+        .unwrap_or_default();
+    Some((value, display_unit(unit)))
+}
+
+/// A unit as a clinician reads it. Exports often carry the UCUM code as
+/// the unit text (`Cel`, `mm[Hg]`, `10*3/uL`, `{score}`): the common codes
+/// get their usual symbols and annotations in braces are dropped (a unit
+/// that is only an annotation, like `{score}`, is no unit).
+pub(crate) fn display_unit(unit: &str) -> String {
+    let unit = unit.trim();
+    let special = match unit {
+        "Cel" => Some("°C"),
+        "[degF]" => Some("°F"),
+        "mm[Hg]" => Some("mmHg"),
+        "[lb_av]" => Some("lb"),
+        "[in_i]" => Some("in"),
+        "mL/min/{1.73_m2}" => Some("mL/min/1.73 m²"),
+        _ => None,
+    };
+    if let Some(s) = special {
+        return s.to_owned();
+    }
+    let mut out = String::with_capacity(unit.len());
+    let mut depth = 0usize;
+    for ch in unit.chars() {
+        match ch {
+            '{' => depth += 1,
+            '}' => depth = depth.saturating_sub(1),
+            _ if depth == 0 => out.push(ch),
+            _ => {}
+        }
+    }
+    let out = out.trim_end_matches('/').trim();
+    if out == "1" {
+        return String::new();
+    }
+    let mut out = out
+        .replace("10*3", "10³")
+        .replace("10*6", "10⁶")
+        .replace("10*9", "10⁹")
+        .replace("10*12", "10¹²")
+        .replace("m2", "m²");
+    if out.contains("uL") || out.contains("ug") || out.contains("umol") || out.contains("uU") {
+        out = out.replace("uL", "µL").replace("ug", "µg").replace("umol", "µmol").replace("uU", "µU");
+    }
+    out
 }
 
 /// An Observation's value as text.
@@ -521,6 +564,26 @@ impl ClinicalChart {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn ucum_codes_read_as_clinicians_write_them() {
+        for (code, shown) in [
+            ("Cel", "°C"),
+            ("[degF]", "°F"),
+            ("mm[Hg]", "mmHg"),
+            ("{score}", ""),
+            ("1", ""),
+            ("kg/m2", "kg/m²"),
+            ("10*3/uL", "10³/µL"),
+            ("10*12/L", "10¹²/L"),
+            ("mL/min/{1.73_m2}", "mL/min/1.73 m²"),
+            ("{beats}/min", "/min"),
+            ("mg/dL", "mg/dL"),
+            ("%", "%"),
+        ] {
+            assert_eq!(display_unit(code), shown, "{code}");
+        }
+    }
+
     use super::*;
     use serde_json::json;
 

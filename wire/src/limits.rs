@@ -20,12 +20,17 @@ pub const MAX_SMALL_BODY_BYTES: usize = 4 * 1024;
 /// Largest single record envelope, in bytes (before base64).
 pub const MAX_ENVELOPE_BYTES: usize = 1024 * 1024;
 /// Most envelopes in one batch upload.
-pub const MAX_BATCH_RECORDS: usize = 64;
-/// Most record ids in one batch re-encryption request.
-pub const MAX_BATCH_REENCRYPT: usize = 64;
+pub const MAX_BATCH_RECORDS: usize = 1024;
+/// Most batch capsules in one upload (one per key class of the batch).
+pub const MAX_BATCH_CAPSULES: usize = 8;
+/// Largest signed batch capsule, in bytes (before base64).
+pub const MAX_CAPSULE_BYTES: usize = medrelay_crypto::MAX_SIGNED_CAPSULE_LEN;
+/// Most record ids in one batched fetch (`POST /v1/reencrypt`).
+pub const MAX_BATCH_REENCRYPT: usize = 1024;
 /// Largest JSON body of a single upload (`POST /v1/records`): one
-/// envelope in base64 and the JSON around it.
-pub const MAX_RECORD_BODY_BYTES: usize = base64_len(MAX_ENVELOPE_BYTES) + 1024;
+/// envelope and its batch capsule in base64 and the JSON around it.
+pub const MAX_RECORD_BODY_BYTES: usize =
+    base64_len(MAX_ENVELOPE_BYTES) + base64_len(MAX_CAPSULE_BYTES) + 1024;
 /// Largest encoded PRE public key bundle of a principal, in bytes: a
 /// patient's eight class keys (the largest bundle there is).
 pub const MAX_PRE_PUBLIC_KEYS_BYTES: usize = medrelay_crypto::MAX_PATIENT_PUBLIC_KEYS_LEN;
@@ -49,7 +54,7 @@ pub const MAX_REVOCATION_BYTES: usize = 4 * 1024;
 pub const MAX_REVOKE_BODY_BYTES: usize = base64_len(MAX_REVOCATION_BYTES) + 1024;
 /// Largest JSON body of a batch re-encryption (`POST /v1/reencrypt`): up to
 /// [`MAX_BATCH_REENCRYPT`] ids of 32 hex digits.
-pub const MAX_REENCRYPT_BODY_BYTES: usize = 8 * 1024;
+pub const MAX_REENCRYPT_BODY_BYTES: usize = MAX_BATCH_REENCRYPT * 35 + 1024;
 /// Longest display name, in bytes.
 pub const MAX_NAME_LEN: usize = 128;
 /// Length of an authentication challenge nonce, in bytes.

@@ -3,7 +3,9 @@
 use std::fmt;
 use std::str::FromStr;
 
-use medrelay_crypto::{GrantId, KeyClass, PrincipalId, RecordId, Signature, Timestamp, VerifyingKey};
+use medrelay_crypto::{
+    CapsuleId, GrantId, KeyClass, PrincipalId, RecordId, Signature, Timestamp, VerifyingKey,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::B64;
@@ -215,18 +217,30 @@ pub struct PrincipalInfo {
 
 // ---------------------------------------------------------------- records
 
-/// `POST /v1/records`: uploads one signed record envelope.
+/// `POST /v1/records`: uploads one signed record envelope (and its batch
+/// capsule, unless the server holds it already). Also the answer to
+/// `GET /v1/records/{id}`, which always carries the capsule.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadRecordRequest {
     /// The encoded envelope (format defined by medrelay-crypto).
     pub envelope: B64,
+    /// The owner-signed batch capsule the envelope names
+    /// (medrelay-crypto `SignedCapsule`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capsule: Option<B64>,
 }
 
-/// `POST /v1/records/batch`: uploads several envelopes atomically.
+/// `POST /v1/records/batch`: uploads batch capsules and the envelopes
+/// sealed under them, atomically (one transaction, one flush).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct UploadRecordsRequest {
+    /// At most [`crate::limits::MAX_BATCH_CAPSULES`] owner-signed batch
+    /// capsules (medrelay-crypto `SignedCapsule`); an envelope may also
+    /// name a capsule the server already holds.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capsules: Vec<B64>,
     /// At most [`crate::limits::MAX_BATCH_RECORDS`] envelopes.
     pub envelopes: Vec<B64>,
 }
@@ -354,10 +368,28 @@ pub struct ReencryptedRecord {
     pub grant_id: GrantId,
     /// The owner-signed envelope, unchanged.
     pub envelope: B64,
-    /// The capsule re-encrypted toward the doctor.
-    pub capsule: B64,
+    /// The batch capsule the envelope is sealed under (delivered once per
+    /// answer in [`ReencryptResponse::capsules`]).
+    pub capsule_id: CapsuleId,
     /// Index of the `re-encryption served` event in the audit log.
     pub log_index: u64,
+}
+
+/// A batch capsule and its re-encryption toward the doctor under one
+/// grant: computed once per (capsule, grant), stored, and returned as the
+/// same bytes every time.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeliveredCapsule {
+    /// The capsule's id.
+    pub capsule_id: CapsuleId,
+    /// The grant it was re-encrypted under.
+    pub grant_id: GrantId,
+    /// The owner-signed capsule (medrelay-crypto `SignedCapsule`).
+    pub capsule: B64,
+    /// Its re-encryption toward the doctor (medrelay-crypto
+    /// `ReencryptedCapsule`).
+    pub reencrypted: B64,
 }
 
 /// One item of a batch answer: either the record or the denial.
@@ -381,6 +413,9 @@ pub enum ReencryptItem {
 pub struct ReencryptResponse {
     /// Items.
     pub items: Vec<ReencryptItem>,
+    /// Each batch capsule the served items need, once.
+    #[serde(default)]
+    pub capsules: Vec<DeliveredCapsule>,
 }
 
 // ---------------------------------------------------------------- log

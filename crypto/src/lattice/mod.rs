@@ -4,7 +4,10 @@
 //!
 //! This is the low-level half of the hybrid capsule. Most callers want the
 //! hybrid API at the crate root; these items are public for the benchmarks
-//! and for tests that measure each half alone.
+//! and for tests that measure each half alone. Re-encryption itself is not
+//! public here (review finding F9): it is reachable only through
+//! [`crate::reencrypt_capsule`], which checks the capsule's owner and
+//! signature first.
 //!
 //! Parameters: ring `Z_q[X]/(X^4096 + 1)`, q = 2^128, GLWE dimension 1,
 //! binary secrets, noise χ = TUniform(30), Δ = q/2 (one share bit per
@@ -20,8 +23,10 @@
 //! - secret types zeroize on drop and print as `Type(..)`.
 //!
 //! # Security caveats (read before use)
-//! - Re-encrypt only capsules whose owner signature verifies: a crafted
-//!   capsule makes re-encryption an oracle on the delegator's secret key.
+//! - A crafted capsule makes re-encryption an oracle on the delegator's
+//!   secret key (16 capsules with chosen masks recover all of it); hence
+//!   re-encryption is crate-private and the hybrid API re-encrypts only
+//!   capsules signed by the key's own delegator.
 //! - The proxy colluding with the delegatee recovers the delegator's lattice
 //!   secret key (inherent to BV-PRE); keys are split per key class.
 //! - Decryption with a wrong key returns unrelated bytes, not an error.
@@ -41,10 +46,9 @@
 //! assert_eq!(*decrypt_lattice_share(&patient_sk, &capsule), share);
 //!
 //! let rekey = generate_lattice_reencryption_key(&mut rng, &patient_sk, &doctor_pk);
-//! let delivered = reencrypt_lattice_share(&mut rng, &rekey, &capsule);
-//! let bytes = delivered.to_bytes();
-//! let delivered = LatticeReencryptedCiphertext::from_bytes(&bytes).unwrap();
-//! assert_eq!(*decrypt_reencrypted_lattice_share(&doctor_sk, &delivered), share);
+//! let bytes = rekey.to_bytes();
+//! assert_eq!(LatticeReencryptionKey::from_bytes(&bytes).unwrap(), rekey);
+//! // Re-encryption goes through `medrelay_crypto::reencrypt_capsule`.
 //! ```
 
 mod codec;
@@ -56,15 +60,45 @@ mod reencrypt;
 mod rekey;
 
 #[cfg(test)]
-mod tests;
+mod api_tests;
+#[cfg(test)]
+pub(crate) mod tests;
 
+pub(crate) use encrypt::Backend;
 pub use encrypt::{decrypt_lattice_share, encrypt_lattice_share, LatticeCiphertext};
 pub use keys::{generate_lattice_keypair, LatticePublicKey, LatticeSecretKey};
+pub(crate) use reencrypt::reencrypt_lattice_share_with;
+
+/// The raw lattice key switch, for the `lattice` benchmark only: compiled
+/// in with the `bench-internals` feature, never in a default build (review
+/// finding F9: the raw operation is a decryption oracle on crafted input;
+/// applications re-encrypt through [`crate::reencrypt_capsule`]).
+#[cfg(feature = "bench-internals")]
 #[doc(hidden)]
-pub use reencrypt::reencrypt_lattice_share_tfhe_reference;
-pub use reencrypt::{
-    decrypt_reencrypted_lattice_share, reencrypt_lattice_share, LatticeReencryptedCiphertext,
-};
+pub mod bench_internals {
+    use rand_core::{CryptoRng, RngCore};
+
+    use super::{Backend, LatticeCiphertext, LatticeReencryptedCiphertext, LatticeReencryptionKey};
+
+    /// Key switch + flood on the NTT path.
+    pub fn reencrypt_lattice_share<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        rekey: &LatticeReencryptionKey,
+        ct: &LatticeCiphertext,
+    ) -> LatticeReencryptedCiphertext {
+        super::reencrypt_lattice_share_with(rng, rekey, ct, Backend::Ntt)
+    }
+
+    /// The same with tfhe's own products.
+    pub fn reencrypt_lattice_share_tfhe_reference<R: RngCore + CryptoRng>(
+        rng: &mut R,
+        rekey: &LatticeReencryptionKey,
+        ct: &LatticeCiphertext,
+    ) -> LatticeReencryptedCiphertext {
+        super::reencrypt_lattice_share_with(rng, rekey, ct, Backend::Reference)
+    }
+}
+pub use reencrypt::{decrypt_reencrypted_lattice_share, LatticeReencryptedCiphertext};
 pub use rekey::{generate_lattice_reencryption_key, LatticeReencryptionKey};
 
 /// Exact encoded length of a [`LatticePublicKey`] (also its size limit).

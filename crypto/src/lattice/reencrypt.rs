@@ -126,35 +126,31 @@ pub(crate) fn compress_delivered(glwe: &GlweCiphertextOwned<u128>) -> LatticeRee
 }
 
 /// Re-encrypts a stored lattice capsule toward the re-encryption key's
-/// delegatee: key switching (exact NTT products), flooding, then modulus
-/// switching to 12 bits for delivery.
+/// delegatee: key switching (exact NTT products, or tfhe's reference
+/// products), flooding, then modulus switching to 12 bits for delivery.
 ///
-/// # Warning
-/// Re-encrypt only capsules whose owner signature has been verified: a
-/// crafted capsule (chosen mask perturbation) turns re-encryption into an
-/// oracle on the delegator's secret key.
-pub fn reencrypt_lattice_share<R: RngCore + CryptoRng>(
+/// Crate-private on purpose (review finding F9): a crafted capsule (chosen
+/// mask) turns re-encryption into an oracle on the delegator's secret key,
+/// so the only way in is [`crate::reencrypt_capsule`], which re-encrypts
+/// only capsules their owner signed, with that same owner's key.
+pub(crate) fn reencrypt_lattice_share_with<R: RngCore + CryptoRng>(
     rng: &mut R,
     rekey: &LatticeReencryptionKey,
     ct: &LatticeCiphertext,
+    backend: Backend,
 ) -> LatticeReencryptedCiphertext {
     let input = ct.0.extract();
-    compress_delivered(&reencrypt_glwe(rng, rekey, &input, Backend::Ntt))
+    compress_delivered(&reencrypt_glwe(rng, rekey, &input, backend))
 }
 
-/// [`reencrypt_lattice_share`] computed with tfhe's own Karatsuba products
-/// (`keyswitch_glwe_ciphertext`, `polynomial_wrapping_mul`) instead of the
-/// exact NTT: the same output bit for bit, many times slower. Kept as the
-/// reference for benchmarks and cross-checks; production code has no reason
-/// to call it.
-#[doc(hidden)]
-pub fn reencrypt_lattice_share_tfhe_reference<R: RngCore + CryptoRng>(
+/// [`reencrypt_lattice_share_with`] on the NTT path.
+#[cfg(test)]
+pub(crate) fn reencrypt_lattice_share<R: RngCore + CryptoRng>(
     rng: &mut R,
     rekey: &LatticeReencryptionKey,
     ct: &LatticeCiphertext,
 ) -> LatticeReencryptedCiphertext {
-    let input = ct.0.extract();
-    compress_delivered(&reencrypt_glwe(rng, rekey, &input, Backend::Reference))
+    reencrypt_lattice_share_with(rng, rekey, ct, Backend::Ntt)
 }
 
 /// Decrypts a re-encrypted share with the delegatee's secret key.

@@ -17,7 +17,7 @@ use super::encrypt::{encode_share, encrypt_share_glwe, phase, Backend};
 use super::keys::{generate_lattice_keypair, LatticeSecretKey};
 use super::ntt::{polynomial_mul, NttPoly};
 use super::params::{self, DECRYPTION_THRESHOLD_LOG2, MESSAGE_COEFFS, POLYNOMIAL_SIZE};
-use super::reencrypt::{compress_delivered, keyswitch, reencrypt_glwe};
+use super::reencrypt::{compress_delivered, keyswitch, reencrypt_glwe, reencrypt_lattice_share};
 use super::rekey::{generate_reencryption_key_with_backend, new_ksk};
 use super::*;
 
@@ -371,4 +371,63 @@ fn secret_key_debug_is_redacted() {
     let ones = sk.coeffs().iter().filter(|&&c| c == 1).count();
     assert!(sk.coeffs().iter().all(|&c| c <= 1));
     assert!((1800..2300).contains(&ones), "{ones} ones");
+}
+
+/// A stored capsule crafted by an attacker: body 0, mask `q/2 · X^shift`.
+/// Its phase under a key `s` is `q/2 · X^shift · s`, so its re-encryption
+/// carries 256 coefficients of `s` as the delivered "share" bits.
+pub(crate) fn crafted_ciphertext(shift: usize) -> LatticeCiphertext {
+    let mut glwe = GlweCiphertextOwned::new(
+        0u128,
+        params::glwe_size(),
+        params::polynomial_size(),
+        params::ciphertext_modulus(),
+    );
+    glwe.as_mut()[shift % POLYNOMIAL_SIZE] = 1u128 << 127;
+    LatticeCiphertext(Box::new(
+        tfhe::core_crypto::entities::compressed_modulus_switched_glwe_ciphertext::CompressedModulusSwitchedGlweCiphertext::compress(
+            &glwe,
+            params::stored_modulus_log(),
+            params::message_bodies(),
+        ),
+    ))
+}
+
+/// The 16 shifts whose crafted capsules reveal coefficients `256·m ..
+/// 256·m + 255` of the delegator's key, `m = 0..16`.
+pub(crate) fn attack_shifts() -> impl Iterator<Item = usize> {
+    (0..POLYNOMIAL_SIZE / MESSAGE_COEFFS).map(|m| (POLYNOMIAL_SIZE - m * MESSAGE_COEFFS) % POLYNOMIAL_SIZE)
+}
+
+/// The delegator's binary secret read back from the 16 delivered shares.
+pub(crate) fn recover_secret(shares: &[[u8; 32]]) -> Vec<u128> {
+    let mut s = vec![0u128; POLYNOMIAL_SIZE];
+    for (m, share) in shares.iter().enumerate() {
+        for i in 0..MESSAGE_COEFFS {
+            s[m * MESSAGE_COEFFS + i] = u128::from((share[i / 8] >> (i % 8)) & 1);
+        }
+    }
+    s
+}
+
+/// Why re-encryption is crate-private and the hybrid API re-encrypts only
+/// capsules signed by the key's own delegator (review finding F1): whoever
+/// gets 16 crafted capsules re-encrypted under a victim's key and can read
+/// the results (the delegate, or anyone colluding with it) recovers the
+/// victim's whole lattice secret key. `crate::pre`'s tests show the same
+/// capsules refused by `reencrypt_capsule`.
+#[test]
+fn sixteen_crafted_capsules_recover_the_whole_lattice_key_from_the_raw_oracle() {
+    let mut rng = rng(77);
+    let (victim_sk, _) = generate_lattice_keypair(&[41; 32]);
+    let (doctor_sk, doctor_pk) = generate_lattice_keypair(&[42; 32]);
+    let rekey = generate_lattice_reencryption_key(&mut rng, &victim_sk, &doctor_pk);
+    let shares: Vec<[u8; 32]> = attack_shifts()
+        .map(|shift| {
+            let delivered = reencrypt_lattice_share(&mut rng, &rekey, &crafted_ciphertext(shift));
+            *decrypt_reencrypted_lattice_share(&doctor_sk, &delivered)
+        })
+        .collect();
+    assert_eq!(shares.len(), 16);
+    assert_eq!(recover_secret(&shares), victim_sk.coeffs());
 }

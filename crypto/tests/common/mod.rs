@@ -2,8 +2,8 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use medrelay_crypto::{
-    encrypt_record, KeyClass, PatientPublicKeys, PatientSecretKeys, PreKeyPair, RecordCategory,
-    RecordEnvelope, RecordHeader, RecordId, SensitivityLabel, SigningKey, Timestamp,
+    encrypt_record, generate_batch, Batch, KeyClass, PatientPublicKeys, PatientSecretKeys, PreKeyPair,
+    RecordCategory, RecordEnvelope, RecordHeader, RecordId, SensitivityLabel, SigningKey, Timestamp,
 };
 use rand_chacha::rand_core::SeedableRng;
 pub(crate) use rand_chacha::ChaCha20Rng;
@@ -50,9 +50,27 @@ impl Patient {
         h
     }
 
-    pub(crate) fn seal(&self, rng: &mut ChaCha20Rng, class: KeyClass, body: &[u8]) -> RecordEnvelope {
-        let header = self.header(rng, class);
-        encrypt_record(rng, &self.signing, &self.public, header, body).unwrap()
+    /// A new batch of `class`.
+    pub(crate) fn batch(&self, rng: &mut ChaCha20Rng, class: KeyClass) -> Batch {
+        generate_batch(rng, &self.signing, &self.public, class).unwrap()
+    }
+
+    /// One record of `batch`.
+    pub(crate) fn seal_in(&self, rng: &mut ChaCha20Rng, batch: &Batch, body: &[u8]) -> RecordEnvelope {
+        let header = self.header(rng, batch.key_class());
+        encrypt_record(rng, &self.signing, batch, header, body).unwrap()
+    }
+
+    /// A new batch of `class` holding one record.
+    pub(crate) fn seal(
+        &self,
+        rng: &mut ChaCha20Rng,
+        class: KeyClass,
+        body: &[u8],
+    ) -> (Batch, RecordEnvelope) {
+        let batch = self.batch(rng, class);
+        let env = self.seal_in(rng, &batch, body);
+        (batch, env)
     }
 }
 

@@ -24,7 +24,7 @@ struct PrincipalState {
 #[derive(Clone, Debug)]
 enum GrantState {
     /// Patient-signed, from a registered patient to a registered doctor.
-    Valid { index: u64, grant: Grant, revoked: Option<u64> },
+    Valid { index: u64, grant: Box<Grant>, revoked: Option<u64> },
     /// Rejected by the audit (reported at `index`).
     Invalid { index: u64 },
 }
@@ -180,7 +180,7 @@ impl Replay {
             self.report(index, AnomalyKind::GrantToNonDoctor { grant: id, doctor, role });
             return invalid;
         }
-        GrantState::Valid { index, grant: verified.grant().clone(), revoked: None }
+        GrantState::Valid { index, grant: Box::new(verified.grant().clone()), revoked: None }
     }
 
     fn revocation(&mut self, index: u64, signed: SignedRevocation) {
@@ -260,7 +260,7 @@ impl Replay {
                 };
                 return self.report(index, kind);
             }
-            Some(GrantState::Valid { grant, revoked, .. }) => (grant.clone(), *revoked),
+            Some(GrantState::Valid { grant, revoked, .. }) => ((**grant).clone(), *revoked),
         };
         for kind in check_access(&a, &grant, revoked, record.as_ref()) {
             self.report(index, kind);

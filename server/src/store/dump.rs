@@ -5,7 +5,7 @@
 //! subjects) in index order, and the destination rebuilds its Merkle tree
 //! from them, so equal roots prove the entries were copied exactly.
 
-use medrelay_crypto::{GrantId, PrincipalId};
+use medrelay_crypto::{CapsuleId, GrantId, PrincipalId};
 
 use super::{LogAppend, SecretHash};
 
@@ -23,12 +23,16 @@ pub enum Row {
     Principal(Vec<u8>),
     /// A suspension and the log index of its event.
     Suspension(PrincipalId, u64),
+    /// A batch capsule (signed, as uploaded).
+    Capsule(CapsuleId, Vec<u8>),
     /// A record: encoded metadata and envelope.
     Record(Vec<u8>, Vec<u8>),
     /// A grant (encoded).
     Grant(Vec<u8>),
     /// A grant's re-encryption key material.
     Rekeys(GrantId, Vec<u8>),
+    /// A capsule's stored re-encryption under a grant.
+    Delivered(GrantId, CapsuleId, Vec<u8>),
     /// A log entry, in index order starting at 0.
     LogEntry(u64, LogAppend),
     /// A DP schema (encoded).
@@ -72,6 +76,8 @@ pub struct DumpCounts {
     pub dp: u64,
     /// Study rows of every kind.
     pub study: u64,
+    /// Batch capsules and their stored re-encryptions.
+    pub capsules: u64,
     /// Everything else (suspensions, re-encryption keys).
     pub other: u64,
 }
@@ -82,6 +88,7 @@ impl DumpCounts {
         let slot = match row {
             Row::Principal(_) => &mut self.principals,
             Row::Record(..) => &mut self.records,
+            Row::Capsule(..) | Row::Delivered(..) => &mut self.capsules,
             Row::Grant(_) => &mut self.grants,
             Row::LogEntry(..) => &mut self.log_entries,
             Row::Challenge(..) | Row::Session(..) | Row::Enrollment(..) => &mut self.secrets,

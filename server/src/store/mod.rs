@@ -34,7 +34,7 @@ pub use study::{
     MAX_JOB_REPORTS,
 };
 
-use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
+use medrelay_crypto::{CapsuleId, GrantId, PrincipalId, RecordId, Timestamp};
 use medrelay_dp::{Budget, Ledger, Overspend, PrivacyCost};
 use medrelay_policy::{ConsistencyProof, InclusionProof, LeafOpening, LogEvent, MerkleHash, PolicyError};
 use medrelay_wire::Role;
@@ -177,7 +177,33 @@ pub trait Store: Send + Sync + 'static {
         &self,
         records: &[(RecordMeta, Vec<u8>)],
         events: &[LogAppend],
+    ) -> Result<Vec<u64>, StoreError> {
+        self.put_batch(&[], records, events)
+    }
+    /// [`Store::put_records`], storing the batch capsules the records are
+    /// sealed under in the same transaction (a capsule already stored is
+    /// kept as it is: its id is the digest of its bytes). One flush.
+    fn put_batch(
+        &self,
+        capsules: &[(CapsuleId, Vec<u8>)],
+        records: &[(RecordMeta, Vec<u8>)],
+        events: &[LogAppend],
     ) -> Result<Vec<u64>, StoreError>;
+    /// A stored batch capsule (owner-signed, verified on upload).
+    fn get_capsule(&self, id: &CapsuleId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// The re-encryption of `capsule` under `grant`, if made before.
+    fn get_delivered(&self, grant: &GrantId, capsule: &CapsuleId) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Appends the `re-encryption served` events of one batched fetch and
+    /// stores the capsule re-encryptions it made, in one transaction and
+    /// one flush. A re-encryption already stored for its (grant, capsule)
+    /// is kept; returns the log indices and, per `delivered` entry, the
+    /// bytes stored (the answer must carry those).
+    #[allow(clippy::type_complexity)]
+    fn put_served(
+        &self,
+        delivered: &[(GrantId, CapsuleId, Vec<u8>)],
+        events: &[LogAppend],
+    ) -> Result<(Vec<u64>, Vec<Vec<u8>>), StoreError>;
     /// A record's metadata and envelope.
     fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError>;
     /// Up to `limit` records of `owner`, ordered by id, starting after
@@ -193,7 +219,8 @@ pub trait Store: Send + Sync + 'static {
     /// atomically. Returns the log index.
     fn put_grant(&self, grant: &StoredGrant, rekeys: &[u8], event: &LogAppend) -> Result<u64, StoreError>;
     /// Marks a grant revoked, stores the revocation, deletes its
-    /// re-encryption keys and appends the log event, atomically.
+    /// re-encryption keys and appends the log event, atomically; then
+    /// deletes the capsule re-encryptions made under it.
     fn revoke_grant(&self, id: &GrantId, revocation: &[u8], event: &LogAppend) -> Result<u64, StoreError>;
     /// A grant.
     fn get_grant(&self, id: &GrantId) -> Result<Option<StoredGrant>, StoreError>;

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp};
+use medrelay_crypto::{CapsuleId, GrantId, PrincipalId, RecordId, Timestamp};
 use medrelay_policy::{
     ConsistencyProof, InclusionProof, LeafOpening, MerkleHash, MerkleTree, NodeId, NodeStore, TreeError,
 };
@@ -438,8 +438,9 @@ impl Store for SledStore {
         Ok(self.get(&key(b"su/", &[id.as_bytes()]))?.is_some())
     }
 
-    fn put_records(
+    fn put_batch(
         &self,
+        capsules: &[(CapsuleId, Vec<u8>)],
         records: &[(RecordMeta, Vec<u8>)],
         events: &[LogAppend],
     ) -> Result<Vec<u64>, StoreError> {
@@ -448,6 +449,12 @@ impl Store for SledStore {
         }
         let refs: Vec<&LogAppend> = events.iter().collect();
         self.logged(&refs, |tx, idxs| {
+            for (id, bytes) in capsules {
+                let k = key(b"cp/", &[id.as_bytes()]);
+                if tx.get(&k)?.is_none() {
+                    tx.insert(k, bytes.as_slice())?;
+                }
+            }
             for (meta, _) in records {
                 if tx.get(key(b"r/", &[meta.record_id().as_bytes()]))?.is_some() {
                     return abort(StoreError::AlreadyExists("record"));
@@ -466,6 +473,42 @@ impl Store for SledStore {
                 tx.insert(key(b"o/", &[meta.owner().as_bytes(), rid]), &[][..])?;
             }
             Ok(idxs.to_vec())
+        })
+    }
+
+    fn get_capsule(&self, id: &CapsuleId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(&key(b"cp/", &[id.as_bytes()]))?.map(|v| v.to_vec()))
+    }
+
+    fn get_delivered(&self, grant: &GrantId, capsule: &CapsuleId) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.get(&key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]))?.map(|v| v.to_vec()))
+    }
+
+    fn put_served(
+        &self,
+        delivered: &[(GrantId, CapsuleId, Vec<u8>)],
+        events: &[LogAppend],
+    ) -> Result<(Vec<u64>, Vec<Vec<u8>>), StoreError> {
+        let refs: Vec<&LogAppend> = events.iter().collect();
+        self.logged(&refs, |tx, idxs| {
+            let mut stored = Vec::with_capacity(delivered.len());
+            for (grant, capsule, bytes) in delivered {
+                let k = key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]);
+                if tx.get(key(b"k/", &[grant.as_bytes()]))?.is_none() {
+                    // Revoked meanwhile (its keys are gone): not kept, so
+                    // the sweep after the revocation has nothing to miss.
+                    stored.push(bytes.clone());
+                    continue;
+                }
+                match tx.get(&k)? {
+                    Some(existing) => stored.push(existing.to_vec()),
+                    None => {
+                        tx.insert(k, bytes.as_slice())?;
+                        stored.push(bytes.clone());
+                    }
+                }
+            }
+            Ok((idxs.to_vec(), stored))
         })
     }
 
@@ -539,6 +582,21 @@ impl Store for SledStore {
             let idx = idxs[0];
             tx.insert(gkey.as_slice(), g.encode())?;
             tx.remove(key(b"k/", &[id.as_bytes()]))?;
+            Ok(idx)
+        })
+        .and_then(|idx| {
+            // The capsule re-encryptions made under the grant: useless
+            // without the doctor's key, and never served again.
+            let prefix = key(b"rd/", &[id.as_bytes()]);
+            let mut removed = false;
+            for item in self.db.scan_prefix(&prefix) {
+                let (k, _) = item.map_err(backend)?;
+                self.db.remove(k).map_err(backend)?;
+                removed = true;
+            }
+            if removed {
+                self.durable()?;
+            }
             Ok(idx)
         })
     }

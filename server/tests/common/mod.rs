@@ -6,8 +6,9 @@ use actix_web::body::MessageBody;
 use actix_web::dev::{Service, ServiceResponse};
 use actix_web::test;
 use medrelay_crypto::{
-    domain, encrypt_record, generate_reencryption_key, GrantId, PatientSecretKeys, PreKeyPair, PrincipalId,
-    RecordCategory, RecordEnvelope, RecordHeader, RecordId, SigningKey, Threshold, Timestamp,
+    domain, encrypt_record, generate_batch, generate_reencryption_key, GrantId, PatientSecretKeys,
+    PreKeyPair, PrincipalId, RecordCategory, RecordEnvelope, RecordHeader, RecordId, SignedCapsule,
+    SigningKey, Threshold, Timestamp,
 };
 use medrelay_policy::{
     EventSalt, Grant, LeafOpening, LogEvent, Purpose, RefusalReason, RefusedObject, Scope,
@@ -231,9 +232,42 @@ where
     json(&b)
 }
 
-/// A real envelope of `sk`'s (deterministic from `seed`).
-pub fn seal(sk: &SigningKey, seed: u64, category: RecordCategory, body: &[u8]) -> RecordEnvelope {
+/// A sealed record: the envelope and its batch capsule (of one record).
+pub struct Sealed {
+    pub envelope: RecordEnvelope,
+    pub capsule: SignedCapsule,
+}
+
+impl std::ops::Deref for Sealed {
+    type Target = RecordEnvelope;
+    fn deref(&self) -> &RecordEnvelope {
+        &self.envelope
+    }
+}
+
+impl Sealed {
+    /// The single-record upload request, with the capsule.
+    pub fn upload(&self) -> medrelay_wire::UploadRecordRequest {
+        medrelay_wire::UploadRecordRequest {
+            envelope: B64(self.envelope.to_bytes()),
+            capsule: Some(B64(self.capsule.to_bytes())),
+        }
+    }
+}
+
+/// A batch upload of `records`, with their capsules.
+pub fn upload_all(records: &[Sealed]) -> medrelay_wire::UploadRecordsRequest {
+    medrelay_wire::UploadRecordsRequest {
+        capsules: records.iter().map(|r| B64(r.capsule.to_bytes())).collect(),
+        envelopes: records.iter().map(|r| B64(r.envelope.to_bytes())).collect(),
+    }
+}
+
+/// A real envelope of `sk`'s (deterministic from `seed`), sealed under a
+/// batch of its own.
+pub fn seal(sk: &SigningKey, seed: u64, category: RecordCategory, body: &[u8]) -> Sealed {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
+    let batch = generate_batch(&mut rng, sk, &patient_keys(sk).public_keys(), category.key_class()).unwrap();
     let header = RecordHeader::new(
         RecordId::random(&mut rng),
         sk.principal_id(),
@@ -242,7 +276,8 @@ pub fn seal(sk: &SigningKey, seed: u64, category: RecordCategory, body: &[u8]) -
         Timestamp(T0),
     )
     .unwrap();
-    encrypt_record(&mut rng, sk, &patient_keys(sk).public_keys(), header, body).unwrap()
+    let envelope = encrypt_record(&mut rng, sk, &batch, header, body).unwrap();
+    Sealed { envelope, capsule: batch.capsule().clone() }
 }
 
 /// A laboratory Observation category.
@@ -259,7 +294,33 @@ pub fn grant_request(
     scope: &str,
     until: u64,
 ) -> CreateGrantRequest {
+    let one = Threshold::new(1, 1).unwrap();
+    grant_request_with_thresholds(p, doctor, id, scope, until, one, one)
+}
+
+/// As [`grant_request`], with re-encryption keys of `key_threshold` and the
+/// signed grant saying `grant_threshold` (they differ only in refusal
+/// tests).
+pub fn grant_request_with_thresholds(
+    p: &SigningKey,
+    doctor: &SigningKey,
+    id: u8,
+    scope: &str,
+    until: u64,
+    key_threshold: Threshold,
+    grant_threshold: Threshold,
+) -> CreateGrantRequest {
     let scope: Scope = scope.parse().unwrap();
+    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(id));
+    let keys = patient_keys(p);
+    let dk = doctor_keys(doctor);
+    let rks: Vec<_> = scope
+        .key_classes()
+        .into_iter()
+        .map(|c| {
+            generate_reencryption_key(&mut rng, &keys, p.principal_id(), c, dk.public_key(), key_threshold)
+        })
+        .collect();
     let g = Grant::new(
         GrantId::from_bytes([id; 16]),
         p.principal_id(),
@@ -270,19 +331,11 @@ pub fn grant_request(
         Timestamp(until),
         Timestamp(T0),
     )
+    .unwrap()
+    .with_threshold(grant_threshold)
+    .with_rekey_digests(rks.iter().map(|k| k.digest()).collect())
     .unwrap();
-    let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(u64::from(id));
-    let keys = patient_keys(p);
-    let dk = doctor_keys(doctor);
-    let rekeys = scope
-        .key_classes()
-        .into_iter()
-        .map(|c| {
-            let rk =
-                generate_reencryption_key(&mut rng, &keys, c, dk.public_key(), Threshold::new(1, 1).unwrap());
-            B64(rk.to_bytes())
-        })
-        .collect();
+    let rekeys = rks.iter().map(|k| B64(k.to_bytes())).collect();
     CreateGrantRequest { grant: B64(g.sign(p).unwrap().to_bytes()), rekeys }
 }
 
@@ -304,4 +357,42 @@ where
     let (s, b) = get(svc, "/metrics", None).await;
     assert_eq!(s, 200);
     String::from_utf8(b).unwrap()
+}
+
+/// The one served record and its delivered capsule of a single-record
+/// re-encryption answer.
+pub fn served_one(body: &[u8]) -> (medrelay_wire::ReencryptedRecord, medrelay_wire::DeliveredCapsule) {
+    let r: medrelay_wire::ReencryptResponse = json(body);
+    let mut items = r.items.into_iter();
+    let served = match items.next() {
+        Some(medrelay_wire::ReencryptItem::Served(s)) => s,
+        other => panic!("expected one served item, got {other:?}"),
+    };
+    assert!(items.next().is_none());
+    assert_eq!(r.capsules.len(), 1, "one capsule per answer");
+    let delivered = r.capsules.into_iter().next().unwrap();
+    assert_eq!((delivered.capsule_id, delivered.grant_id), (served.capsule_id, served.grant_id));
+    (served, delivered)
+}
+
+/// Opens a served record as `doctor` (a client's checks: capsule owner
+/// signature, fragment proofs, envelope signature).
+pub fn open_as(
+    doctor: &SigningKey,
+    patient: &SigningKey,
+    served: &medrelay_wire::ReencryptedRecord,
+    delivered: &medrelay_wire::DeliveredCapsule,
+) -> Result<zeroize::Zeroizing<Vec<u8>>, medrelay_crypto::CryptoError> {
+    let env = RecordEnvelope::from_bytes(served.envelope.as_bytes(), usize::MAX)?;
+    let capsule = SignedCapsule::from_bytes(delivered.capsule.as_bytes())?;
+    let re = medrelay_crypto::ReencryptedCapsule::from_bytes(delivered.reencrypted.as_bytes())?;
+    let key = medrelay_crypto::decrypt_batch_key_as_delegate(
+        doctor_keys(doctor).secret_key(),
+        &patient.verifying_key(),
+        &patient_keys(patient).public_keys(),
+        &capsule,
+        &re,
+        Threshold::ONE_OF_ONE,
+    )?;
+    medrelay_crypto::decrypt_record(&key, &patient.verifying_key(), &env)
 }

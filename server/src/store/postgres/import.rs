@@ -90,6 +90,15 @@ fn import_row(tx: &mut Transaction<'_>, row: &Row) -> R<()> {
                 &[&id.as_bytes().as_slice(), &big(*idx)?],
             )?;
         }
+        Row::Capsule(id, v) => {
+            tx.execute("INSERT INTO capsules (id, value) VALUES ($1, $2)", &[&id.as_bytes().as_slice(), v])?;
+        }
+        Row::Delivered(grant, capsule, v) => {
+            tx.execute(
+                "INSERT INTO delivered (grant_id, capsule, value) VALUES ($1, $2, $3)",
+                &[&grant.as_bytes().as_slice(), &capsule.as_bytes().as_slice(), v],
+            )?;
+        }
         Row::Record(meta, envelope) => {
             let m = RecordMeta::decode(meta)?;
             tx.execute(

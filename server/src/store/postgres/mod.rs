@@ -53,7 +53,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr as _;
 use std::sync::Arc;
 
-use medrelay_crypto::{GrantId, PrincipalId, RecordId, Timestamp, VerifyingKey};
+use medrelay_crypto::{CapsuleId, GrantId, PrincipalId, RecordId, Timestamp, VerifyingKey};
 use medrelay_dp::{AnalystId, Budget, DpError, Ledger, PrivacyCost};
 use medrelay_policy::{ConsistencyProof, InclusionProof, LeafOpening, MerkleHash, MerkleTree};
 use postgres::error::SqlState;
@@ -424,8 +424,9 @@ impl Store for PgStore {
         })
     }
 
-    fn put_records(
+    fn put_batch(
         &self,
+        capsules: &[(CapsuleId, Vec<u8>)],
         records: &[(RecordMeta, Vec<u8>)],
         events: &[LogAppend],
     ) -> Result<Vec<u64>, StoreError> {
@@ -440,10 +441,24 @@ impl Store for PgStore {
         if distinct.len() != ids.len() {
             return Err(StoreError::AlreadyExists("record"));
         }
+        let capsule_ids: Vec<&[u8]> = capsules.iter().map(|(id, _)| id.as_bytes().as_slice()).collect();
+        let capsule_values: Vec<&[u8]> = capsules.iter().map(|(_, v)| v.as_slice()).collect();
         self.logged(&refs, |tx, idxs| {
             let taken = tx.query_opt("SELECT 1 FROM records WHERE id = ANY($1::bytea[]) LIMIT 1", &[&ids])?;
             if taken.is_some() {
                 return Err(StoreError::AlreadyExists("record").into());
+            }
+            if !capsules.is_empty() {
+                // A capsule's id is the digest of its bytes: one already
+                // stored is kept as it is.
+                tx.execute(
+                    "INSERT INTO capsules (id, value) \
+                     SELECT * FROM UNNEST($1::bytea[], $2::bytea[]) ON CONFLICT (id) DO NOTHING",
+                    &[&capsule_ids, &capsule_values],
+                )?;
+            }
+            if records.is_empty() {
+                return Ok(Vec::new());
             }
             let mut owners = Vec::with_capacity(records.len());
             let mut metas = Vec::with_capacity(records.len());
@@ -460,6 +475,59 @@ impl Store for PgStore {
                 &[&ids, &owners, &metas, &envelopes],
             )?;
             Ok(idxs.to_vec())
+        })
+    }
+
+    fn get_capsule(&self, id: &CapsuleId) -> Result<Option<Vec<u8>>, StoreError> {
+        self.get_blob("SELECT value FROM capsules WHERE id = $1", id.as_bytes())
+    }
+
+    fn get_delivered(&self, grant: &GrantId, capsule: &CapsuleId) -> Result<Option<Vec<u8>>, StoreError> {
+        let (g, cap) = (grant.as_bytes().as_slice(), capsule.as_bytes().as_slice());
+        self.run(|c| {
+            let row =
+                c.query_opt("SELECT value FROM delivered WHERE grant_id = $1 AND capsule = $2", &[&g, &cap])?;
+            Ok(row.map(|r| r.try_get::<_, Vec<u8>>(0)).transpose()?)
+        })
+    }
+
+    fn put_served(
+        &self,
+        delivered: &[(GrantId, CapsuleId, Vec<u8>)],
+        events: &[LogAppend],
+    ) -> Result<(Vec<u64>, Vec<Vec<u8>>), StoreError> {
+        let refs: Vec<&LogAppend> = events.iter().collect();
+        let grants: Vec<&[u8]> = delivered.iter().map(|(g, _, _)| g.as_bytes().as_slice()).collect();
+        let capsules: Vec<&[u8]> = delivered.iter().map(|(_, c, _)| c.as_bytes().as_slice()).collect();
+        let values: Vec<&[u8]> = delivered.iter().map(|(_, _, v)| v.as_slice()).collect();
+        self.logged(&refs, |tx, idxs| {
+            if delivered.is_empty() {
+                return Ok((idxs.to_vec(), Vec::new()));
+            }
+            // Under the log head lock, so serialized with every revocation:
+            // a re-encryption under a grant revoked meanwhile (its keys are
+            // gone) is not kept. One stored before is kept as it is.
+            tx.execute(
+                "INSERT INTO delivered (grant_id, capsule, value) \
+                 SELECT t.g, t.c, t.v FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[]) AS t(g, c, v) \
+                 WHERE EXISTS (SELECT 1 FROM rekeys k WHERE k.grant_id = t.g) \
+                 ON CONFLICT (grant_id, capsule) DO NOTHING",
+                &[&grants, &capsules, &values],
+            )?;
+            let rows = tx.query(
+                "SELECT d.value FROM UNNEST($1::bytea[], $2::bytea[]) WITH ORDINALITY AS t(g, c, n) \
+                 LEFT JOIN delivered d ON d.grant_id = t.g AND d.capsule = t.c ORDER BY t.n",
+                &[&grants, &capsules],
+            )?;
+            if rows.len() != delivered.len() {
+                return Err(StoreError::Backend("stored re-encryptions: row count".into()).into());
+            }
+            let mut stored = Vec::with_capacity(rows.len());
+            for (row, (_, _, made)) in rows.iter().zip(delivered) {
+                let kept: Option<Vec<u8>> = row.try_get(0)?;
+                stored.push(kept.unwrap_or_else(|| made.clone()));
+            }
+            Ok((idxs.to_vec(), stored))
         })
     }
 
@@ -521,6 +589,9 @@ impl Store for PgStore {
             g.revocation = Some(revocation.to_vec());
             tx.execute("UPDATE grants SET value = $2 WHERE id = $1", &[&gid, &g.encode()])?;
             tx.execute("DELETE FROM rekeys WHERE grant_id = $1", &[&gid])?;
+            // The capsule re-encryptions made under the grant, in the same
+            // transaction: never served again, on any replica.
+            tx.execute("DELETE FROM delivered WHERE grant_id = $1", &[&gid])?;
             Ok(idxs[0])
         })
     }

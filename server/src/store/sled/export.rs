@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use medrelay_crypto::{GrantId, PrincipalId};
+use medrelay_crypto::{CapsuleId, GrantId, PrincipalId};
 use medrelay_policy::LeafOpening;
 
 use super::{backend, key, read_u64, SledStore};
@@ -59,6 +59,10 @@ impl SledStore {
             let (k, v) = kv?;
             sink(Row::Suspension(PrincipalId::from_bytes(arr(&k)?), read_u64(&v)?))?;
         }
+        for kv in scan(b"cp/") {
+            let (k, v) = kv?;
+            sink(Row::Capsule(CapsuleId::from_bytes(arr(&k)?), v))?;
+        }
         for kv in scan(b"r/") {
             let (k, meta) = kv?;
             let env = self.get(&key(b"b/", &[&k]))?.ok_or(StoreError::Corrupt("record envelope"))?;
@@ -70,6 +74,18 @@ impl SledStore {
         for kv in scan(b"k/") {
             let (k, v) = kv?;
             sink(Row::Rekeys(GrantId::from_bytes(arr(&k)?), v))?;
+        }
+        // After the grants (the copy's stored re-encryptions reference them).
+        for kv in scan(b"rd/") {
+            let (k, v) = kv?;
+            if k.len() != 48 {
+                return Err(StoreError::Corrupt("stored re-encryption key"));
+            }
+            sink(Row::Delivered(
+                GrantId::from_bytes(arr(&k[..16])?),
+                CapsuleId::from_bytes(arr(&k[16..])?),
+                v,
+            ))?;
         }
         // The log: subjects are an index by subject; regroup them by entry.
         let mut subjects: BTreeMap<u64, Vec<PrincipalId>> = BTreeMap::new();

@@ -90,6 +90,14 @@ CREATE INDEX records_owner ON records (owner, id);
 -- compression attempt.
 ALTER TABLE records ALTER COLUMN envelope SET STORAGE EXTERNAL;
 
+-- Batch capsules, owner-signed and verified on upload; the records sealed
+-- under one name it in their envelopes. The id is the digest of the bytes.
+CREATE TABLE capsules (
+    id    bytea PRIMARY KEY,
+    value bytea NOT NULL
+);
+ALTER TABLE capsules ALTER COLUMN value SET STORAGE EXTERNAL;
+
 CREATE TABLE grants (
     id      bytea PRIMARY KEY,
     patient bytea NOT NULL,
@@ -105,6 +113,17 @@ CREATE TABLE rekeys (
     value    bytea NOT NULL
 );
 ALTER TABLE rekeys ALTER COLUMN value SET STORAGE EXTERNAL;
+
+-- A capsule's re-encryption under a grant, made once and served again on
+-- every later fetch (no fresh lattice noise per ask); deleted with the
+-- grant's keys on revocation, in the same transaction.
+CREATE TABLE delivered (
+    grant_id bytea NOT NULL REFERENCES grants (id),
+    capsule  bytea NOT NULL REFERENCES capsules (id),
+    value    bytea NOT NULL,
+    PRIMARY KEY (grant_id, capsule)
+);
+ALTER TABLE delivered ALTER COLUMN value SET STORAGE EXTERNAL;
 
 CREATE TABLE dp_schemas (
     name  text  PRIMARY KEY,

@@ -1,9 +1,11 @@
-//! Public API of the lattice PRE: round trips, wrong keys, determinism and
-//! every decoder's handling of malformed input.
+//! The lattice PRE through its API (and the crate-private re-encryption):
+//! round trips, wrong keys, determinism and every decoder's handling of
+//! malformed input.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use medrelay_crypto::lattice::*;
-use medrelay_crypto::DecodeError;
+use super::reencrypt::reencrypt_lattice_share;
+use super::*;
+use crate::DecodeError;
 use rand_chacha::rand_core::{RngCore, SeedableRng};
 use rand_chacha::ChaCha20Rng;
 
@@ -269,7 +271,7 @@ fn secret_types_print_redacted() {
 fn tfhe_reference_reencryption_gives_the_same_bytes() {
     let f = fixture();
     let a = reencrypt_lattice_share(&mut rng(50), &f.rekey, &f.ct);
-    let b = reencrypt_lattice_share_tfhe_reference(&mut rng(50), &f.rekey, &f.ct);
+    let b = reencrypt_lattice_share_with(&mut rng(50), &f.rekey, &f.ct, Backend::Reference);
     assert_eq!(a.to_bytes(), b.to_bytes());
     assert_eq!(*decrypt_reencrypted_lattice_share(&f.sk_b, &b), f.share);
 }
