@@ -138,7 +138,7 @@ mod tests {
         let gid = GrantId::from_bytes([5; 16]);
         let g = StoredGrant { grant_id: gid, patient: pid, doctor, grant: vec![1; 9], revocation: None };
         s.put_grant(&g, &[8; 5000], &ev(3, &[pid, doctor])).unwrap();
-        s.put_served(&[(gid, capsule, vec![6; 900])], &[ev(42, &[doctor])]).unwrap();
+        s.put_served(&[gid], &[(gid, capsule, vec![6; 900])], &[ev(42, &[doctor])]).unwrap();
         let g2 = StoredGrant { grant_id: GrantId::from_bytes([6; 16]), ..g };
         s.put_grant(&g2, b"k2", &ev(4, &[pid])).unwrap();
         s.revoke_grant(&g2.grant_id, b"rev", &ev(5, &[pid])).unwrap();

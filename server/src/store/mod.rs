@@ -197,10 +197,16 @@ pub trait Store: Send + Sync + 'static {
     /// stores the capsule re-encryptions it made, in one transaction and
     /// one flush. A re-encryption already stored for its (grant, capsule)
     /// is kept; returns the log indices and, per `delivered` entry, the
-    /// bytes stored (the answer must carry those).
+    /// bytes stored (the answer must carry those). `grants` are the grants
+    /// the events serve under: if one of them was revoked since the fetch
+    /// was authorized (its keys are gone; checked in the transaction,
+    /// serialized with revocations), nothing is written and the call fails
+    /// with `AlreadyRevoked`, so no access is logged, nor answered, after a
+    /// revocation. A re-encryption under a revoked grant is never kept.
     #[allow(clippy::type_complexity)]
     fn put_served(
         &self,
+        grants: &[GrantId],
         delivered: &[(GrantId, CapsuleId, Vec<u8>)],
         events: &[LogAppend],
     ) -> Result<(Vec<u64>, Vec<Vec<u8>>), StoreError>;

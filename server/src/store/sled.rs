@@ -486,11 +486,17 @@ impl Store for SledStore {
 
     fn put_served(
         &self,
+        grants: &[GrantId],
         delivered: &[(GrantId, CapsuleId, Vec<u8>)],
         events: &[LogAppend],
     ) -> Result<(Vec<u64>, Vec<Vec<u8>>), StoreError> {
         let refs: Vec<&LogAppend> = events.iter().collect();
         self.logged(&refs, |tx, idxs| {
+            for grant in grants {
+                if tx.get(key(b"k/", &[grant.as_bytes()]))?.is_none() {
+                    return abort(StoreError::AlreadyRevoked);
+                }
+            }
             let mut stored = Vec::with_capacity(delivered.len());
             for (grant, capsule, bytes) in delivered {
                 let k = key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]);

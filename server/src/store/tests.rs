@@ -196,26 +196,44 @@ pub(crate) fn capsules_and_stored_reencryptions<S: Store>(s: S) {
     s.put_grant(&g, b"rekeys", &ev(5, &[p, d])).unwrap();
     s.put_grant(&other, b"rekeys2", &ev(6, &[p, d])).unwrap();
     let gid = g.grant_id;
-    let (idxs, stored) =
-        s.put_served(&[(gid, c1, vec![21; 8]), (gid, c2, vec![22; 8])], &[ev(7, &[d]), ev(8, &[d])]).unwrap();
+    let (idxs, stored) = s
+        .put_served(&[gid], &[(gid, c1, vec![21; 8]), (gid, c2, vec![22; 8])], &[ev(7, &[d]), ev(8, &[d])])
+        .unwrap();
     assert_eq!((idxs, stored), (vec![6, 7], vec![vec![21; 8], vec![22; 8]]));
-    let (idxs, stored) =
-        s.put_served(&[(gid, c1, vec![31; 8]), (other.grant_id, c1, vec![41; 8])], &[ev(9, &[d])]).unwrap();
+    let (idxs, stored) = s
+        .put_served(
+            &[gid, other.grant_id],
+            &[(gid, c1, vec![31; 8]), (other.grant_id, c1, vec![41; 8])],
+            &[ev(9, &[d])],
+        )
+        .unwrap();
     assert_eq!((idxs, stored), (vec![8], vec![vec![21; 8], vec![41; 8]]), "the stored bytes are returned");
     assert_eq!(s.get_delivered(&gid, &c1).unwrap(), Some(vec![21; 8]));
     assert_eq!(s.get_delivered(&gid, &c2).unwrap(), Some(vec![22; 8]));
     assert_eq!(s.get_delivered(&other.grant_id, &c2).unwrap(), None);
     // Events only (every re-encryption stored before).
-    assert_eq!(s.put_served(&[], &[ev(10, &[d])]).unwrap(), (vec![9], vec![]));
+    assert_eq!(s.put_served(&[gid], &[], &[ev(10, &[d])]).unwrap(), (vec![9], vec![]));
 
-    // Revocation deletes the grant's re-encryptions, not another grant's,
-    // and one made by a fetch that raced the revocation is not kept.
+    // Revocation deletes the grant's re-encryptions, not another grant's.
     s.revoke_grant(&gid, b"rev", &ev(11, &[p])).unwrap();
     assert_eq!(s.get_delivered(&gid, &c1).unwrap(), None);
     assert_eq!(s.get_delivered(&gid, &c2).unwrap(), None);
     assert_eq!(s.get_delivered(&other.grant_id, &c1).unwrap(), Some(vec![41; 8]));
-    let (_, stored) = s.put_served(&[(gid, c1, vec![51; 8])], &[ev(12, &[d])]).unwrap();
-    assert_eq!(stored, vec![vec![51; 8]]);
+    // A fetch authorized before the revocation and committing after it
+    // writes nothing: no access logged after the revocation, nothing kept.
+    let raced = s.put_served(
+        &[other.grant_id, gid],
+        &[(gid, c1, vec![51; 8]), (other.grant_id, c2, vec![52; 8])],
+        &[ev(12, &[d]), ev(13, &[d])],
+    );
+    assert!(matches!(raced, Err(StoreError::AlreadyRevoked)), "{raced:?}");
+    assert!(matches!(s.put_served(&[gid], &[], &[ev(12, &[d])]), Err(StoreError::AlreadyRevoked)));
+    assert_eq!(s.log_size().unwrap(), 11, "no served entry after the revocation");
+    assert_eq!(s.get_delivered(&gid, &c1).unwrap(), None);
+    assert_eq!(s.get_delivered(&other.grant_id, &c2).unwrap(), None);
+    // And a re-encryption under a revoked grant is never kept.
+    let (_, stored) = s.put_served(&[], &[(gid, c1, vec![53; 8])], &[ev(14, &[d])]).unwrap();
+    assert_eq!(stored, vec![vec![53; 8]]);
     assert_eq!(s.get_delivered(&gid, &c1).unwrap(), None);
     assert_eq!(s.get_capsule(&c1).unwrap(), Some(vec![11; 40]), "capsules stay");
     assert_eq!(s.log_size().unwrap(), 12);

@@ -493,20 +493,33 @@ impl Store for PgStore {
 
     fn put_served(
         &self,
+        served_under: &[GrantId],
         delivered: &[(GrantId, CapsuleId, Vec<u8>)],
         events: &[LogAppend],
     ) -> Result<(Vec<u64>, Vec<Vec<u8>>), StoreError> {
         let refs: Vec<&LogAppend> = events.iter().collect();
+        let mut live: Vec<&[u8]> = served_under.iter().map(|g| g.as_bytes().as_slice()).collect();
+        live.sort_unstable();
+        live.dedup();
+        let live_count = live.len() as i64;
         let grants: Vec<&[u8]> = delivered.iter().map(|(g, _, _)| g.as_bytes().as_slice()).collect();
         let capsules: Vec<&[u8]> = delivered.iter().map(|(_, c, _)| c.as_bytes().as_slice()).collect();
         let values: Vec<&[u8]> = delivered.iter().map(|(_, _, v)| v.as_slice()).collect();
         self.logged(&refs, |tx, idxs| {
+            // Under the log head lock, which every revocation takes too: a
+            // grant revoked since the fetch was authorized has no keys.
+            if live_count > 0 {
+                let row =
+                    tx.query_one("SELECT count(*) FROM rekeys WHERE grant_id = ANY($1::bytea[])", &[&live])?;
+                if row.try_get::<_, i64>(0)? != live_count {
+                    return Err(StoreError::AlreadyRevoked.into());
+                }
+            }
             if delivered.is_empty() {
                 return Ok((idxs.to_vec(), Vec::new()));
             }
-            // Under the log head lock, so serialized with every revocation:
-            // a re-encryption under a grant revoked meanwhile (its keys are
-            // gone) is not kept. One stored before is kept as it is.
+            // A re-encryption under a revoked grant (its keys are gone) is
+            // never kept. One stored before is kept as it is.
             tx.execute(
                 "INSERT INTO delivered (grant_id, capsule, value) \
                  SELECT t.g, t.c, t.v FROM UNNEST($1::bytea[], $2::bytea[], $3::bytea[]) AS t(g, c, v) \
