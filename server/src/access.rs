@@ -53,6 +53,14 @@ impl DoctorGrants {
                 ),
                 None => None,
             };
+            if revocation.is_some() {
+                // Revoked through another replica (over a shared database):
+                // this replica's cached keys of the grant go now, too.
+                let cache = &state.rekey_cache().0;
+                if cache.contains(&g.grant_id) {
+                    cache.invalidate(g.grant_id);
+                }
+            }
             grants.push((verified, revocation));
         }
         Ok(Self { doctor, grants })

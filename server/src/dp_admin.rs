@@ -23,17 +23,17 @@ use medrelay_wire::dp::MAX_SCHEMAS_LISTED;
 use medrelay_wire::Role;
 use sha2::{Digest, Sha256};
 
-use crate::serve::{db_dir, load_log_key, ServeError};
-use crate::store::{SledStore, Store, StoredSchema};
+use crate::serve::{load_log_key, ServeError};
+use crate::store::{Store, StoredSchema};
 use crate::{events, Clock};
 
 fn arg(e: impl std::fmt::Display) -> ServeError {
     ServeError::Argument(e.to_string())
 }
 
-fn open(data: &Path) -> Result<SledStore, ServeError> {
+fn open(data: &Path) -> Result<Box<dyn crate::serve::Backend>, ServeError> {
     load_log_key(data)?;
-    Ok(SledStore::open(&db_dir(data))?)
+    crate::serve::open_offline(data)
 }
 
 /// Validates and installs a schema in an open store, logging it.
@@ -69,7 +69,7 @@ pub fn add_schema_in(store: &dyn Store, bytes: &[u8], clock: &Clock) -> Result<S
 
 /// `medrelay-server schema add --data DIR FILE` (server stopped).
 pub fn add_schema(data: &Path, bytes: &[u8]) -> Result<StoredSchema, ServeError> {
-    add_schema_in(&open(data)?, bytes, &Clock::System)
+    add_schema_in(&*open(data)?, bytes, &Clock::System)
 }
 
 /// `medrelay-server schema list --data DIR` (server stopped).
@@ -129,13 +129,15 @@ pub fn set_budget(
     schema: &str,
     budget: Budget,
 ) -> Result<Ledger, ServeError> {
-    set_budget_in(&open(data)?, analyst, schema, budget, &Clock::System)
+    set_budget_in(&*open(data)?, analyst, schema, budget, &Clock::System)
 }
 
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+    use crate::serve::db_dir;
+    use crate::store::SledStore;
 
     #[test]
     fn budgets_need_exactly_one_of_epsilon_and_rho() {

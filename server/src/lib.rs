@@ -81,6 +81,7 @@ mod local;
 mod log;
 mod maintenance;
 mod metrics;
+pub mod migrate;
 mod openapi;
 pub mod quota;
 mod records;
@@ -119,8 +120,8 @@ pub use quota::{Limiters, Quotas, Rate};
 pub use refusals::{flush_all_refusals, RefusalCoalescer, MAX_OPEN_WINDOWS, REFUSAL_WINDOW_SECS};
 pub use rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
 pub use serve::{
-    enroll, enroll_in, enroll_operator, init, load_log_key, restrict_umask, serve, EnrolledVia, ServeConfig,
-    ServeError,
+    enroll, enroll_in, enroll_operator, init, init_with, load_log_key, restrict_umask, serve, DatabaseUrl,
+    EnrolledVia, ServeConfig, ServeError,
 };
 pub use study::{AggregatorConfig, AggregatorToken, StudyService};
 

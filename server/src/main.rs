@@ -10,8 +10,8 @@ use medrelay_server::demo::{self, DemoOptions, DEFAULT_COHORT};
 use medrelay_server::study::{add_study, aggregator_key_json, list_studies};
 use medrelay_server::suspend::{set_suspended, ChangedVia};
 use medrelay_server::{
-    add_schema, budget_from, enroll_operator, init, list_schemas, restrict_umask, serve, set_budget,
-    AggregatorConfig, AggregatorToken, Clock, DpGate, EnrolledVia, Quotas, Rate, ServeConfig,
+    add_schema, budget_from, enroll_operator, init_with, list_schemas, restrict_umask, serve, set_budget,
+    AggregatorConfig, AggregatorToken, Clock, DatabaseUrl, DpGate, EnrolledVia, Quotas, Rate, ServeConfig,
     DEFAULT_BODY_TIMEOUT, DEFAULT_DP_CACHE_ROWS, DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON,
     DEFAULT_REKEY_CACHE_KEYS,
 };
@@ -42,12 +42,18 @@ struct Cli {
 }
 
 #[derive(Debug, Subcommand)]
+#[expect(clippy::large_enum_variant, reason = "parsed once at start; `serve` has many options")]
 enum Command {
     /// Create the data directory, the database and the log signing key.
     Init {
         /// Data directory.
         #[arg(long, env = "MEDRELAY_DATA")]
         data: PathBuf,
+        /// Keep the store in this PostgreSQL database instead of sled
+        /// (postgres://user@host:port/dbname); further replicas get a copy
+        /// of the data directory.
+        #[arg(long, env = "MEDRELAY_DATABASE")]
+        database: Option<DatabaseUrl>,
     },
     /// Serve the HTTP API until SIGINT/SIGTERM.
     Serve {
@@ -63,6 +69,11 @@ enum Command {
         /// PEM private key.
         #[arg(long, env = "MEDRELAY_TLS_KEY", requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        /// The PostgreSQL database of a deployment initialized with
+        /// `init --database` (several replicas may serve one database);
+        /// without it, the data directory's sled database.
+        #[arg(long, env = "MEDRELAY_DATABASE")]
+        database: Option<DatabaseUrl>,
         /// Log origin: the name in signed checkpoints.
         #[arg(long, env = "MEDRELAY_LOG_ORIGIN", default_value = "medrelay.local/log")]
         log_origin: String,
@@ -134,6 +145,18 @@ enum Command {
         /// (make one with `aggregator token`).
         #[arg(long, env = "MEDRELAY_AGGREGATOR_TOKEN_FILE")]
         aggregator_token_file: Option<PathBuf>,
+    },
+    /// Copy a data directory's sled store into an empty PostgreSQL database
+    /// (server stopped), check that the copy's log has the source's size and
+    /// root, then mark the directory as a PostgreSQL deployment's (serve it
+    /// with --database from then on; its sled copy is never served again).
+    Migrate {
+        /// The data directory whose sled store is copied.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        from: PathBuf,
+        /// The destination database, which must be empty.
+        #[arg(long, env = "MEDRELAY_DATABASE")]
+        to: DatabaseUrl,
     },
     /// Issue a one-time enrollment token for a doctor (through the running
     /// server's admin socket, or offline when no server runs).
@@ -384,8 +407,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let opts = DemoOptions { data, cohort: usize::from(cohort), ..DemoOptions::default() };
             demo::run(&opts, &mut std::io::stdout().lock()).context("the demo failed")?;
         }
-        Command::Init { data } => {
-            let vk = init(&data).context("init")?;
+        Command::Init { data, database } => {
+            let vk = init_with(&data, database.as_ref()).context("init")?;
             println!("initialized {}; log key {}", data.display(), vk.fingerprint());
         }
         Command::Serve {
@@ -393,6 +416,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             bind,
             tls_cert,
             tls_key,
+            database,
             log_origin,
             no_admin_socket,
             rekey_cache_keys,
@@ -454,8 +478,32 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 dp_slots: dp_max_concurrent.map_or_else(DpGate::default_slots, usize::from),
                 dp_deadline: Duration::from_secs(dp_deadline_secs),
                 aggregator,
+                database,
             };
             actix_web::rt::System::new().block_on(serve(cfg)).context("serve")?;
+        }
+        Command::Migrate { from, to } => {
+            let m = medrelay_server::migrate::migrate(&from, &to).context("migrate")?;
+            let c = &m.counts;
+            println!(
+                "copied {} principals, {} records, {} batch capsules and stored re-encryptions, {} grants, \
+                 {} log entries, {} sessions/challenges/tokens, {} DP rows, {} study rows, {} other rows",
+                c.principals,
+                c.records,
+                c.capsules,
+                c.grants,
+                c.log_entries,
+                c.secrets,
+                c.dp,
+                c.study,
+                c.other
+            );
+            println!(
+                "verified: the copy's log has {} entries and root {}, as the source's",
+                m.log_size,
+                hex::encode(m.root.as_bytes())
+            );
+            println!("{} now serves PostgreSQL: start it with `serve --database …`", from.display());
         }
         Command::EnrollDoctor { data, name, socket } => {
             enroll_cmd(&data, socket.as_deref(), Role::Doctor, &name)?;

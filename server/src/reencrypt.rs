@@ -125,13 +125,35 @@ async fn authorize_one(
     )))
 }
 
+/// How often a fetch is authorized afresh when a grant it serves under was
+/// revoked while it was under way.
+const SERVE_ATTEMPTS: usize = 3;
+
 /// Serves `ids` (distinct) to `doctor`: one item per id, in order, and each
-/// delivered capsule the served items need, once.
+/// delivered capsule the served items need, once. A grant revoked after
+/// the fetch was authorized and before its entries were written (on this
+/// replica or another) makes the store write nothing; the fetch is then
+/// authorized afresh, and that grant's records are denied.
 async fn serve(
     state: &AppState,
     doctor: PrincipalId,
     ids: Vec<RecordId>,
 ) -> Result<(Vec<Served>, Vec<DeliveredCapsule>), ApiError> {
+    for _ in 0..SERVE_ATTEMPTS {
+        if let Some(answer) = serve_once(state, doctor, ids.clone()).await? {
+            return Ok(answer);
+        }
+    }
+    Err(ApiError::Conflict("grants were revoked while the request was served; ask again"))
+}
+
+/// One attempt of [`serve`]: `None` if a grant it serves under was revoked
+/// meanwhile (nothing written).
+async fn serve_once(
+    state: &AppState,
+    doctor: PrincipalId,
+    ids: Vec<RecordId>,
+) -> Result<Option<(Vec<Served>, Vec<DeliveredCapsule>)>, ApiError> {
     let mut owners = BTreeMap::new();
     let mut outcomes = Vec::with_capacity(ids.len());
     let mut deliver: BTreeMap<(GrantId, CapsuleId), ToDeliver> = BTreeMap::new();
@@ -221,7 +243,26 @@ async fn serve(
         (Vec::new(), Vec::new())
     } else {
         let made_ref = made.clone();
-        state.with_store(move |s| s.put_served(&made_ref, &log_events)).await?
+        let grants: Vec<GrantId> = outcomes
+            .iter()
+            .filter_map(|o| match o {
+                Outcome::Served(a) => Some(a.grant),
+                Outcome::Denied(..) => None,
+            })
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let written = state
+            .with_store(move |s| match s.put_served(&grants, &made_ref, &log_events) {
+                Ok(out) => Ok(Some(out)),
+                Err(crate::store::StoreError::AlreadyRevoked) => Ok(None),
+                Err(e) => Err(e),
+            })
+            .await?;
+        match written {
+            Some(out) => out,
+            None => return Ok(None),
+        }
     };
     for ((g, c, _), bytes) in made.iter().zip(stored) {
         if let Some(d) = deliver.get_mut(&(*g, *c)) {
@@ -261,7 +302,7 @@ async fn serve(
             })
         })
         .collect();
-    Ok((items, capsules))
+    Ok(Some((items, capsules)))
 }
 
 /// The verified re-encryption key of `class` for an authorized grant: from

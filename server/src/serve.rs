@@ -23,10 +23,13 @@ use zeroize::Zeroizing;
 
 use crate::auth::{random_token, secret_hash};
 use crate::directory::validate_name;
-use crate::store::{Enrollment, SledStore, Store, StoreError};
+use crate::store::{Enrollment, PgStore, SledStore, Store, StoreError, StudyStore};
 use crate::{app, maintenance, AppState, Clock};
 
 const LOG_KEY_FILE: &str = "log-signing.key";
+/// Names the backend a data directory was initialized for (`sled` or
+/// `postgres`); absent in directories from before PostgreSQL (sled).
+const BACKEND_FILE: &str = "backend";
 const LOG_KEY_MAGIC: &[u8; 4] = b"MRLK";
 
 /// Errors of the operator commands.
@@ -115,10 +118,82 @@ pub struct ServeConfig {
     pub dp_deadline: Duration,
     /// Serve private studies as their leader or helper aggregator.
     pub aggregator: Option<crate::AggregatorConfig>,
+    /// Store everything in this PostgreSQL database (shared by every
+    /// replica) instead of the data directory's sled database.
+    pub database: Option<DatabaseUrl>,
 }
 
 pub(crate) fn db_dir(data: &Path) -> PathBuf {
     data.join("db")
+}
+
+/// A PostgreSQL connection URL (`postgres://user:password@host:port/db`
+/// or `host=… dbname=…`). It may hold a password, so `Debug` never prints it.
+#[derive(Clone)]
+pub struct DatabaseUrl(Zeroizing<String>);
+
+impl DatabaseUrl {
+    /// Wraps a URL.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(Zeroizing::new(url.into()))
+    }
+
+    /// The URL.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DatabaseUrl(..)")
+    }
+}
+
+impl std::str::FromStr for DatabaseUrl {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        if s.starts_with("postgres://") || s.starts_with("postgresql://") || s.contains("host=") {
+            Ok(Self::new(s))
+        } else {
+            Err("expected a PostgreSQL URL: postgres://user@host:port/dbname".into())
+        }
+    }
+}
+
+/// The backend `data` was initialized for.
+fn backend_of(data: &Path) -> Result<&'static str, ServeError> {
+    match fs::read(data.join(BACKEND_FILE)) {
+        Ok(b) if b == b"postgres\n" => Ok("postgres"),
+        Ok(b) if b == b"sled\n" => Ok("sled"),
+        Ok(_) => Err(ServeError::Init("corrupt DATA/backend file")),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok("sled"),
+        Err(e) => Err(io_err("reading DATA/backend")(e)),
+    }
+}
+
+/// Both store traits (every backend implements both).
+pub(crate) trait Backend: Store + StudyStore {}
+impl<T: Store + StudyStore> Backend for T {}
+
+/// Opens `data`'s store for an operator command run without the server:
+/// its sled database (the server must be stopped: sled admits one
+/// process), or, for a data directory initialized with `init --database`,
+/// the PostgreSQL database named by `MEDRELAY_DATABASE` (replicas may be
+/// running).
+pub(crate) fn open_offline(data: &Path) -> Result<Box<dyn Backend>, ServeError> {
+    if backend_of(data)? == "postgres" {
+        let url = std::env::var("MEDRELAY_DATABASE").map_err(|_| {
+            ServeError::Argument(
+                "this data directory belongs to a PostgreSQL deployment: set MEDRELAY_DATABASE to its \
+                 database"
+                    .into(),
+            )
+        })?;
+        return Ok(Box::new(PgStore::open(&url)?));
+    }
+    Ok(Box::new(SledStore::open(&db_dir(data))?))
 }
 
 /// Makes every file and directory this process creates private to its user
@@ -172,6 +247,17 @@ pub(crate) fn check_private(dir: &Path) -> Result<(), ServeError> {
 /// `health-basics` DP schema. Refuses to overwrite an existing key and to
 /// use an existing directory others can access.
 pub fn init(data: &Path) -> Result<medrelay_crypto::VerifyingKey, ServeError> {
+    init_with(data, None)
+}
+
+/// [`init`], with the store in PostgreSQL when `database` is given: the
+/// schema is migrated, the log signing key's public half recorded in the
+/// database (every replica must hold this key: copy the data directory to
+/// each replica's host), and the default schema installed.
+pub fn init_with(
+    data: &Path,
+    database: Option<&DatabaseUrl>,
+) -> Result<medrelay_crypto::VerifyingKey, ServeError> {
     restrict_umask();
     create_private_dir(data)?;
     check_private(data)?;
@@ -183,12 +269,46 @@ pub fn init(data: &Path) -> Result<medrelay_crypto::VerifyingKey, ServeError> {
     let mut e = Encoder::new(LOG_KEY_MAGIC, 1);
     e.fixed(&sk.to_seed()[..]);
     let blob = Zeroizing::new(e.finish());
-    write_private(&path, &blob)?;
-    let store = SledStore::open(&db_dir(data))?;
-    crate::dp_admin::install_default_schema(&store, &Clock::System)?;
-    store.flush()?;
+    match database {
+        None => {
+            write_private(&path, &blob)?;
+            write_backend(data, "sled")?;
+            let store = SledStore::open(&db_dir(data))?;
+            crate::dp_admin::install_default_schema(&store, &Clock::System)?;
+            store.flush()?;
+        }
+        Some(url) => {
+            let store = PgStore::open(url.expose())?;
+            if store.log_size()? != 0 {
+                return Err(ServeError::Init(
+                    "the database already holds a log: to add a replica, copy an initialized data \
+                     directory (it holds the log signing key every replica needs)",
+                ));
+            }
+            store.claim_log_key(&sk.verifying_key())?;
+            write_private(&path, &blob)?;
+            write_backend(data, "postgres")?;
+            crate::dp_admin::install_default_schema(&store, &Clock::System)?;
+        }
+    }
     crate::study::create_aggregator_key(data)?;
     Ok(sk.verifying_key())
+}
+
+/// Whether `data` was initialized for (or migrated to) PostgreSQL.
+pub(crate) fn backend_is_postgres(data: &Path) -> Result<bool, ServeError> {
+    Ok(backend_of(data)? == "postgres")
+}
+
+/// Records the backend `data` serves (after a migration).
+pub(crate) fn mark_backend(data: &Path, backend: &str) -> Result<(), ServeError> {
+    let tmp = data.join("backend.new");
+    fs::write(&tmp, format!("{backend}\n")).map_err(io_err("writing DATA/backend"))?;
+    fs::rename(&tmp, data.join(BACKEND_FILE)).map_err(io_err("writing DATA/backend"))
+}
+
+fn write_backend(data: &Path, backend: &str) -> Result<(), ServeError> {
+    fs::write(data.join(BACKEND_FILE), format!("{backend}\n")).map_err(io_err("writing DATA/backend"))
 }
 
 #[cfg(unix)]
@@ -236,8 +356,8 @@ fn check_enroll_args(role: Role, name: &str) -> Result<(), ServeError> {
 pub fn enroll(data: &Path, role: Role, name: &str, clock: &Clock) -> Result<Zeroizing<String>, ServeError> {
     check_enroll_args(role, name)?;
     load_log_key(data)?;
-    let store = SledStore::open(&db_dir(data))?;
-    enroll_in(&store, role, name, clock)
+    let store = open_offline(data)?;
+    enroll_in(&*store, role, name, clock)
 }
 
 /// Where [`enroll_operator`] issued the token.
@@ -332,7 +452,37 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     check_private(&cfg.data)?;
     let signer = medrelay_policy::LogSigner::new(&cfg.log_origin, &key)
         .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
-    let store = SledStore::open(&db_dir(&cfg.data))?;
+    match (&cfg.database, backend_of(&cfg.data)?) {
+        (None, "sled") => {
+            let store = SledStore::open(&db_dir(&cfg.data))?;
+            serve_on(cfg, signer, store).await
+        }
+        (Some(url), "postgres") => {
+            let store = PgStore::open(url.expose())?;
+            // One log, one signer: a replica with another key is refused.
+            store.claim_log_key(&key.verifying_key())?;
+            serve_on(cfg, signer, store).await
+        }
+        (None, _) => Err(ServeError::Argument(
+            "this data directory was initialized for PostgreSQL: pass --database (or MEDRELAY_DATABASE)"
+                .into(),
+        )),
+        (Some(_), _) => Err(ServeError::Argument(
+            "this data directory was initialized for sled: `init --database` makes one for PostgreSQL".into(),
+        )),
+    }
+}
+
+/// [`serve`] over an opened store.
+async fn serve_on<S: Store + StudyStore + Clone>(
+    cfg: ServeConfig,
+    signer: medrelay_policy::LogSigner,
+    store: S,
+) -> Result<(), ServeError> {
+    let postgres = cfg.database.is_some();
+    // The DP summary cache's generation lives in this process: over a
+    // shared database another replica's write would not invalidate it.
+    let dp_cache_rows = if postgres { 0 } else { cfg.dp_cache_rows };
     let study = match &cfg.aggregator {
         Some(a) => Some(crate::StudyService::new(
             a.clone(),
@@ -343,7 +493,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     };
     let mut state = AppState::new(store, Clock::System, signer)
         .with_rekey_cache(cfg.rekey_cache_keys)
-        .with_dp_cache(cfg.dp_cache_rows)
+        .with_dp_cache(dp_cache_rows)
         .with_dp_default_budget(cfg.dp_default_budget)
         .with_quotas(cfg.quotas)
         .with_body_timeout(cfg.body_timeout)
@@ -373,8 +523,9 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         bind = %cfg.bind,
         tls = cfg.tls_cert.is_some(),
         admin_socket = cfg.admin_socket,
+        store = if postgres { "postgres" } else { "sled" },
         rekey_cache_keys = cfg.rekey_cache_keys,
-        dp_cache_rows = cfg.dp_cache_rows,
+        dp_cache_rows,
         quotas = ?cfg.quotas,
         body_timeout_secs = cfg.body_timeout.as_secs(),
         dp_slots = cfg.dp_slots,

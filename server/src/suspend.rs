@@ -22,8 +22,8 @@ use medrelay_policy::LogEvent;
 use medrelay_wire::Role;
 use serde::{Deserialize, Serialize};
 
-use crate::serve::{db_dir, load_log_key, ServeError};
-use crate::store::{SledStore, Store};
+use crate::serve::{load_log_key, ServeError};
+use crate::store::Store;
 use crate::{events, ApiError, Clock};
 
 /// What a suspension or reinstatement did.
@@ -107,8 +107,8 @@ pub fn set_suspended(
         return Err(ServeError::Argument("admin sockets need a Unix system".into()));
     }
     load_log_key(data)?;
-    let store = SledStore::open(&db_dir(data))?;
-    let r = set_suspended_in(&store, principal, suspend, clock).map_err(|e| match e {
+    let store = crate::serve::open_offline(data)?;
+    let r = set_suspended_in(&*store, principal, suspend, clock).map_err(|e| match e {
         ApiError::Internal(detail) => ServeError::Admin { status: 500, message: detail },
         other => ServeError::Argument(other.to_string()),
     })?;

@@ -154,3 +154,50 @@ async fn the_cache_is_bounded_and_can_be_turned_off() {
         assert_eq!(metric(&m, "medrelay_rekey_cache_misses_total"), 4);
     }
 }
+
+/// Two replicas (two app states, each with its own store handle and key
+/// cache) over one PostgreSQL database: with replica B's cache warm, a
+/// revocation through replica A is refused at B at once, and B's next
+/// request drops the cached keys.
+#[actix_web::test]
+async fn a_revocation_through_another_replica_is_refused_and_drops_its_cached_keys() {
+    let Some(url) = medrelay_server::store::postgres::testing::fresh_database() else { return };
+    let clock = medrelay_server::Clock::manual(T0);
+    let replica = || {
+        let store = medrelay_server::store::PgStore::open_with(&url, 2).unwrap();
+        let signer = medrelay_policy::LogSigner::new("test.medrelay/log", &log_key()).unwrap();
+        medrelay_server::AppState::new(store, clock.clone(), signer)
+    };
+    let (a, b) = (replica(), replica());
+    let sa = test::init_service(app(a.clone())).await;
+    let sb = test::init_service(app(b.clone())).await;
+    let (p, d) = (key(1), key(2));
+    register(&sa, &p, Role::Patient, None).await;
+    let token = medrelay_server::enroll_in(a.store().as_ref(), Role::Doctor, "Dr", &clock).unwrap();
+    register(&sb, &d, Role::Doctor, Some(token.to_string())).await;
+    // Sessions are rows: each token works at either replica.
+    let (tp, td) = (login(&sa, &p).await, login(&sb, &d).await);
+    let e = seal(&p, 40, lab(), b"{\"value\":1}");
+    assert_eq!(post(&sa, "/v1/records", &e.upload(), Some(&tp)).await.0, 201);
+    let id = e.header().record_id();
+    let g = GrantId::from_bytes([1; 16]);
+    assert_eq!(
+        post(&sa, "/v1/grants", &grant_request(&p, &d, 1, SCOPE, T0 + 86_400), Some(&tp)).await.0,
+        201
+    );
+    for _ in 0..2 {
+        let (st, body) = post(&sb, &reenc(id), &(), Some(&td)).await;
+        assert_eq!(st, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(open(&d, &p, &body), b"{\"value\":1}");
+    }
+    assert!(b.rekey_cache().contains(&g) && !a.rekey_cache().contains(&g));
+
+    let rev = Revocation::new(g, p.principal_id(), Timestamp(T0)).sign(&p).unwrap();
+    let req = RevokeRequest { revocation: B64(rev.to_bytes()) };
+    assert_eq!(post(&sa, &format!("/v1/grants/{g}/revoke"), &req, Some(&tp)).await.0, 200);
+    expect_err(post(&sb, &reenc(id), &(), Some(&td)).await, 403, "revoked");
+    assert!(!b.rekey_cache().contains(&g), "B dropped the revoked grant's keys");
+    // One log: both replicas see every entry (register ×2, upload, grant,
+    // two accesses, revocation, the denial).
+    assert_eq!(a.store().log_size().unwrap(), b.store().log_size().unwrap());
+}

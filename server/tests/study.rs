@@ -339,12 +339,24 @@ fn some_append() -> medrelay_server::store::LogAppend {
     medrelay_server::store::LogAppend::seal(&event).unwrap()
 }
 
-/// The study store's decisions, directly: replays inside one upload,
-/// quotas, the helper's one-time release with its checks.
+/// The study store's decisions, directly, on sled.
 #[test]
 fn the_study_store_decides_under_its_lock() {
     let dir = tempfile::tempdir().unwrap();
-    let store = SledStore::open(dir.path()).unwrap();
+    study_store_decides_under_its_lock(SledStore::open(dir.path()).unwrap());
+}
+
+/// The same conformance check on PostgreSQL (a fresh database of the test
+/// binary's throwaway cluster).
+#[test]
+fn the_study_store_decides_under_its_lock_on_postgres() {
+    let Some(url) = medrelay_server::store::postgres::testing::fresh_database() else { return };
+    study_store_decides_under_its_lock(medrelay_server::store::PgStore::open_with(&url, 2).unwrap());
+}
+
+/// The study store's decisions: replays inside one upload, quotas, the
+/// helper's one-time release with its checks.
+fn study_store_decides_under_its_lock<S: StudyStore>(store: S) {
     let event =
         |_: u32, _: u32| -> Result<medrelay_server::store::LogAppend, StoreError> { Ok(some_append()) };
     let patient = medrelay_crypto::PrincipalId::from_bytes([1; 32]);

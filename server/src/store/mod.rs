@@ -4,8 +4,9 @@
 //! entry, a record and its log entry, a grant and its re-encryption keys and
 //! its log entry) is one atomic call here, so a backend can make it one
 //! transaction. Every call that writes returns only after the write is
-//! durable. Only `sled.rs` touches sled; a second backend implements the same
-//! trait and runs the same conformance suite (`tests.rs`).
+//! durable. Only `sled.rs` touches sled and only `postgres/` touches
+//! PostgreSQL; both run the same conformance suite (`tests.rs`,
+//! `tests_dp.rs`, and the study store's in `server/tests/study.rs`).
 //!
 //! Stored values are versioned binary blobs (magic + version, see
 //! `medrelay_crypto::encoding`), decoded with size limits; a corrupt value is
@@ -13,6 +14,8 @@
 
 mod codec;
 mod dp;
+pub mod dump;
+pub mod postgres;
 pub(crate) mod sled;
 pub(crate) mod study;
 #[cfg(test)]
@@ -21,6 +24,7 @@ mod tests;
 #[cfg(test)]
 mod tests_dp;
 
+pub use self::postgres::PgStore;
 pub use self::sled::SledStore;
 pub use codec::{Challenge, Enrollment, RecordMeta, Session, StoredGrant, StoredPrincipal};
 pub use dp::{decode_summary, encode_summary, StoredSchema};
@@ -193,10 +197,16 @@ pub trait Store: Send + Sync + 'static {
     /// stores the capsule re-encryptions it made, in one transaction and
     /// one flush. A re-encryption already stored for its (grant, capsule)
     /// is kept; returns the log indices and, per `delivered` entry, the
-    /// bytes stored (the answer must carry those).
+    /// bytes stored (the answer must carry those). `grants` are the grants
+    /// the events serve under: if one of them was revoked since the fetch
+    /// was authorized (its keys are gone; checked in the transaction,
+    /// serialized with revocations), nothing is written and the call fails
+    /// with `AlreadyRevoked`, so no access is logged, nor answered, after a
+    /// revocation. A re-encryption under a revoked grant is never kept.
     #[allow(clippy::type_complexity)]
     fn put_served(
         &self,
+        grants: &[GrantId],
         delivered: &[(GrantId, CapsuleId, Vec<u8>)],
         events: &[LogAppend],
     ) -> Result<(Vec<u64>, Vec<Vec<u8>>), StoreError>;

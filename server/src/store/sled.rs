@@ -23,6 +23,7 @@ use super::{
     StoredGrant, StoredPrincipal, StoredSchema, Swept,
 };
 
+mod export;
 mod study;
 
 const LOG_SIZE: &[u8] = b"m/log_size";
@@ -480,19 +481,31 @@ impl Store for SledStore {
     }
 
     fn get_delivered(&self, grant: &GrantId, capsule: &CapsuleId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get(&key(b"dl/", &[grant.as_bytes(), capsule.as_bytes()]))?.map(|v| v.to_vec()))
+        Ok(self.get(&key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]))?.map(|v| v.to_vec()))
     }
 
     fn put_served(
         &self,
+        grants: &[GrantId],
         delivered: &[(GrantId, CapsuleId, Vec<u8>)],
         events: &[LogAppend],
     ) -> Result<(Vec<u64>, Vec<Vec<u8>>), StoreError> {
         let refs: Vec<&LogAppend> = events.iter().collect();
         self.logged(&refs, |tx, idxs| {
+            for grant in grants {
+                if tx.get(key(b"k/", &[grant.as_bytes()]))?.is_none() {
+                    return abort(StoreError::AlreadyRevoked);
+                }
+            }
             let mut stored = Vec::with_capacity(delivered.len());
             for (grant, capsule, bytes) in delivered {
-                let k = key(b"dl/", &[grant.as_bytes(), capsule.as_bytes()]);
+                let k = key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]);
+                if tx.get(key(b"k/", &[grant.as_bytes()]))?.is_none() {
+                    // Revoked meanwhile (its keys are gone): not kept, so
+                    // the sweep after the revocation has nothing to miss.
+                    stored.push(bytes.clone());
+                    continue;
+                }
                 match tx.get(&k)? {
                     Some(existing) => stored.push(existing.to_vec()),
                     None => {
@@ -580,7 +593,7 @@ impl Store for SledStore {
         .and_then(|idx| {
             // The capsule re-encryptions made under the grant: useless
             // without the doctor's key, and never served again.
-            let prefix = key(b"dl/", &[id.as_bytes()]);
+            let prefix = key(b"rd/", &[id.as_bytes()]);
             let mut removed = false;
             for item in self.db.scan_prefix(&prefix) {
                 let (k, _) = item.map_err(backend)?;

@@ -25,7 +25,7 @@ pub const MAX_JOB_REPORTS: usize = 2000;
 pub type ReportIdBytes = [u8; 16];
 /// A change of a stored blob computed under the store's write lock (sums an
 /// aggregate, adds noise).
-pub type Transform<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, StoreError> + 'a;
+pub type Transform<'a> = dyn Fn(&[u8]) -> Result<Vec<u8>, StoreError> + Sync + 'a;
 /// A helper's kept job answer: SHA-256 of the request and the response.
 pub type KeptResponse = ([u8; 32], Vec<u8>);
 
@@ -305,7 +305,7 @@ pub trait StudyStore: Send + Sync + 'static {
         quota: u32,
         reports: &[(ReportIdBytes, Vec<u8>)],
         refused_before: u32,
-        event: &dyn Fn(u32, u32) -> Result<LogAppend, StoreError>,
+        event: &(dyn Fn(u32, u32) -> Result<LogAppend, StoreError> + Sync),
     ) -> Result<(Vec<UploadOutcome>, u64), StoreError>;
     /// Leader: up to `limit` pending reports.
     fn pending_reports(&self, study: &str, limit: usize)
@@ -354,7 +354,7 @@ pub trait StudyStore: Send + Sync + 'static {
         study: &str,
         batch: u64,
         min_reports: u64,
-        event: &dyn Fn(u64) -> Result<LogAppend, StoreError>,
+        event: &(dyn Fn(u64) -> Result<LogAppend, StoreError> + Sync),
     ) -> Result<ChargeOutcome, StoreError>;
     /// Leader: stores the release of a charged batch and marks it released.
     fn complete_release(&self, study: &str, batch: u64, release: &[u8]) -> Result<BatchState, StoreError>;

@@ -3,7 +3,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use medrelay_crypto::{
-    GrantId, KeyClass, PrincipalId, RecordCategory, RecordHeader, RecordId, SigningKey, Timestamp,
+    CapsuleId, GrantId, KeyClass, PrincipalId, RecordCategory, RecordHeader, RecordId, SigningKey, Timestamp,
 };
 use medrelay_policy::{EventSalt, LeafOpening};
 use medrelay_wire::Role;
@@ -167,6 +167,78 @@ pub(crate) fn revocation_deletes_rekeys_atomically<S: Store>(s: S) {
     assert_eq!(s.log_size().unwrap(), 2);
 }
 
+pub(crate) fn capsules_and_stored_reencryptions<S: Store>(s: S) {
+    let p = PrincipalId::from_bytes([1; 32]);
+    let d = PrincipalId::from_bytes([2; 32]);
+    let (c1, c2) = (CapsuleId::from_bytes([1; 32]), CapsuleId::from_bytes([2; 32]));
+    // A batch whose record is taken stores none of its capsules either.
+    s.put_records(&[(meta(1, p), vec![1; 4])], &[ev(1, &[p])]).unwrap();
+    let err = s.put_batch(&[(c1, vec![11; 40])], &[(meta(1, p), vec![1; 4])], &[ev(2, &[p])]).unwrap_err();
+    assert!(matches!(err, StoreError::AlreadyExists("record")));
+    assert_eq!(s.get_capsule(&c1).unwrap(), None);
+    assert_eq!(s.log_size().unwrap(), 1);
+    // Capsules and records in one call; a capsule stored before is kept.
+    let idx = s
+        .put_batch(
+            &[(c1, vec![11; 40]), (c2, vec![12; 40])],
+            &[(meta(2, p), vec![2; 4]), (meta(3, p), vec![3; 4])],
+            &[ev(2, &[p]), ev(3, &[p])],
+        )
+        .unwrap();
+    assert_eq!(idx, vec![1, 2]);
+    s.put_batch(&[(c1, vec![99; 40])], &[(meta(4, p), vec![4; 4])], &[ev(4, &[p])]).unwrap();
+    assert_eq!(s.get_capsule(&c1).unwrap(), Some(vec![11; 40]));
+    assert_eq!(s.get_capsule(&c2).unwrap(), Some(vec![12; 40]));
+    assert_eq!(s.get_capsule(&CapsuleId::from_bytes([3; 32])).unwrap(), None);
+
+    // Re-encryptions are stored with the served events; the first is kept.
+    let (g, other) = (grant(4, p, d), grant(5, p, d));
+    s.put_grant(&g, b"rekeys", &ev(5, &[p, d])).unwrap();
+    s.put_grant(&other, b"rekeys2", &ev(6, &[p, d])).unwrap();
+    let gid = g.grant_id;
+    let (idxs, stored) = s
+        .put_served(&[gid], &[(gid, c1, vec![21; 8]), (gid, c2, vec![22; 8])], &[ev(7, &[d]), ev(8, &[d])])
+        .unwrap();
+    assert_eq!((idxs, stored), (vec![6, 7], vec![vec![21; 8], vec![22; 8]]));
+    let (idxs, stored) = s
+        .put_served(
+            &[gid, other.grant_id],
+            &[(gid, c1, vec![31; 8]), (other.grant_id, c1, vec![41; 8])],
+            &[ev(9, &[d])],
+        )
+        .unwrap();
+    assert_eq!((idxs, stored), (vec![8], vec![vec![21; 8], vec![41; 8]]), "the stored bytes are returned");
+    assert_eq!(s.get_delivered(&gid, &c1).unwrap(), Some(vec![21; 8]));
+    assert_eq!(s.get_delivered(&gid, &c2).unwrap(), Some(vec![22; 8]));
+    assert_eq!(s.get_delivered(&other.grant_id, &c2).unwrap(), None);
+    // Events only (every re-encryption stored before).
+    assert_eq!(s.put_served(&[gid], &[], &[ev(10, &[d])]).unwrap(), (vec![9], vec![]));
+
+    // Revocation deletes the grant's re-encryptions, not another grant's.
+    s.revoke_grant(&gid, b"rev", &ev(11, &[p])).unwrap();
+    assert_eq!(s.get_delivered(&gid, &c1).unwrap(), None);
+    assert_eq!(s.get_delivered(&gid, &c2).unwrap(), None);
+    assert_eq!(s.get_delivered(&other.grant_id, &c1).unwrap(), Some(vec![41; 8]));
+    // A fetch authorized before the revocation and committing after it
+    // writes nothing: no access logged after the revocation, nothing kept.
+    let raced = s.put_served(
+        &[other.grant_id, gid],
+        &[(gid, c1, vec![51; 8]), (other.grant_id, c2, vec![52; 8])],
+        &[ev(12, &[d]), ev(13, &[d])],
+    );
+    assert!(matches!(raced, Err(StoreError::AlreadyRevoked)), "{raced:?}");
+    assert!(matches!(s.put_served(&[gid], &[], &[ev(12, &[d])]), Err(StoreError::AlreadyRevoked)));
+    assert_eq!(s.log_size().unwrap(), 11, "no served entry after the revocation");
+    assert_eq!(s.get_delivered(&gid, &c1).unwrap(), None);
+    assert_eq!(s.get_delivered(&other.grant_id, &c2).unwrap(), None);
+    // And a re-encryption under a revoked grant is never kept.
+    let (_, stored) = s.put_served(&[], &[(gid, c1, vec![53; 8])], &[ev(14, &[d])]).unwrap();
+    assert_eq!(stored, vec![vec![53; 8]]);
+    assert_eq!(s.get_delivered(&gid, &c1).unwrap(), None);
+    assert_eq!(s.get_capsule(&c1).unwrap(), Some(vec![11; 40]), "capsules stay");
+    assert_eq!(s.log_size().unwrap(), 12);
+}
+
 pub(crate) fn log_ranges_and_subject_index<S: Store>(s: S) {
     let a = PrincipalId::from_bytes([1; 32]);
     let b = PrincipalId::from_bytes([2; 32]);
@@ -312,6 +384,35 @@ macro_rules! sled_conformance {
     )*};
 }
 
+/// One `#[test]` per named conformance check, each on a fresh database of
+/// the test binary's throwaway PostgreSQL cluster (skipped, loudly, if it
+/// cannot start, except under `CI=true`, where that fails).
+macro_rules! pg_conformance {
+    ($($name:ident),* $(,)?) => {$(
+        #[test]
+        fn $name() {
+            let Some(url) = crate::store::postgres::testing::fresh_database() else { return };
+            super::$name(crate::store::PgStore::open_with(&url, 4).unwrap());
+        }
+    )*};
+}
+
+mod pg_backend {
+    pg_conformance!(
+        challenges_are_single_use,
+        sessions_round_trip,
+        registration_is_atomic_with_its_log_entry,
+        enrollment_tokens_are_one_time_role_bound_and_expire,
+        record_batches_are_all_or_nothing,
+        revocation_deletes_rekeys_atomically,
+        capsules_and_stored_reencryptions,
+        log_ranges_and_subject_index,
+        merkle_tree_tracks_the_log_atomically,
+        expired_secrets_are_swept_and_live_ones_kept,
+        suspension_is_logged_and_reinstatement_ends_old_sessions,
+    );
+}
+
 mod sled_backend {
     use super::*;
 
@@ -322,6 +423,7 @@ mod sled_backend {
         enrollment_tokens_are_one_time_role_bound_and_expire,
         record_batches_are_all_or_nothing,
         revocation_deletes_rekeys_atomically,
+        capsules_and_stored_reencryptions,
         log_ranges_and_subject_index,
         merkle_tree_tracks_the_log_atomically,
         expired_secrets_are_swept_and_live_ones_kept,

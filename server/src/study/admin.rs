@@ -17,8 +17,8 @@ use medrelay_policy::{LogEvent, StudyAggregator, StudyEvent};
 use medrelay_wire::study::MAX_STUDIES_LISTED;
 use sha2::{Digest, Sha256};
 
-use crate::serve::{db_dir, load_log_key, ServeError};
-use crate::store::{SledStore, Store, StoredStudy, StudyStore};
+use crate::serve::{load_log_key, ServeError};
+use crate::store::{Store, StoredStudy, StudyStore};
 use crate::study::keys::load_aggregator_key;
 use crate::{events, Clock};
 
@@ -80,16 +80,16 @@ pub fn add_study_in(
     Ok((stored, role))
 }
 
-fn open(data: &Path) -> Result<SledStore, ServeError> {
+fn open(data: &Path) -> Result<Box<dyn crate::serve::Backend>, ServeError> {
     load_log_key(data)?;
-    Ok(SledStore::open(&db_dir(data))?)
+    crate::serve::open_offline(data)
 }
 
 /// `medrelay-server study add --data DIR FILE` (server stopped).
 pub fn add_study(data: &Path, bytes: &[u8]) -> Result<(StoredStudy, AggregatorRole), ServeError> {
     let own = load_aggregator_key(data)?.public_key();
     let store = open(data)?;
-    add_study_in(&store, &store, &own, bytes, &Clock::System)
+    add_study_in(&*store, &*store, &own, bytes, &Clock::System)
 }
 
 /// `medrelay-server study list --data DIR` (server stopped).

@@ -133,7 +133,7 @@ impl StudyStore for SledStore {
         quota: u32,
         reports: &[(ReportIdBytes, Vec<u8>)],
         refused_before: u32,
-        event: &dyn Fn(u32, u32) -> Result<LogAppend, StoreError>,
+        event: &(dyn Fn(u32, u32) -> Result<LogAppend, StoreError> + Sync),
     ) -> Result<(Vec<UploadOutcome>, u64), StoreError> {
         let qk = quota_key(study, patient);
         self.decide_logged(
@@ -327,7 +327,7 @@ impl StudyStore for SledStore {
         study: &str,
         batch: u64,
         min_reports: u64,
-        event: &dyn Fn(u64) -> Result<LogAppend, StoreError>,
+        event: &(dyn Fn(u64) -> Result<LogAppend, StoreError> + Sync),
     ) -> Result<ChargeOutcome, StoreError> {
         let ok = open_batch_key(study);
         self.decide_logged(
