@@ -815,6 +815,16 @@ fn study_key(study: &str) -> String {
     format!("study:{study}")
 }
 
+/// The preview kept under `key`, taken (once) only if `nonce` is the one
+/// the page showed with it.
+fn take_preview(app: &PatientApp, key: &str, nonce: &str) -> Option<SummaryPreview> {
+    let mut previews = app.previews.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    match previews.get(key) {
+        Some((shown, _)) if shown == nonce => previews.remove(key).map(|(_, p)| p),
+        _ => None,
+    }
+}
+
 fn value_text(v: Option<&serde_json::Value>) -> String {
     match v {
         None | Some(serde_json::Value::Null) => "(unknown)".into(),
@@ -979,14 +989,7 @@ async fn study_contribute(
     form: web::Form<NonceForm>,
 ) -> Result<HttpResponse, PageError> {
     let study = study.into_inner();
-    let preview = {
-        let mut previews = app.previews.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        let key = study_key(&study);
-        match previews.get(&key) {
-            Some((nonce, _)) if *nonce == form.nonce => previews.remove(&key).map(|(_, p)| p),
-            _ => None,
-        }
-    };
+    let preview = take_preview(&app, &study_key(&study), &form.nonce);
     let Some(preview) = preview else {
         return Ok(ctx.redirect_with(
             &format!("/studies/{}", crate::page::url_part(&study)),
@@ -1028,13 +1031,7 @@ async fn contribute(
     form: web::Form<NonceForm>,
 ) -> Result<HttpResponse, PageError> {
     let schema = schema.into_inner();
-    let preview = {
-        let mut previews = app.previews.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        match previews.get(&schema) {
-            Some((nonce, _)) if *nonce == form.nonce => previews.remove(&schema).map(|(_, p)| p),
-            _ => None,
-        }
-    };
+    let preview = take_preview(&app, &schema, &form.nonce);
     let Some(preview) = preview else {
         return Ok(ctx.redirect_with(
             &format!("/research/{}", crate::page::url_part(&schema)),

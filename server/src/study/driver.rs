@@ -268,16 +268,8 @@ fn run_job(svc: &StudyService, l: &LoadedStudy, job: &StudyJob) -> Result<usize,
             rejected: counts,
         },
     })?;
-    let delta = l.vdaf.encode_aggregate(&aggregate).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let empty =
-        l.vdaf.encode_aggregate(&l.vdaf.aggregate_init()).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let merge = |current: &[u8]| -> Result<Vec<u8>, StoreError> {
-        let bad = |e: medrelay_dp::study::StudyError| StoreError::Backend(format!("aggregate: {e}"));
-        let mut a = l.vdaf.decode_aggregate(current).map_err(bad)?;
-        let d = l.vdaf.decode_aggregate(&delta).map_err(bad)?;
-        l.vdaf.merge(&mut a, &d).map_err(bad)?;
-        l.vdaf.encode_aggregate(&a).map_err(bad)
-    };
+    let (delta, empty) = l.encoded_delta(&aggregate)?;
+    let merge = |current: &[u8]| l.merge_encoded(current, &delta);
     let commit = JobCommit {
         job_id: job.job_id,
         batch: job.batch,

@@ -194,16 +194,8 @@ fn prepare_job(
             rejected: counts,
         },
     })?;
-    let internal = |e: medrelay_dp::study::StudyError| ApiError::Internal(e.to_string());
-    let delta = l.vdaf.encode_aggregate(&aggregate).map_err(internal)?;
-    let empty = l.vdaf.encode_aggregate(&l.vdaf.aggregate_init()).map_err(internal)?;
-    let merge = |current: &[u8]| -> Result<Vec<u8>, StoreError> {
-        let bad = |e: medrelay_dp::study::StudyError| StoreError::Backend(format!("aggregate: {e}"));
-        let mut a = l.vdaf.decode_aggregate(current).map_err(bad)?;
-        let d = l.vdaf.decode_aggregate(&delta).map_err(bad)?;
-        l.vdaf.merge(&mut a, &d).map_err(bad)?;
-        l.vdaf.encode_aggregate(&a).map_err(bad)
-    };
+    let (delta, empty) = l.encoded_delta(&aggregate)?;
+    let merge = |current: &[u8]| l.merge_encoded(current, &delta);
     let commit = JobCommit {
         job_id: request.job_id,
         batch: request.batch,

@@ -46,7 +46,7 @@ use medrelay_dp::study::{AggregatorRole, StudyDefinition, StudyEncoding, StudyNo
 use medrelay_dp::Schema;
 use zeroize::Zeroizing;
 
-use crate::store::{StoredStudy, StudyStore};
+use crate::store::{StoreError, StoredStudy, StudyStore};
 use crate::{ApiError, AppState};
 
 pub use admin::{add_study, add_study_in, aggregator_key_json, list_studies};
@@ -82,6 +82,30 @@ pub(crate) struct LoadedStudy {
     pub(crate) vdaf: StudyVdaf,
     pub(crate) noise: StudyNoise,
     pub(crate) verify_key: Zeroizing<[u8; 32]>,
+}
+
+impl LoadedStudy {
+    /// A job's aggregate share, encoded, and the encoded empty aggregate a
+    /// batch starts from.
+    pub(crate) fn encoded_delta(
+        &self,
+        aggregate: &medrelay_dp::study::AggregateShares,
+    ) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
+        let internal = |e: medrelay_dp::study::StudyError| ApiError::Internal(e.to_string());
+        let delta = self.vdaf.encode_aggregate(aggregate).map_err(internal)?;
+        let empty = self.vdaf.encode_aggregate(&self.vdaf.aggregate_init()).map_err(internal)?;
+        Ok((delta, empty))
+    }
+
+    /// `current` (a batch's encoded aggregate) with the encoded `delta`
+    /// added: what a job's commit stores.
+    pub(crate) fn merge_encoded(&self, current: &[u8], delta: &[u8]) -> Result<Vec<u8>, StoreError> {
+        let bad = |e: medrelay_dp::study::StudyError| StoreError::Backend(format!("aggregate: {e}"));
+        let mut a = self.vdaf.decode_aggregate(current).map_err(bad)?;
+        let d = self.vdaf.decode_aggregate(delta).map_err(bad)?;
+        self.vdaf.merge(&mut a, &d).map_err(bad)?;
+        self.vdaf.encode_aggregate(&a).map_err(bad)
+    }
 }
 
 impl std::fmt::Debug for LoadedStudy {
