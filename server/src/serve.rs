@@ -271,7 +271,7 @@ pub fn init_with(
     let blob = Zeroizing::new(e.finish());
     match database {
         None => {
-            write_private(&path, &blob)?;
+            write_private(&path, &blob, "log signing key")?;
             write_backend(data, "sled")?;
             let store = SledStore::open(&db_dir(data))?;
             crate::dp_admin::install_default_schema(&store, &Clock::System)?;
@@ -286,7 +286,7 @@ pub fn init_with(
                 ));
             }
             store.claim_log_key(&sk.verifying_key())?;
-            write_private(&path, &blob)?;
+            write_private(&path, &blob, "log signing key")?;
             write_backend(data, "postgres")?;
             crate::dp_admin::install_default_schema(&store, &Clock::System)?;
         }
@@ -311,8 +311,10 @@ fn write_backend(data: &Path, backend: &str) -> Result<(), ServeError> {
     fs::write(data.join(BACKEND_FILE), format!("{backend}\n")).map_err(io_err("writing DATA/backend"))
 }
 
+/// Creates `path` (it must not exist) readable by the owner only, writes
+/// `bytes` and syncs them; `what` names the file in errors.
 #[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServeError> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8], what: &str) -> Result<(), ServeError> {
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt as _;
     let mut f = fs::OpenOptions::new()
@@ -320,13 +322,13 @@ fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServeError> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(io_err("creating the log signing key"))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io_err("writing the log signing key"))
+        .map_err(io_err(format!("creating the {what}")))?;
+    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io_err(format!("writing the {what}")))
 }
 
 #[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServeError> {
-    fs::write(path, bytes).map_err(io_err("writing the log signing key"))
+pub(crate) fn write_private(path: &Path, bytes: &[u8], what: &str) -> Result<(), ServeError> {
+    fs::write(path, bytes).map_err(io_err(format!("writing the {what}")))
 }
 
 /// Loads the log signing key written by [`init`].

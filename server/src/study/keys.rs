@@ -16,7 +16,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
-use crate::serve::{io_err, ServeError};
+use crate::serve::{io_err, write_private, ServeError};
 
 const HPKE_KEY_FILE: &str = "aggregator-hpke.key";
 const HPKE_KEY_MAGIC: &[u8; 4] = b"MRHK";
@@ -40,26 +40,8 @@ pub fn create_aggregator_key(data: &Path) -> Result<bool, ServeError> {
     let mut e = Encoder::new(HPKE_KEY_MAGIC, 1);
     e.fixed(&sk.to_bytes()[..]);
     let blob = Zeroizing::new(e.finish());
-    write_private(&path, &blob)?;
+    write_private(&path, &blob, "aggregator HPKE key")?;
     Ok(true)
-}
-
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServeError> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(io_err("creating the aggregator HPKE key"))?;
-    f.write_all(bytes).and_then(|()| f.sync_all()).map_err(io_err("writing the aggregator HPKE key"))
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> Result<(), ServeError> {
-    fs::write(path, bytes).map_err(io_err("writing the aggregator HPKE key"))
 }
 
 /// Loads the HPKE key made by `init`.
