@@ -251,11 +251,15 @@ impl Doctor {
     /// The threshold each of `p`'s grants to this doctor says (verified
     /// against the patient's key): the doctor opens a capsule delivered
     /// under a grant only with that grant's threshold (review finding F7),
-    /// never one the proxy chose.
+    /// never one the proxy chose. Revoked grants are included: a fetch
+    /// served (and logged) just before a revocation is verified after it,
+    /// and its grant still says, under the patient's signature, how its
+    /// capsules open; whether a grant was in force is the server's decision,
+    /// made and logged before it served.
     fn grant_thresholds(&self, p: &VerifiedPrincipal) -> Result<BTreeMap<GrantId, Threshold>, ClientError> {
         let mut out = BTreeMap::new();
         for g in self.http.grants_of_doctor(&self.id())?.grants {
-            if g.revoked || g.doctor != self.id() || g.patient != p.id {
+            if g.doctor != self.id() || g.patient != p.id {
                 continue;
             }
             let signed = SignedGrant::from_bytes(g.grant.as_bytes())

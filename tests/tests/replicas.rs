@@ -6,7 +6,9 @@
 //! through replica A is honoured by replica B at once (even with B's
 //! re-encryption key cache warm); DP queries racing at both replicas never
 //! overspend the analyst's budget; a replica killed with SIGKILL under
-//! write load loses no acknowledged write and the other keeps serving.
+//! write load loses no acknowledged write and the other keeps serving;
+//! doctors fetching through B while the patient revokes through A are
+//! served nothing after the revocation.
 //!
 //! The database is a fresh one on the test binary's throwaway cluster
 //! (`medrelay_server::store::postgres::testing`): skipped with a message if
@@ -120,6 +122,21 @@ fn at(user: &User, server: &Replica, args: &[&str]) -> Out {
     let mut all = vec!["--server", url.as_str()];
     all.extend_from_slice(args);
     user.run(&all)
+}
+
+/// `init` on `database` and two replicas serving it (`ROOT/a`, and `ROOT/b`,
+/// a copy of the data directory: the one log signing key).
+fn two_replicas(root: &Path, database: &str) -> (Replica, Replica) {
+    let (data_a, data_b) = (root.join("a"), root.join("b"));
+    let out = Command::new(bin("medrelay-server"))
+        .args(["init", "--data"])
+        .arg(&data_a)
+        .args(["--database", database])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(Command::new("cp").arg("-a").arg(&data_a).arg(&data_b).status().unwrap().success());
+    (Replica::start(&data_a, database), Replica::start(&data_b, database))
 }
 
 #[test]
@@ -293,17 +310,7 @@ fn two_replicas_on_one_database_behave_as_one_server() {
 fn a_replica_killed_under_write_load_loses_no_acknowledged_write() {
     let Some(database) = fresh_database() else { return };
     let root = tempfile::tempdir().unwrap();
-    let (data_a, data_b) = (root.path().join("a"), root.path().join("b"));
-    let out = Command::new(bin("medrelay-server"))
-        .args(["init", "--data"])
-        .arg(&data_a)
-        .args(["--database", &database])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "init: {}", String::from_utf8_lossy(&out.stderr));
-    assert!(Command::new("cp").arg("-a").arg(&data_a).arg(&data_b).status().unwrap().success());
-    let mut a = Replica::start(&data_a, &database);
-    let b = Replica::start(&data_b, &database);
+    let (mut a, b) = two_replicas(root.path(), &database);
     let auditor_token = b.enroll("auditor", "Auditor Example");
 
     // Writers: patients registering and uploading a file each, alternately
@@ -347,6 +354,163 @@ fn a_replica_killed_under_write_load_loses_no_acknowledged_write() {
     // committed but could not acknowledge may be there too.
     let published = report["counts"]["record_published"].as_u64().unwrap() as usize;
     assert!(published >= acknowledged.len(), "{published} < {}: {report}", acknowledged.len());
+}
+
+/// One fetch attempt of the race below: when it started and ended, the log
+/// indices of what it was served, and the refusal codes it got.
+#[derive(Debug)]
+struct Attempt {
+    started: Instant,
+    ended: Instant,
+    served: Vec<u64>,
+    refused: Vec<String>,
+}
+
+/// Doctors fetch through replica B in a tight loop while the patient
+/// revokes through replica A: over HTTP, with the real servers, no access
+/// is served after the revocation. Every access served has a log index
+/// below the revocation's; every fetch that started after the revocation
+/// was acknowledged is refused `revoked`; a fetch caught mid-way either
+/// completes before the revocation in the log or is refused (the store
+/// writes nothing for it, and the server authorizes it afresh); and the
+/// auditor's full audit of the log counts exactly the accesses the doctors
+/// were answered, each matched against a grant unrevoked at its index.
+#[test]
+fn fetches_racing_a_revocation_at_the_other_replica_are_served_only_before_it() {
+    use medrelay_client::{Connect, Doctor, Passphrase, Patient};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    let Some(database) = fresh_database() else { return };
+    let root = tempfile::tempdir().unwrap();
+    let (a, b) = two_replicas(root.path(), &database);
+    let doctor_token = a.enroll("doctor", "Dr Example");
+    let auditor_token = b.enroll("auditor", "Auditor Example");
+    let patient = User::new("medrelay-patient", root.path(), "alpha");
+    let doctor = User::new("medrelay-doctor", root.path(), "doctor");
+    let auditor = User::new("medrelay-auditor", root.path(), "auditor");
+    patient.run(&["init", "--server", &a.url(), "--name", "Alpha"]).ok();
+    doctor
+        .run(&["init", "--server", &b.url(), "--name", "Dr Example", "--enrollment-token", &doctor_token])
+        .ok();
+    auditor.run(&["init", "--server", &b.url(), "--enrollment-token", &auditor_token]).ok();
+    let out = patient.run(&["import", data("fhir-patient-alpha.json").to_str().unwrap()]).ok();
+    assert!(out.contains("uploaded"), "{out}");
+    let (pid, did) = (id_of(&patient), id_of(&doctor));
+    let grant = at(
+        &patient,
+        &a,
+        &[
+            "grant",
+            &did.to_string(),
+            "--scope",
+            "Observation?category=laboratory",
+            "--expires",
+            "30d",
+            "--yes",
+            "--json",
+        ],
+    )
+    .json();
+    let grant_id = grant["grant_id"].as_str().unwrap().parse().unwrap();
+    let labs: Vec<_> = ["alpha-hba1c", "alpha-glucose", "alpha-ldl"]
+        .iter()
+        .map(|id| fhir_record_id(&pid, "Observation", id))
+        .collect();
+
+    // Three doctor sessions on B, each fetching the three lab results one
+    // request at a time until told to stop.
+    let pass = Passphrase::new(PASS).unwrap();
+    let doctors: Vec<Doctor> = (0..3)
+        .map(|_| {
+            let connect = Connect { server: Some(b.url()), ca_cert: None };
+            Doctor::open(&doctor.profile, &connect, &pass).unwrap()
+        })
+        .collect();
+    let stop = AtomicBool::new(false);
+    let served_before = AtomicUsize::new(0);
+    let (attempts, revoked_at) = std::thread::scope(|scope| {
+        let workers: Vec<_> = doctors
+            .iter()
+            .map(|d| {
+                let (stop, served_before, labs) = (&stop, &served_before, &labs);
+                scope.spawn(move || {
+                    let mut attempts = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        for id in labs {
+                            let started = Instant::now();
+                            let (served, refused) = match d.fetch(id) {
+                                Ok(f) => {
+                                    assert_eq!(f.grant_id, grant_id);
+                                    assert!(String::from_utf8_lossy(&f.record.body).contains("alpha-"));
+                                    served_before.fetch_add(1, Ordering::SeqCst);
+                                    (vec![f.log_index], vec![])
+                                }
+                                Err(e) => {
+                                    let code = e.server_code().unwrap_or_else(|| panic!("{e}")).to_owned();
+                                    (vec![], vec![code])
+                                }
+                            };
+                            attempts.push(Attempt { started, ended: Instant::now(), served, refused });
+                        }
+                    }
+                    attempts
+                })
+            })
+            .collect();
+        // Revoke through A once the doctors are being served.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while served_before.load(Ordering::SeqCst) < 12 {
+            assert!(Instant::now() < deadline, "the doctors were not served");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let connect = Connect { server: Some(a.url()), ca_cert: None };
+        let p = Patient::open(&patient.profile, &connect, &pass).unwrap();
+        let asked = Instant::now();
+        let receipt = p.revoke(&grant_id).unwrap();
+        let acknowledged = Instant::now();
+        std::thread::sleep(Duration::from_millis(800));
+        stop.store(true, Ordering::SeqCst);
+        let attempts: Vec<Attempt> = workers.into_iter().flat_map(|w| w.join().unwrap()).collect();
+        (attempts, (receipt.log_index, asked, acknowledged))
+    });
+    let (revocation_index, asked, acknowledged) = revoked_at;
+
+    let served: Vec<u64> = attempts.iter().flat_map(|t| t.served.iter().copied()).collect();
+    let overlapping = attempts.iter().filter(|t| t.started < acknowledged && t.ended > asked).count();
+    eprintln!(
+        "{} fetches, {} served, {} overlapping the revocation (log index {revocation_index})",
+        attempts.len(),
+        served.len(),
+        overlapping
+    );
+    assert!(served.len() >= 12, "{attempts:?}");
+    for t in &attempts {
+        for &i in &t.served {
+            assert!(
+                i < revocation_index,
+                "access logged at {i}, after the revocation at {revocation_index}: {t:?}"
+            );
+        }
+        for code in &t.refused {
+            // `conflict`: the grant was revoked under this request three
+            // times in a row (nothing was written for it).
+            assert!(code == "revoked" || code == "conflict", "{t:?}");
+        }
+        if t.started > acknowledged {
+            assert!(t.served.is_empty() && t.refused == ["revoked"], "fetch after the revocation: {t:?}");
+        }
+    }
+    let after: Vec<_> = attempts.iter().filter(|t| t.started > acknowledged).collect();
+    assert!(after.len() >= 3, "the doctors kept asking after the revocation: {}", after.len());
+    // No fetch was refused before the patient asked to revoke.
+    let first_refusal = attempts.iter().filter(|t| !t.refused.is_empty()).map(|t| t.ended).min().unwrap();
+    assert!(first_refusal > asked, "refused before the revocation was asked for: {attempts:?}");
+
+    // The log holds exactly the accesses answered, all before the revocation.
+    let report = at(&auditor, &b, &["audit", "--full", "--json"]).json();
+    assert_eq!(report["clean"], true, "{report}");
+    assert_eq!(report["counts"]["reencryption_served"].as_u64().unwrap() as usize, served.len(), "{report}");
+    assert_eq!(report["counts"]["grant_revoked"], 1, "{report}");
 }
 
 /// A sled deployment moves to PostgreSQL: `migrate` copies it and verifies
