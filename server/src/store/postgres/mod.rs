@@ -44,6 +44,10 @@
 //!   `DELETE … RETURNING` (used once, from any replica), an enrollment token
 //!   is consumed inside the registering transaction.
 //!
+//! The link to the database honours libpq's `sslmode` and `sslrootcert`
+//! (rustls; `verify-full` for a database on another host): see the `tls`
+//! module for what each mode protects.
+//!
 //! Every write is committed with `synchronous_commit = on` (set on each
 //! connection) before a call returns, except challenges (their loss in a
 //! crash only makes a client ask again).

@@ -27,10 +27,12 @@
 //! # Trusted roots
 //! `sslrootcert=/path/ca.pem` trusts the PEM certificates in that file
 //! (the provider's or the hospital's CA). Without `sslrootcert`,
-//! `verify-ca` and `verify-full` trust the system's store
-//! (`rustls-native-certs`: `/etc/ssl/certs` on Debian), as libpq 16 does for
-//! `sslrootcert=system` (also accepted, and, as in libpq, only with
-//! `verify-full`). Not libpq's `~/.postgresql/root.crt`: the server runs
+//! `verify-full` trusts the system's store (`rustls-native-certs`:
+//! `/etc/ssl/certs` on Debian), as libpq 16 does for `sslrootcert=system`
+//! (also accepted, and, as in libpq, only with `verify-full`: public roots
+//! vouch for host names, so without the name check any server holding any
+//! public certificate would pass). For the same reason `verify-ca` needs
+//! `sslrootcert`. Not libpq's `~/.postgresql/root.crt`: the server runs
 //! as a service account whose home directory is nobody's configuration,
 //! while the system store is what operators already manage (a hospital's
 //! internal CA is added with `update-ca-certificates`) and already holds the
@@ -118,7 +120,7 @@ impl std::fmt::Display for SslMode {
 enum Roots {
     /// `sslrootcert=PATH`: the PEM certificates in that file.
     File(PathBuf),
-    /// `sslrootcert=system`, or a `verify-*` mode without `sslrootcert`.
+    /// `sslrootcert=system`, or `verify-full` without `sslrootcert`.
     System,
 }
 
@@ -205,7 +207,15 @@ fn policy(sslmode: Option<&str>, sslrootcert: Option<&str>, config: &Config) -> 
     }
     let roots = match (mode, roots) {
         (SslMode::Disable, _) => None,
-        (SslMode::VerifyCa | SslMode::VerifyFull, None) => Some(Roots::System),
+        (SslMode::VerifyFull, None) => Some(Roots::System),
+        (SslMode::VerifyCa, None) => {
+            return Err(StoreError::Backend(
+                "sslmode=verify-ca needs sslrootcert=/path/ca.pem, a CA that issues certificates only \
+                 for the database: with the system's public roots it would accept any server holding \
+                 any public certificate"
+                    .into(),
+            ))
+        }
         (_, roots) => roots,
     };
     let hosts = config.get_hosts();

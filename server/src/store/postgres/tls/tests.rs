@@ -25,6 +25,20 @@ fn split(url: &str) -> (Policy, Config) {
     (policy(s.sslmode.as_deref(), s.sslrootcert.as_deref(), &c).unwrap(), c)
 }
 
+/// A root file (the test CA, made once).
+fn root_file() -> &'static str {
+    static FILE: OnceLock<(tempfile::TempDir, String)> = OnceLock::new();
+    &FILE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("ca.pem");
+            std::fs::write(&path, ca("a CA").0.pem()).unwrap();
+            let shown = path.to_str().unwrap().to_owned();
+            (dir, shown)
+        })
+        .1
+}
+
 fn configure_err(url: &str) -> String {
     let err = configure(url).unwrap_err().to_string();
     assert!(!err.contains(PASSWORD), "the password leaked: {err}");
@@ -43,20 +57,23 @@ fn sslmode_defaults_to_prefer_and_every_libpq_mode_is_read() {
         ("verify-ca", SslMode::VerifyCa, PgSslMode::Require),
         ("verify-full", SslMode::VerifyFull, PgSslMode::Require),
     ] {
-        let (p, _) = split(&format!("postgres://u@db.example/d?sslmode={mode}"));
+        let url = format!("postgres://u@db.example/d?sslmode={mode}&sslrootcert=system");
+        let url = if want == SslMode::VerifyFull { url } else { url.replace("&sslrootcert=system", "") };
+        let url = if want == SslMode::VerifyCa { format!("{url}&sslrootcert={}", root_file()) } else { url };
+        let (p, _) = split(&url);
         assert_eq!(p.mode, want);
         // What the driver is told (it knows no verify-*; TLS is required).
-        let (config, link) = configure(&format!("postgres://u@db.example/d?sslmode={mode}")).unwrap();
+        let (config, link) = configure(&url).unwrap();
         assert_eq!(config.get_ssl_mode(), driver, "{mode}");
         assert_eq!(link.policy.mode, want);
     }
 }
 
 #[test]
-fn verify_modes_without_sslrootcert_trust_the_system_store_and_weaker_ones_check_nothing() {
+fn verify_full_without_sslrootcert_trusts_the_system_store_and_weaker_modes_check_nothing() {
     let file = |url: &str| split(url).0.roots;
     assert_eq!(file("postgres://h/d?sslmode=verify-full"), Some(Roots::System));
-    assert_eq!(file("postgres://h/d?sslmode=verify-ca"), Some(Roots::System));
+    assert_eq!(file("postgres://h/d?sslmode=verify-ca&sslrootcert=/ca.pem"), Some(Roots::File("/ca.pem".into())));
     assert_eq!(file("postgres://h/d?sslmode=require"), None);
     assert_eq!(file("postgres://h/d?sslmode=prefer"), None);
     // As libpq: a root file makes require (and prefer) check the chain.
@@ -121,6 +138,11 @@ fn bad_ssl_options_are_clear_errors_that_never_show_the_password() {
     assert!(err.contains("sslcrl is not supported"), "{err}");
     let err = configure_err(&url("sslmode=require&sslrootcert=system"));
     assert!(err.contains("sslrootcert=system needs sslmode=verify-full (not require)"), "{err}");
+    // Public roots without the name check would vouch for anyone.
+    let err = configure_err(&url("sslmode=verify-ca"));
+    assert!(err.contains("sslmode=verify-ca needs sslrootcert"), "{err}");
+    let err = configure_err(&url("sslmode=verify-ca&sslrootcert=system"));
+    assert!(err.contains("sslrootcert=system needs sslmode=verify-full (not verify-ca)"), "{err}");
     let err = configure_err(&url("sslmode=verify-full&sslrootcert="));
     assert!(err.contains("empty sslrootcert"), "{err}");
     let err = configure_err(&format!("host=db.example password={PASSWORD} sslrootcert='/x"));
