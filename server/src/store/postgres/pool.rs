@@ -52,8 +52,10 @@ impl Pool {
 
     fn connect(&self) -> Result<Client, Fail> {
         // A failed connection says its sslmode and which TLS check failed.
-        let mut client =
-            self.config.connect(self.link.connector()).map_err(|e| Fail::Store(self.link.connect_error(&e)))?;
+        let mut client = self
+            .config
+            .connect(self.link.connector())
+            .map_err(|e| Fail::Store(self.link.connect_error(&e)))?;
         // Every acknowledged write is durable whatever the server's default
         // (a call that must not be durable lowers it for its own
         // transaction); statements cannot hang a request forever.

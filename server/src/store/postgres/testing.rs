@@ -272,7 +272,9 @@ fn write_server_tls(dir: &Path, tls: &ServerTls, owner: Option<(u32, u32)>) -> R
     use std::os::unix::fs::OpenOptionsExt as _;
     let cert = dir.join("server.crt");
     let key = dir.join("server.key");
-    for (path, bytes, mode) in [(&cert, tls.cert_chain_pem.as_bytes(), 0o644), (&key, tls.key_pem.as_bytes(), 0o600)] {
+    for (path, bytes, mode) in
+        [(&cert, tls.cert_chain_pem.as_bytes(), 0o644), (&key, tls.key_pem.as_bytes(), 0o600)]
+    {
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .create_new(true)

@@ -414,9 +414,9 @@ impl Link {
     fn tls_cause(&self, e: &postgres::Error) -> Option<String> {
         let mut next: Option<&(dyn std::error::Error + 'static)> = Some(e);
         while let Some(err) = next {
-            let tls = err.downcast_ref::<rustls::Error>().or_else(|| {
-                err.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>()
-            });
+            let tls = err
+                .downcast_ref::<rustls::Error>()
+                .or_else(|| err.downcast_ref::<std::io::Error>()?.get_ref()?.downcast_ref::<rustls::Error>());
             if let Some(tls) = tls {
                 return Some(self.describe_tls(tls));
             }
@@ -439,7 +439,10 @@ impl Link {
             rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer) => {
                 format!("the server's certificate is not issued by a trusted CA ({roots})")
             }
-            rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext { expected, presented }) => {
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                expected,
+                presented,
+            }) => {
                 format!(
                     "the server's certificate is not valid for the host name {} (it names {}): connect \
                      by a name the certificate holds, or use sslmode=verify-ca to check the CA only",
@@ -452,7 +455,9 @@ impl Link {
                  the certificate holds, or use sslmode=verify-ca to check the CA only"
                     .into()
             }
-            rustls::Error::InvalidCertificate(_) => format!("the server's certificate is refused ({roots}): {e}"),
+            rustls::Error::InvalidCertificate(_) => {
+                format!("the server's certificate is refused ({roots}): {e}")
+            }
             other => format!("the TLS handshake failed: {other}"),
         }
     }

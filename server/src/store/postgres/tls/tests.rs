@@ -73,11 +73,17 @@ fn sslmode_defaults_to_prefer_and_every_libpq_mode_is_read() {
 fn verify_full_without_sslrootcert_trusts_the_system_store_and_weaker_modes_check_nothing() {
     let file = |url: &str| split(url).0.roots;
     assert_eq!(file("postgres://h/d?sslmode=verify-full"), Some(Roots::System));
-    assert_eq!(file("postgres://h/d?sslmode=verify-ca&sslrootcert=/ca.pem"), Some(Roots::File("/ca.pem".into())));
+    assert_eq!(
+        file("postgres://h/d?sslmode=verify-ca&sslrootcert=/ca.pem"),
+        Some(Roots::File("/ca.pem".into()))
+    );
     assert_eq!(file("postgres://h/d?sslmode=require"), None);
     assert_eq!(file("postgres://h/d?sslmode=prefer"), None);
     // As libpq: a root file makes require (and prefer) check the chain.
-    assert_eq!(file("postgres://h/d?sslmode=require&sslrootcert=/ca.pem"), Some(Roots::File("/ca.pem".into())));
+    assert_eq!(
+        file("postgres://h/d?sslmode=require&sslrootcert=/ca.pem"),
+        Some(Roots::File("/ca.pem".into()))
+    );
     assert_eq!(file("postgres://h/d?sslmode=disable&sslrootcert=/ca.pem"), None);
     // sslrootcert=system alone means verify-full (libpq 16).
     let (p, _) = split("postgres://h/d?sslrootcert=system");
@@ -131,7 +137,10 @@ fn key_value_strings_take_quoted_and_escaped_ssl_options() {
 fn bad_ssl_options_are_clear_errors_that_never_show_the_password() {
     let url = |q: &str| format!("postgres://medrelay:{PASSWORD}@db.example/d?{q}");
     let err = configure_err(&url("sslmode=verify"));
-    assert!(err.contains("sslmode that is not one of disable, prefer, require, verify-ca, verify-full"), "{err}");
+    assert!(
+        err.contains("sslmode that is not one of disable, prefer, require, verify-ca, verify-full"),
+        "{err}"
+    );
     let err = configure_err(&url("sslmode=require&sslcert=/c.pem"));
     assert!(err.contains("sslcert is not supported"), "{err}");
     let err = configure_err(&url("sslcrl=/crl.pem"));
@@ -326,7 +335,8 @@ fn require_encrypts_without_authenticating_and_disable_stays_plaintext() {
     assert!(encrypted(&store_works(&tls.url("127.0.0.1", "sslmode=prefer"))));
     assert!(!encrypted(&store_works(&tls.url("127.0.0.1", "sslmode=disable"))));
     // With sslrootcert, require checks the chain (as libpq).
-    let err = open_err(&tls.url("127.0.0.1", &format!("sslmode=require&sslrootcert={}", tls.other_ca.display())));
+    let err =
+        open_err(&tls.url("127.0.0.1", &format!("sslmode=require&sslrootcert={}", tls.other_ca.display())));
     assert!(err.contains("sslmode=require") && err.contains("not issued by a trusted CA"), "{err}");
 }
 
@@ -371,7 +381,9 @@ fn disable_and_prefer_work_against_a_server_without_tls() {
 fn a_connection_failure_says_why_without_the_password() {
     // A port nothing listens on (bound, then released).
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let err = open_err(&format!("postgres://medrelay:{PASSWORD}@127.0.0.1:{port}/d?sslmode=disable&connect_timeout=5"));
+    let err = open_err(&format!(
+        "postgres://medrelay:{PASSWORD}@127.0.0.1:{port}/d?sslmode=disable&connect_timeout=5"
+    ));
     assert!(err.contains("cannot connect with sslmode=disable: error connecting to server"), "{err}");
     assert!(err.to_lowercase().contains("refused"), "the cause is shown: {err}");
 }
