@@ -273,14 +273,14 @@ impl SplitUrl {
 fn split_ssl_options(url: &str) -> Result<SplitUrl, StoreError> {
     let mut out = SplitUrl { rest: Zeroizing::new(String::new()), sslmode: None, sslrootcert: None };
     let Some(after) = url.strip_prefix("postgres://").or_else(|| url.strip_prefix("postgresql://")) else {
-        for (k, v, raw) in key_value_pairs(url)? {
-            match ssl_option(k)? {
-                Some(option) => out.set(option, v.to_string()),
+        for pair in key_value_pairs(url)? {
+            match ssl_option(pair.key)? {
+                Some(option) => out.set(option, pair.value.to_string()),
                 None => {
                     if !out.rest.is_empty() {
                         out.rest.push(' ');
                     }
-                    out.rest.push_str(raw);
+                    out.rest.push_str(pair.text);
                 }
             }
         }
@@ -322,10 +322,19 @@ fn percent_decode(s: &str, what: &str) -> Result<String, StoreError> {
         .map_err(|_| url_err(&format!("has {what} that is not UTF-8 once decoded")))
 }
 
+/// One `key = value` pair of a libpq keyword/value string.
+struct Pair<'a> {
+    key: &'a str,
+    /// Unquoted and unescaped.
+    value: Zeroizing<String>,
+    /// The pair as written.
+    text: &'a str,
+}
+
 /// The `key = value` pairs of a libpq keyword/value string, as the driver
 /// reads them (values bare or in single quotes, `\` escaping the next
-/// character): each pair's key, decoded value and its text.
-fn key_value_pairs(s: &str) -> Result<Vec<(&str, Zeroizing<String>, &str)>, StoreError> {
+/// character).
+fn key_value_pairs(s: &str) -> Result<Vec<Pair<'_>>, StoreError> {
     let mut pairs = Vec::new();
     let mut it = s.char_indices().peekable();
     let skip_ws = |it: &mut std::iter::Peekable<std::str::CharIndices<'_>>| {
@@ -362,7 +371,7 @@ fn key_value_pairs(s: &str) -> Result<Vec<(&str, Zeroizing<String>, &str)>, Stor
             return Err(url_err("has an unterminated quoted value"));
         }
         let end = it.peek().map_or(s.len(), |&(i, _)| i);
-        pairs.push((&s[start..key_end], value, &s[start..end]));
+        pairs.push(Pair { key: &s[start..key_end], value, text: &s[start..end] });
     }
     Ok(pairs)
 }
