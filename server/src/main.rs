@@ -52,7 +52,7 @@ enum Command {
         /// Keep the store in this PostgreSQL database instead of sled
         /// (postgres://user@host:port/dbname); further replicas get a copy
         /// of the data directory.
-        #[arg(long, env = "MEDRELAY_DATABASE")]
+        #[arg(long, env = "MEDRELAY_DATABASE", hide_env_values = true)]
         database: Option<DatabaseUrl>,
     },
     /// Serve the HTTP API until SIGINT/SIGTERM.
@@ -72,7 +72,7 @@ enum Command {
         /// The PostgreSQL database of a deployment initialized with
         /// `init --database` (several replicas may serve one database);
         /// without it, the data directory's sled database.
-        #[arg(long, env = "MEDRELAY_DATABASE")]
+        #[arg(long, env = "MEDRELAY_DATABASE", hide_env_values = true)]
         database: Option<DatabaseUrl>,
         /// Log origin: the name in signed checkpoints.
         #[arg(long, env = "MEDRELAY_LOG_ORIGIN", default_value = "medrelay.local/log")]
@@ -155,7 +155,7 @@ enum Command {
         #[arg(long, env = "MEDRELAY_DATA")]
         from: PathBuf,
         /// The destination database, which must be empty.
-        #[arg(long, env = "MEDRELAY_DATABASE")]
+        #[arg(long, env = "MEDRELAY_DATABASE", hide_env_values = true)]
         to: DatabaseUrl,
     },
     /// Issue a one-time enrollment token for a doctor (through the running

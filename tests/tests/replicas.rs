@@ -551,3 +551,87 @@ fn a_sled_deployment_migrates_to_postgres_and_carries_on() {
     assert_eq!(at(&patient, &replica, &["records", "--json"]).json(), before);
     at(&patient, &replica, &["history"]).ok();
 }
+
+/// Every command that takes a database URL honours its `sslmode` and
+/// never shows its password: `init`, `serve` and `migrate --to` refuse a
+/// server without TLS under `sslmode=require` (the shared test cluster has
+/// none), saying so; `--help` hides `MEDRELAY_DATABASE`'s value; a URL that
+/// does not parse is refused without being echoed.
+#[test]
+fn database_urls_honour_sslmode_and_never_show_the_password() {
+    const PASSWORD: &str = "pw-N0t-in-any-output";
+    let Some(database) = fresh_database() else { return };
+    let with_password =
+        database.replacen("postgres://medrelay@", &format!("postgres://medrelay:{PASSWORD}@"), 1);
+    let require = format!("{with_password}?sslmode=require");
+    let root = tempfile::tempdir().unwrap();
+    let shown = |out: &std::process::Output| {
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(!text.contains(PASSWORD), "the password leaked: {text}");
+        text
+    };
+    let fresh_data = |name: &str| root.path().join(name);
+
+    let init = Command::new(bin("medrelay-server"))
+        .args(["init", "--data"])
+        .arg(fresh_data("init"))
+        .env("MEDRELAY_DATABASE", &require)
+        .output()
+        .unwrap();
+    let text = shown(&init);
+    assert!(!init.status.success());
+    assert!(text.contains("sslmode=require") && text.contains("does not accept TLS"), "{text}");
+    // Nothing was initialized against the database.
+    assert!(!fresh_data("init").join("backend").exists(), "{text}");
+
+    // A PostgreSQL deployment made over plaintext (the cluster is local),
+    // then served with a URL that requires TLS.
+    let data = fresh_data("served");
+    let made = Command::new(bin("medrelay-server"))
+        .args(["init", "--data"])
+        .arg(&data)
+        .args(["--database", &format!("{with_password}?sslmode=disable")])
+        .output()
+        .unwrap();
+    shown(&made);
+    assert!(made.status.success(), "{made:?}");
+    let serve = Command::new(bin("medrelay-server"))
+        .args(["serve", "--data"])
+        .arg(&data)
+        .args(["--bind", &format!("127.0.0.1:{}", free_port())])
+        .env("MEDRELAY_DATABASE", &require)
+        .output()
+        .unwrap();
+    let text = shown(&serve);
+    assert!(!serve.status.success());
+    assert!(text.contains("sslmode=require") && text.contains("does not accept TLS"), "{text}");
+
+    let server = Server::init();
+    let migrate = Command::new(bin("medrelay-server"))
+        .args(["migrate", "--from"])
+        .arg(server.data_dir())
+        .args(["--to", &require])
+        .output()
+        .unwrap();
+    let text = shown(&migrate);
+    assert!(!migrate.status.success());
+    assert!(text.contains("sslmode=require") && text.contains("does not accept TLS"), "{text}");
+
+    let help = Command::new(bin("medrelay-server"))
+        .args(["serve", "--help"])
+        .env("MEDRELAY_DATABASE", &require)
+        .output()
+        .unwrap();
+    let text = shown(&help);
+    assert!(help.status.success() && text.contains("MEDRELAY_DATABASE"), "{text}");
+
+    let bad = Command::new(bin("medrelay-server"))
+        .args(["init", "--data"])
+        .arg(fresh_data("bad"))
+        .args(["--database", &format!("postgres://medrelay:{PASSWORD}@[::1/d")])
+        .output()
+        .unwrap();
+    let text = shown(&bad);
+    assert!(!bad.status.success() && text.contains("does not parse"), "{text}");
+}

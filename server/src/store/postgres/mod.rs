@@ -44,13 +44,16 @@
 //!   `DELETE … RETURNING` (used once, from any replica), an enrollment token
 //!   is consumed inside the registering transaction.
 //!
+//! The link to the database honours libpq's `sslmode` and `sslrootcert`
+//! (rustls; `verify-full` for a database on another host): see the `tls`
+//! module for what each mode protects.
+//!
 //! Every write is committed with `synchronous_commit = on` (set on each
 //! connection) before a call returns, except challenges (their loss in a
 //! crash only makes a client ask again).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
-use std::str::FromStr as _;
 use std::sync::Arc;
 
 use medrelay_crypto::{CapsuleId, GrantId, PrincipalId, RecordId, Timestamp, VerifyingKey};
@@ -70,6 +73,7 @@ mod migrate;
 mod pool;
 mod study;
 pub mod testing;
+mod tls;
 
 use self::log::{append_in, lock_head, read_size, tree_err, Nodes};
 
@@ -173,17 +177,22 @@ impl PgStore {
     /// `host=… dbname=…`), applies the migrations this binary carries, and
     /// refuses a database whose schema is newer. Keeps up to
     /// [`DEFAULT_POOL_SIZE`] connections.
+    ///
+    /// The link honours libpq's `sslmode` (default `prefer`) and
+    /// `sslrootcert` in `url`: `…?sslmode=verify-full&sslrootcert=/path/ca.pem`
+    /// for a database on another host (see the `tls` module for what each
+    /// mode protects and where roots come from). Neither errors nor logs
+    /// ever show the URL's password.
     pub fn open(url: &str) -> Result<Self, StoreError> {
         Self::open_with(url, DEFAULT_POOL_SIZE)
     }
 
     /// [`PgStore::open`] with `pool_size` connections.
     pub fn open_with(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let mut config = postgres::Config::from_str(url)
-            // The parser's message may quote the URL (and a password in it).
-            .map_err(|_| StoreError::Backend("the database URL does not parse".into()))?;
+        let (mut config, link) = tls::configure(url)?;
         config.application_name("medrelay-server");
-        let store = Self { pool: Arc::new(pool::Pool::new(config, pool_size)?) };
+        link.log_choice(&config);
+        let store = Self { pool: Arc::new(pool::Pool::new(config, link, pool_size)?) };
         store.run(|c| migrate::migrate(c).map(drop))?;
         Ok(store)
     }

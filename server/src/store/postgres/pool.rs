@@ -12,14 +12,16 @@
 
 use std::sync::{Mutex, MutexGuard};
 
-use postgres::{Client, Config, NoTls};
+use postgres::{Client, Config};
 
+use super::tls::Link;
 use super::Fail;
 use crate::store::StoreError;
 
 /// Connections kept, and threads using them.
 pub(super) struct Pool {
     config: Config,
+    link: Link,
     idle: Mutex<Vec<Client>>,
     threads: rayon::ThreadPool,
 }
@@ -27,18 +29,21 @@ pub(super) struct Pool {
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // The configuration may hold a password: never printed.
-        f.debug_struct("Pool").field("threads", &self.threads.current_num_threads()).finish_non_exhaustive()
+        f.debug_struct("Pool")
+            .field("threads", &self.threads.current_num_threads())
+            .field("link", &self.link)
+            .finish_non_exhaustive()
     }
 }
 
 impl Pool {
-    pub(super) fn new(config: Config, size: usize) -> Result<Self, StoreError> {
+    pub(super) fn new(config: Config, link: Link, size: usize) -> Result<Self, StoreError> {
         let threads = rayon::ThreadPoolBuilder::new()
             .num_threads(size.max(1))
             .thread_name(|i| format!("medrelay-pg-{i}"))
             .build()
             .map_err(|e| StoreError::Backend(format!("postgres thread pool: {e}")))?;
-        Ok(Self { config, idle: Mutex::new(Vec::new()), threads })
+        Ok(Self { config, link, idle: Mutex::new(Vec::new()), threads })
     }
 
     fn idle(&self) -> Result<MutexGuard<'_, Vec<Client>>, StoreError> {
@@ -46,7 +51,11 @@ impl Pool {
     }
 
     fn connect(&self) -> Result<Client, Fail> {
-        let mut client = self.config.connect(NoTls)?;
+        // A failed connection says its sslmode and which TLS check failed.
+        let mut client = self
+            .config
+            .connect(self.link.connector())
+            .map_err(|e| Fail::Store(self.link.connect_error(&e)))?;
         // Every acknowledged write is durable whatever the server's default
         // (a call that must not be durable lowers it for its own
         // transaction); statements cannot hang a request forever.

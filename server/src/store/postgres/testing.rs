@@ -11,6 +11,9 @@
 //! the directory. So the cluster [`shared`] by a test binary (a static,
 //! never dropped) goes away with that binary.
 //!
+//! A cluster may also serve TLS (`ssl=on`, [`ClusterOptions::tls`]) with a
+//! certificate the test made, for the tests of `sslmode`.
+//!
 //! The binaries are found through `MEDRELAY_PG_BIN`, else the newest
 //! `/usr/lib/postgresql/*/bin` (Debian's layout), else `PATH`.
 
@@ -40,7 +43,15 @@ static NEXT_DB: AtomicU64 = AtomicU64::new(0);
 /// cannot start; under `CI=true` that is a panic instead, so that the
 /// PostgreSQL tests fail rather than skip in CI.
 pub fn shared() -> Option<&'static TestCluster> {
-    match SHARED.get_or_init(|| TestCluster::start(false)) {
+    available(SHARED.get_or_init(|| TestCluster::start(false)))
+}
+
+/// A cluster (or anything started with one) that a test found started, or
+/// `None` (with a message on stderr) if it did not start; under `CI=true`
+/// a panic instead, so that the PostgreSQL tests fail rather than skip in
+/// CI.
+pub fn available<T>(started: &'static Result<T, String>) -> Option<&'static T> {
+    match started {
         Ok(c) => Some(c),
         Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
             panic!("CI=true and the throwaway PostgreSQL cluster did not start: {e}")
@@ -49,6 +60,30 @@ pub fn shared() -> Option<&'static TestCluster> {
             eprintln!("!! PostgreSQL tests SKIPPED: the throwaway cluster did not start: {e}");
             None
         }
+    }
+}
+
+/// How to start a [`TestCluster`].
+#[derive(Debug, Default)]
+pub struct ClusterOptions {
+    /// Keep PostgreSQL's default `fsync=on` (for benchmarks); otherwise it
+    /// is off (tests).
+    pub durable: bool,
+    /// Serve TLS (`ssl=on`) with this certificate, besides plaintext.
+    pub tls: Option<ServerTls>,
+}
+
+/// A server certificate and its key, PEM, for a cluster with `ssl=on`.
+pub struct ServerTls {
+    /// The server's certificate (and any intermediates).
+    pub cert_chain_pem: String,
+    /// Its private key.
+    pub key_pem: zeroize::Zeroizing<String>,
+}
+
+impl std::fmt::Debug for ServerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ServerTls(..)")
     }
 }
 
@@ -135,6 +170,11 @@ impl TestCluster {
     /// Starts a cluster; `durable` keeps PostgreSQL's default `fsync=on`
     /// (for benchmarks), otherwise it is off (tests).
     pub fn start(durable: bool) -> Result<Self, String> {
+        Self::start_with(ClusterOptions { durable, tls: None })
+    }
+
+    /// Starts a cluster as `options` say.
+    pub fn start_with(options: ClusterOptions) -> Result<Self, String> {
         // As root the cluster runs as `nobody`, who must reach its directory:
         // under /tmp, whatever TMPDIR says (it may be a private directory).
         let parent = if is_root() { PathBuf::from("/tmp") } else { std::env::temp_dir() };
@@ -143,7 +183,7 @@ impl TestCluster {
             .tempdir_in(parent)
             .map_err(|e| format!("temporary directory: {e}"))?
             .keep();
-        match Self::start_in(&dir, durable) {
+        match Self::start_in(&dir, &options) {
             Ok(c) => Ok(c),
             Err(e) => {
                 let _ = run(
@@ -156,15 +196,19 @@ impl TestCluster {
         }
     }
 
-    fn start_in(dir: &Path, durable: bool) -> Result<Self, String> {
-        if is_root() {
-            let (uid, gid) = user_ids(UNPRIVILEGED_USER)?;
+    fn start_in(dir: &Path, options: &ClusterOptions) -> Result<Self, String> {
+        let owner = if is_root() { Some(user_ids(UNPRIVILEGED_USER)?) } else { None };
+        if let Some((uid, gid)) = owner {
             std::os::unix::fs::chown(dir, Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))?;
         }
         let data = data_dir(dir);
         let initdb_args = ["-D", &data, "-U", "medrelay", "-A", "trust", "-E", "UTF8", "--no-sync"];
         run(command(&tool("initdb"), &initdb_args), "initdb")?;
         let sock = dir.to_str().ok_or("temporary directory path is not UTF-8")?;
+        let tls_opts = match &options.tls {
+            Some(tls) => write_server_tls(dir, tls, owner)?,
+            None => String::new(),
+        };
         let log = format!("{sock}/server.log");
         let mut last = String::new();
         // A port found free may be taken before the server binds it: retry.
@@ -172,9 +216,10 @@ impl TestCluster {
             let port = free_port()?;
             let mut opts =
                 format!("-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c max_connections=200");
-            if !durable {
+            if !options.durable {
                 opts.push_str(" -c fsync=off -c full_page_writes=off");
             }
+            opts.push_str(&tls_opts);
             let args = ["-D", &data, "-l", &log, "-w", "-t", "60", "-o", &opts, "start"];
             match run(command(&tool("pg_ctl"), &args), "pg_ctl start") {
                 Ok(()) => {
@@ -218,6 +263,31 @@ impl TestCluster {
         .map_err(|_| "database creation panicked".to_owned())??;
         Ok(self.url(&name))
     }
+}
+
+/// Writes `tls`'s certificate and key into `dir` (the key with mode 0600,
+/// both owned by `owner`, the server's user, as PostgreSQL requires of its
+/// key); returns the server options that use them.
+fn write_server_tls(dir: &Path, tls: &ServerTls, owner: Option<(u32, u32)>) -> Result<String, String> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let cert = dir.join("server.crt");
+    let key = dir.join("server.key");
+    for (path, bytes, mode) in
+        [(&cert, tls.cert_chain_pem.as_bytes(), 0o644), (&key, tls.key_pem.as_bytes(), 0o600)]
+    {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(mode)
+            .open(path)
+            .map_err(|e| format!("writing {}: {e}", path.display()))?;
+        f.write_all(bytes).map_err(|e| format!("writing {}: {e}", path.display()))?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(path, Some(uid), Some(gid)).map_err(|e| format!("chown: {e}"))?;
+        }
+    }
+    let (cert, key) = (cert.to_str().ok_or("path is not UTF-8")?, key.to_str().ok_or("path is not UTF-8")?);
+    Ok(format!(" -c ssl=on -c ssl_cert_file={cert} -c ssl_key_file={key}"))
 }
 
 fn data_dir(dir: &Path) -> String {
