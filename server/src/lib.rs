@@ -64,35 +64,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod access;
-pub mod admin;
-mod auth;
 mod clock;
 pub mod demo;
-mod directory;
 mod dp;
-mod dp_admin;
-mod dp_cache;
 mod error;
-mod events;
-mod grants;
-mod hygiene;
 mod local;
 mod log;
-mod maintenance;
-mod metrics;
-pub mod migrate;
 mod openapi;
-pub mod quota;
-mod records;
-mod reencrypt;
-mod refusals;
-mod rekey_cache;
-pub mod scan;
+mod ops;
+mod policy;
+mod pre;
 mod serve;
 pub mod store;
 pub mod study;
-pub mod suspend;
+
+pub use ops::{admin, migrate, quota, scan};
+pub use policy::suspend;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,22 +90,22 @@ use actix_web::{web, App, HttpResponse};
 use medrelay_policy::LogSigner;
 use medrelay_wire::limits;
 
-pub use auth::{AuditorAuth, Auth, DoctorAuth, PatientAuth};
 pub use clock::Clock;
-pub use dp::{default_dp_budget, DpGate, DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON};
-pub use dp_admin::{
+pub use dp::admin::{
     add_schema, add_schema_in, budget_from, install_default_schema, install_schema, list_schemas, set_budget,
     set_budget_in,
 };
-pub use dp_cache::{DpCache, DEFAULT_DP_CACHE_ROWS};
+pub use dp::cache::{DpCache, DEFAULT_DP_CACHE_ROWS};
+pub use dp::{default_dp_budget, DpGate, DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON};
 pub use error::ApiError;
-pub use hygiene::DEFAULT_BODY_TIMEOUT;
 pub use local::LocalServer;
-pub use maintenance::{spawn_sweeper, sweep_expired, DEFAULT_SWEEP_INTERVAL};
-pub use metrics::Metrics;
+pub use log::refusals::{flush_all_refusals, RefusalCoalescer, MAX_OPEN_WINDOWS, REFUSAL_WINDOW_SECS};
+pub use ops::hygiene::DEFAULT_BODY_TIMEOUT;
+pub use ops::maintenance::{spawn_sweeper, sweep_expired, DEFAULT_SWEEP_INTERVAL};
+pub use ops::metrics::Metrics;
+pub use policy::auth::{AuditorAuth, Auth, DoctorAuth, PatientAuth};
+pub use pre::rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
 pub use quota::{Limiters, Quotas, Rate};
-pub use refusals::{flush_all_refusals, RefusalCoalescer, MAX_OPEN_WINDOWS, REFUSAL_WINDOW_SECS};
-pub use rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
 pub use serve::{
     enroll, enroll_in, enroll_operator, init, init_with, load_log_key, restrict_umask, serve, DatabaseUrl,
     EnrolledVia, ServeConfig, ServeError,
@@ -336,21 +323,21 @@ pub fn app(
         .app_data(json)
         .app_data(path)
         .app_data(query)
-        .wrap(actix_web::middleware::from_fn(refusals::log_wrong_role))
-        .wrap(actix_web::middleware::from_fn(quota::guard))
-        .wrap(actix_web::middleware::from_fn(hygiene::guard))
-        .wrap(actix_web::middleware::from_fn(metrics::track))
+        .wrap(actix_web::middleware::from_fn(log::refusals::log_wrong_role))
+        .wrap(actix_web::middleware::from_fn(ops::quota::guard))
+        .wrap(actix_web::middleware::from_fn(ops::hygiene::guard))
+        .wrap(actix_web::middleware::from_fn(ops::metrics::track))
         .wrap(actix_web::middleware::from_fn(study::mode_filter))
-        .route("/healthz", web::get().to(metrics::healthz))
-        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/healthz", web::get().to(ops::metrics::healthz))
+        .route("/metrics", web::get().to(ops::metrics::metrics))
         .route("/v1/openapi.json", web::get().to(openapi::openapi))
         .service(
             web::scope("/v1")
-                .configure(auth::routes)
-                .configure(directory::routes)
-                .configure(records::routes)
-                .configure(grants::routes)
-                .configure(reencrypt::routes)
+                .configure(policy::auth::routes)
+                .configure(policy::directory::routes)
+                .configure(pre::records::routes)
+                .configure(policy::grants::routes)
+                .configure(pre::reencrypt::routes)
                 .configure(log::routes)
                 .configure(dp::routes)
                 .configure(study::routes),

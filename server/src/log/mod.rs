@@ -14,6 +14,9 @@
 //!   caller may read (all of them for an auditor). Each reader recomputes
 //!   the leaf hash and checks inclusion against a signed checkpoint.
 
+pub(crate) mod events;
+pub(crate) mod refusals;
+
 use actix_web::{web, HttpResponse};
 use medrelay_policy::LeafOpening;
 use medrelay_wire::{
@@ -21,8 +24,8 @@ use medrelay_wire::{
 };
 use serde::Deserialize;
 
-use crate::auth::Auth;
-use crate::{refusals, ApiError, AppState};
+use crate::policy::auth::Auth;
+use crate::{ApiError, AppState};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/log/entries", web::get().to(entries))

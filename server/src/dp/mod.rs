@@ -23,6 +23,9 @@
 //! error messages name fields and parameters, never values. Patients are
 //! trusted only with their own summary, which is clamped at query time.
 
+pub(crate) mod admin;
+pub(crate) mod cache;
+
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -40,8 +43,9 @@ use medrelay_wire::dp::{
 use medrelay_wire::Role;
 use tokio::sync::Semaphore;
 
+use crate::log::events;
 use crate::store::{decode_summary, encode_summary, LogAppend, Store, StoredSchema};
-use crate::{error, events, ApiError, AppState, Auth, DpCache, PatientAuth};
+use crate::{error, ApiError, AppState, Auth, DpCache, PatientAuth};
 
 /// Default deadline of one DP answer, from its arrival: past it the answer
 /// is abandoned, nothing is charged, and the analyst gets `503 dp_deadline`.
