@@ -1,4 +1,5 @@
-//! medrelay-server: the medrelay HTTP API (actix-web) over sled.
+//! medrelay-server: the medrelay HTTP API (actix-web) over sled or
+//! PostgreSQL.
 //!
 //! One process serves the directory of principals, operator enrollment,
 //! challenge-response authentication, record envelopes, grants, proxy
@@ -22,6 +23,28 @@
 //! in memory ([`DpCache`]) and reloaded from the store after any summary of
 //! the schema changes.
 //!
+//! # Layout
+//!
+//! One module per service, each with its own routes under `/v1`, beside
+//! the storage and the operations they share:
+//!
+//! | module | holds |
+//! | --- | --- |
+//! | `policy` | principals and enrollment tokens (`directory`), challenge-response login and the role extractors (`auth`: [`Auth`], [`PatientAuth`], [`DoctorAuth`], [`AuditorAuth`]), grants and revocations (`grants`), operator suspension ([`suspend`]) |
+//! | `pre` | record envelopes (`records`), the need-to-know decision every read path shares (`access`), the doctors' re-encrypted fetch (`reencrypt`) and its key cache ([`RekeyCache`]) |
+//! | `log` | the audit log's routes (checkpoints, proofs, entries for their audience), typed events turned into appends (`events`), refused requests and their coalescing (`refusals`, [`RefusalCoalescer`]) |
+//! | `dp` | the curated DP service (schemas, summaries, queries, budgets; [`DpGate`]), the operator's schema and budget commands (`dp::admin`: [`add_schema`], [`set_budget`]), the summary cache ([`DpCache`]) |
+//! | [`study`] | private studies: the leader and helper aggregators, their keys and the operator's study commands |
+//! | [`store`] | the [`Store`](store::Store) trait and its backends, sled ([`SledStore`](store::SledStore)) and PostgreSQL ([`PgStore`](store::PgStore)), with one conformance suite |
+//! | `ops` | the admin socket ([`admin`]), expiry sweeps ([`sweep_expired`]), metrics and `/healthz` ([`Metrics`]), rate limits ([`quota`]), the body-read deadline and JSON `405`s (`hygiene`), the plaintext scan ([`scan`]), sled → PostgreSQL copy ([`migrate`]) |
+//!
+//! At the top: [`app`] and [`AppState`] (this file), running the server,
+//! `init` and operator enrollment (`serve`: [`serve()`], [`init`],
+//! [`enroll_operator`]), the in-process [`LocalServer`], the one
+//! [`ApiError`], the [`Clock`] and the OpenAPI document (`openapi`). The
+//! crate root re-exports what other crates use, so these paths do not
+//! follow the module layout.
+//!
 //! # Threat model
 //!
 //! The server is trusted for availability and for enforcing grants, not for
@@ -42,7 +65,7 @@
 //! (forged grant, tampered envelope), reads someone else's objects or uses
 //! another role's operation is also written to the audit log as `request
 //! refused`, ids and reason only (identical refusals coalesced per window,
-//! see `refusals`). Bearer tokens and enrollment
+//! see [`RefusalCoalescer`]). Bearer tokens and enrollment
 //! tokens are stored only as SHA-256 hashes; challenges are single use.
 //! Logs carry ids only.
 //!
@@ -333,11 +356,8 @@ pub fn app(
         .route("/v1/openapi.json", web::get().to(openapi::openapi))
         .service(
             web::scope("/v1")
-                .configure(policy::auth::routes)
-                .configure(policy::directory::routes)
-                .configure(pre::records::routes)
-                .configure(policy::grants::routes)
-                .configure(pre::reencrypt::routes)
+                .configure(policy::routes)
+                .configure(pre::routes)
                 .configure(log::routes)
                 .configure(dp::routes)
                 .configure(study::routes),

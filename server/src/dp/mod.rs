@@ -9,6 +9,11 @@
 //! - `POST /dp/schemas/{name}/query`, `GET /dp/schemas/{name}/budget`:
 //!   analysts.
 //!
+//! Beside the routes: `admin`, the operator's schema and budget commands
+//! ([`add_schema`](crate::add_schema), [`set_budget`](crate::set_budget));
+//! `cache`, the validated summaries of each schema kept in memory
+//! ([`DpCache`](crate::DpCache)).
+//!
 //! # Threat model
 //!
 //! Analysts are adversaries: they choose queries, repeat them and run them

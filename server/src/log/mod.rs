@@ -13,6 +13,11 @@
 //!   caller's entries; `/log/entries` returns, of a range, the entries the
 //!   caller may read (all of them for an auditor). Each reader recomputes
 //!   the leaf hash and checks inclusion against a signed checkpoint.
+//!
+//! Every service writes to the log through the two submodules: `events`
+//! turns medrelay-policy's typed events into store appends (salted, with
+//! their audience), and `refusals` records refused requests, identical ones
+//! coalesced per window ([`RefusalCoalescer`](crate::RefusalCoalescer)).
 
 pub(crate) mod events;
 pub(crate) mod refusals;
