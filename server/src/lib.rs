@@ -35,7 +35,7 @@
 //! | `log` | the audit log's routes (checkpoints, proofs, entries for their audience), typed events turned into appends (`events`), refused requests and their coalescing (`refusals`, [`RefusalCoalescer`]) |
 //! | `dp` | the curated DP service (schemas, summaries, queries, budgets; [`DpGate`]), the operator's schema and budget commands (`dp::admin`: [`add_schema`], [`set_budget`]), the summary cache ([`DpCache`]) |
 //! | [`study`] | private studies: the leader and helper aggregators, their keys and the operator's study commands |
-//! | [`store`] | the [`Store`](store::Store) trait and its backends, sled ([`SledStore`](store::SledStore)) and PostgreSQL ([`PgStore`](store::PgStore)), with one conformance suite |
+//! | [`store`] | the [`Store`] trait and its backends, sled ([`SledStore`](store::SledStore)) and PostgreSQL ([`PgStore`](store::PgStore)), with one conformance suite |
 //! | `ops` | the admin socket ([`admin`]), expiry sweeps ([`sweep_expired`]), metrics and `/healthz` ([`Metrics`]), rate limits ([`quota`]), the body-read deadline and JSON `405`s (`hygiene`), the plaintext scan ([`scan`]), sled → PostgreSQL copy ([`migrate`]) |
 //!
 //! At the top: [`app`] and [`AppState`] (this file), running the server,
