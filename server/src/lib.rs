@@ -1,4 +1,5 @@
-//! medrelay-server: the medrelay HTTP API (actix-web) over sled.
+//! medrelay-server: the medrelay HTTP API (actix-web) over sled or
+//! PostgreSQL.
 //!
 //! One process serves the directory of principals, operator enrollment,
 //! challenge-response authentication, record envelopes, grants, proxy
@@ -22,6 +23,28 @@
 //! in memory ([`DpCache`]) and reloaded from the store after any summary of
 //! the schema changes.
 //!
+//! # Layout
+//!
+//! One module per service, each with its own routes under `/v1`, beside
+//! the storage and the operations they share:
+//!
+//! | module | holds |
+//! | --- | --- |
+//! | `policy` | principals and enrollment tokens (`directory`), challenge-response login and the role extractors (`auth`: [`Auth`], [`PatientAuth`], [`DoctorAuth`], [`AuditorAuth`]), grants and revocations (`grants`), operator suspension ([`suspend`]) |
+//! | `pre` | record envelopes (`records`), the need-to-know decision every read path shares (`access`), the doctors' re-encrypted fetch (`reencrypt`) and its key cache ([`RekeyCache`]) |
+//! | `log` | the audit log's routes (checkpoints, proofs, entries for their audience), typed events turned into appends (`events`), refused requests and their coalescing (`refusals`, [`RefusalCoalescer`]) |
+//! | `dp` | the curated DP service (schemas, summaries, queries, budgets; [`DpGate`]), the operator's schema and budget commands (`dp::admin`: [`add_schema`], [`set_budget`]), the summary cache ([`DpCache`]) |
+//! | [`study`] | private studies: the leader and helper aggregators, their keys and the operator's study commands |
+//! | [`store`] | the [`Store`] trait and its backends, sled ([`SledStore`](store::SledStore)) and PostgreSQL ([`PgStore`](store::PgStore)), with one conformance suite |
+//! | `ops` | the admin socket ([`admin`]), expiry sweeps ([`sweep_expired`]), metrics and `/healthz` ([`Metrics`]), rate limits ([`quota`]), the body-read deadline and JSON `405`s (`hygiene`), the plaintext scan ([`scan`]), sled → PostgreSQL copy ([`migrate`]) |
+//!
+//! At the top: [`app`] and [`AppState`] (this file), running the server,
+//! `init` and operator enrollment (`serve`: [`serve()`], [`init`],
+//! [`enroll_operator`]), the in-process [`LocalServer`], the one
+//! [`ApiError`], the [`Clock`] and the OpenAPI document (`openapi`). The
+//! crate root re-exports what other crates use, so these paths do not
+//! follow the module layout.
+//!
 //! # Threat model
 //!
 //! The server is trusted for availability and for enforcing grants, not for
@@ -42,7 +65,7 @@
 //! (forged grant, tampered envelope), reads someone else's objects or uses
 //! another role's operation is also written to the audit log as `request
 //! refused`, ids and reason only (identical refusals coalesced per window,
-//! see `refusals`). Bearer tokens and enrollment
+//! see [`RefusalCoalescer`]). Bearer tokens and enrollment
 //! tokens are stored only as SHA-256 hashes; challenges are single use.
 //! Logs carry ids only.
 //!
@@ -64,35 +87,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod access;
-pub mod admin;
-mod auth;
 mod clock;
 pub mod demo;
-mod directory;
 mod dp;
-mod dp_admin;
-mod dp_cache;
 mod error;
-mod events;
-mod grants;
-mod hygiene;
 mod local;
 mod log;
-mod maintenance;
-mod metrics;
-pub mod migrate;
 mod openapi;
-pub mod quota;
-mod records;
-mod reencrypt;
-mod refusals;
-mod rekey_cache;
-pub mod scan;
+mod ops;
+mod policy;
+mod pre;
 mod serve;
 pub mod store;
 pub mod study;
-pub mod suspend;
+
+pub use ops::{admin, migrate, quota, scan};
+pub use policy::suspend;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -103,22 +113,22 @@ use actix_web::{web, App, HttpResponse};
 use medrelay_policy::LogSigner;
 use medrelay_wire::limits;
 
-pub use auth::{AuditorAuth, Auth, DoctorAuth, PatientAuth};
 pub use clock::Clock;
-pub use dp::{default_dp_budget, DpGate, DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON};
-pub use dp_admin::{
+pub use dp::admin::{
     add_schema, add_schema_in, budget_from, install_default_schema, install_schema, list_schemas, set_budget,
     set_budget_in,
 };
-pub use dp_cache::{DpCache, DEFAULT_DP_CACHE_ROWS};
+pub use dp::cache::{DpCache, DEFAULT_DP_CACHE_ROWS};
+pub use dp::{default_dp_budget, DpGate, DEFAULT_DP_DEADLINE, DEFAULT_DP_DELTA, DEFAULT_DP_EPSILON};
 pub use error::ApiError;
-pub use hygiene::DEFAULT_BODY_TIMEOUT;
 pub use local::LocalServer;
-pub use maintenance::{spawn_sweeper, sweep_expired, DEFAULT_SWEEP_INTERVAL};
-pub use metrics::Metrics;
+pub use log::refusals::{flush_all_refusals, RefusalCoalescer, MAX_OPEN_WINDOWS, REFUSAL_WINDOW_SECS};
+pub use ops::hygiene::DEFAULT_BODY_TIMEOUT;
+pub use ops::maintenance::{spawn_sweeper, sweep_expired, DEFAULT_SWEEP_INTERVAL};
+pub use ops::metrics::Metrics;
+pub use policy::auth::{AuditorAuth, Auth, DoctorAuth, PatientAuth};
+pub use pre::rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
 pub use quota::{Limiters, Quotas, Rate};
-pub use refusals::{flush_all_refusals, RefusalCoalescer, MAX_OPEN_WINDOWS, REFUSAL_WINDOW_SECS};
-pub use rekey_cache::{RekeyCache, DEFAULT_REKEY_CACHE_KEYS};
 pub use serve::{
     enroll, enroll_in, enroll_operator, init, init_with, load_log_key, restrict_umask, serve, DatabaseUrl,
     EnrolledVia, ServeConfig, ServeError,
@@ -336,21 +346,18 @@ pub fn app(
         .app_data(json)
         .app_data(path)
         .app_data(query)
-        .wrap(actix_web::middleware::from_fn(refusals::log_wrong_role))
-        .wrap(actix_web::middleware::from_fn(quota::guard))
-        .wrap(actix_web::middleware::from_fn(hygiene::guard))
-        .wrap(actix_web::middleware::from_fn(metrics::track))
+        .wrap(actix_web::middleware::from_fn(log::refusals::log_wrong_role))
+        .wrap(actix_web::middleware::from_fn(ops::quota::guard))
+        .wrap(actix_web::middleware::from_fn(ops::hygiene::guard))
+        .wrap(actix_web::middleware::from_fn(ops::metrics::track))
         .wrap(actix_web::middleware::from_fn(study::mode_filter))
-        .route("/healthz", web::get().to(metrics::healthz))
-        .route("/metrics", web::get().to(metrics::metrics))
+        .route("/healthz", web::get().to(ops::metrics::healthz))
+        .route("/metrics", web::get().to(ops::metrics::metrics))
         .route("/v1/openapi.json", web::get().to(openapi::openapi))
         .service(
             web::scope("/v1")
-                .configure(auth::routes)
-                .configure(directory::routes)
-                .configure(records::routes)
-                .configure(grants::routes)
-                .configure(reencrypt::routes)
+                .configure(policy::routes)
+                .configure(pre::routes)
                 .configure(log::routes)
                 .configure(dp::routes)
                 .configure(study::routes),

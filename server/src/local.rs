@@ -143,7 +143,7 @@ impl LocalServer {
                 Ok(r) => r.map_err(io_err("serving"))?,
                 Err(_) => return Err(ServeError::Argument("the server thread panicked".into())),
             }
-            crate::refusals::flush_all_refusals(&self.state)?;
+            crate::log::refusals::flush_all_refusals(&self.state)?;
             self.state.store().flush()?;
         }
         Ok(())

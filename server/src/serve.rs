@@ -3,8 +3,8 @@
 //!
 //! `serve` runs three things on one actix system: the public API on
 //! `--bind`, the operator's admin socket (`DATA/admin/admin.sock`, see
-//! [`crate::admin`]; off with `--no-admin-socket`), and the expiry sweeper
-//! ([`crate::maintenance`]). Operator enrollment ([`enroll_operator`]) goes
+//! [`crate::ops::admin`]; off with `--no-admin-socket`), and the expiry sweeper
+//! ([`crate::ops::maintenance`]). Operator enrollment ([`enroll_operator`]) goes
 //! through the admin socket when a server answers on it and opens the
 //! database directly when none runs, so it works either way.
 
@@ -21,10 +21,11 @@ use medrelay_wire::{limits, Role};
 use rand::rngs::OsRng;
 use zeroize::Zeroizing;
 
-use crate::auth::{random_token, secret_hash};
-use crate::directory::validate_name;
+use crate::ops::maintenance;
+use crate::policy::auth::{random_token, secret_hash};
+use crate::policy::directory::validate_name;
 use crate::store::{Enrollment, PgStore, SledStore, Store, StoreError, StudyStore};
-use crate::{app, maintenance, AppState, Clock};
+use crate::{app, AppState, Clock};
 
 const LOG_KEY_FILE: &str = "log-signing.key";
 /// Names the backend a data directory was initialized for (`sled` or
@@ -108,7 +109,7 @@ pub struct ServeConfig {
     /// DP budget of an analyst for a schema the operator set no budget for
     /// (`None`: refuse such analysts). See [`crate::default_dp_budget`].
     pub dp_default_budget: Option<medrelay_dp::Budget>,
-    /// Rate limits (see [`crate::quota`]).
+    /// Rate limits (see [`crate::ops::quota`]).
     pub quotas: crate::Quotas,
     /// Time a request body has to arrive after its headers.
     pub body_timeout: Duration,
@@ -273,7 +274,7 @@ pub fn init_with(
             write_private(&path, &blob, "log signing key")?;
             write_backend(data, "sled")?;
             let store = SledStore::open(&db_dir(data))?;
-            crate::dp_admin::install_default_schema(&store, &Clock::System)?;
+            crate::dp::admin::install_default_schema(&store, &Clock::System)?;
             store.flush()?;
         }
         Some(url) => {
@@ -287,7 +288,7 @@ pub fn init_with(
             store.claim_log_key(&sk.verifying_key())?;
             write_private(&path, &blob, "log signing key")?;
             write_backend(data, "postgres")?;
-            crate::dp_admin::install_default_schema(&store, &Clock::System)?;
+            crate::dp::admin::install_default_schema(&store, &Clock::System)?;
         }
     }
     crate::study::create_aggregator_key(data)?;
@@ -384,13 +385,13 @@ pub fn enroll_operator(
     check_enroll_args(role, name)?;
     #[cfg(unix)]
     {
-        let default = crate::admin::admin_socket_path(data);
+        let default = crate::ops::admin::admin_socket_path(data);
         let live = match socket {
             Some(s) => Some(s.to_path_buf()),
-            None => crate::admin::admin_socket_live(&default).then_some(default),
+            None => crate::ops::admin::admin_socket_live(&default).then_some(default),
         };
         if let Some(path) = live {
-            let token = crate::admin::enroll_via_socket(&path, role, name)?;
+            let token = crate::ops::admin::enroll_via_socket(&path, role, name)?;
             return Ok((token, EnrolledVia::AdminSocket(path)));
         }
     }
@@ -545,7 +546,7 @@ async fn serve_on<S: Store + StudyStore + Clone>(
     }
     // After the last request: the counts of open refusal windows go on the
     // record before the store is closed.
-    let coalesced = crate::refusals::flush_all_refusals(&state)?;
+    let coalesced = crate::log::refusals::flush_all_refusals(&state)?;
     served?;
     state.store().flush()?;
     tracing::info!(coalesced_refusals = coalesced, "medrelay-server stopped; store flushed");
@@ -575,7 +576,7 @@ type AdminListener = std::convert::Infallible;
 
 #[cfg(unix)]
 fn bind_admin(data: &Path) -> Result<AdminListener, ServeError> {
-    crate::admin::bind_admin_socket(data)
+    crate::ops::admin::bind_admin_socket(data)
 }
 
 #[cfg(not(unix))]
@@ -585,7 +586,7 @@ fn bind_admin(_data: &Path) -> Result<AdminListener, ServeError> {
 
 fn remove_admin_socket(data: &Path) {
     #[cfg(unix)]
-    if let Err(e) = fs::remove_file(crate::admin::admin_socket_path(data)) {
+    if let Err(e) = fs::remove_file(crate::ops::admin::admin_socket_path(data)) {
         tracing::warn!(error = %e, "could not remove the admin socket");
     }
     #[cfg(not(unix))]
@@ -600,7 +601,7 @@ fn admin_server(
     state: &AppState,
 ) -> Result<(actix_web::dev::ServerHandle, actix_web::rt::task::JoinHandle<io::Result<()>>), ServeError> {
     let st = state.clone();
-    let server = HttpServer::new(move || crate::admin::admin_app(st.clone()))
+    let server = HttpServer::new(move || crate::ops::admin::admin_app(st.clone()))
         .workers(1)
         .disable_signals()
         .shutdown_timeout(5)

@@ -17,10 +17,11 @@ use medrelay_policy::{LogEvent, StudyAggregator, StudyEvent};
 use medrelay_wire::study::MAX_STUDIES_LISTED;
 use sha2::{Digest, Sha256};
 
+use crate::log::events;
 use crate::serve::{load_log_key, ServeError};
 use crate::store::{Store, StoredStudy, StudyStore};
 use crate::study::keys::load_aggregator_key;
-use crate::{events, Clock};
+use crate::Clock;
 
 fn arg(e: impl std::fmt::Display) -> ServeError {
     ServeError::Argument(e.to_string())

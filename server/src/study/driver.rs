@@ -25,8 +25,9 @@ use super::protocol::{
     CollectRequest, CollectResponse, JobReport, JobRequest, JobResponse, JobResult, MAX_COLLECT_BYTES,
 };
 use super::{AggregatorToken, LoadedStudy, StudyService, JOB_REPORTS};
+use crate::log::events;
 use crate::store::{ChargeOutcome, CommitOutcome, JobCommit, StoreError, StudyJob};
-use crate::{events, ApiError, AppState, ServeError};
+use crate::{ApiError, AppState, ServeError};
 
 /// How long the leader waits for the helper.
 const HELPER_TIMEOUT: Duration = Duration::from_secs(120);

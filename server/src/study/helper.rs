@@ -21,8 +21,9 @@ use super::protocol::{
     CollectRequest, CollectResponse, JobRequest, JobResponse, JobResult, MAX_JOB_BODY_BYTES,
 };
 use super::{check_study_name, LoadedStudy, StudyService};
+use crate::log::events;
 use crate::store::{CommitOutcome, HelperReleaseOutcome, JobCommit, StoreError};
-use crate::{events, ApiError, AppState};
+use crate::{ApiError, AppState};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/aggregator/studies/{study}/jobs/{job}", web::put().to(job))

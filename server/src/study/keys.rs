@@ -94,7 +94,7 @@ impl AggregatorToken {
 
     /// A fresh random token (32 bytes, base64url).
     pub fn generate() -> Self {
-        Self(crate::auth::random_token())
+        Self(crate::policy::auth::random_token())
     }
 
     /// The token text (to send as a bearer token, or print once).

@@ -22,8 +22,9 @@ use medrelay_wire::Role;
 
 use super::{check_study_name, driver, LoadedStudy, StudyService};
 use crate::error::json_error;
+use crate::log::events;
 use crate::store::{BatchStatus, StoreError, UploadOutcome};
-use crate::{events, ApiError, AppState, Auth, PatientAuth};
+use crate::{ApiError, AppState, Auth, PatientAuth};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     let upload = web::JsonConfig::default()

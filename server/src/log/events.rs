@@ -10,13 +10,13 @@
 //! else is stored. Only requests that passed bearer authentication reach
 //! these checks, so an anonymous client cannot grow the log: every refusal
 //! entry names a registered principal who is accountable for it, and
-//! repeats are coalesced ([`crate::refusals`]).
+//! repeats are coalesced ([`crate::log::refusals`]).
 
 use medrelay_crypto::{Fingerprint, PrincipalId, RecordId};
 use medrelay_policy::{Denial, LogEvent, RefusalReason, RefusedObject};
 use medrelay_wire::Role;
 
-use crate::refusals;
+use crate::log::refusals;
 use crate::store::LogAppend;
 use crate::{ApiError, AppState};
 
@@ -43,7 +43,7 @@ pub(crate) fn append(ev: &LogEvent) -> Result<LogAppend, ApiError> {
 }
 
 /// Logs that `principal` (authenticated) was refused `what` for `reason`
-/// (coalesced with identical refusals, see [`crate::refusals`]), and returns
+/// (coalesced with identical refusals, see [`crate::log::refusals`]), and returns
 /// `error`, the answer to send. A failed log append fails the request
 /// instead (the audit log is always on).
 pub(crate) async fn refuse(

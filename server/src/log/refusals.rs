@@ -39,8 +39,8 @@ use actix_web::{web, HttpMessage as _, ResponseError as _};
 use medrelay_crypto::Timestamp;
 use medrelay_policy::{LogEvent, Operation, RefusalReason, RefusedObject};
 
-use crate::auth::Auth;
-use crate::events;
+use crate::log::events;
+use crate::policy::auth::Auth;
 use crate::store::{Store, StoreError};
 use crate::{ApiError, AppState};
 

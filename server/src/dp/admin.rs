@@ -23,9 +23,10 @@ use medrelay_wire::dp::MAX_SCHEMAS_LISTED;
 use medrelay_wire::Role;
 use sha2::{Digest, Sha256};
 
+use crate::log::events;
 use crate::serve::{load_log_key, ServeError};
 use crate::store::{Store, StoredSchema};
-use crate::{events, Clock};
+use crate::Clock;
 
 fn arg(e: impl std::fmt::Display) -> ServeError {
     ServeError::Argument(e.to_string())
@@ -212,7 +213,7 @@ mod tests {
         let data = dir.path().join("server");
         crate::init(&data).unwrap();
         let bundle = dir.path().join("alpha.json");
-        std::fs::write(&bundle, include_str!("../../tests/data/fhir-patient-alpha.json")).unwrap();
+        std::fs::write(&bundle, include_str!("../../../tests/data/fhir-patient-alpha.json")).unwrap();
         let pass = Passphrase::new("correct horse battery staple").unwrap();
         let profile = dir.path().join("alpha");
         let server = crate::LocalServer::start(&data, "test/log", 1).unwrap();

@@ -29,7 +29,7 @@ use actix_web::web::{self, Bytes};
 use actix_web::{HttpMessage as _, ResponseError as _};
 use futures_util::Stream;
 
-use crate::metrics::Metrics;
+use crate::ops::metrics::Metrics;
 use crate::{ApiError, AppState};
 
 /// Default time a request's body has to arrive, counted from its headers.

@@ -9,6 +9,11 @@
 //! - `POST /dp/schemas/{name}/query`, `GET /dp/schemas/{name}/budget`:
 //!   analysts.
 //!
+//! Beside the routes: `admin`, the operator's schema and budget commands
+//! ([`add_schema`](crate::add_schema), [`set_budget`](crate::set_budget));
+//! `cache`, the validated summaries of each schema kept in memory
+//! ([`DpCache`](crate::DpCache)).
+//!
 //! # Threat model
 //!
 //! Analysts are adversaries: they choose queries, repeat them and run them
@@ -22,6 +27,9 @@
 //! handler returns an exact count or a stored summary of another patient;
 //! error messages name fields and parameters, never values. Patients are
 //! trusted only with their own summary, which is clamped at query time.
+
+pub(crate) mod admin;
+pub(crate) mod cache;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
@@ -40,8 +48,9 @@ use medrelay_wire::dp::{
 use medrelay_wire::Role;
 use tokio::sync::Semaphore;
 
+use crate::log::events;
 use crate::store::{decode_summary, encode_summary, LogAppend, Store, StoredSchema};
-use crate::{error, events, ApiError, AppState, Auth, DpCache, PatientAuth};
+use crate::{error, ApiError, AppState, Auth, DpCache, PatientAuth};
 
 /// Default deadline of one DP answer, from its arrival: past it the answer
 /// is abandoned, nothing is charged, and the analyst gets `503 dp_deadline`.

@@ -3,9 +3,9 @@
 //! For each record asked for: find the doctor's grants from the record's
 //! owner (loaded and verified once per owner and request), verify each
 //! stored grant (and revocation) against the owner's signing key, and ask
-//! `medrelay_policy::authorize` for a `ReadCapability` ([`crate::access`]);
+//! `medrelay_policy::authorize` for a `ReadCapability` ([`crate::pre::access`]);
 //! only with one is the record served. Served and denied requests are both
-//! appended to the audit log (denials coalesced, see [`crate::refusals`]);
+//! appended to the audit log (denials coalesced, see [`crate::log::refusals`]);
 //! a denial answers 403 with the policy's reason code (an item of a batch
 //! answer). A batch naming one id twice is a 400 request error.
 //!
@@ -38,10 +38,10 @@ use medrelay_wire::{
 };
 use rand::rngs::OsRng;
 
-use crate::access::DoctorGrants;
-use crate::auth::DoctorAuth;
-use crate::events;
-use crate::grants::decode_rekeys;
+use crate::log::events;
+use crate::policy::auth::DoctorAuth;
+use crate::policy::grants::decode_rekeys;
+use crate::pre::access::DoctorGrants;
 use crate::store::LogAppend;
 use crate::{ApiError, AppState};
 

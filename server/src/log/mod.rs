@@ -13,6 +13,14 @@
 //!   caller's entries; `/log/entries` returns, of a range, the entries the
 //!   caller may read (all of them for an auditor). Each reader recomputes
 //!   the leaf hash and checks inclusion against a signed checkpoint.
+//!
+//! Every service writes to the log through the two submodules: `events`
+//! turns medrelay-policy's typed events into store appends (salted, with
+//! their audience), and `refusals` records refused requests, identical ones
+//! coalesced per window ([`RefusalCoalescer`](crate::RefusalCoalescer)).
+
+pub(crate) mod events;
+pub(crate) mod refusals;
 
 use actix_web::{web, HttpResponse};
 use medrelay_policy::LeafOpening;
@@ -21,8 +29,8 @@ use medrelay_wire::{
 };
 use serde::Deserialize;
 
-use crate::auth::Auth;
-use crate::{refusals, ApiError, AppState};
+use crate::policy::auth::Auth;
+use crate::{ApiError, AppState};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/log/entries", web::get().to(entries))

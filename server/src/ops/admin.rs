@@ -25,7 +25,7 @@
 //! "issue a one-time token for a non-patient role" and "suspend or
 //! reinstate a non-patient principal" (`POST /admin/v1/suspensions
 //! {principal}`, `DELETE /admin/v1/suspensions/{id}`; see
-//! [`crate::suspend`]); the request is strict,
+//! [`crate::policy::suspend`]); the request is strict,
 //! small-bodied JSON, the token is returned once and stored only as its
 //! SHA-256, and the server log records the role, never the token or name.
 //! `--no-admin-socket` turns the socket off.
@@ -43,9 +43,9 @@ use medrelay_wire::{ErrorBody, Role};
 use serde::{Deserialize, Serialize};
 use zeroize::Zeroizing;
 
-use crate::directory::validate_name;
+use crate::policy::directory::validate_name;
+use crate::policy::suspend::{set_suspended_in, SuspensionReceipt};
 use crate::serve::{issue_enrollment, ServeError};
-use crate::suspend::{set_suspended_in, SuspensionReceipt};
 use crate::{ApiError, AppState};
 
 /// Largest admin request body, in bytes.

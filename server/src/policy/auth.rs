@@ -10,7 +10,7 @@
 //! Every failure of step 2 and every bad bearer token is the same opaque
 //! `401 unauthorized`.
 //!
-//! A principal the operator suspended (see [`crate::suspend`]) is refused
+//! A principal the operator suspended (see [`crate::policy::suspend`]) is refused
 //! with `403 suspended`, for each request with one of its sessions and each
 //! signed login, and logged (at most once a minute per principal: see
 //! [`crate::Limiters`]). Every other authenticated request counts against
@@ -32,7 +32,7 @@ use rand::RngCore;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::events;
+use crate::log::events;
 use crate::store::{Challenge, SecretHash, Session};
 use crate::{ApiError, AppState};
 use medrelay_policy::LogEvent;

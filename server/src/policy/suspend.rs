@@ -22,9 +22,10 @@ use medrelay_policy::LogEvent;
 use medrelay_wire::Role;
 use serde::{Deserialize, Serialize};
 
+use crate::log::events;
 use crate::serve::{load_log_key, ServeError};
 use crate::store::Store;
-use crate::{events, ApiError, Clock};
+use crate::{ApiError, Clock};
 
 /// What a suspension or reinstatement did.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,13 +93,13 @@ pub fn set_suspended(
 ) -> Result<(SuspensionReceipt, ChangedVia), ServeError> {
     #[cfg(unix)]
     {
-        let default = crate::admin::admin_socket_path(data);
+        let default = crate::ops::admin::admin_socket_path(data);
         let live = match socket {
             Some(s) => Some(s.to_path_buf()),
-            None => crate::admin::admin_socket_live(&default).then_some(default),
+            None => crate::ops::admin::admin_socket_live(&default).then_some(default),
         };
         if let Some(path) = live {
-            let r = crate::admin::set_suspended_via_socket(&path, principal, suspend)?;
+            let r = crate::ops::admin::set_suspended_via_socket(&path, principal, suspend)?;
             return Ok((r, ChangedVia::AdminSocket(path)));
         }
     }

@@ -249,7 +249,7 @@ mod tests {
         id[..8].copy_from_slice(&i.to_be_bytes());
         let patient = PrincipalId::from_bytes(id);
         let ev = LogEvent::SummarySubmitted { at: Timestamp(1), patient, schema: HB.into() };
-        let append = crate::events::append(&ev).unwrap();
+        let append = crate::log::events::append(&ev).unwrap();
         let json = format!(r#"{{"schema":"{HB}","values":{{"bmi":{bmi}}}}}"#);
         store.put_summary(HB, &patient, &encode_summary(json.as_bytes()), &append).unwrap();
         cache.invalidate(HB);

@@ -15,7 +15,7 @@
 //! only), and nothing of the batch is stored. A batch naming one record id
 //! twice is a 400.
 //!
-//! Need to know ([`crate::access`]): the owner and auditors see all of a
+//! Need to know ([`crate::pre::access`]): the owner and auditors see all of a
 //! patient's records; a doctor lists only the records a grant of that
 //! patient's covers *now* (in force, in scope, labels included) and reads
 //! only those envelopes. A doctor with no grant in force is refused the
@@ -23,7 +23,7 @@
 //! outside every grant is refused with the policy's reason (an `access
 //! denied` entry the patient reads too), and anyone else is refused
 //! (`forbidden`); every refusal is logged (coalesced, see
-//! [`crate::refusals`]).
+//! [`crate::log::refusals`]).
 
 use actix_web::{web, HttpResponse};
 use std::collections::BTreeMap;
@@ -34,9 +34,9 @@ use medrelay_wire::{
     UploadRecordsResponse, B64,
 };
 
-use crate::access::DoctorGrants;
-use crate::auth::{Auth, PatientAuth};
-use crate::events;
+use crate::log::events;
+use crate::policy::auth::{Auth, PatientAuth};
+use crate::pre::access::DoctorGrants;
 use crate::store::{LogAppend, RecordMeta};
 use crate::{ApiError, AppState};
 use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};

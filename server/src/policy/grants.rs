@@ -19,8 +19,8 @@ use medrelay_wire::{
     limits, CreateGrantRequest, GrantInfo, GrantList, GrantReceipt, RevokeRequest, Role, B64,
 };
 
-use crate::auth::{Auth, PatientAuth};
-use crate::events;
+use crate::log::events;
+use crate::policy::auth::{Auth, PatientAuth};
 use crate::store::{StoreError, StoredGrant};
 use crate::{ApiError, AppState};
 

@@ -22,8 +22,8 @@ use actix_web::{web, HttpResponse};
 use medrelay_crypto::{domain, PatientPublicKeys, PrePublicKey, PrincipalId};
 use medrelay_wire::{limits, registration_message, PrincipalInfo, RegisterRequest, Role, B64};
 
-use crate::auth::{secret_hash, Auth};
-use crate::events;
+use crate::log::events;
+use crate::policy::auth::{secret_hash, Auth};
 use crate::store::{EnrollmentUse, StoredPrincipal};
 use crate::{ApiError, AppState};
 use medrelay_policy::{LogEvent, RefusalReason, RefusedObject};

@@ -23,9 +23,9 @@ pub const DEFAULT_SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 /// One sweep, now: removes every session, challenge and enrollment token
 /// that has expired by the state's clock, drops expired grants' keys from
 /// the re-encryption key cache, and writes the counts of refusal windows
-/// that have ended ([`crate::refusals`]). Returns what the store removed.
+/// that have ended (see [`RefusalCoalescer`](crate::RefusalCoalescer)). Returns what the store removed.
 pub async fn sweep_expired(state: &AppState) -> Result<Swept, ApiError> {
-    let coalesced = crate::refusals::flush_closed(state).await?;
+    let coalesced = crate::log::refusals::flush_closed(state).await?;
     if coalesced > 0 {
         tracing::info!(entries = coalesced, "coalesced refusals logged");
     }
