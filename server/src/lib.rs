@@ -68,7 +68,6 @@ mod access;
 pub mod admin;
 mod auth;
 mod clock;
-pub mod demo;
 mod directory;
 mod dp;
 mod dp_admin;
