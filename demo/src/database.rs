@@ -92,3 +92,68 @@ pub(crate) fn database_name(url: &DatabaseUrl) -> String {
         Err(_) => "(unnamed)".to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+    use base64::Engine as _;
+    use medrelay_server::store::postgres::testing::fresh_database;
+
+    use super::*;
+
+    #[test]
+    fn the_scan_finds_text_in_any_column_raw_hex_or_base64_and_counts_what_it_read() {
+        let Some(url) = fresh_database() else { return };
+        let mut c = postgres::Client::connect(&url, postgres::NoTls).unwrap();
+        let b64 = base64::engine::general_purpose::STANDARD.encode(b"xx Lithium [Moles/volume] yy");
+        c.batch_execute(
+            "CREATE TABLE clean (id int, t text, b bytea);
+             CREATE TABLE \"odd \"\"name\" (id int, t text, \"a b\" bytea);
+             INSERT INTO clean VALUES (1, 'nothing here', '\\x00ff'), (2, NULL, NULL);",
+        )
+        .unwrap();
+        // Raw in a text column; raw in a bytea column (found in its bytes,
+        // and as hex in its row's text); base64 inside a bytea column (found
+        // in its bytes).
+        c.execute(
+            "INSERT INTO \"odd \"\"name\" VALUES (1, 'a Hemoglobin A1c b', NULL), (2, NULL, $1), (3, NULL, $2)",
+            &[&b"..Synthetic-Alpha..".to_vec(), &b64.into_bytes()],
+        )
+        .unwrap();
+        let mut needles = Needles::new();
+        for canary in ["Hemoglobin A1c", "Synthetic-Alpha", "Lithium [Moles/volume]"] {
+            needles.text(canary, canary.as_bytes());
+            needles.raw(&format!("{canary} (hex)"), hex::encode(canary).as_bytes());
+        }
+        let scan = scan_database(&DatabaseUrl::new(url.clone()), &needles).unwrap();
+        assert_eq!(scan.tables, 2);
+        assert_eq!(scan.rows, 5);
+        let mut hits = scan.hits.clone();
+        hits.sort();
+        assert_eq!(
+            hits,
+            [
+                "odd \"name.a b: Lithium [Moles/volume] (base64)",
+                "odd \"name.a b: Synthetic-Alpha",
+                "odd \"name: Hemoglobin A1c",
+                "odd \"name: Synthetic-Alpha (hex)",
+            ]
+            .map(String::from),
+            "{:?}",
+            scan.hits
+        );
+        // Without those rows, nothing is found.
+        c.batch_execute("DELETE FROM \"odd \"\"name\"").unwrap();
+        let scan = scan_database(&DatabaseUrl::new(url), &needles).unwrap();
+        assert!(scan.hits.is_empty(), "{:?}", scan.hits);
+        assert_eq!(scan.rows, 2);
+    }
+
+    #[test]
+    fn the_narration_names_the_database_and_never_the_password() {
+        let url = DatabaseUrl::new("postgres://medrelay:s3cret@db.example:5432/clinic");
+        assert_eq!(database_name(&url), "\"clinic\"");
+        let url = DatabaseUrl::new("host=/run/postgresql user=medrelay password=s3cret dbname=records");
+        assert_eq!(database_name(&url), "\"records\"");
+    }
+}
