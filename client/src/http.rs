@@ -66,24 +66,11 @@ impl ServerOptions {
 }
 
 /// Validates a base URL: `http://` or `https://`, a host, no query or
-/// fragment. Returns it without a trailing slash.
+/// fragment (see [`medrelay_wire::normalize_base_url`]). Returns it without
+/// a trailing slash.
 pub fn normalize_url(url: &str) -> Result<String, ClientError> {
-    let bad = |reason| ClientError::InvalidUrl { url: url.to_owned(), reason };
-    let rest = url
-        .strip_prefix("https://")
-        .or_else(|| url.strip_prefix("http://"))
-        .ok_or_else(|| bad("must start with http:// or https://"))?;
-    let host = rest.split('/').next().unwrap_or_default();
-    if host.is_empty() {
-        return Err(bad("no host"));
-    }
-    if url.contains(['?', '#']) || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err(bad("must not contain a query, fragment or whitespace"));
-    }
-    if url.len() > 2048 {
-        return Err(bad("too long"));
-    }
-    Ok(url.trim_end_matches('/').to_owned())
+    medrelay_wire::normalize_base_url(url)
+        .map_err(|e| ClientError::InvalidUrl { url: url.to_owned(), reason: e.reason() })
 }
 
 struct CachedToken {

@@ -88,7 +88,6 @@
 #![warn(missing_docs)]
 
 mod clock;
-pub mod demo;
 mod dp;
 mod error;
 mod local;

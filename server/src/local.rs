@@ -1,6 +1,7 @@
 //! An in-process server on a free loopback port, for the demo and for tests
 //! that want the real HTTP stack without a second process (sled admits one
-//! process per database).
+//! process per database); over PostgreSQL, several in one process act as
+//! replicas.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -11,9 +12,9 @@ use std::time::Duration;
 use actix_web::dev::ServerHandle;
 use actix_web::HttpServer;
 
-use crate::serve::{check_private, db_dir, io_err};
-use crate::store::SledStore;
-use crate::{app, load_log_key, AppState, Clock, Quotas, ServeError};
+use crate::serve::{backend_is_postgres, check_private, db_dir, io_err};
+use crate::store::{PgStore, SledStore, Store, StudyStore};
+use crate::{app, load_log_key, AppState, Clock, DatabaseUrl, Quotas, ServeError};
 
 /// How long [`LocalServer::start`] waits for the database lock of a server
 /// stopped a moment ago in this process (sled's I/O threads release it
@@ -21,7 +22,8 @@ use crate::{app, load_log_key, AppState, Clock, Quotas, ServeError};
 const REOPEN_WAIT: Duration = Duration::from_secs(30);
 
 /// A running server on `127.0.0.1:<free port>` over the sled database in
-/// `data`, served by its own actix system on a background thread.
+/// `data` (or a PostgreSQL database: [`LocalServer::start_replica`]),
+/// served by its own actix system on a background thread.
 pub struct LocalServer {
     addr: SocketAddr,
     data: PathBuf,
@@ -55,11 +57,53 @@ impl LocalServer {
     ) -> Result<Self, ServeError> {
         let key = load_log_key(data)?;
         check_private(data)?;
-        let signer = medrelay_policy::LogSigner::new(log_origin, &key)
-            .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
         // A server stopped a moment ago in this process may still hold the
         // database lock briefly.
         let store = SledStore::open_waiting(&db_dir(data), REOPEN_WAIT)?;
+        let state = Self::new_state(data, &key, log_origin, store, quotas, aggregator)?;
+        Self::serve_state(data, state, workers)
+    }
+
+    /// [`LocalServer::start_with`] as one replica over the PostgreSQL
+    /// database `database`: `data` was initialized for it
+    /// ([`crate::init_with`]), or is a copy of such a directory (every
+    /// replica holds the one log signing key). As `serve --database` does,
+    /// the key is checked against the one the database records, and the
+    /// DP summary cache is off (its invalidation is per process). Run the
+    /// leader `aggregator` on one replica only.
+    pub fn start_replica(
+        data: &Path,
+        database: &DatabaseUrl,
+        log_origin: &str,
+        workers: usize,
+        quotas: Quotas,
+        aggregator: Option<crate::AggregatorConfig>,
+    ) -> Result<Self, ServeError> {
+        let key = load_log_key(data)?;
+        check_private(data)?;
+        if !backend_is_postgres(data)? {
+            return Err(ServeError::Argument(
+                "this data directory was initialized for sled: `init --database` makes one for PostgreSQL"
+                    .into(),
+            ));
+        }
+        let store = PgStore::open(database.expose())?;
+        store.claim_log_key(&key.verifying_key())?;
+        let state = Self::new_state(data, &key, log_origin, store, quotas, aggregator)?.with_dp_cache(0);
+        Self::serve_state(data, state, workers)
+    }
+
+    /// The state of a server over `store`.
+    fn new_state<S: Store + StudyStore + Clone>(
+        data: &Path,
+        key: &medrelay_crypto::SigningKey,
+        log_origin: &str,
+        store: S,
+        quotas: Quotas,
+        aggregator: Option<crate::AggregatorConfig>,
+    ) -> Result<AppState, ServeError> {
+        let signer = medrelay_policy::LogSigner::new(log_origin, key)
+            .map_err(|e| ServeError::Argument(format!("log origin: {e}")))?;
         let study = match aggregator {
             Some(a) => Some(crate::StudyService::new(
                 a,
@@ -72,6 +116,11 @@ impl LocalServer {
         if let Some(s) = study {
             state = state.with_study_service(s);
         }
+        Ok(state)
+    }
+
+    /// Serves `state` on a free loopback port from a new thread.
+    fn serve_state(data: &Path, state: AppState, workers: usize) -> Result<Self, ServeError> {
         let st = state.clone();
         let st_driver = state.clone();
         let (tx, rx) = mpsc::channel();

@@ -6,7 +6,6 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use medrelay_crypto::PrincipalId;
-use medrelay_server::demo::{self, DemoOptions, DEFAULT_COHORT};
 use medrelay_server::study::{add_study, aggregator_key_json, list_studies};
 use medrelay_server::suspend::{set_suspended, ChangedVia};
 use medrelay_server::{
@@ -218,21 +217,6 @@ enum Command {
         #[arg(long)]
         socket: Option<PathBuf>,
     },
-    /// Play the whole story on a temporary server, narrated: a patient
-    /// imports FHIR records and grants a doctor lab results, the doctor
-    /// reads them and is refused the rest, revocation, access history, an
-    /// auditor's checks, a DP study, and a scan of the server's disk for
-    /// plaintext. Exits non-zero if any step does not behave as told.
-    Demo {
-        /// Keep everything in this (absent or empty) directory instead of a
-        /// temporary one: server data in DIR/server, profiles in DIR/profiles.
-        #[arg(long)]
-        data: Option<PathBuf>,
-        /// Synthetic patients generated for the DP study (besides the three
-        /// bundled ones).
-        #[arg(long, default_value_t = DEFAULT_COHORT, value_parser = clap::value_parser!(u16).range(0..=500))]
-        cohort: u16,
-    },
     /// DP summary schemas (server stopped).
     #[command(subcommand)]
     Schema(SchemaCommand),
@@ -392,21 +376,14 @@ fn main() -> std::process::ExitCode {
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
-    // The demo narrates on stdout; its server logs only warnings unless
-    // RUST_LOG says otherwise.
-    let default_level = if matches!(cli.command, Command::Demo { .. }) { "warn" } else { "info" };
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
         .init();
     match cli.command {
-        Command::Demo { data, cohort } => {
-            let opts = DemoOptions { data, cohort: usize::from(cohort), ..DemoOptions::default() };
-            demo::run(&opts, &mut std::io::stdout().lock()).context("the demo failed")?;
-        }
         Command::Init { data, database } => {
             let vk = init_with(&data, database.as_ref()).context("init")?;
             println!("initialized {}; log key {}", data.display(), vk.fingerprint());

@@ -46,9 +46,11 @@ pub mod dp;
 pub mod limits;
 pub mod study;
 mod types;
+mod url;
 
 pub use b64::B64;
 pub use types::*;
+pub use url::{normalize_base_url, InvalidBaseUrl, MAX_BASE_URL_LEN};
 
 use medrelay_crypto::encoding::Encoder;
 use medrelay_crypto::{PrincipalId, VerifyingKey};

@@ -13,7 +13,6 @@
 
 use std::time::Duration;
 
-use medrelay_client::http::normalize_url;
 use medrelay_dp::study::{AggregatorRole, PrepError, ReleasedSums, Report};
 use medrelay_policy::{LogEvent, StudyEvent};
 use medrelay_wire::study::StudyRelease;
@@ -84,7 +83,8 @@ impl std::fmt::Debug for HelperClient {
 
 impl HelperClient {
     pub(crate) fn new(url: &str, token: AggregatorToken) -> Result<Self, ServeError> {
-        let base = normalize_url(url).map_err(|e| ServeError::Argument(format!("--helper-url: {e}")))?;
+        let base = medrelay_wire::normalize_base_url(url)
+            .map_err(|e| ServeError::Argument(format!("--helper-url: invalid URL {url:?}: {e}")))?;
         let agent: ureq::Agent = ureq::Agent::config_builder()
             .http_status_as_error(false)
             .timeout_global(Some(HELPER_TIMEOUT))

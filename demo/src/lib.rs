@@ -1,5 +1,5 @@
-//! `medrelay-server demo`: the whole story on an in-process server, told
-//! step by step in plain words.
+//! medrelay's narrated demo (`cargo run --release -p medrelay-demo`): the
+//! whole story on in-process servers, told step by step in plain words.
 //!
 //! The demo creates a fresh data directory (a temporary one, or `--data
 //! DIR`), starts the real HTTP server on a free loopback port over the sled
@@ -16,29 +16,43 @@
 //!
 //! Each step checks that the system behaved as the narration says; the
 //! first deviation stops the demo with a [`DemoError`] naming the step (and
-//! the CLI exits non-zero).
+//! the binary exits non-zero).
+//!
+//! It lives in its own crate, beside the clients it drives, so that the
+//! server library does not link the client library; it uses only the
+//! server's public API.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
 
-use std::fmt::Display;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use medrelay_client::{
-    Analyst, Auditor, ClientError, Doctor, FetchFormat, ImportRequest, Passphrase, Patient, ServerOptions,
-    SharedPatient,
+    Analyst, Auditor, Doctor, FetchFormat, ImportRequest, Passphrase, Patient, SharedPatient,
 };
 use medrelay_crypto::{PrincipalId, RecordId};
 use medrelay_dp::{Epsilon, Filter, Privacy, Query, Statistic};
 use medrelay_fhir::fhir_record_id;
 use medrelay_policy::{Purpose, Scope};
-use medrelay_wire::dp::DpAnswer;
+use medrelay_server::scan::{Needles, ScanReport};
+use medrelay_server::{enroll_in, DatabaseUrl, Quotas, Rate};
 use medrelay_wire::Role;
 use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
-use serde_json::{json, Value};
+use rand::SeedableRng;
+use serde_json::json;
 
-use crate::scan::Needles;
-use crate::{enroll_in, init, AggregatorConfig, AggregatorToken, LocalServer, Quotas, Rate};
+mod cohort;
+mod database;
+mod deployment;
+mod story;
+mod study;
+
+use cohort::cohort_bundle;
+use database::database_name;
+use deployment::Deployment;
+use story::{describe_answer, describe_observation, expect_denied, short, AtStep, Story};
+use study::study_step;
 
 /// The synthetic FHIR bundles shipped in `tests/data/` (written for
 /// medrelay; they describe no real person). Alpha's is shaped like a real
@@ -76,8 +90,6 @@ const GREEDY_EPSILON: f64 = 0.2;
 /// The passphrase every demo profile is sealed under (a demo on synthetic
 /// data; real users pick their own).
 const DEMO_PASSPHRASE: &str = "demo passphrase for synthetic data";
-/// ε of the noise each aggregator adds to a private study's release.
-const STUDY_EPSILON: f64 = 1.0;
 /// Strings from the records that must never appear in the server's files.
 const CANARIES: [&str; 4] =
     ["Synthetic-Alpha", "Major depressive disorder", "Hemoglobin A1c", "Lithium [Moles/volume]"];
@@ -89,7 +101,8 @@ pub const DEFAULT_COHORT: u16 = 40;
 #[derive(Clone, Debug)]
 pub struct DemoOptions {
     /// Keep everything under this directory (it must be absent or empty):
-    /// the server's data in `DIR/server`, client profiles in
+    /// the server's data in `DIR/server` (over PostgreSQL, each replica's
+    /// in `DIR/replica-a`, `DIR/replica-b`, …), client profiles in
     /// `DIR/profiles`. `None`: a temporary directory, removed at the end.
     pub data: Option<PathBuf>,
     /// Synthetic patients generated for the DP study, besides Alpha, Bravo
@@ -98,11 +111,35 @@ pub struct DemoOptions {
     /// Seed of the synthetic cohort's values (not of any key: keys come from
     /// the operating system's RNG).
     pub seed: u64,
+    /// Keep the server's store in this PostgreSQL database (it must hold
+    /// no medrelay log yet) instead of the embedded sled database.
+    pub database: Option<DatabaseUrl>,
+    /// Server replicas over the one database, 1 to [`MAX_REPLICAS`]; more
+    /// than one only with [`DemoOptions::database`].
+    pub replicas: usize,
 }
 
 impl Default for DemoOptions {
     fn default() -> Self {
-        Self { data: None, cohort: usize::from(DEFAULT_COHORT), seed: 2026 }
+        Self { data: None, cohort: usize::from(DEFAULT_COHORT), seed: 2026, database: None, replicas: 1 }
+    }
+}
+
+/// Most server replicas the demo runs.
+pub const MAX_REPLICAS: usize = 3;
+
+impl DemoOptions {
+    /// Refuses replica counts the demo cannot run.
+    fn check(&self) -> Result<(), String> {
+        if !(1..=MAX_REPLICAS).contains(&self.replicas) {
+            return Err(format!("--replicas must be 1 to {MAX_REPLICAS}, not {}", self.replicas));
+        }
+        if self.replicas > 1 && self.database.is_none() {
+            return Err("several replicas need a shared PostgreSQL database (--database postgres://…): \
+                        sled admits one process per database"
+                .into());
+        }
+        Ok(())
     }
 }
 
@@ -129,75 +166,6 @@ pub struct DemoError {
     pub title: &'static str,
     /// What went wrong.
     pub message: String,
-}
-
-/// Narration: numbered steps, indented lines.
-struct Story<'a> {
-    out: &'a mut dyn Write,
-    step: usize,
-    title: &'static str,
-}
-
-impl Story<'_> {
-    fn step(&mut self, title: &'static str) {
-        self.step += 1;
-        self.title = title;
-        let _ = writeln!(self.out, "\n{}. {title}", self.step);
-    }
-
-    fn say(&mut self, line: impl Display) {
-        let _ = writeln!(self.out, "   {line}");
-    }
-
-    fn fail(&self, message: impl Display) -> DemoError {
-        DemoError { step: self.step, title: self.title, message: message.to_string() }
-    }
-
-    /// Checks a narrated expectation.
-    fn expect(&self, ok: bool, message: impl FnOnce() -> String) -> Result<(), DemoError> {
-        if ok {
-            Ok(())
-        } else {
-            Err(self.fail(message()))
-        }
-    }
-}
-
-/// Attaches the current step to errors.
-trait AtStep<T> {
-    fn at(self, story: &Story<'_>) -> Result<T, DemoError>;
-}
-
-impl<T, E: Display> AtStep<T> for Result<T, E> {
-    fn at(self, story: &Story<'_>) -> Result<T, DemoError> {
-        self.map_err(|e| story.fail(e))
-    }
-}
-
-fn short(id: impl Display) -> String {
-    let s = id.to_string();
-    s.chars().take(12).collect()
-}
-
-/// Expects a refusal with `code` from the server.
-fn expect_denied<T>(story: &Story<'_>, r: Result<T, ClientError>, code: &str) -> Result<(), DemoError> {
-    match r {
-        Err(ClientError::Server { code: got, .. }) if got == code => Ok(()),
-        Err(ClientError::BudgetExceeded(_)) if code == "budget_exceeded" => Ok(()),
-        Err(e) => Err(story.fail(format!("expected a refusal with code {code}, got: {e}"))),
-        Ok(_) => Err(story.fail(format!("expected a refusal with code {code}, but the record was served"))),
-    }
-}
-
-/// A one-line reading of a decrypted FHIR Observation.
-fn describe_observation(v: &Value) -> String {
-    let name = v["code"]["coding"][0]["display"].as_str().or(v["code"]["text"].as_str()).unwrap_or("?");
-    let q = &v["valueQuantity"];
-    match (q["value"].as_f64(), q["unit"].as_str()) {
-        (Some(x), Some(u)) => format!("{name}: {x} {u}"),
-        (Some(x), None) => format!("{name}: {x}"),
-        _ => name.to_owned(),
-    }
 }
 
 /// Directory layout of one run.
@@ -232,13 +200,6 @@ impl Dirs {
             }
         }
     }
-    fn server(&self) -> PathBuf {
-        self.root.join("server")
-    }
-    /// The second operator's helper aggregator for private studies.
-    fn helper(&self) -> PathBuf {
-        self.root.join("helper")
-    }
     fn profile(&self, name: &str) -> PathBuf {
         self.root.join("profiles").join(name.to_lowercase().replace(' ', "-"))
     }
@@ -249,15 +210,20 @@ impl Dirs {
 }
 
 /// Runs the demo, narrating to `out`.
-pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoError> {
+pub fn run(opts: &DemoOptions, out: &mut impl Write) -> Result<DemoOutcome, DemoError> {
     let started = Instant::now();
     let mut story = Story { out, step: 0, title: "setting up" };
+    opts.check().map_err(|e| story.fail(e))?;
     let dirs = Dirs::new(opts.data.as_deref()).map_err(|e| story.fail(e))?;
     let pass = Passphrase::new(DEMO_PASSPHRASE).at(&story)?;
 
     // 1. The operator.
-    story.step("The operator starts a medrelay server");
-    let log_key = init(&dirs.server()).at(&story)?;
+    let n = opts.replicas;
+    story.step(if n == 1 {
+        "The operator starts a medrelay server"
+    } else {
+        "The operator starts medrelay replicas"
+    });
     // Every demo patient registers and logs in from this machine's loopback
     // address: the anonymous quotas are raised to fit the cohort.
     let fit = |n: usize, secs| Rate::per(u32::try_from(n).unwrap_or(u32::MAX), secs).unwrap_or(Rate::Off);
@@ -268,39 +234,61 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         login_per_source: fit((4 * people).max(120), 60),
         ..Quotas::default()
     };
-    // A second organization runs the helper aggregator of private studies
-    // (step 10); this server is their leader. They share a secret token.
-    init(&dirs.helper()).at(&story)?;
-    let token = AggregatorToken::generate();
-    let helper = LocalServer::start_with(
-        &dirs.helper(),
-        "helper.demo/log",
-        1,
-        Quotas::default(),
-        Some(AggregatorConfig::Helper { token: token.clone() }),
-    )
-    .at(&story)?;
-    let server = LocalServer::start_with(
-        &dirs.server(),
-        "medrelay.demo/log",
-        2,
-        quotas,
-        Some(AggregatorConfig::Leader { helper_url: helper.url(), token }),
-    )
-    .at(&story)?;
-    let opts_http = ServerOptions::new(server.url());
-    story.say(format!("data directory: {} (sled, embedded)", dirs.server().display()));
-    story.say(format!("log signing key made; auditors pin its fingerprint {}", log_key.fingerprint()));
-    story.say(format!("serving the HTTP API on {} (in this process)", server.url()));
+    let servers = Deployment::start(&dirs.root, opts.database.as_ref(), n, quotas).at(&story)?;
+    match servers.database() {
+        None => {
+            story.say(format!("data directory: {} (sled, embedded)", servers.dirs()[0].display()));
+            story.say(format!(
+                "log signing key made; auditors pin its fingerprint {}",
+                servers.log_key().fingerprint()
+            ));
+            story.say(format!("serving the HTTP API on {} (in this process)", servers.at(0).url()));
+        }
+        Some(url) => {
+            story.say(format!(
+                "store: PostgreSQL database {} (schema migrated at start); replica A's data directory {} holds \
+                 the log signing key, whose public half the database records",
+                database_name(url),
+                servers.dirs()[0].display()
+            ));
+            story.say(format!(
+                "log signing key made; auditors pin its fingerprint {}",
+                servers.log_key().fingerprint()
+            ));
+            for i in 0..n {
+                let copy =
+                    if i == 0 { String::new() } else { ", a copy of A's: one log, one signing key".into() };
+                story.say(format!(
+                    "replica {} serves the HTTP API on {} (in this process; data directory {}{copy})",
+                    servers.name(i),
+                    servers.at(i).url(),
+                    servers.dirs()[i].display()
+                ));
+            }
+            story.say(
+                "a balancer would spread the clients over the replicas; here each role is sent to one, \
+                 so every step below crosses replicas",
+            );
+        }
+    }
+    // Enrollment tokens are rows of the one store: any replica issues them.
     let enroll = |story: &Story<'_>, role: Role, name: &str| {
+        let server = servers.at(0);
         enroll_in(server.state().store().as_ref(), role, name, server.state().clock()).at(story)
     };
+    // Which replica serves whom.
+    let (at_patient, at_doctor, at_auditor) = (0, 1 % n, n - 1);
 
     // 2. Alpha imports records.
     story.step("Patient Alpha makes keys and imports a FHIR export");
-    let alpha = Patient::init(&dirs.profile("alpha"), &opts_http, "Alpha", &pass).at(&story)?;
+    let alpha =
+        Patient::init(&dirs.profile("alpha"), &servers.options(at_patient), "Alpha", &pass).at(&story)?;
     let who = alpha.whoami();
-    story.say(format!("Alpha's id {} (keys made on Alpha's machine; only public halves sent)", who.id));
+    story.say(format!(
+        "Alpha's id {} (keys made on Alpha's machine; only public halves sent){}",
+        who.id,
+        servers.via(at_patient)
+    ));
     story.say(format!(
         "signing key {}, PRE keys (Umbral + lattice) {}",
         who.signing_key_fingerprint,
@@ -343,8 +331,9 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         )
     })?;
     story.say(format!(
-        "encrypted and uploaded {} records (AES-256-GCM bodies, one hybrid capsule per key class, owner-signed headers):",
-        report.uploaded()
+        "encrypted and uploaded {} records (AES-256-GCM bodies, one hybrid capsule per key class, owner-signed headers){}:",
+        report.uploaded(),
+        servers.via(at_patient)
     ));
     for r in alpha.records().at(&story)? {
         let source = r.source.unwrap_or_default();
@@ -359,20 +348,47 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     // 3. A doctor enrolls; Alpha grants lab results.
     story.step("Dr Grey enrolls; Alpha grants laboratory results for 30 days");
     let token = enroll(&story, Role::Doctor, "Dr Grey")?;
-    story.say("the operator issued Dr Grey a one-time enrollment token");
-    let doctor = Doctor::init(&dirs.profile("dr-grey"), &opts_http, "Dr Grey", &token, &pass).at(&story)?;
+    story.say(format!(
+        "the operator issued Dr Grey a one-time enrollment token{}",
+        if n == 1 {
+            String::new()
+        } else {
+            format!(
+                " at replica {}; Dr Grey redeems it at replica {} (tokens, challenges and sessions are rows of \
+                 the one database)",
+                servers.name(0),
+                servers.name(at_doctor)
+            )
+        }
+    ));
+    let doctor =
+        Doctor::init(&dirs.profile("dr-grey"), &servers.options(at_doctor), "Dr Grey", &token, &pass)
+            .at(&story)?;
     let dwho = doctor.whoami();
     let d = alpha.doctor(&doctor.id()).at(&story)?;
     let seen = d.doctor_key().at(&story)?.fingerprint().to_string();
     story.expect(Some(&seen) == dwho.pre_key_fingerprint.as_ref(), || {
         format!("the directory's key fingerprint {seen} is not the one Dr Grey holds")
     })?;
-    story.say(format!("Dr Grey's id {}; Alpha checks the key fingerprint {seen} with Dr Grey", dwho.id));
+    if n == 1 {
+        story.say(format!("Dr Grey's id {}; Alpha checks the key fingerprint {seen} with Dr Grey", dwho.id));
+    } else {
+        story.say(format!(
+            "Dr Grey's id {}, registered through replica {}; Alpha, at replica {}, finds that key in the one \
+             directory and checks the fingerprint {seen} with Dr Grey",
+            dwho.id,
+            servers.name(at_doctor),
+            servers.name(at_patient)
+        ));
+    }
     let scope: Scope = LAB_SCOPE.parse().at(&story)?;
     let grant = alpha.grant(&d, &scope, GRANT_DAYS * 86_400, Purpose::Treatment).at(&story)?;
     story.say(format!(
-        "grant {} signed by Alpha: scope \"{}\", purpose {}, for {GRANT_DAYS} days",
-        grant.grant_id, grant.scope, grant.purpose
+        "grant {} signed by Alpha: scope \"{}\", purpose {}, for {GRANT_DAYS} days{}",
+        grant.grant_id,
+        grant.scope,
+        grant.purpose,
+        servers.via(at_patient)
     ));
     story.say(
         "with it, Alpha sent re-encryption keys: they let the server transform capsules, never read them",
@@ -390,15 +406,20 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     story.expect(sorted(offered.clone()) == sorted(labs.clone()), || {
         format!("expected exactly Alpha's 3 unlabelled lab results to be shared, got {offered:?}")
     })?;
-    story.say(format!("Dr Grey sees {} records shared by Alpha", offered.len()));
+    story.say(format!("Dr Grey sees {} records shared by Alpha{}", offered.len(), servers.via(at_doctor)));
     for id in &labs {
         let f = doctor.fetch(id).at(&story)?;
         let resource = f.record.fhir_entry().at(&story)?.resource;
         story.say(format!(
-            "fetched {} → decrypted on Dr Grey's machine: {} (log entry {})",
+            "fetched {} → decrypted on Dr Grey's machine: {} (log entry {}{})",
             short(id),
             describe_observation(&resource),
-            f.log_index
+            f.log_index,
+            if n == 1 {
+                String::new()
+            } else {
+                format!("; re-encrypted by replica {}", servers.name(at_doctor))
+            }
         ));
     }
     let depression = fhir_record_id(&aid, "Condition", "alpha-depression");
@@ -433,10 +454,46 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
 
     // 5. Revocation.
     story.step("Alpha revokes the grant; Dr Grey is refused again");
+    let doctors_cache = servers.at(at_doctor).state().rekey_cache();
+    let warm = doctors_cache.contains(&grant.grant_id);
     alpha.revoke(&grant.grant_id).at(&story)?;
-    story.say(format!("grant {} revoked; the server deleted its re-encryption keys at once", grant.grant_id));
+    if n == 1 {
+        story.say(format!(
+            "grant {} revoked; the server deleted its re-encryption keys at once",
+            grant.grant_id
+        ));
+    } else {
+        // Replica A's revocation is committed to the database before it is
+        // acknowledged; replica B learns of it only from the database.
+        story.expect(warm, || {
+            format!(
+                "replica {}'s key cache did not hold the grant's keys after step 4",
+                servers.name(at_doctor)
+            )
+        })?;
+        story.say(format!(
+            "grant {} revoked through replica {}: committed (grant marked revoked, its re-encryption keys \
+             deleted, logged) before Alpha's client was answered",
+            grant.grant_id,
+            servers.name(at_patient)
+        ));
+    }
     expect_denied(&story, doctor.fetch(&labs[0]), "revoked")?;
-    story.say(format!("Dr Grey asks for {} again → refused: revoked", short(labs[0])));
+    story.say(format!(
+        "Dr Grey asks for {} again{} → refused: revoked",
+        short(labs[0]),
+        servers.via(at_doctor)
+    ));
+    if n > 1 {
+        story.expect(!doctors_cache.contains(&grant.grant_id), || {
+            format!("replica {} still caches the revoked grant's keys", servers.name(at_doctor))
+        })?;
+        story.say(format!(
+            "at once: replica {} still held the grant's keys in its cache from step 4, read the grant from the \
+             database on this request, refused, and dropped them",
+            servers.name(at_doctor)
+        ));
+    }
     let shared = doctor.shared().at(&story)?;
     story.expect(shared_records(&shared, &aid).is_empty(), || {
         "records are still shared after revocation".into()
@@ -467,18 +524,32 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     story.expect(served == 6 && denied == 3, || {
         format!("expected 6 accesses served and 3 denied in the history, found {served} and {denied}")
     })?;
-    story.say(format!("each item above is in the log of {} entries, by inclusion proof", history.tree_size));
+    story.say(format!(
+        "each item above is in the log of {} entries, by inclusion proof{}",
+        history.tree_size,
+        if n == 1 {
+            String::new()
+        } else {
+            format!(
+                " (read through replica {}: the accesses replica {} served are in the one log)",
+                servers.name(at_patient),
+                servers.name(at_doctor)
+            )
+        }
+    ));
 
     // 7. Auditor.
     story.step("An auditor verifies the log and audits every entry");
     let token = enroll(&story, Role::Auditor, "Auditor Ada")?;
     let auditor =
-        Auditor::init(&dirs.profile("auditor"), &opts_http, "Auditor Ada", &token, &pass).at(&story)?;
+        Auditor::init(&dirs.profile("auditor"), &servers.options(at_auditor), "Auditor Ada", &token, &pass)
+            .at(&story)?;
     let v = auditor.verify(&mut |_| ()).at(&story)?;
     story.say(format!(
-        "checkpoint signed by the pinned log key: {} entries, root {}",
+        "checkpoint signed by the pinned log key: {} entries, root {}{}",
         v.tree_size,
-        short(&v.root_hash)
+        short(&v.root_hash),
+        servers.via(at_auditor)
     ));
     let audit = auditor.audit(&mut |_| ()).at(&story)?;
     story.expect(audit.is_clean(), || {
@@ -486,13 +557,20 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         format!("the full audit found anomalies: {}", list.join("; "))
     })?;
     story.say(format!(
-        "full audit of {} entries: root recomputed, {} grant(s), {} revocation(s), {} access(es) served \
+        "full audit of {} entries{}: root recomputed, {} grant(s), {} revocation(s), {} access(es) served \
          — each matched a patient-signed, unrevoked, in-scope grant; no anomaly",
         audit.entries(),
+        servers.via(at_auditor),
         audit.count("grant_created"),
         audit.count("grant_revoked"),
         audit.count("reencryption_served")
     ));
+    if n > 1 {
+        story.say(format!(
+            "the writes made through replicas {} are one sequence: no gap, no duplicate index, one root",
+            (0..n).map(|i| servers.name(i)).collect::<Vec<_>>().join(", ")
+        ));
+    }
     let first_size = v.tree_size;
 
     // 8. DP summaries.
@@ -507,40 +585,54 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     story.say(format!("  {}", serde_json::to_string(&preview.doc.values).at(&story)?));
     alpha.contribute(&preview).at(&story)?;
     contributors += 1;
-    for (name, file, bundle) in &BUNDLES[1..] {
-        let p = Patient::init(&dirs.profile(name), &opts_http, name, &pass).at(&story)?;
-        let files = write_files(&dirs.inbox(name), &[(file, bundle)]).at(&story)?;
-        let r =
-            p.import(&ImportRequest { paths: files, ..ImportRequest::default() }, &mut |_| ()).at(&story)?;
-        story.expect(r.failed() == 0 && r.problems() == 0, || format!("{name}'s bundle did not import"))?;
-        p.contribute(&p.summary(SCHEMA).at(&story)?).at(&story)?;
-        contributors += 1;
-        cohort_patients.push(p);
-    }
+    // Bravo, Charlie and the generated cohort, each sent to the next
+    // replica in turn (Alpha is the first).
     let mut rng = StdRng::seed_from_u64(opts.seed);
-    for i in 0..opts.cohort {
-        let name = format!("Cohort-{:02}", i + 1);
-        let p = Patient::init(&dirs.profile(&name), &opts_http, &name, &pass).at(&story)?;
-        let files =
-            write_files(&dirs.inbox(&name), &[("bundle.json", &cohort_bundle(&mut rng, i))]).at(&story)?;
+    let generated = (0..opts.cohort).map(|i| (format!("Cohort-{:02}", i + 1), cohort_bundle(&mut rng, i)));
+    let bundled = BUNDLES[1..].iter().map(|(name, _, bundle)| ((*name).to_owned(), (*bundle).to_owned()));
+    let mut per_replica = vec![0usize; n];
+    per_replica[at_patient] += 1;
+    for (k, (name, bundle)) in bundled.chain(generated).enumerate() {
+        let at = at_patient + k + 1;
+        let p = Patient::init(&dirs.profile(&name), &servers.options(at), &name, &pass).at(&story)?;
+        let files = write_files(&dirs.inbox(&name), &[("bundle.json", &bundle)]).at(&story)?;
         let r =
             p.import(&ImportRequest { paths: files, ..ImportRequest::default() }, &mut |_| ()).at(&story)?;
         story.expect(r.failed() == 0 && r.problems() == 0, || format!("{name}'s bundle did not import"))?;
         p.contribute(&p.summary(SCHEMA).at(&story)?).at(&story)?;
         contributors += 1;
-        cohort_patients.push(p);
+        per_replica[at % n] += 1;
+        cohort_patients.push((p, at, name));
     }
     story.say(format!(
         "{contributors} patients contributed (Alpha, Bravo, Charlie and {} generated synthetic patients); \
          the server stores their summaries, never a record",
         opts.cohort
     ));
+    if n > 1 {
+        let spread: Vec<String> = per_replica
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{c} through replica {}", servers.name(i)))
+            .collect();
+        story.say(format!("spread as a balancer would: {}", spread.join(", ")));
+    }
 
     // 9. The analyst.
     story.step("An analyst asks noisy questions within a privacy budget");
     let token = enroll(&story, Role::Analyst, "Analyst Ana")?;
+    // The analyst's questions go to two replicas in turn: the budget is one
+    // ledger, debited atomically wherever a question arrives.
+    let (at_first, at_second) = (0, 1 % n);
     let analyst =
-        Analyst::init(&dirs.profile("analyst"), &opts_http, "Analyst Ana", &token, &pass).at(&story)?;
+        Analyst::init(&dirs.profile("analyst"), &servers.options(at_first), "Analyst Ana", &token, &pass)
+            .at(&story)?;
+    let second_analyst = if at_second == at_first {
+        None
+    } else {
+        Some(Analyst::open(&dirs.profile("analyst"), &servers.connect(at_second), &pass).at(&story)?)
+    };
+    let analyst_b = second_analyst.as_ref().unwrap_or(&analyst);
     let before = analyst.budget(SCHEMA).at(&story)?;
     story.say(format!(
         "Analyst Ana's budget for \"{SCHEMA}\": ε = {} in all (δ = {:e}), {} spent",
@@ -553,7 +645,7 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         privacy: epsilon(COUNT_EPSILON).at(&story)?,
     };
     let a = analyst.query(SCHEMA, &count).at(&story)?;
-    story.say(format!("How many contributors have diabetes? (ε = {COUNT_EPSILON})"));
+    story.say(format!("How many contributors have diabetes? (ε = {COUNT_EPSILON}){}", servers.via(at_first)));
     story.say(format!("  {}", describe_answer(&a)));
     story.say(
         "  (the exact count is never released; noise is not clipped, so a small count can come out negative)",
@@ -563,32 +655,79 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         filters: vec![],
         privacy: epsilon(MEDIAN_EPSILON).at(&story)?,
     };
-    let a = analyst.query(SCHEMA, &median).at(&story)?;
-    story.say(format!("Median systolic blood pressure, mm[Hg]? (ε = {MEDIAN_EPSILON})"));
+    let a = analyst_b.query(SCHEMA, &median).at(&story)?;
+    story.say(format!(
+        "Median systolic blood pressure, mm[Hg]? (ε = {MEDIAN_EPSILON}){}",
+        servers.via(at_second)
+    ));
     story.say(format!("  {}", describe_answer(&a)));
-    let after = analyst.budget(SCHEMA).at(&story)?;
+    let after = analyst_b.budget(SCHEMA).at(&story)?;
     let spent = after.spent_epsilon - before.spent_epsilon;
     let asked = COUNT_EPSILON + MEDIAN_EPSILON;
     story.expect((spent - asked).abs() < 1e-6 && after.queries == before.queries + 2, || {
         format!("expected ε {asked} spent by 2 queries, the ledger shows {spent} by {}", after.queries)
     })?;
     story.say(format!(
-        "budget after 2 answers: ε {:.3} spent, {:.3} left (each debit was written durably, and logged, \
+        "budget after 2 answers{}: ε {:.3} spent, {:.3} left (each debit was written durably, and logged, \
          before its answer was sent)",
-        after.spent_epsilon, after.remaining_epsilon
+        if n == 1 { String::new() } else { format!(", read through replica {}", servers.name(at_second)) },
+        after.spent_epsilon,
+        after.remaining_epsilon
     ));
     let greedy = Query { privacy: epsilon(GREEDY_EPSILON).at(&story)?, ..count };
     expect_denied(&story, analyst.query(SCHEMA, &greedy), "budget_exceeded")?;
     let unchanged = analyst.budget(SCHEMA).at(&story)?;
     story.expect(unchanged == after, || "a refused query changed the budget".into())?;
-    story.say(format!("one more count at ε = {GREEDY_EPSILON} → refused: budget_exceeded; nothing spent"));
+    story.say(format!(
+        "one more count at ε = {GREEDY_EPSILON}{} → refused: budget_exceeded; nothing spent",
+        servers.via(at_first)
+    ));
+    if n > 1 {
+        story.say(format!(
+            "one budget across replicas: replica {} counted the debit made at replica {}, and replica {} the \
+             one made at {} (each debit locks the analyst's ledger row in the database)",
+            servers.name(at_second),
+            servers.name(at_first),
+            servers.name(at_first),
+            servers.name(at_second)
+        ));
+    }
 
     // 10. A private study: two aggregators, no summary in the clear.
     story.step("The same patients join a private study no server can read");
-    study_step(&mut story, &server, &helper, &alpha, &cohort_patients, &analyst)?;
+    // The leader aggregator runs on replica A only (its preparation driver
+    // is not coordinated across replicas): patients send their reports there.
+    let mut at_leader = Vec::with_capacity(cohort_patients.len());
+    let mut moved = 0usize;
+    for (p, at, name) in cohort_patients {
+        if at % n == 0 {
+            at_leader.push(p);
+        } else {
+            drop(p);
+            at_leader.push(Patient::open(&dirs.profile(&name), &servers.connect(0), &pass).at(&story)?);
+            moved += 1;
+        }
+    }
+    if n > 1 {
+        story.say(format!(
+            "the study's leader aggregator runs on replica {} only (its preparation driver is not coordinated \
+             across replicas), so the {moved} patients served by the other replicas send their reports there",
+            servers.name(0)
+        ));
+    }
+    study_step(&mut story, servers.leader(), servers.helper(), &alpha, &at_leader, &analyst)?;
 
-    // 10. The auditor again: the log only grew.
+    // 11. The auditor again: the log only grew.
     story.step("The auditor checks again: the log only grew");
+    // Through another replica than the first check, if there is one: the
+    // consistency proof then joins checkpoints signed by two replicas.
+    let at_auditor_again = (at_auditor + 1) % n;
+    let auditor_again = if at_auditor_again == at_auditor {
+        None
+    } else {
+        Some(Auditor::open(&dirs.profile("auditor"), &servers.connect(at_auditor_again), &pass).at(&story)?)
+    };
+    let auditor = auditor_again.as_ref().unwrap_or(&auditor);
     let v = auditor.verify(&mut |_| ()).at(&story)?;
     story.expect(v.previous_size.is_some_and(|p| p >= first_size), || {
         "no earlier checkpoint was compared".into()
@@ -598,6 +737,14 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
         v.previous_size.unwrap_or_default(),
         v.tree_size
     ));
+    if n > 1 {
+        story.say(format!(
+            "the earlier checkpoint was signed by replica {}, this one by replica {}: both with the one log \
+             signing key the auditor pinned, over the one log",
+            servers.name(at_auditor),
+            servers.name(at_auditor_again)
+        ));
+    }
     let audit = auditor.audit(&mut |_| ()).at(&story)?;
     story.expect(audit.is_clean(), || "the second full audit found anomalies".into())?;
     story.say(format!(
@@ -615,30 +762,72 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     ));
     let log_entries = audit.entries();
 
-    // 11. Canary scan.
-    story.step("The server's disk holds no plaintext");
-    server.stop().at(&story)?;
-    helper.stop().at(&story)?;
+    // 12. Canary scan.
+    story.step(if n == 1 && servers.database().is_none() {
+        "The server's disk holds no plaintext"
+    } else {
+        "The servers' disks and the database hold no plaintext"
+    });
+    let database = servers.database().cloned();
+    let mut scanned: Vec<(PathBuf, String)> = servers
+        .dirs()
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let who =
+                if database.is_some() { format!("replica {}", servers.name(i)) } else { "server".into() };
+            (d.clone(), who)
+        })
+        .collect();
+    scanned.push((servers.helper_dir().to_path_buf(), "helper".into()));
+    servers.stop().at(&story)?;
     let mut needles = Needles::new();
     for c in CANARIES {
         needles.text(c, c.as_bytes());
     }
     needles.secret("the profiles' passphrase", DEMO_PASSPHRASE.as_bytes());
-    let mut scan = needles.scan_dir(&dirs.server()).at(&story)?;
-    let helper_scan = needles.scan_dir(&dirs.helper()).at(&story)?;
-    scan.files += helper_scan.files;
-    scan.bytes += helper_scan.bytes;
-    scan.hits.extend(helper_scan.hits);
-
+    let mut scan = ScanReport::default();
+    for (dir, _) in &scanned {
+        let one = needles.scan_dir(dir).at(&story)?;
+        scan.files += one.files;
+        scan.bytes += one.bytes;
+        scan.hits.extend(one.hits);
+    }
     story.expect(scan.hits.is_empty(), || {
         let list: Vec<String> =
             scan.hits.iter().map(|h| format!("{} in {}", h.label, h.path.display())).collect();
         format!("plaintext found on the server's disk: {}", list.join("; "))
     })?;
+    let dirs_scanned: Vec<String> = scanned.iter().map(|(d, who)| format!("{who} {}", d.display())).collect();
     story.say(format!(
-        "both servers stopped and flushed; scanned {} files, {} bytes for {} (raw and base64) and the passphrase: 0 hits",
+        "{} stopped and flushed; scanned the data directories ({}): {} files, {} bytes",
+        if scanned.len() == 2 { "both servers".to_owned() } else { format!("all {} servers", scanned.len()) },
+        dirs_scanned.join(", "),
         scan.files,
-        scan.bytes,
+        scan.bytes
+    ));
+    if let Some(url) = &database {
+        // PostgreSQL renders bytea as hex in a row's text: the canaries'
+        // hex forms are looked for there too.
+        for c in CANARIES {
+            needles.raw(&format!("{c} (hex)"), hex::encode(c).as_bytes());
+        }
+        let db = database::scan_database(url, &needles).at(&story)?;
+        story.expect(db.hits.is_empty(), || {
+            format!("plaintext found in the database: {}", db.hits.join("; "))
+        })?;
+        story.expect(db.tables > 0 && db.rows > 0, || "the database scan read no rows".into())?;
+        story.say(format!(
+            "and the database {}: every row of its {} tables read back through SQL, {} rows as text \
+             (`SELECT t::text`, bytea as hex) and every bytea value as raw bytes, {} bytes",
+            database_name(url),
+            db.tables,
+            db.rows,
+            db.bytes
+        ));
+    }
+    story.say(format!(
+        "looked for {} (raw and base64) and the passphrase: 0 hits",
         CANARIES.map(|c| format!("\"{c}\"")).join(", ")
     ));
 
@@ -652,7 +841,12 @@ pub fn run(opts: &DemoOptions, out: &mut dyn Write) -> Result<DemoOutcome, DemoE
     );
     match &kept {
         Some(d) => {
-            let _ = writeln!(story.out, "Everything is kept in {} (server data in server/).", d.display());
+            let _ = writeln!(
+                story.out,
+                "Everything is kept in {} (server data in {}/).",
+                d.display(),
+                if n == 1 && opts.database.is_none() { "server" } else { "replica-a" }
+            );
         }
         None => {
             let _ = writeln!(story.out, "The temporary directory is removed now.");
@@ -692,207 +886,10 @@ fn write_files(dir: &Path, files: &[(&str, &str)]) -> Result<Vec<PathBuf>, Strin
         .collect()
 }
 
-fn describe_answer(a: &DpAnswer) -> String {
-    use medrelay_dp::{Accuracy, AnswerValue, Mechanism};
-    let value = match &a.answer.value {
-        AnswerValue::Scalar(x) => format!("{x:.1}"),
-        AnswerValue::Histogram(bins) => {
-            bins.iter().map(|b| format!("{}: {}", b.label, b.count)).collect::<Vec<_>>().join(", ")
-        }
-    };
-    let accuracy = match &a.answer.accuracy {
-        Accuracy::Interval { confidence, low, high, .. } => {
-            format!("true value in [{low:.1}, {high:.1}] with {:.0}% confidence", confidence * 100.0)
-        }
-        Accuracy::PerBin { confidence, half_width } => {
-            format!("each bin within ±{half_width:.1} with {:.0}% confidence", confidence * 100.0)
-        }
-        Accuracy::Rank { confidence, within } => {
-            format!("within {within:.1} ranks of the true median with {:.0}% confidence", confidence * 100.0)
-        }
-    };
-    let how: Vec<String> = a
-        .answer
-        .components
-        .iter()
-        .map(|c| {
-            let m = match c.mechanism {
-                Mechanism::DiscreteLaplace => "discrete Laplace noise",
-                Mechanism::Laplace => "Laplace noise",
-                Mechanism::DiscreteGaussian => "discrete Gaussian noise",
-                Mechanism::Gaussian => "Gaussian noise",
-                Mechanism::ExponentialMechanism => "exponential mechanism",
-            };
-            format!("{m}, scale {:.2}", c.scale)
-        })
-        .collect();
-    format!("noisy answer {value}: {accuracy} ({})", how.join("; "))
-}
-
-/// A synthetic patient's bundle: a Patient, a blood-pressure panel, a BMI
-/// and some of diabetes / hypertension / asthma. Values are drawn from
-/// `rng`; nothing describes a real person.
-fn cohort_bundle(rng: &mut StdRng, i: usize) -> String {
-    let id = format!("cohort-{:02}", i + 1);
-    let sex = if rng.gen_bool(0.5) { "female" } else { "male" };
-    let birth_year = rng.gen_range(1940..2005);
-    let hypertension = rng.gen_bool(0.35);
-    let systolic = if hypertension { rng.gen_range(135..175) } else { rng.gen_range(105..138) };
-    let bmi = (rng.gen_range(190..380) as f64) / 10.0;
-    let diabetes = rng.gen_bool(0.25);
-    let asthma = rng.gen_bool(0.1);
-    let subject = json!({ "reference": format!("Patient/{id}") });
-    let loinc = |code: &str, display: &str| json!({ "coding": [{ "system": "http://loinc.org", "code": code, "display": display }] });
-    let mut entries = vec![
-        json!({ "resourceType": "Patient", "id": id,
-            "meta": { "tag": [{ "system": "https://medrelay.example/tags", "code": "synthetic" }] },
-            "name": [{ "family": format!("Synthetic-Cohort-{:02}", i + 1) }],
-            "gender": sex, "birthDate": format!("{birth_year}-06-15") }),
-        json!({ "resourceType": "Observation", "id": format!("{id}-bp"), "status": "final",
-            "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs" }] }],
-            "code": loinc("85354-9", "Blood pressure panel"), "subject": subject,
-            "effectiveDateTime": "2026-10-01T09:00:00Z",
-            "component": [
-                { "code": loinc("8480-6", "Systolic blood pressure"),
-                  "valueQuantity": { "value": systolic, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]" } },
-                { "code": loinc("8462-4", "Diastolic blood pressure"),
-                  "valueQuantity": { "value": systolic * 2 / 3, "unit": "mm[Hg]", "system": "http://unitsofmeasure.org", "code": "mm[Hg]" } }] }),
-        json!({ "resourceType": "Observation", "id": format!("{id}-bmi"), "status": "final",
-            "category": [{ "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/observation-category", "code": "vital-signs" }] }],
-            "code": loinc("39156-5", "Body mass index (BMI) [Ratio]"), "subject": subject,
-            "effectiveDateTime": "2026-10-01T09:00:00Z",
-            "valueQuantity": { "value": bmi, "unit": "kg/m2", "system": "http://unitsofmeasure.org", "code": "kg/m2" } }),
-    ];
-    let conditions = [
-        (diabetes, "diabetes", "E11.9", "Type 2 diabetes mellitus without complications"),
-        (hypertension, "hypertension", "I10", "Essential (primary) hypertension"),
-        (asthma, "asthma", "J45.909", "Unspecified asthma, uncomplicated"),
-    ];
-    for (present, slug, code, display) in conditions {
-        if present {
-            entries.push(json!({ "resourceType": "Condition", "id": format!("{id}-{slug}"),
-                "clinicalStatus": { "coding": [{ "system": "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active" }] },
-                "code": { "coding": [{ "system": "http://hl7.org/fhir/sid/icd-10-cm", "code": code, "display": display }] },
-                "subject": subject }));
-        }
-    }
-    let entry: Vec<Value> = entries.into_iter().map(|r| json!({ "resource": r })).collect();
-    json!({ "resourceType": "Bundle", "type": "collection", "entry": entry }).to_string()
-}
-
-/// Step 10: both aggregators install the example study, every demo patient
-/// contributes one sealed report, the analyst releases the batch once and
-/// reads the statistics; a second release is refused.
-fn study_step(
-    story: &mut Story<'_>,
-    leader: &LocalServer,
-    helper: &LocalServer,
-    alpha: &Patient,
-    others: &[Patient],
-    analyst: &Analyst,
-) -> Result<(), DemoError> {
-    use sha2::Digest as _;
-    let (Some(ls), Some(hs)) = (leader.state().study_service(), helper.state().study_service()) else {
-        return Err(story.fail("the servers are not study aggregators"));
-    };
-    let patients: Vec<&Patient> = std::iter::once(alpha).chain(others).collect();
-    let schema_json = serde_json::to_vec(&medrelay_dp::Schema::health_basics()).at(story)?;
-    let schema_sha = hex::encode(sha2::Sha256::digest(&schema_json));
-    let min = u64::try_from(patients.len()).unwrap_or(u64::MAX);
-    let def = medrelay_dp::study::example_study(
-        &schema_sha,
-        ls.hpke_public_key().as_bytes(),
-        hs.hpke_public_key().as_bytes(),
-        min,
-        Privacy::Epsilon(Epsilon::new(STUDY_EPSILON).at(story)?),
-    )
-    .at(story)?;
-    let json = def.canonical_json().at(story)?;
-    let (stored, _) = ls.install(leader.state().store().as_ref(), &json, leader.state().clock()).at(story)?;
-    hs.install(helper.state().store().as_ref(), &json, helper.state().clock()).at(story)?;
-    let name = def.name().to_owned();
-    story.say(format!(
-        "a second operator runs the helper aggregator at {} (its own data directory, HPKE key and log; it answers only this server)",
-        helper.url()
-    ));
-    story.say(format!(
-        "both install study \"{name}\" (sha256 {}…, logged on both): mean, spread and correlation of systolic pressure and BMI by diabetes status, released in batches of at least {min}, ε = {STUDY_EPSILON} of noise from each aggregator",
-        &hex::encode(stored.sha256)[..12]
-    ));
-    let mut size = 0;
-    for p in &patients {
-        let study = p.study(&name).at(story)?;
-        let preview = p.summary(study.definition().schema()).at(story)?;
-        let now = medrelay_client::time::now().unix_seconds();
-        size = size.max(medrelay_client::study::seal_contribution(&study, &preview, now).at(story)?.len());
-        p.study_contribute(&study, &preview).at(story)?;
-    }
-    story.say(format!(
-        "{} patients checked the study against the signed log and sent one report each: two secret shares \
-         ({size} bytes in all), each encrypted to one aggregator; neither server can read a value",
-        patients.len()
-    ));
-    let release = analyst.study_release(&name, None).at(story)?;
-    story.say(format!(
-        "the analyst releases batch {}: each aggregator added its own noise, and the cost was logged (entry {}) before anything left",
-        release.batch, release.log_index
-    ));
-    let results = analyst.study_results(&name, None, 0.95, &[0.5]).at(story)?;
-    for f in &results.overall.fields {
-        story.say(format!(
-            "  {}: mean {:.1} in [{:.1}, {:.1}], std {:.1} in [{:.1}, {:.1}] (95%)",
-            f.field, f.mean.value, f.mean.low, f.mean.high, f.std_dev.value, f.std_dev.low, f.std_dev.high
-        ));
-    }
-    for c in &results.overall.correlations {
-        story.say(format!(
-            "  correlation of {} and {}: {:.2} in [{:.2}, {:.2}]",
-            c.x, c.y, c.r.value, c.r.low, c.r.high
-        ));
-    }
-    story.say(format!(
-        "  (computed on the analyst's machine from one noisy release; with {} patients the intervals are wide, and they narrow as batches grow)",
-        patients.len()
-    ));
-    expect_denied(story, analyst.study_release(&name, Some(release.batch)), "already_released")?;
-    story.say(format!("releasing batch {} again → refused: already_released", release.batch));
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
-
-    #[test]
-    fn cohort_bundles_parse_as_fhir_and_derive_every_field() {
-        let schema =
-            medrelay_dp::Schema::from_json(include_bytes!("../../dp/schemas/health-basics.json")).unwrap();
-        let mut rng = StdRng::seed_from_u64(1);
-        for i in 0..20 {
-            let bundle = cohort_bundle(&mut rng, i);
-            let source = medrelay_fhir::Source {
-                name: "bundle.json",
-                bytes: bundle.as_bytes(),
-                format: medrelay_fhir::Format::Json,
-            };
-            let plan = medrelay_fhir::plan_import(&[source], &medrelay_fhir::ImportOptions::default());
-            assert!(plan.records.len() >= 3 && plan.problems() == 0, "{bundle}");
-            let values: Vec<Value> = plan
-                .records
-                .iter()
-                .map(|r| medrelay_fhir::StoredEntry::from_body(&r.body).unwrap().resource)
-                .collect();
-            let summary = medrelay_dp::derive_summary(&schema, &values).unwrap();
-            let doc = summary.to_doc(&schema);
-            for field in ["birth_year", "sex", "systolic_bp", "bmi", "diabetes", "hypertension", "asthma"] {
-                assert!(
-                    doc.values.get(field).is_some_and(Option::is_some),
-                    "{field} not derived from {bundle}"
-                );
-            }
-        }
-    }
 
     #[test]
     fn a_non_empty_data_directory_is_refused_and_left_alone() {
@@ -904,5 +901,24 @@ mod tests {
         assert!(err.message.contains("is not empty"), "{err}");
         let names: Vec<_> = std::fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name()).collect();
         assert_eq!(names, vec![std::ffi::OsString::from("keep.txt")]);
+    }
+
+    #[test]
+    fn replica_counts_it_cannot_run_are_refused_before_anything_is_made() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("demo");
+        let db = Some(DatabaseUrl::new("postgres://medrelay@127.0.0.1:1/unused"));
+        for (replicas, database, says) in [
+            (2, None, "several replicas need a shared PostgreSQL database"),
+            (0, db.clone(), "--replicas must be 1 to 3, not 0"),
+            (4, db, "--replicas must be 1 to 3, not 4"),
+        ] {
+            let opts = DemoOptions { data: Some(data.clone()), replicas, database, ..DemoOptions::default() };
+            let mut out = Vec::new();
+            let err = run(&opts, &mut out).unwrap_err();
+            assert!(err.message.contains(says), "{err}");
+            assert_eq!(err.step, 0, "{err}");
+            assert!(!data.exists(), "the demo made {} before refusing", data.display());
+        }
     }
 }
