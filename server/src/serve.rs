@@ -38,16 +38,20 @@ const LOG_KEY_MAGIC: &[u8; 4] = b"MRLK";
 #[non_exhaustive]
 pub enum ServeError {
     /// File system or socket error.
-    #[error("{context}: {source}")]
+    ///
+    /// The message includes the cause, so the cause is not also given as
+    /// its `source` (an error chain printed with `{:#}` would repeat it).
+    #[error("{context}: {error}")]
     Io {
         /// What was being done.
         context: String,
         /// The error.
-        source: io::Error,
+        error: io::Error,
     },
-    /// Storage error (e.g. the database is locked by a running server).
+    /// Storage error (e.g. the database is locked by a running server); the
+    /// message includes it (not a `source`, as for `Io`).
     #[error("storage: {0}")]
-    Store(#[from] StoreError),
+    Store(StoreError),
     /// Bad TLS material or configuration.
     #[error("TLS: {0}")]
     Tls(String),
@@ -80,9 +84,15 @@ pub enum ServeError {
     },
 }
 
+impl From<StoreError> for ServeError {
+    fn from(e: StoreError) -> Self {
+        ServeError::Store(e)
+    }
+}
+
 pub(crate) fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
     let context = context.into();
-    move |source| ServeError::Io { context, source }
+    move |error| ServeError::Io { context, error }
 }
 
 /// How to run the server.

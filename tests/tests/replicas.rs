@@ -582,6 +582,7 @@ fn database_urls_honour_sslmode_and_never_show_the_password() {
     let text = shown(&init);
     assert!(!init.status.success());
     assert!(text.contains("sslmode=require") && text.contains("does not accept TLS"), "{text}");
+    assert_eq!(text.matches("does not accept TLS").count(), 1, "the cause is said once: {text}");
     // Nothing was initialized against the database.
     assert!(!fresh_data("init").join("backend").exists(), "{text}");
 

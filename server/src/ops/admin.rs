@@ -169,7 +169,7 @@ pub fn admin_app(
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(io::Error) -> ServeError {
     let context = context.into();
-    move |source| ServeError::Io { context, source }
+    move |error| ServeError::Io { context, error }
 }
 
 /// Creates (or re-tightens) the private directory and binds the socket with
