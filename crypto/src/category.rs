@@ -4,7 +4,10 @@
 //! the key of its class, and a grant carries re-encryption keys only for the
 //! classes its scope touches. The class of a record follows from its
 //! [`RecordCategory`] by [`RecordCategory::key_class`], a fixed public rule, so
-//! the patient client, the server and the policy check all agree on it.
+//! the patient client, the server and the policy check all agree on it. (The
+//! policy crate's scopes use the same rule to reach only the classes their
+//! category codes name: a record coded both `vital-signs` and `laboratory` is
+//! a laboratory record, outside a vital-signs-only grant.)
 
 use std::fmt;
 use std::str::FromStr;

@@ -7,11 +7,10 @@ mod common;
 
 use common::{doctor, prefixes, rng, Patient};
 use medrelay_crypto::{
-    generate_reencryption_key, reencrypt_capsule, BatchKey, Capsule, DecodeError, KeyClass,
-    PatientPublicKeys, PrePublicKey, RecordEnvelope, ReencryptedCapsule, ReencryptionKey, SignedCapsule,
-    SignedRecordHeader, Threshold, BATCH_KEY_LEN, MAX_CAPSULE_LEN, MAX_ENVELOPE_LEN,
-    MAX_PATIENT_PUBLIC_KEYS_LEN, MAX_PRE_PUBLIC_KEY_LEN, MAX_REENCRYPTED_CAPSULE_LEN, MAX_REKEY_LEN,
-    MAX_SIGNED_CAPSULE_LEN, MAX_SIGNED_HEADER_LEN,
+    reencrypt_capsule, BatchKey, Capsule, DecodeError, KeyClass, PatientPublicKeys, PrePublicKey,
+    RecordEnvelope, ReencryptedCapsule, ReencryptionKey, SignedCapsule, SignedRecordHeader, Threshold,
+    BATCH_KEY_LEN, MAX_CAPSULE_LEN, MAX_ENVELOPE_LEN, MAX_PATIENT_PUBLIC_KEYS_LEN, MAX_PRE_PUBLIC_KEY_LEN,
+    MAX_REENCRYPTED_CAPSULE_LEN, MAX_REKEY_LEN, MAX_SIGNED_CAPSULE_LEN, MAX_SIGNED_HEADER_LEN,
 };
 
 /// Runs the common rejection checks on one decoder.
@@ -115,14 +114,7 @@ fn rekey_and_reencrypted_capsule_decoders() {
     let mut rng = rng(32);
     let p = Patient::new(&mut rng);
     let d = doctor(&mut rng);
-    let rk = generate_reencryption_key(
-        &mut rng,
-        &p.keys,
-        p.signing.principal_id(),
-        KeyClass::General,
-        d.public_key(),
-        Threshold::new(2, 3).unwrap(),
-    );
+    let rk = p.rekey(&mut rng, KeyClass::General, &d, Threshold::new(2, 3).unwrap());
     let rk_bytes = rk.to_bytes();
     check_decoder("ReencryptionKey", &rk_bytes, MAX_REKEY_LEN, ReencryptionKey::from_bytes);
     let back = ReencryptionKey::from_bytes(&rk_bytes).unwrap();

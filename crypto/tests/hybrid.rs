@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::{doctor, rng, Patient};
+use common::{doctor, rng, Delegated, Patient};
 use medrelay_crypto::encoding::Encoder;
 use medrelay_crypto::{
     decrypt_batch_key_as_delegate, decrypt_batch_key_as_owner, decrypt_record, decrypt_record_as_owner,
@@ -17,19 +17,6 @@ use medrelay_crypto::{
 };
 use proptest::prelude::*;
 use sha2::{Digest, Sha256};
-
-fn rekey(
-    rng: &mut common::ChaCha20Rng,
-    patient: &Patient,
-    class: KeyClass,
-    doc: &PreKeyPair,
-    t: Threshold,
-) -> VerifiedReencryptionKey {
-    generate_reencryption_key(rng, &patient.keys, patient.signing.principal_id(), class, doc.public_key(), t)
-        .verify(&patient.signing.verifying_key(), &patient.public, doc.public_key())
-        .map_err(|(e, _)| e)
-        .unwrap()
-}
 
 fn reparse(env: &RecordEnvelope) -> RecordEnvelope {
     RecordEnvelope::from_bytes(&env.to_bytes(), MAX_ENVELOPE_LEN).unwrap()
@@ -100,7 +87,7 @@ fn delegate_round_trip_one_of_one() {
     let batch = p.batch(&mut rng, KeyClass::Laboratory);
     let envs: Vec<RecordEnvelope> =
         (0..3).map(|i| reparse(&p.seal_in(&mut rng, &batch, format!("HbA1c 5.{i}%").as_bytes()))).collect();
-    let rk = rekey(&mut rng, &p, KeyClass::Laboratory, &d, Threshold::ONE_OF_ONE);
+    let rk = p.verified_rekey(&mut rng, KeyClass::Laboratory, &d, Threshold::ONE_OF_ONE);
     let capsule = reparse_capsule(batch.capsule());
     let rc = reencrypt_capsule(&mut rng, &rk, &vk, &capsule).unwrap();
     let rc = ReencryptedCapsule::from_bytes(&rc.to_bytes()).unwrap();
@@ -123,10 +110,9 @@ fn the_threshold_comes_from_the_grant_not_the_proxy() {
     let p = Patient::new(&mut rng);
     let d = doctor(&mut rng);
     let vk = p.signing.verifying_key();
-    let (batch, env) = p.seal(&mut rng, KeyClass::MentalHealth, b"session notes");
     let two_of_three = Threshold::new(2, 3).unwrap();
-    let rk = rekey(&mut rng, &p, KeyClass::MentalHealth, &d, two_of_three);
-    let rc = reencrypt_capsule(&mut rng, &rk, &vk, batch.capsule()).unwrap();
+    let Delegated { batch, env, rc, .. } =
+        p.seal_for(&mut rng, KeyClass::MentalHealth, b"session notes", &d, two_of_three);
     assert_eq!(rc.fragment_count(), 3);
     let open = |rc: &ReencryptedCapsule, t: Threshold| {
         decrypt_batch_key_as_delegate(d.secret_key(), &vk, &p.public, batch.capsule(), rc, t)
@@ -151,7 +137,7 @@ fn a_repeated_fragment_does_not_count_twice() {
     let vk = p.signing.verifying_key();
     let (batch, _) = p.seal(&mut rng, KeyClass::SexualHealth, b"result");
     let t = Threshold::new(2, 3).unwrap();
-    let rk = rekey(&mut rng, &p, KeyClass::SexualHealth, &d, t);
+    let rk = p.verified_rekey(&mut rng, KeyClass::SexualHealth, &d, t);
     let bytes = reencrypt_capsule(&mut rng, &rk, &vk, batch.capsule()).unwrap().to_bytes();
     // Layout: magic, version, class, capsule id (32), count, then
     // length-prefixed fragments, then the length-prefixed lattice share.
@@ -181,14 +167,7 @@ fn a_rekey_with_a_repeated_fragment_id_is_refused() {
     let mut rng = rng(23);
     let p = Patient::new(&mut rng);
     let d = doctor(&mut rng);
-    let rk = generate_reencryption_key(
-        &mut rng,
-        &p.keys,
-        p.signing.principal_id(),
-        KeyClass::General,
-        d.public_key(),
-        Threshold::new(2, 3).unwrap(),
-    );
+    let rk = p.rekey(&mut rng, KeyClass::General, &d, Threshold::new(2, 3).unwrap());
     let bytes = rk.to_bytes();
     // Layout: magic, version, class, threshold, shares, principal (32),
     // two fingerprints (64), then `shares` length-prefixed fragments.
@@ -223,7 +202,7 @@ fn a_rekey_for_one_class_cannot_open_another_class() {
     let vk = p.signing.verifying_key();
     let (lab, _) = p.seal(&mut rng, KeyClass::Laboratory, b"lab");
     let (genetics, _) = p.seal(&mut rng, KeyClass::Genetics, b"BRCA1");
-    let rk = rekey(&mut rng, &p, KeyClass::Laboratory, &d, Threshold::ONE_OF_ONE);
+    let rk = p.verified_rekey(&mut rng, KeyClass::Laboratory, &d, Threshold::ONE_OF_ONE);
     assert!(matches!(
         reencrypt_capsule(&mut rng, &rk, &vk, genetics.capsule()),
         Err(CryptoError::KeyClassMismatch)
@@ -250,7 +229,7 @@ fn a_capsule_altered_after_signing_is_refused_before_reencryption() {
     let d = doctor(&mut rng);
     let vk = p.signing.verifying_key();
     let (batch, _) = p.seal(&mut rng, KeyClass::General, b"x");
-    let rk = rekey(&mut rng, &p, KeyClass::General, &d, Threshold::ONE_OF_ONE);
+    let rk = p.verified_rekey(&mut rng, KeyClass::General, &d, Threshold::ONE_OF_ONE);
     let cap = batch.capsule().capsule_bytes().to_vec();
     let sig = batch.capsule().signature().to_bytes();
 
@@ -290,7 +269,7 @@ fn another_principals_capsule_is_never_reencrypted_with_a_patients_key() {
     let victim = Patient::new(&mut rng);
     let attacker = Patient::new(&mut rng);
     let d = doctor(&mut rng);
-    let rk = rekey(&mut rng, &victim, KeyClass::Laboratory, &d, Threshold::ONE_OF_ONE);
+    let rk = victim.verified_rekey(&mut rng, KeyClass::Laboratory, &d, Threshold::ONE_OF_ONE);
     // The attacker's batch under the *victim's* public keys, signed by the
     // attacker: a capsule the victim's key can transform.
     let planted = generate_batch(&mut rng, &attacker.signing, &victim.public, KeyClass::Laboratory).unwrap();
@@ -300,14 +279,7 @@ fn another_principals_capsule_is_never_reencrypted_with_a_patients_key() {
     }
     // The key names its delegator and verifies only as that patient's.
     assert_eq!(rk.delegator_principal(), victim.signing.principal_id());
-    let key = generate_reencryption_key(
-        &mut rng,
-        &victim.keys,
-        victim.signing.principal_id(),
-        KeyClass::Laboratory,
-        d.public_key(),
-        Threshold::ONE_OF_ONE,
-    );
+    let key = victim.rekey(&mut rng, KeyClass::Laboratory, &d, Threshold::ONE_OF_ONE);
     let (err, _) =
         key.verify(&attacker.signing.verifying_key(), &victim.public, d.public_key()).err().unwrap();
     assert!(matches!(err, CryptoError::WrongOwner));
@@ -321,10 +293,8 @@ fn delegates_without_the_right_rekey_fail() {
     let d1 = doctor(&mut rng);
     let d2 = doctor(&mut rng);
     let vk = alice.signing.verifying_key();
-    let (batch, env) = alice.seal(&mut rng, KeyClass::Imaging, b"MRI");
-    let rk = rekey(&mut rng, &alice, KeyClass::Imaging, &d1, Threshold::ONE_OF_ONE);
-    let rc = reencrypt_capsule(&mut rng, &rk, &vk, batch.capsule()).unwrap();
     let t = Threshold::ONE_OF_ONE;
+    let Delegated { batch, env, rc, .. } = alice.seal_for(&mut rng, KeyClass::Imaging, b"MRI", &d1, t);
 
     // d2 holds no rekey: the capsule re-encrypted for d1 is useless to it.
     assert!(matches!(
@@ -332,7 +302,7 @@ fn delegates_without_the_right_rekey_fail() {
         Err(CryptoError::Decryption)
     ));
     // Bob's key toward d1 does not re-encrypt Alice's capsule.
-    let bob_rk = rekey(&mut rng, &bob, KeyClass::Imaging, &d1, t);
+    let bob_rk = bob.verified_rekey(&mut rng, KeyClass::Imaging, &d1, t);
     assert!(matches!(
         reencrypt_capsule(&mut rng, &bob_rk, &vk, batch.capsule()),
         Err(CryptoError::WrongOwner)
@@ -365,14 +335,7 @@ fn rekey_verification_binds_the_patient_both_public_keys_and_the_lattice_key() {
     let d1 = doctor(&mut rng);
     let d2 = doctor(&mut rng);
     let t = Threshold::new(2, 3).unwrap();
-    let rk = generate_reencryption_key(
-        &mut rng,
-        &p.keys,
-        p.signing.principal_id(),
-        KeyClass::General,
-        d1.public_key(),
-        t,
-    );
+    let rk = p.rekey(&mut rng, KeyClass::General, &d1, t);
     let (err, rk) = rk.verify(&vk, &p.public, d2.public_key()).err().unwrap();
     assert!(matches!(err, CryptoError::BadSignature));
     assert_eq!(rk.delegatee(), d1.public_key().fingerprint());
@@ -405,10 +368,9 @@ fn tampering_anywhere_is_one_opaque_error() {
     let p = Patient::new(&mut rng);
     let d = doctor(&mut rng);
     let vk = p.signing.verifying_key();
-    let (batch, env) = p.seal(&mut rng, KeyClass::Medications, b"metformin 500mg, twice a day, with meals");
     let t = Threshold::new(2, 3).unwrap();
-    let rk = rekey(&mut rng, &p, KeyClass::Medications, &d, t);
-    let rc = reencrypt_capsule(&mut rng, &rk, &vk, batch.capsule()).unwrap();
+    let body = b"metformin 500mg, twice a day, with meals";
+    let Delegated { batch, env, rk, rc } = p.seal_for(&mut rng, KeyClass::Medications, body, &d, t);
     let key = decrypt_batch_key_as_delegate(d.secret_key(), &vk, &p.public, batch.capsule(), &rc, t).unwrap();
     assert!(decrypt_record(&key, &vk, &env).is_ok());
 
@@ -609,7 +571,7 @@ proptest! {
         let env = reparse(&env);
         let owner = decrypt_record_as_owner(&p.keys, &vk, batch.capsule(), &env).unwrap();
         prop_assert_eq!(owner.as_slice(), body.as_slice());
-        let rk = rekey(&mut rng, &p, KeyClass::Laboratory, &d, Threshold::ONE_OF_ONE);
+        let rk = p.verified_rekey(&mut rng, KeyClass::Laboratory, &d, Threshold::ONE_OF_ONE);
         let rc = reencrypt_capsule(&mut rng, &rk, &vk, batch.capsule()).unwrap();
         let key = decrypt_batch_key_as_delegate(d.secret_key(), &vk, &p.public, batch.capsule(), &rc, Threshold::ONE_OF_ONE).unwrap();
         let out = decrypt_record(&key, &vk, &env).unwrap();

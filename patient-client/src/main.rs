@@ -272,10 +272,10 @@ fn run(cli: Cli) -> Result<(), ClientError> {
             eprintln!("  signing key fingerprint: {}", d.signing_key.fingerprint());
             eprintln!("  PRE key fingerprint:     {pre}");
             eprintln!("Scope:    {scope}");
-            // Review finding F6: the key classes the grant delegates (a
-            // colluding server and doctor could read every record of them).
-            let classes: Vec<&str> = scope.key_classes().into_iter().map(|c| c.as_str()).collect();
-            eprintln!("Key classes delegated: {}", classes.join(", "));
+            // Review finding F6: every key class the grant delegates, and
+            // what that means (a colluding server and doctor could read
+            // every record of them).
+            eprintln!("{}", medrelay_ui::exposure::exposure_text(scope));
             eprintln!("Purpose:  {purpose}; valid for {expires}");
             if !yes && !cli::confirm("Check the fingerprints with your doctor. Grant?")? {
                 return Err(ClientError::Invalid("not granted".into()));

@@ -39,11 +39,17 @@ pub enum Denial {
     /// No grant from the record's owner to this doctor exists.
     #[error("no grant covers this record")]
     NoGrant,
+    /// The record carries a category code the grant names, but its other
+    /// codes put it in a key class the grant does not cover (an Observation
+    /// coded both `vital-signs` and `laboratory` is a laboratory record,
+    /// outside a grant of `Observation?category=vital-signs`).
+    #[error("the record is in a key class the grant does not cover")]
+    ClassNotGranted,
 }
 
 impl Denial {
     /// Every reason, in code order.
-    pub const ALL: [Denial; 8] = [
+    pub const ALL: [Denial; 9] = [
         Denial::WrongDoctor,
         Denial::WrongPatient,
         Denial::Revoked,
@@ -52,6 +58,7 @@ impl Denial {
         Denial::OutOfScope,
         Denial::SensitiveExcluded,
         Denial::NoGrant,
+        Denial::ClassNotGranted,
     ];
 
     /// The stable string code (`wrong_doctor`, `not_yet_valid`, …).
@@ -65,6 +72,7 @@ impl Denial {
             Denial::OutOfScope => "out_of_scope",
             Denial::SensitiveExcluded => "sensitive_excluded",
             Denial::NoGrant => "no_grant",
+            Denial::ClassNotGranted => "class_not_granted",
         }
     }
 
@@ -79,6 +87,7 @@ impl Denial {
             Denial::OutOfScope => 5,
             Denial::SensitiveExcluded => 6,
             Denial::NoGrant => 7,
+            Denial::ClassNotGranted => 8,
         }
     }
 
@@ -97,6 +106,16 @@ impl FromStr for Denial {
 impl serde::Serialize for Denial {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(self.code())
+    }
+}
+
+impl From<Mismatch> for Denial {
+    fn from(m: Mismatch) -> Self {
+        match m {
+            Mismatch::OutOfScope => Denial::OutOfScope,
+            Mismatch::OtherKeyClass => Denial::ClassNotGranted,
+            Mismatch::SensitiveExcluded => Denial::SensitiveExcluded,
+        }
     }
 }
 
@@ -174,7 +193,9 @@ pub fn grant_in_force(
 /// it names another grant, which would be a caller bug).
 ///
 /// Checks, in order: doctor, record owner, revocation, validity window
-/// `[not_before, not_after)`, scope (type and category), sensitivity labels.
+/// `[not_before, not_after)`, scope (type and category), the key class the
+/// record's codes give (see [`crate::Scope::key_classes`]), sensitivity
+/// labels.
 pub fn authorize(
     grant: &VerifiedGrant,
     doctor: &PrincipalId,
@@ -191,13 +212,12 @@ pub fn authorize(
     grant_in_force(grant, revocation, now)?;
     match grant.scope().check(header.category()) {
         Ok(()) => {}
-        Err(Mismatch::OutOfScope) => return Err(Denial::OutOfScope),
-        Err(Mismatch::SensitiveExcluded) => return Err(Denial::SensitiveExcluded),
+        Err(m) => return Err(m.into()),
     }
     // Defence in depth: the record's class must be one the grant has a
-    // re-encryption key for.
+    // re-encryption key for (implied by the scope check).
     if !grant.scope().key_classes().contains(&header.key_class()) {
-        return Err(Denial::OutOfScope);
+        return Err(Denial::ClassNotGranted);
     }
     Ok(ReadCapability {
         grant_id: grant.grant_id(),
@@ -226,14 +246,15 @@ mod tests {
                 "expired",
                 "out_of_scope",
                 "sensitive_excluded",
-                "no_grant"
+                "no_grant",
+                "class_not_granted"
             ]
         );
         for d in Denial::ALL {
             assert_eq!(d.code().parse::<Denial>().unwrap(), d);
             assert_eq!(Denial::from_byte(d.byte()).unwrap(), d);
         }
-        assert!(Denial::from_byte(8).is_err());
+        assert!(Denial::from_byte(9).is_err());
         assert!("nope".parse::<Denial>().is_err());
     }
 }

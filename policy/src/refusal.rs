@@ -227,7 +227,7 @@ pub enum RefusalReason {
 
 impl RefusalReason {
     /// Every reason, in code order.
-    pub const ALL: [RefusalReason; 12] = [
+    pub const ALL: [RefusalReason; 13] = [
         RefusalReason::BadSignature,
         RefusalReason::NotOwner,
         RefusalReason::WrongRole,
@@ -240,6 +240,7 @@ impl RefusalReason {
         RefusalReason::Denied(Denial::OutOfScope),
         RefusalReason::Denied(Denial::SensitiveExcluded),
         RefusalReason::Denied(Denial::NoGrant),
+        RefusalReason::Denied(Denial::ClassNotGranted),
     ];
 
     /// The stable string code (`bad_signature`, `not_owner`, `wrong_role`,
@@ -318,7 +319,7 @@ mod tests {
         let codes: Vec<&str> = RefusalReason::ALL.iter().map(|r| r.code()).collect();
         let unique: std::collections::BTreeSet<&str> = codes.iter().copied().collect();
         assert_eq!(unique.len(), codes.len(), "codes are distinct: {codes:?}");
-        for b in [4, 0x7f, 0x88, 0xff] {
+        for b in [4, 0x7f, 0x89, 0xff] {
             assert!(RefusalReason::from_byte(b).is_err(), "{b:#x}");
         }
         for o in all_objects() {

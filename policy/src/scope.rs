@@ -7,7 +7,12 @@
 //!
 //! - `Observation` — every Observation (except sensitive ones);
 //! - `Observation?category=laboratory` — Observations carrying that category
-//!   code (repeat the item for several codes);
+//!   code (repeat the item for several codes) and in a key class one of the
+//!   listed codes gives on its own: an Observation coded both `vital-signs`
+//!   and `laboratory` is a laboratory record, so
+//!   `Observation?category=laboratory` reaches it and
+//!   `Observation?category=vital-signs` alone does not. A scope thus exposes
+//!   only the key classes its codes name ([`Scope::key_classes`]);
 //! - `sensitive:mental-health` — include records labelled mental health;
 //! - `-sensitive:mental-health` — state explicitly that the label is excluded
 //!   (the default, kept so the text round-trips).
@@ -44,6 +49,11 @@ pub struct Scope {
 pub(crate) enum Mismatch {
     /// Resource type or category not in scope.
     OutOfScope,
+    /// The record carries a listed category code, but its other codes put it
+    /// in a key class none of the entry's codes maps to (an Observation coded
+    /// both `vital-signs` and `laboratory` is a laboratory record, so a grant
+    /// of `Observation?category=vital-signs` alone does not reach it).
+    OtherKeyClass,
     /// In scope but carries a sensitivity label the scope does not include.
     SensitiveExcluded,
 }
@@ -161,14 +171,28 @@ impl Scope {
         self.check(category).is_ok()
     }
 
+    /// Why a record is not in scope, checked in order: resource type and
+    /// category codes, then the key class the codes give (an entry with
+    /// codes reaches only the classes they map to), then sensitivity labels.
     pub(crate) fn check(&self, category: &RecordCategory) -> Result<(), Mismatch> {
         // Fail closed: an empty scope (unconstructible, but checked anyway)
         // reaches nothing.
         let Some(codes) = self.entries.get(category.resource_type()) else {
             return Err(Mismatch::OutOfScope);
         };
-        if !codes.is_empty() && !category.codes().iter().any(|c| codes.contains(c)) {
-            return Err(Mismatch::OutOfScope);
+        if !codes.is_empty() {
+            if !category.codes().iter().any(|c| codes.contains(c)) {
+                return Err(Mismatch::OutOfScope);
+            }
+            // The record's class by its type and codes (labels aside) must be
+            // one the listed codes reach alone, so a scope exposes only the
+            // classes its own codes name (review finding F6). Labelled
+            // records are held to the same rule: a label never widens what
+            // an entry reaches.
+            let class = KeyClass::for_resource(category.resource_type(), category.codes());
+            if !entry_classes(category.resource_type(), codes).contains(&class) {
+                return Err(Mismatch::OtherKeyClass);
+            }
         }
         if category.sensitivity().iter().all(|l| self.included.contains(l)) {
             Ok(())
@@ -178,44 +202,56 @@ impl Scope {
     }
 
     /// The key classes whose records this scope may reach: the patient
-    /// client makes one re-encryption key per class, and the server requires
-    /// a key for exactly these.
+    /// client makes one re-encryption key per class (and shows the patient
+    /// each one before signing), and the server requires a key for exactly
+    /// these.
     ///
-    /// Consistent with [`RecordCategory::key_class`]: a record with
-    /// sensitivity labels is in its first label's class, and can match only
-    /// if all its labels are included, so every included label's class is
-    /// reachable (when any entry exists). Otherwise the class is
-    /// [`KeyClass::for_resource`] of the resource type and codes; a matching
-    /// record carries at least one listed code (or any codes, for an entry
-    /// without codes) and possibly others, so we evaluate `for_resource` on
-    /// each listed code alone and together with each code that rule looks at
-    /// (`laboratory`, `imaging`).
+    /// Consistent with [`RecordCategory::key_class`] and [`Scope::matches`]:
+    /// a record with sensitivity labels is in its first label's class, and
+    /// can match only if all its labels are included, so every included
+    /// label's class is reachable (when any entry exists). Otherwise the
+    /// class is [`KeyClass::for_resource`] of the resource type and codes.
+    /// An entry that lists category codes reaches only the classes its codes
+    /// map to, each alone (`Observation?category=vital-signs` → general):
+    /// a record whose other codes put it in another class does not match
+    /// it. An entry without codes (a whole type) reaches every class a
+    /// record of that type can be in, whatever its codes: we evaluate
+    /// `for_resource` on no code and on each combination of the codes that
+    /// rule looks at (`laboratory`, `imaging`).
     pub fn key_classes(&self) -> BTreeSet<KeyClass> {
         let mut out = BTreeSet::new();
-        let rule_codes = ["laboratory", "imaging"];
         for (rt, codes) in &self.entries {
-            let bases: Vec<Vec<String>> = if codes.is_empty() {
-                vec![Vec::new()]
-            } else {
-                codes.iter().map(|c| vec![c.clone()]).collect()
-            };
-            for base in bases {
-                for extra in 0..4u8 {
-                    let mut set = base.clone();
-                    for (bit, code) in rule_codes.iter().enumerate() {
-                        if extra & (1 << bit) != 0 {
-                            set.push((*code).to_owned());
-                        }
-                    }
-                    out.insert(KeyClass::for_resource(rt, &set));
-                }
-            }
+            out.extend(entry_classes(rt, codes));
         }
         if !self.entries.is_empty() {
             out.extend(self.included.iter().map(|l| l.key_class()));
         }
         out
     }
+}
+
+/// The classes an entry's unlabelled records can be in: for listed codes,
+/// the class of each code alone; for a whole type (no codes), every class
+/// [`KeyClass::for_resource`] can give that type.
+fn entry_classes(resource_type: &str, codes: &BTreeSet<String>) -> BTreeSet<KeyClass> {
+    if !codes.is_empty() {
+        return codes
+            .iter()
+            .map(|c| KeyClass::for_resource(resource_type, std::slice::from_ref(c)))
+            .collect();
+    }
+    let rule_codes = ["laboratory", "imaging"];
+    (0..4u8)
+        .map(|bits| {
+            let set: Vec<String> = rule_codes
+                .iter()
+                .enumerate()
+                .filter(|(bit, _)| bits & (1 << bit) != 0)
+                .map(|(_, c)| (*c).to_owned())
+                .collect();
+            KeyClass::for_resource(resource_type, &set)
+        })
+        .collect()
 }
 
 impl FromStr for Scope {
@@ -360,35 +396,124 @@ mod tests {
         use KeyClass::*;
         assert_eq!(classes("MedicationRequest"), vec![Medications]);
         assert_eq!(classes("ImagingStudy"), vec![Imaging]);
+        // A whole type reaches every class its records can be in.
         assert_eq!(classes("Observation"), vec![General, Laboratory, Imaging]);
+        assert_eq!(classes("Condition"), vec![General, Laboratory, Imaging]);
+        // Listed codes reach only the classes they map to on their own.
         assert_eq!(classes("Observation?category=laboratory"), vec![Laboratory]);
-        assert_eq!(classes("Observation?category=imaging"), vec![Laboratory, Imaging]);
-        assert_eq!(classes("Observation?category=vital-signs"), vec![General, Laboratory, Imaging]);
+        assert_eq!(classes("Observation?category=imaging"), vec![Imaging]);
+        assert_eq!(classes("Observation?category=vital-signs"), vec![General]);
+        assert_eq!(
+            classes("Observation?category=laboratory,Observation?category=vital-signs"),
+            vec![General, Laboratory]
+        );
+        assert_eq!(classes("ImagingStudy?category=vital-signs"), vec![Imaging]);
         assert_eq!(classes("MedicationRequest,sensitive:mental-health"), vec![Medications, MentalHealth]);
-        // Exhaustive check on a grid of categories: every matching record's
-        // class is in the set.
+        assert_eq!(classes("Observation?category=vital-signs,sensitive:genetics"), vec![General, Genetics]);
+        // Exhaustive check on a grid of categories, both ways: every
+        // matching record's class is in the set, and every class in the set
+        // is the class of some matching record (no class is delegated that
+        // no record in scope can need).
         let scopes = [
             "Observation?category=laboratory,sensitive:genetics",
             "Condition",
+            "Observation",
             "Observation?category=vital-signs",
+            "Observation?category=imaging",
+            "Observation?category=laboratory,Observation?category=vital-signs",
+            "Observation?category=vital-signs,sensitive:mental-health",
+            "ImagingStudy,MedicationRequest?category=community",
+            "Claim,sensitive:genetics,sensitive:substance-use",
         ];
-        let code_sets: [&[&str]; 5] =
-            [&[], &["laboratory"], &["imaging"], &["vital-signs"], &["vital-signs", "laboratory"]];
+        let code_sets: [&[&str]; 9] = [
+            &[],
+            &["laboratory"],
+            &["imaging"],
+            &["vital-signs"],
+            &["community"],
+            &["vital-signs", "laboratory"],
+            &["vital-signs", "imaging"],
+            &["imaging", "laboratory"],
+            &["imaging", "laboratory", "vital-signs"],
+        ];
+        let label_sets: [&[SensitivityLabel]; 5] = [
+            &[],
+            &[SensitivityLabel::Genetics],
+            &[SensitivityLabel::MentalHealth],
+            &[SensitivityLabel::SubstanceUse],
+            &[SensitivityLabel::Genetics, SensitivityLabel::SubstanceUse],
+        ];
         for text in scopes {
             let s: Scope = text.parse().unwrap();
-            let ks = s.key_classes();
-            for rt in ["Observation", "Condition", "ImagingStudy", "MedicationRequest"] {
+            let mut reached = BTreeSet::new();
+            for rt in ["Observation", "Condition", "ImagingStudy", "MedicationRequest", "Claim"] {
                 for codes in code_sets {
-                    for labels in [&[][..], &[SensitivityLabel::Genetics], &[SensitivityLabel::MentalHealth]]
-                    {
+                    for labels in label_sets {
                         let c = cat(rt, codes, labels);
                         if s.matches(&c) {
-                            assert!(ks.contains(&c.key_class()), "{text}: {c}");
+                            reached.insert(c.key_class());
                         }
                     }
                 }
             }
+            assert_eq!(reached, s.key_classes(), "{text}");
         }
+    }
+
+    #[test]
+    fn a_record_coded_into_another_class_is_refused_not_exposed() {
+        // Coded both vital-signs and laboratory: a laboratory record.
+        let both = cat("Observation", &["laboratory", "vital-signs"], &[]);
+        assert_eq!(both.key_class(), KeyClass::Laboratory);
+        let vitals: Scope = "Observation?category=vital-signs".parse().unwrap();
+        assert_eq!(vitals.key_classes(), BTreeSet::from([KeyClass::General]));
+        assert_eq!(vitals.check(&both), Err(Mismatch::OtherKeyClass));
+        assert!(vitals.matches(&cat("Observation", &["vital-signs"], &[])));
+        assert!(vitals.matches(&cat("Observation", &["social-history", "vital-signs"], &[])));
+        let lab: Scope = "Observation?category=laboratory".parse().unwrap();
+        assert!(lab.matches(&both));
+        // Naming both codes reaches it through the laboratory code.
+        let either: Scope =
+            "Observation?category=laboratory,Observation?category=vital-signs".parse().unwrap();
+        assert!(either.matches(&both));
+        // The same for imaging, and laboratory wins over imaging.
+        let img: Scope = "Observation?category=imaging".parse().unwrap();
+        assert!(img.matches(&cat("Observation", &["imaging"], &[])));
+        assert_eq!(
+            img.check(&cat("Observation", &["imaging", "laboratory"], &[])),
+            Err(Mismatch::OtherKeyClass)
+        );
+        // A label does not widen an entry: the record's codes still put it
+        // in the laboratory class (and the class check comes first).
+        let labelled = cat("Observation", &["laboratory", "vital-signs"], &[SensitivityLabel::MentalHealth]);
+        let vitals_mh: Scope = "Observation?category=vital-signs,sensitive:mental-health".parse().unwrap();
+        assert_eq!(vitals_mh.check(&labelled), Err(Mismatch::OtherKeyClass));
+        assert!(vitals_mh.matches(&cat("Observation", &["vital-signs"], &[SensitivityLabel::MentalHealth])));
+        let lab_mh: Scope = "Observation?category=laboratory,sensitive:mental-health".parse().unwrap();
+        assert!(lab_mh.matches(&labelled));
+        // A code that does not match at all stays plain out of scope.
+        assert_eq!(vitals.check(&cat("Observation", &["laboratory"], &[])), Err(Mismatch::OutOfScope));
+    }
+
+    #[test]
+    fn whole_type_entries_reach_every_class_as_before() {
+        let obs: Scope = "Observation".parse().unwrap();
+        for codes in [
+            &[][..],
+            &["laboratory"],
+            &["imaging"],
+            &["vital-signs", "laboratory"],
+            &["imaging", "laboratory"],
+        ] {
+            assert!(obs.matches(&cat("Observation", codes, &[])), "{codes:?}");
+        }
+        let studies: Scope = "ImagingStudy".parse().unwrap();
+        assert!(studies.matches(&cat("ImagingStudy", &["laboratory"], &[])));
+        assert_eq!(studies.key_classes(), BTreeSet::from([KeyClass::Imaging]));
+        // A type whose class ignores codes: listing a code keeps that class.
+        let studies_ct: Scope = "ImagingStudy?category=laboratory".parse().unwrap();
+        assert!(studies_ct.matches(&cat("ImagingStudy", &["laboratory"], &[])));
+        assert_eq!(studies_ct.key_classes(), BTreeSet::from([KeyClass::Imaging]));
     }
 
     #[test]

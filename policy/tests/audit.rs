@@ -340,6 +340,31 @@ fn access_out_of_scope() {
 }
 
 #[test]
+fn access_to_a_record_another_code_puts_in_an_ungranted_class() {
+    // An Observation coded both vital-signs and laboratory is a laboratory
+    // record: a vital-signs grant carries no laboratory key and does not
+    // reach it; a laboratory grant does.
+    let w = world();
+    let both = header(&w.patient, 0x14, "Observation", &["laboratory", "vital-signs"], &[]);
+    let vitals = grant(0x23, &w.patient, &w.doctor, "Observation?category=vital-signs", 1_000, 5_000);
+    let lab = grant(0x24, &w.patient, &w.doctor, "Observation?category=laboratory", 1_000, 5_000);
+    let mut events = clean_log(&w);
+    events.extend([
+        publish(2_000, &both),
+        created(2_001, &vitals, &w.patient),
+        created(2_002, &lab, &w.patient),
+    ]);
+    let r = audit(&appended(events.clone(), served(2_100, &vitals, &both, &w.doctor)));
+    assert_eq!(found(&r), [(Some(21), "access_out_of_scope")]);
+    assert!(matches!(
+        r.anomalies()[0].kind(),
+        AnomalyKind::AccessOutOfScope { reason: Denial::ClassNotGranted, .. }
+    ));
+    assert!(r.anomalies()[0].description().contains("key class the grant does not cover"));
+    assert!(audit(&appended(events, served(2_100, &lab, &both, &w.doctor))).is_clean());
+}
+
+#[test]
 fn access_for_the_wrong_doctor() {
     let w = world();
     let r = audit(&inserted(clean_log(&w), 12, served(1_150, &w.g1, &w.lab, &w.other_doctor)));

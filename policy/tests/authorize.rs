@@ -204,6 +204,39 @@ fn without_explicit_inclusion_sensitive_records_are_excluded() {
 }
 
 #[test]
+fn a_scope_reaches_only_the_key_classes_its_codes_name() {
+    // Coded both vital-signs and laboratory: a laboratory record.
+    let d_at = Timestamp(1_500);
+    let w = world("Observation?category=vital-signs");
+    let both = header(&w.patient, "Observation", &["laboratory", "vital-signs"], &[]);
+    assert_eq!(both.key_class(), KeyClass::Laboratory);
+    assert_eq!(w.grant.scope().key_classes().into_iter().collect::<Vec<_>>(), [KeyClass::General]);
+    let got = authorize(&w.grant, &w.doctor.principal_id(), &both, None, d_at);
+    let denial = got.unwrap_err();
+    assert_eq!(denial, Denial::ClassNotGranted);
+    assert_eq!(denial.code(), "class_not_granted");
+    assert_eq!(denial.to_string(), "the record is in a key class the grant does not cover");
+    let vitals = header(&w.patient, "Observation", &["vital-signs"], &[]);
+    let got = authorize(&w.grant, &w.doctor.principal_id(), &vitals, None, d_at);
+    assert_eq!(got.unwrap().key_class(), KeyClass::General);
+    // A laboratory grant serves it, under the laboratory key.
+    let w = world("Observation?category=laboratory");
+    let both = header(&w.patient, "Observation", &["laboratory", "vital-signs"], &[]);
+    let got = authorize(&w.grant, &w.doctor.principal_id(), &both, None, d_at);
+    assert_eq!(got.unwrap().key_class(), KeyClass::Laboratory);
+    // A whole-type grant serves both, as before.
+    let w = world("Observation");
+    assert_eq!(
+        w.grant.scope().key_classes().into_iter().collect::<Vec<_>>(),
+        [KeyClass::General, KeyClass::Laboratory, KeyClass::Imaging]
+    );
+    for codes in [&["laboratory", "vital-signs"][..], &["vital-signs"]] {
+        let h = header(&w.patient, "Observation", codes, &[]);
+        assert!(authorize(&w.grant, &w.doctor.principal_id(), &h, None, d_at).is_ok(), "{codes:?}");
+    }
+}
+
+#[test]
 fn an_empty_scope_cannot_be_granted() {
     // Fail closed: there is no empty scope to sign.
     assert!(Scope::parse("").is_err());

@@ -323,7 +323,7 @@ fn refusal_events_reject_unknown_kinds_and_reasons() {
     let mut bad_kind = good.clone();
     bad_kind[kind_at] = 11;
     assert_eq!(LogEvent::from_bytes(&bad_kind), Err(PolicyError::Malformed("refused object kind")));
-    for code in [4, 0x88] {
+    for code in [4, 0x89] {
         let mut bad_reason = good.clone();
         bad_reason[reason_at] = code;
         assert!(LogEvent::from_bytes(&bad_reason).is_err(), "{code:#x}");

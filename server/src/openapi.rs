@@ -350,7 +350,7 @@ fn responses(method: &str, path: &str, auth: bool, body: bool) -> Vec<(u16, Stri
             } else {
                 "wrong role (wrong_role), suspended, no grant in force or record outside it (the \
                  policy's reason code: no_grant, expired, revoked, not_yet_valid, out_of_scope, \
-                 sensitive_excluded), or another principal's object (forbidden); each is logged as \
+                 class_not_granted, sensitive_excluded), or another principal's object (forbidden); each is logged as \
                  access_denied or request_refused (identical refusals coalesced per 60 s window)"
                     .into()
             },

@@ -232,3 +232,59 @@ async fn directory_entries_go_only_to_those_with_a_reason() {
             || matches!(ev, LogEvent::RequestRefused { principal, .. } if [p.principal_id(), q.principal_id()].contains(principal))));
     }
 }
+
+#[actix_web::test]
+async fn a_grant_reaches_only_the_key_classes_its_category_codes_name() {
+    // Review finding F6: an Observation coded both vital-signs and
+    // laboratory is a laboratory record. A vital-signs grant (general class
+    // only) neither lists, serves nor re-encrypts it, and says why; a
+    // laboratory grant does all three.
+    let env = env();
+    let svc = test::init_service(app(env.state.clone())).await;
+    let (p, v, l) = (key(1), key(2), key(3));
+    register(&svc, &p, Role::Patient, None).await;
+    for doc in [&v, &l] {
+        register(&svc, doc, Role::Doctor, Some(enroll(&env, Role::Doctor))).await;
+    }
+    let (tp, tv, tl) = (login(&svc, &p).await, login(&svc, &v).await, login(&svc, &l).await);
+    let codes =
+        |c: &[&str]| RecordCategory::new("Observation", c.iter().map(|s| (*s).to_owned()), []).unwrap();
+    let recs = [
+        seal(&p, 10, codes(&["laboratory", "vital-signs"]), b"{}"),
+        seal(&p, 11, codes(&["vital-signs"]), b"{}"),
+    ];
+    for r in &recs {
+        assert_eq!(post(&svc, "/v1/records", &r.upload(), Some(&tp)).await.0, 201);
+    }
+    let [both_id, vitals_id] = [0, 1].map(|i| recs[i].header().record_id());
+    let vitals_grant = grant_request(&p, &v, 1, "Observation?category=vital-signs", T0 + 3600);
+    assert_eq!(vitals_grant.rekeys.len(), 1, "one key class: general");
+    assert_eq!(post(&svc, "/v1/grants", &vitals_grant, Some(&tp)).await.0, 201);
+    assert_eq!(post(&svc, "/v1/grants", &grant_request(&p, &l, 2, LAB, T0 + 3600), Some(&tp)).await.0, 201);
+
+    let records = format!("/v1/patients/{}/records", p.principal_id());
+    let envelope = |id: RecordId| format!("/v1/records/{id}");
+    let reencrypt = |id: RecordId| format!("/v1/records/{id}/reencrypt");
+    let (s, b) = get(&svc, &records, Some(&tv)).await;
+    assert_eq!((s, listed(&b)), (200, vec![vitals_id]));
+    assert_eq!(get(&svc, &envelope(vitals_id), Some(&tv)).await.0, 200);
+    let before = log_size(&svc).await;
+    let e = expect_err(get(&svc, &envelope(both_id), Some(&tv)).await, 403, "class_not_granted");
+    assert!(e.message.contains("class_not_granted"), "{}", e.message);
+    expect_err(post(&svc, &reencrypt(both_id), &(), Some(&tv)).await, 403, "class_not_granted");
+    let denied: Vec<Denial> = mine(&svc, &tv)
+        .await
+        .into_iter()
+        .filter(|(i, _)| *i >= before)
+        .filter_map(|(_, ev)| match ev {
+            LogEvent::AccessDenied { record, reason, .. } if record == both_id => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert!(!denied.is_empty() && denied.iter().all(|d| *d == Denial::ClassNotGranted), "{denied:?}");
+
+    let (s, b) = get(&svc, &records, Some(&tl)).await;
+    assert_eq!((s, listed(&b)), (200, vec![both_id]));
+    assert_eq!(get(&svc, &envelope(both_id), Some(&tl)).await.0, 200);
+    assert_eq!(post(&svc, &reencrypt(both_id), &(), Some(&tl)).await.0, 200);
+}

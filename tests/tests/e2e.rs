@@ -96,21 +96,29 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
         .fails_with("\"Observaton\", which is not a FHIR R4 resource type");
     assert!(patient.run(&["grants", "--json"]).json().as_array().unwrap().is_empty());
 
-    // Grant laboratory results only.
-    let g = patient
-        .run(&[
-            "grant",
-            &did.to_string(),
-            "--scope",
-            "Observation?category=laboratory",
-            "--expires",
-            "30d",
-            "--purpose",
-            "treatment",
-            "--yes",
-            "--json",
-        ])
-        .json();
+    // Grant laboratory results only. Before signing, the client shows every
+    // key class the grant exposes (here one) and what a colluding server and
+    // doctor could read (review finding F6).
+    let out = patient.run(&[
+        "grant",
+        &did.to_string(),
+        "--scope",
+        "Observation?category=laboratory",
+        "--expires",
+        "30d",
+        "--purpose",
+        "treatment",
+        "--yes",
+        "--json",
+    ]);
+    let review = out.stderr.clone();
+    assert!(
+        review.contains("Key classes this grant exposes (1):\n  laboratory  laboratory results\n"),
+        "{review}"
+    );
+    assert!(review.contains("could read every record of these classes"), "{review}");
+    assert!(!review.contains("general") && !review.contains("imaging"), "{review}");
+    let g = out.json();
     let grant_id = g["grant_id"].as_str().unwrap().to_owned();
 
     // The doctor sees exactly the three unlabelled lab results.

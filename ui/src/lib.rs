@@ -56,6 +56,7 @@ mod auditor;
 pub mod cli;
 mod clinical;
 mod doctor;
+pub mod exposure;
 mod history;
 mod import;
 mod jobs;

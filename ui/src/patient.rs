@@ -11,11 +11,12 @@ use actix_web::{web, HttpResponse};
 use askama::Template;
 use medrelay_client::time::{format_utc, now, parse_duration};
 use medrelay_client::{extension_for, GrantSummary, Patient, RecordRow, SummaryPreview};
-use medrelay_crypto::{GrantId, KeyClass, PrincipalId, RecordCategory, RecordId, SensitivityLabel};
+use medrelay_crypto::{GrantId, PrincipalId, RecordCategory, RecordId, SensitivityLabel};
 use medrelay_policy::{Purpose, Scope};
 use rand::RngCore as _;
 
 use crate::analyst::{field_views, FieldView};
+use crate::exposure::{exposed_classes, EXPOSURE_NOTE};
 use crate::page::{self, blocking, Ctx, Flash, Layout, PageError, Problem};
 
 /// The patient's navigation.
@@ -570,7 +571,10 @@ struct DoctorCard {
 struct GrantReview {
     doctor: DoctorCard,
     scope: String,
+    /// Every key class the grant exposes, with what it holds.
     classes: Vec<(String, &'static str)>,
+    /// What those classes mean under collusion.
+    exposure_note: &'static str,
     covered: usize,
     excluded_sensitive: usize,
     labels: Vec<String>,
@@ -602,18 +606,9 @@ const PURPOSES: &[(&str, &str)] = &[
     ("patient-request", "At my request"),
 ];
 
-/// What each key class holds, for people.
-pub(crate) fn class_text(class: KeyClass) -> &'static str {
-    match class {
-        KeyClass::General => "general records: problems, encounters, vital signs, procedures, notes",
-        KeyClass::Laboratory => "laboratory results",
-        KeyClass::Imaging => "imaging studies and reports",
-        KeyClass::Medications => "medications: prescriptions, statements, administrations",
-        KeyClass::MentalHealth => "records labelled mental health",
-        KeyClass::SubstanceUse => "records labelled substance use",
-        KeyClass::SexualHealth => "records labelled sexual and reproductive health",
-        KeyClass::Genetics => "records labelled genetic information",
-    }
+/// The review's rows of key classes: (class, what it holds).
+fn class_rows(scope: &Scope) -> Vec<(String, &'static str)> {
+    exposed_classes(scope).into_iter().map(|(c, text)| (c.to_string(), text)).collect()
 }
 
 /// Checks a grant form: the doctor (verified directory entry), the scope,
@@ -665,7 +660,8 @@ async fn review_grant(
             pre,
         },
         scope: scope.to_string(),
-        classes: scope.key_classes().into_iter().map(|c| (c.to_string(), class_text(c))).collect(),
+        classes: class_rows(&scope),
+        exposure_note: EXPOSURE_NOTE,
         covered,
         excluded_sensitive,
         labels: scope.included_labels().iter().map(|l| l.to_string()).collect(),
@@ -1081,6 +1077,73 @@ mod tests {
         let p = CategoryParts::parse("Condition");
         assert_eq!((p.resource_type.as_str(), p.codes.len(), p.labels.len()), ("Condition", 0, 0));
         assert!(CategoryParts::parse("bad type").category().is_none());
+    }
+
+    fn review_page(scope: &str) -> String {
+        let scope: Scope = scope.parse().expect("scope");
+        let review = GrantReview {
+            doctor: DoctorCard {
+                name: "Dr Grey".into(),
+                id: "ab".repeat(32),
+                signing: "SHA256:signing".into(),
+                pre: "SHA256:pre".into(),
+            },
+            scope: scope.to_string(),
+            classes: class_rows(&scope),
+            exposure_note: EXPOSURE_NOTE,
+            covered: 3,
+            excluded_sensitive: 0,
+            labels: scope.included_labels().iter().map(|l| l.to_string()).collect(),
+            until: "2026-12-31 00:00 UTC".into(),
+            purpose: "treatment".into(),
+        };
+        let page = NewGrant {
+            layout: Layout {
+                app: "Patient",
+                user: "Alpha".into(),
+                user_id: "ab12".into(),
+                page: "Share records with a doctor".into(),
+                nav: Vec::new(),
+                csrf: "token".into(),
+                flash: None,
+            },
+            form: GrantForm::default(),
+            picks: Vec::new(),
+            labels: Vec::new(),
+            durations: DURATIONS,
+            purposes: PURPOSES,
+            review: Some(review),
+            problem: None,
+            problem_title: "Check the form",
+        };
+        page.render().expect("render")
+    }
+
+    /// The text of the element with `id` (up to its closing tag).
+    fn element<'a>(html: &'a str, id: &str, close: &str) -> &'a str {
+        let start = html.find(&format!("id=\"{id}\"")).unwrap_or_else(|| panic!("#{id} in {html}"));
+        let end = html[start..].find(close).expect("closing tag");
+        &html[start..start + end]
+    }
+
+    #[test]
+    fn the_grant_review_lists_every_exposed_class_and_what_it_means() {
+        // Vital signs: the general class only (review finding F6).
+        let html = review_page("Observation?category=vital-signs");
+        let classes = element(&html, "review-classes", "</ul>");
+        assert_eq!(classes.matches("<li>").count(), 1, "{classes}");
+        assert!(classes.contains("<strong>general</strong>: general records"), "{classes}");
+        assert!(html.contains("Key classes this grant exposes (1)"), "{html}");
+        let note = element(&html, "review-exposure", "</p>");
+        assert!(note.contains("could read every record of these classes"), "{note}");
+        assert!(note.contains("even after you revoke"), "{note}");
+        // Every class of a wider scope, labels included, in class order.
+        let html = review_page("Condition,MedicationRequest,sensitive:mental-health");
+        let classes = element(&html, "review-classes", "</ul>");
+        let names: Vec<&str> =
+            classes.split("<strong>").skip(1).map(|s| s.split("</strong>").next().expect("name")).collect();
+        assert_eq!(names, ["general", "laboratory", "imaging", "medications", "mental-health"]);
+        assert!(html.contains("Key classes this grant exposes (5)"), "{html}");
     }
 
     #[test]

@@ -2,8 +2,10 @@
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use medrelay_crypto::{
-    encrypt_record, generate_batch, Batch, KeyClass, PatientPublicKeys, PatientSecretKeys, PreKeyPair,
-    RecordCategory, RecordEnvelope, RecordHeader, RecordId, SensitivityLabel, SigningKey, Timestamp,
+    encrypt_record, generate_batch, generate_reencryption_key, reencrypt_capsule, Batch, KeyClass,
+    PatientPublicKeys, PatientSecretKeys, PreKeyPair, RecordCategory, RecordEnvelope, RecordHeader, RecordId,
+    ReencryptedCapsule, ReencryptionKey, SensitivityLabel, SigningKey, Threshold, Timestamp,
+    VerifiedReencryptionKey,
 };
 use rand_chacha::rand_core::SeedableRng;
 pub(crate) use rand_chacha::ChaCha20Rng;
@@ -72,6 +74,58 @@ impl Patient {
         let env = self.seal_in(rng, &batch, body);
         (batch, env)
     }
+
+    /// A re-encryption key of `class` toward `doctor` with threshold `t`,
+    /// as the patient client generates it (not verified yet).
+    pub(crate) fn rekey(
+        &self,
+        rng: &mut ChaCha20Rng,
+        class: KeyClass,
+        doctor: &PreKeyPair,
+        t: Threshold,
+    ) -> ReencryptionKey {
+        generate_reencryption_key(rng, &self.keys, self.signing.principal_id(), class, doctor.public_key(), t)
+    }
+
+    /// [`Patient::rekey`], verified against the patient's and the doctor's
+    /// keys as the server verifies it.
+    pub(crate) fn verified_rekey(
+        &self,
+        rng: &mut ChaCha20Rng,
+        class: KeyClass,
+        doctor: &PreKeyPair,
+        t: Threshold,
+    ) -> VerifiedReencryptionKey {
+        self.rekey(rng, class, doctor, t)
+            .verify(&self.signing.verifying_key(), &self.public, doctor.public_key())
+            .map_err(|(e, _)| e)
+            .unwrap()
+    }
+
+    /// A new batch of `class` holding one record, and its capsule
+    /// re-encrypted toward `doctor` under a new verified key with
+    /// threshold `t`: what a doctor receives for one granted record.
+    pub(crate) fn seal_for(
+        &self,
+        rng: &mut ChaCha20Rng,
+        class: KeyClass,
+        body: &[u8],
+        doctor: &PreKeyPair,
+        t: Threshold,
+    ) -> Delegated {
+        let (batch, env) = self.seal(rng, class, body);
+        let rk = self.verified_rekey(rng, class, doctor, t);
+        let rc = reencrypt_capsule(rng, &rk, &self.signing.verifying_key(), batch.capsule()).unwrap();
+        Delegated { batch, env, rk, rc }
+    }
+}
+
+/// One sealed record delegated to a doctor ([`Patient::seal_for`]).
+pub(crate) struct Delegated {
+    pub(crate) batch: Batch,
+    pub(crate) env: RecordEnvelope,
+    pub(crate) rk: VerifiedReencryptionKey,
+    pub(crate) rc: ReencryptedCapsule,
 }
 
 pub(crate) fn doctor(rng: &mut ChaCha20Rng) -> PreKeyPair {

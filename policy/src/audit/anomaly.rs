@@ -243,7 +243,8 @@ pub enum AnomalyKind {
         grant: GrantId,
         /// The record.
         record: RecordId,
-        /// [`Denial::OutOfScope`] or [`Denial::SensitiveExcluded`].
+        /// [`Denial::OutOfScope`], [`Denial::ClassNotGranted`] or
+        /// [`Denial::SensitiveExcluded`].
         reason: Denial,
     },
 }

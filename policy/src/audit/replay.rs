@@ -11,7 +11,6 @@ use crate::authorize::Denial;
 use crate::event::LogEvent;
 use crate::grant::{Grant, Revocation, SignedGrant, SignedRevocation};
 use crate::principal::Role;
-use crate::scope::Mismatch;
 
 #[derive(Clone, Debug)]
 struct PrincipalState {
@@ -320,9 +319,8 @@ fn check_access(
     }
     if let Some(h) = header {
         let reason = match grant.scope().check(h.category()) {
-            Err(Mismatch::OutOfScope) => Some(Denial::OutOfScope),
-            Err(Mismatch::SensitiveExcluded) => Some(Denial::SensitiveExcluded),
-            Ok(()) if !grant.scope().key_classes().contains(&h.key_class()) => Some(Denial::OutOfScope),
+            Err(m) => Some(Denial::from(m)),
+            Ok(()) if !grant.scope().key_classes().contains(&h.key_class()) => Some(Denial::ClassNotGranted),
             Ok(()) => None,
         };
         if let Some(reason) = reason {

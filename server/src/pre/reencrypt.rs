@@ -307,8 +307,8 @@ async fn serve_once(
 
 /// The verified re-encryption key of `class` for an authorized grant: from
 /// the cache, or decoded from the store (and then cached). `Revoked` if the
-/// store no longer holds the keys (revoked after the check), `OutOfScope` if
-/// the grant has no key for the class.
+/// store no longer holds the keys (revoked after the check),
+/// `ClassNotGranted` if the grant has no key for the class.
 async fn prepared_key(
     state: &AppState,
     grant: GrantId,
@@ -334,7 +334,7 @@ async fn prepared_key(
     .await??;
     let found = keys.iter().find(|k| k.key_class() == class).cloned();
     cache.insert(grant, keys, not_after, ticket);
-    Ok(found.ok_or(Denial::OutOfScope))
+    Ok(found.ok_or(Denial::ClassNotGranted))
 }
 
 async fn reencrypt_one(

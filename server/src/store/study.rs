@@ -11,6 +11,7 @@
 use medrelay_crypto::encoding::{Decoder, Encoder};
 use medrelay_crypto::{DecodeError, PrincipalId};
 use medrelay_dp::study::MAX_STUDY_BYTES;
+use sha2::{Digest, Sha256};
 
 use super::{LogAppend, StoreError};
 
@@ -373,10 +374,256 @@ pub trait StudyStore: Send + Sync + 'static {
     ) -> Result<HelperReleaseOutcome, StoreError>;
 }
 
+// The decisions every backend takes before it writes, from committed state
+// read under the write lock. Each backend reads the state its own way and
+// passes it in (a replay marker as a `seen` lookup); the function decides,
+// and the backend writes what it returns.
+
+/// Adds a report id to a batch checksum: XOR of SHA-256 of the ids.
+pub(crate) fn checksum_add(sum: &mut [u8; 32], id: &ReportIdBytes) {
+    let h: [u8; 32] = Sha256::digest(id).into();
+    for (s, x) in sum.iter_mut().zip(h) {
+        *s ^= x;
+    }
+}
+
+/// What [`decide_upload`] decided for an upload.
+#[derive(Debug)]
+pub(crate) struct UploadDecision {
+    /// Each report's outcome, in order.
+    pub(crate) outcomes: Vec<UploadOutcome>,
+    /// Reports accepted now.
+    pub(crate) accepted: u32,
+    /// Reports refused, counting the `refused_before` of the request.
+    pub(crate) refused: u32,
+    /// The patient's count of reports after this upload.
+    pub(crate) used_after: u64,
+}
+
+/// [`StudyStore::upload_reports`]'s decision, per report in order: an id
+/// `seen` before (or earlier in `reports`) is `Replayed`; beyond what is
+/// left of `quota` once `used` is counted, `OverQuota`; else `Accepted`.
+pub(crate) fn decide_upload<E: From<StoreError>>(
+    quota: u32,
+    used: u64,
+    reports: &[(ReportIdBytes, Vec<u8>)],
+    refused_before: u32,
+    mut seen: impl FnMut(&ReportIdBytes) -> Result<bool, E>,
+) -> Result<UploadDecision, E> {
+    let mut left = u64::from(quota).saturating_sub(used);
+    let mut outcomes = Vec::with_capacity(reports.len());
+    let mut this_request = std::collections::HashSet::new();
+    for (id, _) in reports {
+        let outcome = if !this_request.insert(*id) || seen(id)? {
+            UploadOutcome::Replayed
+        } else if left == 0 {
+            UploadOutcome::OverQuota
+        } else {
+            left -= 1;
+            UploadOutcome::Accepted
+        };
+        outcomes.push(outcome);
+    }
+    let accepted = outcomes.iter().filter(|o| **o == UploadOutcome::Accepted).count();
+    let refused = refused_before.saturating_add(u32::try_from(reports.len() - accepted).unwrap_or(u32::MAX));
+    let accepted = u32::try_from(accepted).map_err(|_| StoreError::Backend("upload size".into()))?;
+    Ok(UploadDecision { outcomes, accepted, refused, used_after: used + u64::from(accepted) })
+}
+
+/// Every report id of a job: aggregated, then rejected.
+pub(crate) fn job_report_ids<'a>(commit: &'a JobCommit<'_>) -> impl Iterator<Item = &'a ReportIdBytes> + 'a {
+    commit.aggregated.iter().chain(commit.rejected.iter().map(|(id, _)| id))
+}
+
+/// [`StudyStore::commit_job`]'s decision on the batch's stored `state`
+/// (fresh with `empty` if absent): the new state to write, or why nothing
+/// is written (the batch is closed; helper: a report was `seen` before).
+pub(crate) fn decide_commit<E: From<StoreError>>(
+    state: Option<BatchState>,
+    commit: &JobCommit<'_>,
+    empty: &[u8],
+    merge: &Transform<'_>,
+    mut seen: impl FnMut(&ReportIdBytes) -> Result<bool, E>,
+) -> Result<Result<BatchState, CommitOutcome>, E> {
+    let mut state = state.unwrap_or_else(|| BatchState::open(empty.to_vec()));
+    if state.status != BatchStatus::Open {
+        return Ok(Err(CommitOutcome::BatchClosed));
+    }
+    if commit.helper_response.is_some() {
+        for id in job_report_ids(commit) {
+            if seen(id)? {
+                return Ok(Err(CommitOutcome::Replayed));
+            }
+        }
+    }
+    state.aggregate = merge(&state.aggregate)?;
+    state.reports += commit.aggregated.len() as u64;
+    for id in commit.aggregated {
+        checksum_add(&mut state.checksum, id);
+    }
+    for (_, reason) in commit.rejected {
+        if let Some(r) = state.rejected.get_mut(*reason) {
+            *r = r.saturating_add(1);
+        }
+    }
+    Ok(Ok(state))
+}
+
+/// [`StudyStore::charge_release`]'s decision, given the `open` batch and
+/// the stored `state` of `batch`: the batch to charge (already marked
+/// `Charged`; its log index is set when the event is appended), or the
+/// outcome without a write.
+pub(crate) fn decide_charge(
+    open: u64,
+    batch: u64,
+    state: Option<BatchState>,
+    min_reports: u64,
+) -> Result<BatchState, ChargeOutcome> {
+    if batch > open {
+        return Err(ChargeOutcome::NotOpen);
+    }
+    if batch < open {
+        return Err(match state {
+            Some(s) if s.status == BatchStatus::Charged => ChargeOutcome::Resumed(s),
+            _ => ChargeOutcome::AlreadyReleased,
+        });
+    }
+    match state {
+        Some(mut s) if s.status == BatchStatus::Open && s.reports >= min_reports => {
+            s.status = BatchStatus::Charged;
+            Ok(s)
+        }
+        _ => Err(ChargeOutcome::TooSmall),
+    }
+}
+
+/// [`StudyStore::complete_release`]'s check: the stored batch, charged,
+/// becomes released with `release`.
+pub(crate) fn decide_completion(state: Option<BatchState>, release: &[u8]) -> Result<BatchState, StoreError> {
+    let mut s = state.ok_or(StoreError::NotFound("batch"))?;
+    if s.status != BatchStatus::Charged {
+        return Err(StoreError::Backend("completing a release that was not charged".into()));
+    }
+    s.status = BatchStatus::Released;
+    s.release = release.to_vec();
+    Ok(s)
+}
+
+/// [`StudyStore::helper_release`]'s decision on the batch's stored
+/// `state`: the batch to release now (marked `Released`, with its noisy
+/// share; its log index is set when the event is appended), or the outcome
+/// without a write (a mismatch, too few reports, or the share released
+/// before, returned again).
+pub(crate) fn decide_helper_release(
+    state: Option<BatchState>,
+    check: &CollectCheck,
+    noisy: &Transform<'_>,
+) -> Result<Result<BatchState, HelperReleaseOutcome>, StoreError> {
+    let Some(mut s) = state else {
+        return Ok(Err(if check.reports == 0 {
+            HelperReleaseOutcome::TooSmall
+        } else {
+            HelperReleaseOutcome::Mismatch
+        }));
+    };
+    if s.reports != check.reports
+        || !bool::from(subtle::ConstantTimeEq::ct_eq(&s.checksum[..], &check.checksum[..]))
+    {
+        return Ok(Err(HelperReleaseOutcome::Mismatch));
+    }
+    if s.status == BatchStatus::Released {
+        return Ok(Err(HelperReleaseOutcome::Released(s.release)));
+    }
+    if s.reports < check.min_reports {
+        return Ok(Err(HelperReleaseOutcome::TooSmall));
+    }
+    s.release = noisy(&s.aggregate)?;
+    s.status = BatchStatus::Released;
+    Ok(Ok(s))
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
+
+    #[test]
+    fn the_shared_decisions_follow_the_trait_rules() {
+        // Upload: a repeat in the request and an id seen before are
+        // replays; past the quota, over quota; refusals add to those before.
+        let reports: Vec<(ReportIdBytes, Vec<u8>)> =
+            [[1; 16], [2; 16], [1; 16], [3; 16], [4; 16]].iter().map(|id| (*id, vec![0])).collect();
+        let d = decide_upload::<StoreError>(3, 1, &reports, 2, |id| Ok(*id == [3; 16])).unwrap();
+        use UploadOutcome::*;
+        assert_eq!(d.outcomes, [Accepted, Accepted, Replayed, Replayed, OverQuota]);
+        assert_eq!((d.accepted, d.refused, d.used_after), (2, 5, 3));
+        let failed = decide_upload(3, 0, &reports, 0, |_| Err(StoreError::Corrupt("seen")));
+        assert!(matches!(failed, Err(StoreError::Corrupt("seen"))));
+
+        // Commit: closed batches and (helper) replays write nothing.
+        let merge = |a: &[u8]| -> Result<Vec<u8>, StoreError> { Ok([a, &b"+"[..]].concat()) };
+        let aggregated = [[7; 16]];
+        let rejected = [([8; 16], 1)];
+        let commit = JobCommit {
+            job_id: [9; 16],
+            batch: 0,
+            aggregated: &aggregated,
+            rejected: &rejected,
+            helper_response: Some(([0; 32], b"r")),
+        };
+        let mut released = BatchState::open(b"a".to_vec());
+        released.status = BatchStatus::Released;
+        let closed = decide_commit::<StoreError>(Some(released), &commit, b"e", &merge, |_| Ok(false));
+        assert_eq!(closed.unwrap().unwrap_err(), CommitOutcome::BatchClosed);
+        let replay = decide_commit::<StoreError>(None, &commit, b"e", &merge, |id| Ok(*id == [8; 16]));
+        assert_eq!(replay.unwrap().unwrap_err(), CommitOutcome::Replayed);
+        let s = decide_commit::<StoreError>(None, &commit, b"e", &merge, |_| Ok(false)).unwrap().unwrap();
+        let mut sum = [0; 32];
+        checksum_add(&mut sum, &[7; 16]);
+        assert_eq!(
+            (s.aggregate.as_slice(), s.reports, s.checksum, s.rejected),
+            (&b"e+"[..], 1, sum, [0, 1, 0, 0, 0])
+        );
+
+        // Charge: not open, too small, charged, resumed, released.
+        assert_eq!(decide_charge(0, 1, None, 1).unwrap_err(), ChargeOutcome::NotOpen);
+        assert_eq!(decide_charge(0, 0, None, 1).unwrap_err(), ChargeOutcome::TooSmall);
+        assert_eq!(decide_charge(0, 0, Some(s.clone()), 2).unwrap_err(), ChargeOutcome::TooSmall);
+        let charged = decide_charge(0, 0, Some(s.clone()), 1).unwrap();
+        assert_eq!(charged.status, BatchStatus::Charged);
+        assert_eq!(
+            decide_charge(1, 0, Some(charged.clone()), 1).unwrap_err(),
+            ChargeOutcome::Resumed(charged.clone())
+        );
+        assert_eq!(decide_charge(1, 0, Some(s.clone()), 1).unwrap_err(), ChargeOutcome::AlreadyReleased);
+        assert!(matches!(decide_completion(None, b"x"), Err(StoreError::NotFound("batch"))));
+        assert!(matches!(decide_completion(Some(s.clone()), b"x"), Err(StoreError::Backend(_))));
+        let done = decide_completion(Some(charged), b"x").unwrap();
+        assert_eq!((done.status, done.release.as_slice()), (BatchStatus::Released, &b"x"[..]));
+
+        // Helper release: the leader's count and checksum must match.
+        let noisy = |a: &[u8]| -> Result<Vec<u8>, StoreError> { Ok([a, &b"~"[..]].concat()) };
+        let check = CollectCheck { batch: 0, reports: 1, checksum: sum, min_reports: 1 };
+        let none = CollectCheck { reports: 0, ..check };
+        assert_eq!(
+            decide_helper_release(None, &none, &noisy).unwrap().unwrap_err(),
+            HelperReleaseOutcome::TooSmall
+        );
+        assert_eq!(
+            decide_helper_release(None, &check, &noisy).unwrap().unwrap_err(),
+            HelperReleaseOutcome::Mismatch
+        );
+        let other = CollectCheck { checksum: [1; 32], ..check };
+        let got = decide_helper_release(Some(s.clone()), &other, &noisy).unwrap();
+        assert_eq!(got.unwrap_err(), HelperReleaseOutcome::Mismatch);
+        let big = CollectCheck { min_reports: 2, ..check };
+        let got = decide_helper_release(Some(s.clone()), &big, &noisy).unwrap();
+        assert_eq!(got.unwrap_err(), HelperReleaseOutcome::TooSmall);
+        let out = decide_helper_release(Some(s), &check, &noisy).unwrap().unwrap();
+        assert_eq!((out.status, out.release.as_slice()), (BatchStatus::Released, &b"e+~"[..]));
+        let again = decide_helper_release(Some(out), &check, &noisy).unwrap();
+        assert_eq!(again.unwrap_err(), HelperReleaseOutcome::Released(b"e+~".to_vec()));
+    }
 
     #[test]
     fn study_blobs_round_trip_and_reject_truncation() {

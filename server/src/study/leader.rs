@@ -23,7 +23,7 @@ use medrelay_wire::Role;
 use super::{check_study_name, driver, LoadedStudy, StudyService};
 use crate::error::json_error;
 use crate::log::events;
-use crate::store::{BatchStatus, StoreError, UploadOutcome};
+use crate::store::{BatchState, BatchStatus, StoreError, UploadOutcome};
 use crate::{ApiError, AppState, Auth, PatientAuth};
 
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -182,30 +182,46 @@ async fn upload_reports(
     Ok(HttpResponse::Ok().json(resp))
 }
 
-async fn status(
+/// The preamble of an analyst's read of one study: the role and the name
+/// are checked, then `read` runs on the blocking pool with the leader's
+/// service, the loaded study (`NotFound` if there is none) and the batches
+/// released so far (at most [`MAX_RELEASES_LISTED`], by number).
+async fn analyst_read<T: Send + 'static>(
     state: web::Data<AppState>,
     auth: Auth,
-    name: web::Path<String>,
-) -> Result<HttpResponse, ApiError> {
+    name: String,
+    read: impl FnOnce(&StudyService, &LoadedStudy, String, Vec<(u64, BatchState)>) -> Result<T, ApiError>
+        + Send
+        + 'static,
+) -> Result<T, ApiError> {
     analyst(auth)?;
-    let name = name.into_inner();
     check_study_name(&name)?;
-    let st = state.clone();
-    let status = web::block(move || -> Result<StudyStatus, ApiError> {
-        let svc = leader(&st)?;
-        let l = loaded(&st, &name)?;
-        let open = svc.store().open_batch(&name)?;
-        let reports = svc.store().get_batch(&name, open)?.map_or(0, |b| b.reports);
+    web::block(move || {
+        let svc = leader(&state)?;
+        let l = loaded(&state, &name)?;
         let released = svc
             .store()
             .list_batches(&name, MAX_RELEASES_LISTED)?
             .into_iter()
             .filter(|(_, b)| b.status == BatchStatus::Released)
-            .map(|(n, _)| n)
             .collect();
+        read(svc, &l, name, released)
+    })
+    .await?
+}
+
+async fn status(
+    state: web::Data<AppState>,
+    auth: Auth,
+    name: web::Path<String>,
+) -> Result<HttpResponse, ApiError> {
+    let status = analyst_read(state, auth, name.into_inner(), |svc, l, name, released| {
+        let open = svc.store().open_batch(&name)?;
+        let reports = svc.store().get_batch(&name, open)?.map_or(0, |b| b.reports);
+        let released = released.into_iter().map(|(n, _)| n).collect();
         Ok(StudyStatus { study: name, open_batch: open, ready: reports >= l.def.min_batch_size(), released })
     })
-    .await??;
+    .await?;
     Ok(HttpResponse::Ok().json(status))
 }
 
@@ -243,23 +259,11 @@ async fn releases(
     auth: Auth,
     name: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
-    analyst(auth)?;
-    let name = name.into_inner();
-    check_study_name(&name)?;
-    let st = state.clone();
-    let list = web::block(move || -> Result<ReleaseList, ApiError> {
-        let svc = leader(&st)?;
-        loaded(&st, &name)?;
-        let releases = svc
-            .store()
-            .list_batches(&name, MAX_RELEASES_LISTED)?
-            .into_iter()
-            .filter(|(_, b)| b.status == BatchStatus::Released)
-            .map(|(_, b)| stored_release(&b.release))
-            .collect::<Result<_, _>>()?;
+    let list = analyst_read(state, auth, name.into_inner(), |_, _, _, released| {
+        let releases = released.iter().map(|(_, b)| stored_release(&b.release)).collect::<Result<_, _>>()?;
         Ok(ReleaseList { releases })
     })
-    .await??;
+    .await?;
     Ok(HttpResponse::Ok().json(list))
 }
 

@@ -4,25 +4,16 @@
 //! trait, shared by every replica), then reads committed state, decides,
 //! and writes with its log entries in the same transaction.
 
-use std::collections::HashSet;
-
 use medrelay_crypto::PrincipalId;
 use postgres::Transaction;
-use sha2::{Digest, Sha256};
 
 use super::{append_in, big, decoded, limit, lock_head, unbig, PgStore, R};
 use crate::store::study::{
-    BatchState, BatchStatus, ChargeOutcome, CollectCheck, CommitOutcome, HelperReleaseOutcome, JobCommit,
-    JobRecord, KeptResponse, ReportIdBytes, StoredStudy, StudyJob, StudyStore, Transform, UploadOutcome,
+    decide_charge, decide_commit, decide_completion, decide_helper_release, decide_upload, job_report_ids,
+    BatchState, ChargeOutcome, CollectCheck, CommitOutcome, HelperReleaseOutcome, JobCommit, JobRecord,
+    KeptResponse, ReportIdBytes, StoredStudy, StudyJob, StudyStore, Transform, UploadOutcome,
 };
 use crate::store::{LogAppend, StoreError};
-
-fn checksum_add(sum: &mut [u8; 32], id: &ReportIdBytes) {
-    let h: [u8; 32] = Sha256::digest(id).into();
-    for (s, x) in sum.iter_mut().zip(h) {
-        *s ^= x;
-    }
-}
 
 fn seen(tx: &mut Transaction<'_>, study: &str, id: &ReportIdBytes) -> R<bool> {
     Ok(tx
@@ -119,28 +110,10 @@ impl StudyStore for PgStore {
                 .map(unbig)
                 .transpose()?
                 .unwrap_or(0);
-            let mut left = u64::from(quota).saturating_sub(used);
-            let mut outcomes = Vec::with_capacity(reports.len());
-            let mut this_request = HashSet::new();
-            for (id, _) in reports {
-                let outcome = if !this_request.insert(*id) || seen(tx, study, id)? {
-                    UploadOutcome::Replayed
-                } else if left == 0 {
-                    UploadOutcome::OverQuota
-                } else {
-                    left -= 1;
-                    UploadOutcome::Accepted
-                };
-                outcomes.push(outcome);
-            }
-            let accepted = outcomes.iter().filter(|o| **o == UploadOutcome::Accepted).count();
-            let accepted32 =
-                u32::try_from(accepted).map_err(|_| StoreError::Backend("upload size".into()))?;
-            let refused =
-                refused_before.saturating_add(u32::try_from(reports.len() - accepted).unwrap_or(u32::MAX));
-            let ev = event(accepted32, refused)?;
+            let d = decide_upload(quota, used, reports, refused_before, |id| seen(tx, study, id))?;
+            let ev = event(d.accepted, d.refused)?;
             let idx = append(tx, &[&ev])?[0];
-            for ((id, report), outcome) in reports.iter().zip(&outcomes) {
+            for ((id, report), outcome) in reports.iter().zip(&d.outcomes) {
                 if *outcome == UploadOutcome::Accepted {
                     tx.execute(
                         "INSERT INTO study_pending (study, id, report) VALUES ($1, $2, $3)",
@@ -155,9 +128,9 @@ impl StudyStore for PgStore {
             tx.execute(
                 "INSERT INTO study_quota (study, patient, used) VALUES ($1, $2, $3) \
                  ON CONFLICT (study, patient) DO UPDATE SET used = EXCLUDED.used",
-                &[&study, &p, &big(used + accepted as u64)?],
+                &[&study, &p, &big(d.used_after)?],
             )?;
-            Ok((outcomes, idx))
+            Ok((d.outcomes, idx))
         })
     }
 
@@ -266,35 +239,16 @@ impl StudyStore for PgStore {
         event: &LogAppend,
     ) -> Result<CommitOutcome, StoreError> {
         self.study_tx(|tx, append| {
-            let mut state =
-                read_batch(tx, study, commit.batch)?.unwrap_or_else(|| BatchState::open(empty.to_vec()));
-            if state.status != BatchStatus::Open {
-                return Ok(CommitOutcome::BatchClosed);
-            }
-            let all: Vec<&ReportIdBytes> =
-                commit.aggregated.iter().chain(commit.rejected.iter().map(|(id, _)| id)).collect();
-            if commit.helper_response.is_some() {
-                for id in &all {
-                    if seen(tx, study, id)? {
-                        return Ok(CommitOutcome::Replayed);
-                    }
-                }
-            }
-            state.aggregate = merge(&state.aggregate)?;
-            state.reports += commit.aggregated.len() as u64;
-            for id in commit.aggregated {
-                checksum_add(&mut state.checksum, id);
-            }
-            for (_, reason) in commit.rejected {
-                if let Some(r) = state.rejected.get_mut(*reason) {
-                    *r = r.saturating_add(1);
-                }
-            }
+            let stored = read_batch(tx, study, commit.batch)?;
+            let state = match decide_commit(stored, commit, empty, merge, |id| seen(tx, study, id))? {
+                Ok(state) => state,
+                Err(outcome) => return Ok(outcome),
+            };
             let idx = append(tx, &[event])?[0];
             write_batch(tx, study, commit.batch, &state)?;
             match commit.helper_response {
                 Some((hash, response)) => {
-                    for id in &all {
+                    for id in job_report_ids(commit) {
                         tx.execute(
                             "INSERT INTO study_seen (study, id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
                             &[&study, &id.as_slice()],
@@ -311,7 +265,7 @@ impl StudyStore for PgStore {
                         "DELETE FROM study_jobs WHERE study = $1 AND job_id = $2",
                         &[&study, &commit.job_id.as_slice()],
                     )?;
-                    for id in &all {
+                    for id in job_report_ids(commit) {
                         tx.execute(
                             "DELETE FROM study_pending WHERE study = $1 AND id = $2",
                             &[&study, &id.as_slice()],
@@ -346,42 +300,26 @@ impl StudyStore for PgStore {
     ) -> Result<ChargeOutcome, StoreError> {
         self.study_tx(|tx, append| {
             let open = open_batch_in(tx, study)?;
-            if batch > open {
-                return Ok(ChargeOutcome::NotOpen);
-            }
-            let state = read_batch(tx, study, batch)?;
-            if batch < open {
-                return Ok(match state {
-                    Some(s) if s.status == BatchStatus::Charged => ChargeOutcome::Resumed(s),
-                    _ => ChargeOutcome::AlreadyReleased,
-                });
-            }
-            match state {
-                Some(mut s) if s.status == BatchStatus::Open && s.reports >= min_reports => {
-                    s.status = BatchStatus::Charged;
-                    let ev = event(s.reports)?;
-                    s.release_log_index = append(tx, &[&ev])?[0];
-                    write_batch(tx, study, batch, &s)?;
-                    tx.execute(
-                        "INSERT INTO study_open_batch (study, batch) VALUES ($1, $2) \
-                         ON CONFLICT (study) DO UPDATE SET batch = EXCLUDED.batch",
-                        &[&study, &big(batch + 1)?],
-                    )?;
-                    Ok(ChargeOutcome::Charged(s))
-                }
-                _ => Ok(ChargeOutcome::TooSmall),
-            }
+            let state = if batch > open { None } else { read_batch(tx, study, batch)? };
+            let mut s = match decide_charge(open, batch, state, min_reports) {
+                Ok(s) => s,
+                Err(outcome) => return Ok(outcome),
+            };
+            let ev = event(s.reports)?;
+            s.release_log_index = append(tx, &[&ev])?[0];
+            write_batch(tx, study, batch, &s)?;
+            tx.execute(
+                "INSERT INTO study_open_batch (study, batch) VALUES ($1, $2) \
+                 ON CONFLICT (study) DO UPDATE SET batch = EXCLUDED.batch",
+                &[&study, &big(batch + 1)?],
+            )?;
+            Ok(ChargeOutcome::Charged(s))
         })
     }
 
     fn complete_release(&self, study: &str, batch: u64, release: &[u8]) -> Result<BatchState, StoreError> {
         self.study_tx(|tx, _| {
-            let mut s = read_batch(tx, study, batch)?.ok_or(StoreError::NotFound("batch"))?;
-            if s.status != BatchStatus::Charged {
-                return Err(StoreError::Backend("completing a release that was not charged".into()).into());
-            }
-            s.status = BatchStatus::Released;
-            s.release = release.to_vec();
+            let s = decide_completion(read_batch(tx, study, batch)?, release)?;
             write_batch(tx, study, batch, &s)?;
             Ok(s)
         })
@@ -394,28 +332,12 @@ impl StudyStore for PgStore {
         noisy: &Transform<'_>,
         event: &LogAppend,
     ) -> Result<HelperReleaseOutcome, StoreError> {
-        let CollectCheck { batch, reports, checksum, min_reports } = *check;
+        let batch = check.batch;
         self.study_tx(|tx, append| {
-            let Some(mut s) = read_batch(tx, study, batch)? else {
-                return Ok(if reports == 0 {
-                    HelperReleaseOutcome::TooSmall
-                } else {
-                    HelperReleaseOutcome::Mismatch
-                });
+            let mut s = match decide_helper_release(read_batch(tx, study, batch)?, check, noisy)? {
+                Ok(s) => s,
+                Err(outcome) => return Ok(outcome),
             };
-            if s.reports != reports
-                || !bool::from(subtle::ConstantTimeEq::ct_eq(&s.checksum[..], &checksum[..]))
-            {
-                return Ok(HelperReleaseOutcome::Mismatch);
-            }
-            if s.status == BatchStatus::Released {
-                return Ok(HelperReleaseOutcome::Released(s.release));
-            }
-            if s.reports < min_reports {
-                return Ok(HelperReleaseOutcome::TooSmall);
-            }
-            s.release = noisy(&s.aggregate)?;
-            s.status = BatchStatus::Released;
             s.release_log_index = append(tx, &[event])?[0];
             write_batch(tx, study, batch, &s)?;
             Ok(HelperReleaseOutcome::Released(s.release))

@@ -13,13 +13,13 @@
 //! log entries they lead to commit in one transaction ([`SledStore::decide_logged`]).
 
 use medrelay_crypto::PrincipalId;
-use sha2::{Digest, Sha256};
 use sled::transaction::TransactionalTree;
 
 use super::{abort, backend, from_tx, key, read_u64, tx_apply_log, SledStore, TxResult};
 use crate::store::study::{
-    BatchState, BatchStatus, ChargeOutcome, CollectCheck, CommitOutcome, HelperReleaseOutcome, JobCommit,
-    JobRecord, KeptResponse, ReportIdBytes, StoredStudy, StudyJob, StudyStore, Transform, UploadOutcome,
+    decide_charge, decide_commit, decide_completion, decide_helper_release, decide_upload, job_report_ids,
+    BatchState, ChargeOutcome, CollectCheck, CommitOutcome, HelperReleaseOutcome, JobCommit, JobRecord,
+    KeptResponse, ReportIdBytes, StoredStudy, StudyJob, StudyStore, Transform, UploadOutcome,
 };
 use crate::store::{LogAppend, StoreError};
 
@@ -57,13 +57,6 @@ enum Decided<P, T> {
     Skip(T),
     /// Append these events and apply this plan.
     Write(Vec<LogAppend>, P),
-}
-
-fn checksum_add(sum: &mut [u8; 32], id: &ReportIdBytes) {
-    let h: [u8; 32] = Sha256::digest(id).into();
-    for (s, x) in sum.iter_mut().zip(h) {
-        *s ^= x;
-    }
 }
 
 impl SledStore {
@@ -139,29 +132,11 @@ impl StudyStore for SledStore {
         self.decide_logged(
             |db| {
                 let used = db.get(&qk).map_err(backend)?.map(|v| read_u64(&v)).transpose()?.unwrap_or(0);
-                let mut left = u64::from(quota).saturating_sub(used);
-                let mut outcomes = Vec::with_capacity(reports.len());
-                let mut this_request = std::collections::HashSet::new();
-                for (id, _) in reports {
-                    let outcome = if !this_request.insert(*id)
-                        || db.contains_key(seen_key(study, id)).map_err(backend)?
-                    {
-                        UploadOutcome::Replayed
-                    } else if left == 0 {
-                        UploadOutcome::OverQuota
-                    } else {
-                        left -= 1;
-                        UploadOutcome::Accepted
-                    };
-                    outcomes.push(outcome);
-                }
-                let accepted = outcomes.iter().filter(|o| **o == UploadOutcome::Accepted).count();
-                let accepted32 =
-                    u32::try_from(accepted).map_err(|_| StoreError::Backend("upload size".into()))?;
-                let refused = refused_before
-                    .saturating_add(u32::try_from(reports.len() - accepted).unwrap_or(u32::MAX));
-                let ev = event(accepted32, refused)?;
-                Ok(Decided::Write(vec![ev], (outcomes, used + accepted as u64)))
+                let d = decide_upload(quota, used, reports, refused_before, |id| {
+                    db.contains_key(seen_key(study, id)).map_err(backend)
+                })?;
+                let ev = event(d.accepted, d.refused)?;
+                Ok(Decided::Write(vec![ev], (d.outcomes, d.used_after)))
             },
             |tx, (outcomes, used): &(Vec<UploadOutcome>, u64), idxs| {
                 for ((id, report), outcome) in reports.iter().zip(outcomes) {
@@ -259,36 +234,18 @@ impl StudyStore for SledStore {
         let bk = batch_key(study, commit.batch);
         self.decide_logged(
             |db| {
-                let mut state = Self::read_batch(db, study, commit.batch)?
-                    .unwrap_or_else(|| BatchState::open(empty.to_vec()));
-                if state.status != BatchStatus::Open {
-                    return Ok(Decided::Skip(CommitOutcome::BatchClosed));
-                }
-                if commit.helper_response.is_some() {
-                    let all = commit.aggregated.iter().chain(commit.rejected.iter().map(|(id, _)| id));
-                    for id in all {
-                        if db.contains_key(seen_key(study, id)).map_err(backend)? {
-                            return Ok(Decided::Skip(CommitOutcome::Replayed));
-                        }
-                    }
-                }
-                state.aggregate = merge(&state.aggregate)?;
-                state.reports += commit.aggregated.len() as u64;
-                for id in commit.aggregated {
-                    checksum_add(&mut state.checksum, id);
-                }
-                for (_, reason) in commit.rejected {
-                    if let Some(r) = state.rejected.get_mut(*reason) {
-                        *r = r.saturating_add(1);
-                    }
-                }
-                Ok(Decided::Write(vec![event.clone()], state.encode()))
+                let stored = Self::read_batch(db, study, commit.batch)?;
+                let seen = |id: &ReportIdBytes| db.contains_key(seen_key(study, id)).map_err(backend);
+                Ok(match decide_commit(stored, commit, empty, merge, seen)? {
+                    Ok(state) => Decided::Write(vec![event.clone()], state.encode()),
+                    Err(outcome) => Decided::Skip(outcome),
+                })
             },
             |tx, blob: &Vec<u8>, idxs| {
                 tx.insert(bk.as_slice(), blob.as_slice())?;
                 match commit.helper_response {
                     Some((hash, response)) => {
-                        for id in commit.aggregated.iter().chain(commit.rejected.iter().map(|(id, _)| id)) {
+                        for id in job_report_ids(commit) {
                             tx.insert(seen_key(study, id), &[][..])?;
                         }
                         let mut v = hash.to_vec();
@@ -297,7 +254,7 @@ impl StudyStore for SledStore {
                     }
                     None => {
                         tx.remove(job_key(study, &commit.job_id))?;
-                        for id in commit.aggregated.iter().chain(commit.rejected.iter().map(|(id, _)| id)) {
+                        for id in job_report_ids(commit) {
                             tx.remove(pending_key(study, id))?;
                         }
                     }
@@ -333,23 +290,11 @@ impl StudyStore for SledStore {
         self.decide_logged(
             |db| {
                 let open = db.get(&ok).map_err(backend)?.map(|v| read_u64(&v)).transpose()?.unwrap_or(0);
-                if batch > open {
-                    return Ok(Decided::Skip(ChargeOutcome::NotOpen));
-                }
-                let state = Self::read_batch(db, study, batch)?;
-                if batch < open {
-                    return Ok(Decided::Skip(match state {
-                        Some(s) if s.status == BatchStatus::Charged => ChargeOutcome::Resumed(s),
-                        _ => ChargeOutcome::AlreadyReleased,
-                    }));
-                }
-                match state {
-                    Some(mut s) if s.status == BatchStatus::Open && s.reports >= min_reports => {
-                        s.status = BatchStatus::Charged;
-                        Ok(Decided::Write(vec![event(s.reports)?], s))
-                    }
-                    _ => Ok(Decided::Skip(ChargeOutcome::TooSmall)),
-                }
+                let state = if batch > open { None } else { Self::read_batch(db, study, batch)? };
+                Ok(match decide_charge(open, batch, state, min_reports) {
+                    Ok(s) => Decided::Write(vec![event(s.reports)?], s),
+                    Err(outcome) => Decided::Skip(outcome),
+                })
             },
             |tx, state: &BatchState, idxs| {
                 let mut s = state.clone();
@@ -365,12 +310,7 @@ impl StudyStore for SledStore {
         let bk = batch_key(study, batch);
         self.decide_logged(
             |db| {
-                let mut s = Self::read_batch(db, study, batch)?.ok_or(StoreError::NotFound("batch"))?;
-                if s.status != BatchStatus::Charged {
-                    return Err(StoreError::Backend("completing a release that was not charged".into()));
-                }
-                s.status = BatchStatus::Released;
-                s.release = release.to_vec();
+                let s = decide_completion(Self::read_batch(db, study, batch)?, release)?;
                 Ok(Decided::Write(Vec::new(), s))
             },
             |tx, s: &BatchState, _| {
@@ -387,32 +327,13 @@ impl StudyStore for SledStore {
         noisy: &Transform<'_>,
         event: &LogAppend,
     ) -> Result<HelperReleaseOutcome, StoreError> {
-        let CollectCheck { batch, reports, checksum, min_reports } = *check;
-        let checksum = &checksum;
-        let bk = batch_key(study, batch);
+        let bk = batch_key(study, check.batch);
         self.decide_logged(
             |db| {
-                let Some(mut s) = Self::read_batch(db, study, batch)? else {
-                    return Ok(Decided::Skip(if reports == 0 {
-                        HelperReleaseOutcome::TooSmall
-                    } else {
-                        HelperReleaseOutcome::Mismatch
-                    }));
-                };
-                if s.reports != reports
-                    || !bool::from(subtle::ConstantTimeEq::ct_eq(&s.checksum[..], &checksum[..]))
-                {
-                    return Ok(Decided::Skip(HelperReleaseOutcome::Mismatch));
-                }
-                if s.status == BatchStatus::Released {
-                    return Ok(Decided::Skip(HelperReleaseOutcome::Released(s.release)));
-                }
-                if s.reports < min_reports {
-                    return Ok(Decided::Skip(HelperReleaseOutcome::TooSmall));
-                }
-                s.release = noisy(&s.aggregate)?;
-                s.status = BatchStatus::Released;
-                Ok(Decided::Write(vec![event.clone()], s))
+                Ok(match decide_helper_release(Self::read_batch(db, study, check.batch)?, check, noisy)? {
+                    Ok(s) => Decided::Write(vec![event.clone()], s),
+                    Err(outcome) => Decided::Skip(outcome),
+                })
             },
             |tx, s: &BatchState, idxs| {
                 let mut s = s.clone();
