@@ -492,6 +492,9 @@ fn run(cli: Cli) -> Result<(), ClientError> {
                             format!("{n} sensitive_excluded (labelled; your grant does not name the label)")
                         }
                         "out_of_scope" => format!("{n} out_of_scope (not in your grant's scope)"),
+                        "class_not_granted" => format!(
+                            "{n} class_not_granted (also coded into a key class your grant does not carry)"
+                        ),
                         other => format!("{n} {other}"),
                     })
                     .collect();

@@ -15,7 +15,7 @@ use medrelay_policy::Scope;
 pub const EXPOSURE_NOTE: &str = "The server receives one re-encryption key per class listed. If the \
      server and this doctor colluded, they could read every record of these classes, in the scope or \
      not, including records you add later and even after you revoke; never records of your other \
-     classes. Without collusion, the server serves only what the scope names. See docs/THREAT-MODEL.md.";
+     classes. Without collusion, the server serves only what the scope names.";
 
 /// What each key class holds, for people.
 pub fn class_text(class: KeyClass) -> &'static str {
