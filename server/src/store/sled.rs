@@ -9,7 +9,10 @@
 //! stored re-encryptions `rd/`) are not kept in sled: sled 0.34's pages are
 //! log-structured and keep superseded versions of every node a value sits
 //! in, and write a large node as a whole new blob file each time it changes,
-//! so its directory grew 2.6–3.6× the live data. They are appended to
+//! so its directory grew 2.6–3.6× the live data. The log entries written
+//! with records or served fetches (`l/`, ~230 bytes each, one per record)
+//! go with them; an entry written alone stays in sled (one sync, not two),
+//! and a reader tells the two apart by the value's magic. They are appended to
 //! segment files (`segments/NNNNNN.seg` inside the sled directory, see
 //! [`segment`]), synced before the transaction that stores their
 //! references under the same keys commits; reads check each value's
@@ -234,8 +237,8 @@ fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
-    /// The large immutable values (`b/`, `cp/`, `rd/`); sled holds their
-    /// references.
+    /// The large immutable values (`b/`, `cp/`, `rd/`, bulk `l/`); sled
+    /// holds their references.
     segs: Arc<Segments>,
     /// Held shared by every store and read of a segmented value, and
     /// exclusively by a compaction, which moves them.

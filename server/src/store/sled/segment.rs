@@ -59,7 +59,7 @@ pub(super) struct ValueRef {
     pub(super) segment: u32,
     pub(super) offset: u64,
     pub(super) len: u32,
-    hash: [u8; 32],
+    pub(super) hash: [u8; 32],
 }
 
 impl ValueRef {
