@@ -59,7 +59,9 @@ fn storage_breakdown(data: &Path, plain: u64) {
     }
     let store = SledStore::open_waiting(&db_path, std::time::Duration::from_secs(30)).unwrap();
     let usage = store.storage_usage().unwrap();
-    println!("live keys and values by prefix (in sled: keys, values or segment references; in segment files):");
+    println!(
+        "live keys and values by prefix (in sled: keys, values or segment references; in segment files):"
+    );
     let (mut tk, mut tv, mut ts) = (0, 0, 0);
     for (prefix, u) in &usage.prefixes {
         println!(

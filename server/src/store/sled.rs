@@ -366,11 +366,14 @@ impl SledStore {
 
     /// Log entry `i`'s opening, from sled or its segment.
     fn opening_at(&self, i: u64) -> Result<LeafOpening, StoreError> {
-        let v = self.get(&key(b"l/", &[&i.to_be_bytes()]))?.ok_or(StoreError::Corrupt("log entry missing"))?;
+        let v =
+            self.get(&key(b"l/", &[&i.to_be_bytes()]))?.ok_or(StoreError::Corrupt("log entry missing"))?;
         let bytes = if segment::is_ref(&v) {
             let _gate = self.gate_read()?;
             // Re-read under the gate: a compaction may have moved it.
-            let v = self.get(&key(b"l/", &[&i.to_be_bytes()]))?.ok_or(StoreError::Corrupt("log entry missing"))?;
+            let v = self
+                .get(&key(b"l/", &[&i.to_be_bytes()]))?
+                .ok_or(StoreError::Corrupt("log entry missing"))?;
             self.segs.resolve(&v)?
         } else {
             v.to_vec()
@@ -664,7 +667,9 @@ impl Store for SledStore {
             return Ok(None);
         };
         let meta = RecordMeta::decode(&meta)?;
-        let env = self.get_segmented(&key(b"b/", &[id.as_bytes()]))?.ok_or(StoreError::Corrupt("record envelope"))?;
+        let env = self
+            .get_segmented(&key(b"b/", &[id.as_bytes()]))?
+            .ok_or(StoreError::Corrupt("record envelope"))?;
         Ok(Some((meta, env)))
     }
 

@@ -65,7 +65,8 @@ impl SledStore {
         for kv in scan(b"r/") {
             let (k, meta) = kv?;
             // The values themselves, not their segment references.
-            let env = self.get_segmented(&key(b"b/", &[&k]))?.ok_or(StoreError::Corrupt("record envelope"))?;
+            let env =
+                self.get_segmented(&key(b"b/", &[&k]))?.ok_or(StoreError::Corrupt("record envelope"))?;
             sink(Row::Record(meta, env))?;
         }
         for kv in scan(b"g/") {

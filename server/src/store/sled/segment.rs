@@ -252,7 +252,8 @@ impl Segments {
     }
 
     fn reader(&self, id: u32) -> Result<Arc<File>, StoreError> {
-        let mut readers = self.readers.lock().map_err(|_| StoreError::Backend("segment lock poisoned".into()))?;
+        let mut readers =
+            self.readers.lock().map_err(|_| StoreError::Backend("segment lock poisoned".into()))?;
         if let Some(f) = readers.get(&id) {
             return Ok(Arc::clone(f));
         }

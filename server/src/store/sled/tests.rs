@@ -182,7 +182,10 @@ fn compaction_reclaims_revoked_reencryptions_and_failed_writes() {
     // revocation's entries are kept in sled).
     assert_eq!(done.values, 8);
     assert_eq!(done.segments_removed, 1);
-    assert_eq!(done.bytes_before - done.bytes_after, usage.segment_garbage() - super::segment::FILE_HEADER_LEN);
+    assert_eq!(
+        done.bytes_before - done.bytes_after,
+        usage.segment_garbage() - super::segment::FILE_HEADER_LEN
+    );
     let after = s.storage_usage().unwrap();
     assert_eq!(after.segment_garbage(), super::segment::FILE_HEADER_LEN);
     assert_eq!(after.segment_files, 1);
@@ -197,7 +200,10 @@ fn compaction_reclaims_revoked_reencryptions_and_failed_writes() {
     assert_eq!(s.get_delivered(&g.grant_id, &c).unwrap(), None);
     let log = s.log_entries(0, 100).unwrap();
     let tags: Vec<u8> = [1, 2, 20, 21, 22, 23, 25].to_vec();
-    assert_eq!(log.into_iter().map(|(_, o)| o).collect::<Vec<_>>(), tags.iter().map(|&t| opening(t)).collect::<Vec<_>>());
+    assert_eq!(
+        log.into_iter().map(|(_, o)| o).collect::<Vec<_>>(),
+        tags.iter().map(|&t| opening(t)).collect::<Vec<_>>()
+    );
     put(&s, &[3], 8);
     assert_eq!(record(&s, 3).unwrap(), Some(envelope(3)));
     // Nothing left to reclaim: a second compaction copies nothing.
