@@ -21,6 +21,7 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use medrelay_client::{Connect, Doctor, FetchFormat, ImportRequest, Passphrase, Patient, ServerOptions};
 use medrelay_fhir::{plan_import, Format, ImportOptions, Source};
 use medrelay_policy::Purpose;
+use medrelay_server::store::SledStore;
 use medrelay_server::{enroll_in, init, LocalServer};
 use medrelay_wire::Role;
 use rand::RngCore;
@@ -36,9 +37,10 @@ fn dir_bytes(p: &Path) -> u64 {
 }
 
 /// Where the data directory's bytes are: each file (or directory) of the
-/// sled database, and the live keys and values by key prefix (the store's
-/// namespaces, `r/`, `b/`, `l/`, `n/`, …), from the database reopened after
-/// the server stopped.
+/// sled database (`segments/` holds the segment files), and the live keys
+/// and values by key prefix (the store's namespaces, `r/`, `b/`, `l/`, `n/`,
+/// …), split into what sled holds and what the segment files hold, from the
+/// store reopened after the server stopped.
 fn storage_breakdown(data: &Path, plain: u64) {
     let db_path = data.join("db");
     println!("data directory by file:");
@@ -55,39 +57,42 @@ fn storage_breakdown(data: &Path, plain: u64) {
     for (name, n) in &files {
         println!("  {name:<24} {n:>12} bytes");
     }
-    let db = loop {
-        match sled::Config::new().path(&db_path).open() {
-            Ok(db) => break db,
-            Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
-                std::thread::sleep(std::time::Duration::from_millis(20))
-            }
-            Err(e) => panic!("{e}"),
-        }
-    };
-    let mut by: std::collections::BTreeMap<String, (u64, u64, u64)> = std::collections::BTreeMap::new();
-    for item in db.iter() {
-        let (k, v) = item.unwrap();
-        let end = k.iter().position(|&b| b == b'/').map_or(k.len().min(4), |i| i + 1);
-        let prefix = String::from_utf8_lossy(&k[..end]).into_owned();
-        let e = by.entry(prefix).or_default();
-        e.0 += 1;
-        e.1 += k.len() as u64;
-        e.2 += v.len() as u64;
-    }
-    println!("live keys and values by prefix (sled reports size_on_disk {}):", db.size_on_disk().unwrap());
-    let (mut tk, mut tv) = (0, 0);
-    for (prefix, (n, k, v)) in &by {
+    let store = SledStore::open_waiting(&db_path, std::time::Duration::from_secs(30)).unwrap();
+    let usage = store.storage_usage().unwrap();
+    println!(
+        "live keys and values by prefix (in sled: keys, values or segment references; in segment files):"
+    );
+    let (mut tk, mut tv, mut ts) = (0, 0, 0);
+    for (prefix, u) in &usage.prefixes {
         println!(
-            "  {prefix:<8} {n:>7} entries {k:>10} key bytes {v:>12} value bytes  {:>6.3} per plaintext byte",
-            (k + v) as f64 / plain as f64
+            "  {prefix:<8} {:>7} entries {:>10} key bytes {:>10} sled value bytes {:>10} segment bytes  {:>6.3} per \
+             plaintext byte",
+            u.entries,
+            u.key_bytes,
+            u.value_bytes,
+            u.segment_bytes,
+            (u.key_bytes + u.value_bytes + u.segment_bytes) as f64 / plain as f64
         );
-        tk += k;
-        tv += v;
+        tk += u.key_bytes;
+        tv += u.value_bytes;
+        ts += u.segment_bytes;
     }
     println!(
-        "  total    {tk:>26} key bytes {tv:>12} value bytes  {:>6.3} per plaintext byte",
-        (tk + tv) as f64 / plain as f64
+        "  total    {tk:>26} key bytes {tv:>10} sled value bytes {ts:>10} segment bytes  {:>6.3} per plaintext byte",
+        (tk + tv + ts) as f64 / plain as f64
     );
+    println!(
+        "segment files: {} files, {} bytes, of which {} unreferenced (headers included)",
+        usage.segment_files,
+        usage.segment_file_bytes,
+        usage.segment_garbage()
+    );
+}
+
+/// (sled's own files, segment files) under the data directory's store.
+fn split_bytes(data: &Path) -> (u64, u64) {
+    let segs = dir_bytes(&data.join("db/segments"));
+    (dir_bytes(&data.join("db")) - segs, segs)
 }
 
 fn opts2(server: &LocalServer) -> ServerOptions {
@@ -154,7 +159,11 @@ fn main() {
     let before = dir_bytes(&data);
     let db_before = std::fs::metadata(data.join("db/db")).unwrap().len();
     let blobs_before = dir_bytes(&data.join("db/blobs"));
-    println!("data directory before the import: {before} bytes (db file {db_before}, blobs {blobs_before})");
+    let (sled_before, segs_before) = split_bytes(&data);
+    println!(
+        "data directory before the import: {before} bytes (db file {db_before}, blobs {blobs_before}, \
+         segment files {segs_before})"
+    );
 
     let request = ImportRequest { paths: vec![path.clone()], ..ImportRequest::default() };
     let t = Instant::now();
@@ -164,6 +173,16 @@ fn main() {
     let stored = dir_bytes(&data) - before;
     server.stop().unwrap();
     let stopped = dir_bytes(&data) - before;
+    let (sled_after, segs_after) = split_bytes(&data);
+    println!(
+        "after the import, server stopped: sled files grew {} bytes ({:.3} per plaintext byte), segment files \
+         {} bytes ({:.3}); the directory {stopped} bytes ({:.3})",
+        sled_after - sled_before,
+        (sled_after - sled_before) as f64 / plain as f64,
+        segs_after - segs_before,
+        (segs_after - segs_before) as f64 / plain as f64,
+        stopped as f64 / plain as f64
+    );
     storage_breakdown(&data, plain);
     let server = LocalServer::start(&data, "bench.medrelay/log", 2).unwrap();
     println!("after reopening the store: data directory {} bytes", dir_bytes(&data));
@@ -188,12 +207,21 @@ fn main() {
     // what one more chart adds once sled has free segments to reuse.
     let second = Patient::init(&root.path().join("patient2"), &opts2(&server), "Fletcher 2", &pass).unwrap();
     let at = dir_bytes(&data);
+    let (sled_at, segs_at) = split_bytes(&data);
     println!("after the restart, the grant and fetch-all: data directory {at} bytes");
     let report2 = second.import(&request, &mut |_| ()).unwrap();
     assert_eq!(report2.uploaded(), n);
     let after2 = dir_bytes(&data);
     let stored2 = after2 as i64 - at as i64;
     server.stop().unwrap();
+    let (sled2, segs2) = split_bytes(&data);
+    println!(
+        "second import: sled files grew {} bytes ({:.3} per plaintext byte), segment files {} bytes ({:.3})",
+        sled2 as i64 - sled_at as i64,
+        (sled2 as f64 - sled_at as f64) / plain as f64,
+        segs2 - segs_at,
+        (segs2 - segs_at) as f64 / plain as f64
+    );
     println!("after the grant, fetch-all and the second import:");
     storage_breakdown(&data, plain);
 

@@ -157,6 +157,15 @@ enum Command {
         #[arg(long, env = "MEDRELAY_DATABASE", hide_env_values = true)]
         to: DatabaseUrl,
     },
+    /// Reclaim the sled store's unreferenced segment bytes (a revoked
+    /// grant's stored re-encryptions, values of failed requests): copies
+    /// every referenced value into a new segment file and deletes the old
+    /// ones (server stopped).
+    Compact {
+        /// Data directory.
+        #[arg(long, env = "MEDRELAY_DATA")]
+        data: PathBuf,
+    },
     /// Issue a one-time enrollment token for a doctor (through the running
     /// server's admin socket, or offline when no server runs).
     EnrollDoctor {
@@ -481,6 +490,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 hex::encode(m.root.as_bytes())
             );
             println!("{} now serves PostgreSQL: start it with `serve --database …`", from.display());
+        }
+        Command::Compact { data } => {
+            let db = data.join("db");
+            if !db.is_dir() {
+                anyhow::bail!("{} holds no sled store", data.display());
+            }
+            let store = medrelay_server::store::SledStore::open(&db)
+                .context("opening the store (a running server holds it: stop it first)")?;
+            let c = store.compact_segments().context("compact")?;
+            println!(
+                "moved {} values; removed {} segment files; segments {} -> {} bytes",
+                c.values, c.segments_removed, c.bytes_before, c.bytes_after
+            );
         }
         Command::EnrollDoctor { data, name, socket } => {
             enroll_cmd(&data, socket.as_deref(), Role::Doctor, &name)?;

@@ -251,15 +251,7 @@ fn scoped_grant_fetch_revoke_audit_and_tamper_detection() {
 
     // Tamper: stop the server, flip a byte of a stored log entry, restart.
     server.stop();
-    {
-        let db = sled::Config::new().path(server.data_dir().join("db")).open().unwrap();
-        let key = [&b"l/"[..], &5u64.to_be_bytes()].concat();
-        let mut value = db.get(&key).unwrap().expect("log entry 5").to_vec();
-        let last = value.len() - 1;
-        value[last] ^= 0x01;
-        db.insert(&key, value).unwrap();
-        db.flush().unwrap();
-    }
+    tamper_log_entry(&server.data_dir(), 5);
     server.start();
     auditor.run(&["verify"]).fails_with("LOG INTEGRITY FAILURE");
     auditor.run(&["audit", "--full"]).fails_with("LOG INTEGRITY FAILURE");

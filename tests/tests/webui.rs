@@ -519,15 +519,7 @@ fn the_auditor_app_shows_a_rewritten_log_loudly() {
 
     // Flip a byte of a stored log entry while the server is down.
     w.server.stop();
-    {
-        let db = sled::Config::new().path(w.server.data_dir().join("db")).open().unwrap();
-        let key = [&b"l/"[..], &5u64.to_be_bytes()].concat();
-        let mut value = db.get(&key).unwrap().expect("log entry 5").to_vec();
-        let last = value.len() - 1;
-        value[last] ^= 0x01;
-        db.insert(&key, value).unwrap();
-        db.flush().unwrap();
-    }
+    tamper_log_entry(&w.server.data_dir(), 5);
     w.server.start();
     let r = s.post("/verify", "");
     assert_eq!(r.status, 303);

@@ -25,7 +25,7 @@ mod tests;
 mod tests_dp;
 
 pub use self::postgres::PgStore;
-pub use self::sled::SledStore;
+pub use self::sled::{Compacted, PrefixUsage, SledStore, StorageUsage};
 pub use codec::{Challenge, Enrollment, RecordMeta, Session, StoredGrant, StoredPrincipal};
 pub use dp::{decode_summary, encode_summary, StoredSchema};
 pub use study::{

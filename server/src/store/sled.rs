@@ -4,10 +4,25 @@
 //! multi-key change is a single-tree sled transaction (serializable, all or
 //! nothing). Every write is followed by `flush` before the call returns, so a
 //! returned `Ok` means the change is on disk.
+//!
+//! The large immutable values (record envelopes `b/`, batch capsules `cp/`,
+//! stored re-encryptions `rd/`) are not kept in sled: sled 0.34's pages are
+//! log-structured and keep superseded versions of every node a value sits
+//! in, and write a large node as a whole new blob file each time it changes,
+//! so its directory grew 2.6–3.6× the live data. The log entries written
+//! with records or served fetches (`l/`, ~230 bytes each, one per record)
+//! go with them; an entry written alone stays in sled (one sync, not two),
+//! and a reader tells the two apart by the value's magic. They are appended to
+//! segment files (`segments/NNNNNN.seg` inside the sled directory, see
+//! [`segment`]), synced before the transaction that stores their
+//! references under the same keys commits; reads check each value's
+//! SHA-256. Unreferenced segment bytes (a revoked grant's re-encryptions,
+//! failed requests) are reclaimed by [`SledStore::compact_segments`]
+//! (`medrelay-server compact`).
 
 use std::collections::BTreeMap;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant};
 
 use medrelay_crypto::{CapsuleId, GrantId, PrincipalId, RecordId, Timestamp};
@@ -23,10 +38,24 @@ use super::{
     StoredGrant, StoredPrincipal, StoredSchema, Swept,
 };
 
+mod compact;
 mod export;
+mod segment;
 mod study;
+#[cfg(test)]
+mod tests;
+
+pub use compact::{Compacted, PrefixUsage, StorageUsage};
+use segment::Segments;
 
 const LOG_SIZE: &[u8] = b"m/log_size";
+/// The segment files, inside the sled directory.
+const SEGMENTS_DIR: &str = "segments";
+/// The prefixes whose values live in segment files (sled holds a
+/// reference): record envelopes, batch capsules, stored re-encryptions.
+/// Log entries (`l/`) written with records or served fetches are kept there
+/// too (an entry written alone stays in sled: one sync, not two).
+const SEGMENTED: [&[u8]; 4] = [b"b/", b"cp/", b"rd/", b"l/"];
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>());
@@ -147,6 +176,17 @@ struct LogPlan {
 
 /// Writes planned log appends inside a transaction; returns their indices.
 fn tx_apply_log(tx: &TransactionalTree, plan: &LogPlan, events: &[&LogAppend]) -> TxResult<Vec<u64>> {
+    tx_apply_log_placed(tx, plan, events, &[])
+}
+
+/// [`tx_apply_log`] for entries whose openings were appended to a segment
+/// (`placed[i]` for `events[i]`; entries past `placed` are stored in sled).
+fn tx_apply_log_placed(
+    tx: &TransactionalTree,
+    plan: &LogPlan,
+    events: &[&LogAppend],
+    placed: &[segment::ValueRef],
+) -> TxResult<Vec<u64>> {
     let size = match tx.get(LOG_SIZE)? {
         Some(v) => match read_u64(&v) {
             Ok(n) => n,
@@ -161,7 +201,11 @@ fn tx_apply_log(tx: &TransactionalTree, plan: &LogPlan, events: &[&LogAppend]) -
     for (i, event) in events.iter().enumerate() {
         let idx = plan.start + i as u64;
         let ib = idx.to_be_bytes();
-        tx.insert(key(b"l/", &[&ib]), event.opening.to_bytes())?;
+        let value = match placed.get(i) {
+            Some(r) => r.encode(),
+            None => event.opening.to_bytes(),
+        };
+        tx.insert(key(b"l/", &[&ib]), value)?;
         for s in &event.subjects {
             tx.insert(key(b"ls/", &[s.as_bytes(), &ib]), &[][..])?;
         }
@@ -178,7 +222,8 @@ fn tx_apply_log(tx: &TransactionalTree, plan: &LogPlan, events: &[&LogAppend]) -
 /// bare events, published as leaf data): serving it would publish them.
 fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
     match db.get(key(b"l/", &[&0u64.to_be_bytes()])).map_err(backend)? {
-        Some(first) if !first.starts_with(b"MRLO") => Err(StoreError::Backend(
+        // An entry in a segment is of this format (older ones never were).
+        Some(first) if !first.starts_with(b"MRLO") && !segment::is_ref(&first) => Err(StoreError::Backend(
             "this database holds an audit log in the old format, whose leaves are the events \
              themselves; this version cannot serve it without publishing them: start from a new \
              data directory"
@@ -192,6 +237,12 @@ fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
+    /// The large immutable values (`b/`, `cp/`, `rd/`, bulk `l/`); sled
+    /// holds their references.
+    segs: Arc<Segments>,
+    /// Held shared by every store and read of a segmented value, and
+    /// exclusively by a compaction, which moves them.
+    gate: Arc<RwLock<()>>,
     /// Serializes log appends (planning + commit). sled admits one process,
     /// so an in-process lock is enough.
     append_lock: Arc<Mutex<()>>,
@@ -214,7 +265,13 @@ impl SledStore {
             match sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open() {
                 Ok(db) => {
                     check_log_format(&db)?;
-                    return Ok(Self { db, append_lock: Arc::new(Mutex::new(())) });
+                    let segs = Arc::new(Segments::open(&dir.join(SEGMENTS_DIR))?);
+                    return Ok(Self {
+                        db,
+                        segs,
+                        gate: Arc::new(RwLock::new(())),
+                        append_lock: Arc::new(Mutex::new(())),
+                    });
                 }
                 Err(sled::Error::Io(e))
                     if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
@@ -230,6 +287,14 @@ impl SledStore {
     #[cfg(test)]
     pub(crate) fn raw_db(&self) -> &sled::Db {
         &self.db
+    }
+
+    fn gate_read(&self) -> Result<RwLockReadGuard<'_, ()>, StoreError> {
+        self.gate.read().map_err(|_| StoreError::Backend("segment gate poisoned".into()))
+    }
+
+    fn gate_write(&self) -> Result<RwLockWriteGuard<'_, ()>, StoreError> {
+        self.gate.write().map_err(|_| StoreError::Backend("segment gate poisoned".into()))
     }
 
     fn lock(&self) -> Result<MutexGuard<'_, ()>, StoreError> {
@@ -261,12 +326,23 @@ impl SledStore {
         events: &[&LogAppend],
         change: impl Fn(&TransactionalTree, &[u64]) -> TxResult<T>,
     ) -> Result<T, StoreError> {
+        self.logged_placed(events, &[], change)
+    }
+
+    /// [`Self::logged`] for events whose openings were appended to a
+    /// segment already (`placed`, in order).
+    fn logged_placed<T>(
+        &self,
+        events: &[&LogAppend],
+        placed: &[segment::ValueRef],
+        change: impl Fn(&TransactionalTree, &[u64]) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
         let guard = self.lock()?;
         let plan = self.plan(events)?;
         let out = self
             .db
             .transaction(|tx| {
-                let idxs = tx_apply_log(tx, &plan, events)?;
+                let idxs = tx_apply_log_placed(tx, &plan, events, placed)?;
                 change(tx, &idxs)
             })
             .map_err(from_tx)?;
@@ -286,6 +362,29 @@ impl SledStore {
 
     fn get(&self, k: &[u8]) -> Result<Option<sled::IVec>, StoreError> {
         self.db.get(k).map_err(backend)
+    }
+
+    /// Log entry `i`'s opening, from sled or its segment.
+    fn opening_at(&self, i: u64) -> Result<LeafOpening, StoreError> {
+        let v =
+            self.get(&key(b"l/", &[&i.to_be_bytes()]))?.ok_or(StoreError::Corrupt("log entry missing"))?;
+        let bytes = if segment::is_ref(&v) {
+            let _gate = self.gate_read()?;
+            // Re-read under the gate: a compaction may have moved it.
+            let v = self
+                .get(&key(b"l/", &[&i.to_be_bytes()]))?
+                .ok_or(StoreError::Corrupt("log entry missing"))?;
+            self.segs.resolve(&v)?
+        } else {
+            v.to_vec()
+        };
+        LeafOpening::from_bytes(&bytes).map_err(|_| StoreError::Corrupt("log entry"))
+    }
+
+    /// A value kept in a segment: sled holds its reference under `k`.
+    fn get_segmented(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
+        let _gate = self.gate_read()?;
+        self.get(k)?.map(|r| self.segs.resolve(&r)).transpose()
     }
 
     fn scan_ids<const N: usize>(&self, prefix: &[u8], limit: usize) -> Result<Vec<[u8; N]>, StoreError> {
@@ -448,11 +547,29 @@ impl Store for SledStore {
             return Err(StoreError::Backend("one log event per record expected".into()));
         }
         let refs: Vec<&LogAppend> = events.iter().collect();
-        self.logged(&refs, |tx, idxs| {
-            for (id, bytes) in capsules {
+        // The values go to the segment (synced) first; the transaction then
+        // stores their references. A capsule already stored is not appended
+        // again (one stored by a concurrent batch meanwhile is, and stays
+        // unreferenced garbage for the compaction).
+        let _gate = self.gate_read()?;
+        let mut new_capsules = Vec::with_capacity(capsules.len());
+        for (id, bytes) in capsules {
+            if self.get(&key(b"cp/", &[id.as_bytes()]))?.is_none() {
+                new_capsules.push((id, bytes));
+            }
+        }
+        let openings: Vec<Vec<u8>> = events.iter().map(|e| e.opening.to_bytes()).collect();
+        let mut values: Vec<&[u8]> = new_capsules.iter().map(|(_, b)| b.as_slice()).collect();
+        values.extend(records.iter().map(|(_, env)| env.as_slice()));
+        values.extend(openings.iter().map(Vec::as_slice));
+        let placed = self.segs.append(&values)?;
+        let (capsule_refs, rest) = placed.split_at(new_capsules.len());
+        let (envelope_refs, log_refs) = rest.split_at(records.len());
+        self.logged_placed(&refs, log_refs, |tx, idxs| {
+            for ((id, _), r) in new_capsules.iter().zip(capsule_refs) {
                 let k = key(b"cp/", &[id.as_bytes()]);
                 if tx.get(&k)?.is_none() {
-                    tx.insert(k, bytes.as_slice())?;
+                    tx.insert(k, r.encode())?;
                 }
             }
             for (meta, _) in records {
@@ -460,7 +577,7 @@ impl Store for SledStore {
                     return abort(StoreError::AlreadyExists("record"));
                 }
             }
-            for ((meta, envelope), idx) in records.iter().zip(idxs) {
+            for (((meta, _), r), idx) in records.iter().zip(envelope_refs).zip(idxs) {
                 let rid = &meta.record_id().as_bytes().to_owned();
                 if tx.get(key(b"r/", &[rid]))?.is_some() {
                     return abort(StoreError::AlreadyExists("record"));
@@ -469,7 +586,7 @@ impl Store for SledStore {
                 let mut m = meta.clone();
                 m.log_index = idx;
                 tx.insert(key(b"r/", &[rid]), m.encode())?;
-                tx.insert(key(b"b/", &[rid]), envelope.as_slice())?;
+                tx.insert(key(b"b/", &[rid]), r.encode())?;
                 tx.insert(key(b"o/", &[meta.owner().as_bytes(), rid]), &[][..])?;
             }
             Ok(idxs.to_vec())
@@ -477,11 +594,11 @@ impl Store for SledStore {
     }
 
     fn get_capsule(&self, id: &CapsuleId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get(&key(b"cp/", &[id.as_bytes()]))?.map(|v| v.to_vec()))
+        self.get_segmented(&key(b"cp/", &[id.as_bytes()]))
     }
 
     fn get_delivered(&self, grant: &GrantId, capsule: &CapsuleId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get(&key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]))?.map(|v| v.to_vec()))
+        self.get_segmented(&key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]))
     }
 
     fn put_served(
@@ -491,14 +608,33 @@ impl Store for SledStore {
         events: &[LogAppend],
     ) -> Result<(Vec<u64>, Vec<Vec<u8>>), StoreError> {
         let refs: Vec<&LogAppend> = events.iter().collect();
-        self.logged(&refs, |tx, idxs| {
+        // Appended and synced before the transaction references them; one
+        // already stored (or whose grant is revoked meanwhile) stays
+        // unreferenced.
+        let _gate = self.gate_read()?;
+        let mut fresh = Vec::with_capacity(delivered.len());
+        for (i, (grant, capsule, _)) in delivered.iter().enumerate() {
+            if self.get(&key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]))?.is_none() {
+                fresh.push(i);
+            }
+        }
+        let openings: Vec<Vec<u8>> = events.iter().map(|e| e.opening.to_bytes()).collect();
+        let mut values: Vec<&[u8]> = fresh.iter().map(|&i| delivered[i].2.as_slice()).collect();
+        values.extend(openings.iter().map(Vec::as_slice));
+        let appended = self.segs.append(&values)?;
+        let (delivered_refs, log_refs) = appended.split_at(fresh.len());
+        let mut placed: Vec<Option<segment::ValueRef>> = vec![None; delivered.len()];
+        for (&i, r) in fresh.iter().zip(delivered_refs) {
+            placed[i] = Some(*r);
+        }
+        self.logged_placed(&refs, log_refs, |tx, idxs| {
             for grant in grants {
                 if tx.get(key(b"k/", &[grant.as_bytes()]))?.is_none() {
                     return abort(StoreError::AlreadyRevoked);
                 }
             }
             let mut stored = Vec::with_capacity(delivered.len());
-            for (grant, capsule, bytes) in delivered {
+            for ((grant, capsule, bytes), appended) in delivered.iter().zip(&placed) {
                 let k = key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]);
                 if tx.get(key(b"k/", &[grant.as_bytes()]))?.is_none() {
                     // Revoked meanwhile (its keys are gone): not kept, so
@@ -506,10 +642,18 @@ impl Store for SledStore {
                     stored.push(bytes.clone());
                     continue;
                 }
-                match tx.get(&k)? {
-                    Some(existing) => stored.push(existing.to_vec()),
-                    None => {
-                        tx.insert(k, bytes.as_slice())?;
+                match (tx.get(&k)?, appended) {
+                    (Some(existing), _) => match self.segs.resolve(&existing) {
+                        Ok(v) => stored.push(v),
+                        Err(e) => return abort(e),
+                    },
+                    (None, Some(r)) => {
+                        tx.insert(k, r.encode())?;
+                        stored.push(bytes.clone());
+                    }
+                    (None, None) => {
+                        // Stored when checked above, removed since (a
+                        // revocation's sweep): not stored again.
                         stored.push(bytes.clone());
                     }
                 }
@@ -523,8 +667,10 @@ impl Store for SledStore {
             return Ok(None);
         };
         let meta = RecordMeta::decode(&meta)?;
-        let env = self.get(&key(b"b/", &[id.as_bytes()]))?.ok_or(StoreError::Corrupt("record envelope"))?;
-        Ok(Some((meta, env.to_vec())))
+        let env = self
+            .get_segmented(&key(b"b/", &[id.as_bytes()]))?
+            .ok_or(StoreError::Corrupt("record envelope"))?;
+        Ok(Some((meta, env)))
     }
 
     fn list_records(
@@ -643,10 +789,7 @@ impl Store for SledStore {
         let end = end.min(self.log_size()?);
         let mut out = Vec::new();
         for i in start..end {
-            let v = self
-                .get(&key(b"l/", &[&i.to_be_bytes()]))?
-                .ok_or(StoreError::Corrupt("log entry missing"))?;
-            out.push((i, LeafOpening::from_bytes(&v).map_err(|_| StoreError::Corrupt("log entry"))?));
+            out.push((i, self.opening_at(i)?));
         }
         Ok(out)
     }

@@ -31,11 +31,11 @@ pub(crate) fn opening(tag: u8) -> LeafOpening {
     LeafOpening::from_parts(EventSalt::from_bytes([tag; 32]), vec![tag; 3]).unwrap()
 }
 
-fn ev(tag: u8, subjects: &[PrincipalId]) -> LogAppend {
+pub(crate) fn ev(tag: u8, subjects: &[PrincipalId]) -> LogAppend {
     LogAppend { opening: opening(tag), subjects: subjects.to_vec() }
 }
 
-fn meta(id: u8, owner: PrincipalId) -> RecordMeta {
+pub(crate) fn meta(id: u8, owner: PrincipalId) -> RecordMeta {
     let lab = RecordCategory::new("Observation", ["laboratory".to_owned()], []).unwrap();
     let header =
         RecordHeader::new(RecordId::from_bytes([id; 16]), owner, lab, "application/fhir+json", Timestamp(5))
@@ -44,7 +44,7 @@ fn meta(id: u8, owner: PrincipalId) -> RecordMeta {
     RecordMeta { header, size: 4, log_index: 0 }
 }
 
-fn grant(id: u8, patient: PrincipalId, doctor: PrincipalId) -> StoredGrant {
+pub(crate) fn grant(id: u8, patient: PrincipalId, doctor: PrincipalId) -> StoredGrant {
     StoredGrant {
         grant_id: GrantId::from_bytes([id; 16]),
         patient,

@@ -244,3 +244,30 @@ impl User {
         }
     }
 }
+
+/// Flips the last byte of log entry `index` in a stopped server's sled store,
+/// as someone with write access to its disk could. An entry kept in a
+/// segment file (sled holds its reference: `MSVR`, version, segment u32,
+/// offset u64, length u32, SHA-256) is changed there, and its reference is
+/// rewritten with the new bytes' hash, so only the Merkle log can tell.
+pub fn tamper_log_entry(data_dir: &Path, index: u64) {
+    use sha2::Digest as _;
+    let db = sled::Config::new().path(data_dir.join("db")).open().unwrap();
+    let key = [&b"l/"[..], &index.to_be_bytes()].concat();
+    let mut value = db.get(&key).unwrap().expect("the log entry").to_vec();
+    if value.len() == 53 && value.starts_with(b"MSVR") {
+        let segment = u32::from_be_bytes(value[5..9].try_into().unwrap());
+        let offset = u64::from_be_bytes(value[9..17].try_into().unwrap()) as usize;
+        let len = u32::from_be_bytes(value[17..21].try_into().unwrap()) as usize;
+        let path = data_dir.join("db/segments").join(format!("{segment:06}.seg"));
+        let mut bytes = std::fs::read(&path).unwrap();
+        bytes[offset + len - 1] ^= 0x01;
+        std::fs::write(&path, &bytes).unwrap();
+        value[21..].copy_from_slice(&sha2::Sha256::digest(&bytes[offset..offset + len]));
+    } else {
+        let last = value.len() - 1;
+        value[last] ^= 0x01;
+    }
+    db.insert(&key, value).unwrap();
+    db.flush().unwrap();
+}

@@ -4,7 +4,6 @@
 use std::collections::BTreeMap;
 
 use medrelay_crypto::{CapsuleId, GrantId, PrincipalId};
-use medrelay_policy::LeafOpening;
 
 use super::{backend, key, read_u64, SledStore};
 use crate::store::dump::Row;
@@ -61,12 +60,14 @@ impl SledStore {
         }
         for kv in scan(b"cp/") {
             let (k, v) = kv?;
-            sink(Row::Capsule(CapsuleId::from_bytes(arr(&k)?), v))?;
+            sink(Row::Capsule(CapsuleId::from_bytes(arr(&k)?), self.segs.resolve(&v)?))?;
         }
         for kv in scan(b"r/") {
             let (k, meta) = kv?;
-            let env = self.get(&key(b"b/", &[&k]))?.ok_or(StoreError::Corrupt("record envelope"))?;
-            sink(Row::Record(meta, env.to_vec()))?;
+            // The values themselves, not their segment references.
+            let env =
+                self.get_segmented(&key(b"b/", &[&k]))?.ok_or(StoreError::Corrupt("record envelope"))?;
+            sink(Row::Record(meta, env))?;
         }
         for kv in scan(b"g/") {
             sink(Row::Grant(kv?.1))?;
@@ -84,7 +85,7 @@ impl SledStore {
             sink(Row::Delivered(
                 GrantId::from_bytes(arr(&k[..16])?),
                 CapsuleId::from_bytes(arr(&k[16..])?),
-                v,
+                self.segs.resolve(&v)?,
             ))?;
         }
         // The log: subjects are an index by subject; regroup them by entry.
@@ -98,10 +99,7 @@ impl SledStore {
         }
         let size = self.log_size()?;
         for i in 0..size {
-            let raw = self
-                .get(&key(b"l/", &[&i.to_be_bytes()]))?
-                .ok_or(StoreError::Corrupt("log entry missing"))?;
-            let opening = LeafOpening::from_bytes(&raw).map_err(|_| StoreError::Corrupt("log entry"))?;
+            let opening = self.opening_at(i)?;
             let subjects = subjects.remove(&i).unwrap_or_default();
             sink(Row::LogEntry(i, LogAppend { opening, subjects }))?;
         }

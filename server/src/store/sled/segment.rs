@@ -1,0 +1,321 @@
+//! Segment files: where the sled store keeps its large immutable values
+//! (record envelopes, batch capsules, stored re-encryptions), so that the
+//! bytes on disk track the live data instead of sled's log-structured
+//! pages, which keep superseded versions of every node a large value sits in.
+//!
+//! A segment is an append-only file `NNNNNN.seg` in the store's
+//! `segments/` directory (0700; files 0600). A value is appended as it is,
+//! with nothing around it; sled keeps, under the value's own key, a small
+//! [`ValueRef`]: segment, offset, length and the value's SHA-256. A read
+//! checks the hash and fails with [`StoreError::Corrupt`] on a mismatch.
+//!
+//! Crash safety rests on an order: a request's values are written and
+//! `fdatasync`ed before the sled transaction that references them commits
+//! (and sled is flushed before the request returns). Bytes a failed or
+//! crashed request wrote are never referenced, so never read; on open,
+//! appends continue after the end of the last segment, whatever its tail
+//! holds (a torn write is never interpreted). Unreferenced bytes (those
+//! requests, a capsule uploaded twice, a revoked grant's re-encryptions)
+//! are reclaimed by [`super::SledStore::compact_segments`].
+
+use std::collections::HashMap;
+use std::fs::{self, File};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use medrelay_crypto::encoding::{Decoder, Encoder};
+use sha2::{Digest as _, Sha256};
+use subtle::ConstantTimeEq as _;
+
+use crate::store::StoreError;
+
+const REF_MAGIC: &[u8; 4] = b"MSVR";
+const REF_V1: u8 = 1;
+/// An encoded [`ValueRef`]: magic, version, segment, offset, length, hash.
+pub(super) const REF_LEN: usize = 5 + 4 + 8 + 4 + 32;
+/// Every segment file starts with this (magic, version, padding).
+const FILE_HEADER: &[u8; 8] = b"MRSG\x01\0\0\0";
+/// Its length.
+pub(super) const FILE_HEADER_LEN: u64 = FILE_HEADER.len() as u64;
+/// A segment is closed and a new one started once it passes this size.
+const ROLL_AT: u64 = 256 << 20;
+/// Largest value kept in a segment (a grant's key material, the largest
+/// value the server stores, is a few MiB).
+const MAX_VALUE: u64 = 64 << 20;
+
+fn io(what: &'static str) -> impl Fn(std::io::Error) -> StoreError {
+    move |e| StoreError::Backend(format!("segment {what}: {e}"))
+}
+
+/// Whether a value stored in sled is a segment reference (a log entry may
+/// be either; other prefixes are always one or never).
+pub(super) fn is_ref(stored: &[u8]) -> bool {
+    stored.len() == REF_LEN && stored.starts_with(REF_MAGIC)
+}
+
+/// Where a value lives in the segment files, and its hash.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct ValueRef {
+    pub(super) segment: u32,
+    pub(super) offset: u64,
+    pub(super) len: u32,
+    pub(super) hash: [u8; 32],
+}
+
+impl ValueRef {
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new(REF_MAGIC, REF_V1);
+        e.u32(self.segment).u64(self.offset).u32(self.len).fixed(&self.hash);
+        e.finish()
+    }
+
+    pub(super) fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        (|| -> Result<Self, medrelay_crypto::DecodeError> {
+            let mut d = Decoder::open(b, REF_MAGIC, &[REF_V1], REF_LEN)?;
+            let r = Self { segment: d.u32()?, offset: d.u64()?, len: d.u32()?, hash: d.array()? };
+            d.finish()?;
+            Ok(r)
+        })()
+        .map_err(|_| StoreError::Corrupt("segment reference"))
+    }
+}
+
+/// The segment being appended to.
+#[derive(Debug)]
+struct Active {
+    id: u32,
+    file: File,
+    len: u64,
+    /// A write or sync failed: what the file holds past `len` is unknown,
+    /// so the next append starts a new segment.
+    broken: bool,
+}
+
+/// The segment files of one store.
+#[derive(Debug)]
+pub(super) struct Segments {
+    dir: PathBuf,
+    active: Mutex<Active>,
+    readers: Mutex<HashMap<u32, Arc<File>>>,
+}
+
+fn file_name(id: u32) -> String {
+    format!("{id:06}.seg")
+}
+
+fn parse_name(name: &str) -> Option<u32> {
+    let digits = name.strip_suffix(".seg")?;
+    if digits.len() < 6 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+#[cfg(unix)]
+fn create_dir_private(dir: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    match fs::DirBuilder::new().mode(0o700).create(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        other => other,
+    }
+}
+
+#[cfg(not(unix))]
+fn create_dir_private(dir: &Path) -> std::io::Result<()> {
+    fs::create_dir_all(dir)
+}
+
+fn open_options() -> fs::OpenOptions {
+    let mut o = fs::OpenOptions::new();
+    o.read(true).write(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        o.mode(0o600);
+    }
+    o
+}
+
+fn sync_dir(dir: &Path) -> Result<(), StoreError> {
+    File::open(dir).and_then(|d| d.sync_all()).map_err(io("directory sync"))
+}
+
+#[cfg(unix)]
+fn write_at(f: &File, buf: &[u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::write_all_at(f, buf, at)
+}
+
+#[cfg(unix)]
+fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(f, buf, at)
+}
+
+#[cfg(not(unix))]
+fn write_at(f: &File, buf: &[u8], at: u64) -> std::io::Result<()> {
+    let mut w = 0;
+    while w < buf.len() {
+        w += std::os::windows::fs::FileExt::seek_write(f, &buf[w..], at + w as u64)?;
+    }
+    Ok(())
+}
+
+#[cfg(not(unix))]
+fn read_at(f: &File, buf: &mut [u8], at: u64) -> std::io::Result<()> {
+    let mut r = 0;
+    while r < buf.len() {
+        match std::os::windows::fs::FileExt::seek_read(f, &mut buf[r..], at + r as u64)? {
+            0 => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+            n => r += n,
+        }
+    }
+    Ok(())
+}
+
+impl Segments {
+    /// Opens the segments in `dir` (made 0700 if missing). Appends go to
+    /// the newest segment, after its last byte.
+    pub(super) fn open(dir: &Path) -> Result<Self, StoreError> {
+        create_dir_private(dir).map_err(io("directory"))?;
+        let newest = Self::list(dir)?.last().copied();
+        let active = match newest {
+            Some(id) => {
+                let file = open_options().open(dir.join(file_name(id))).map_err(io("open"))?;
+                let len = file.metadata().map_err(io("open"))?.len();
+                Active { id, file, len, broken: len < FILE_HEADER.len() as u64 }
+            }
+            None => Self::create(dir, 1)?,
+        };
+        Ok(Self { dir: dir.to_owned(), active: Mutex::new(active), readers: Mutex::new(HashMap::new()) })
+    }
+
+    /// The segment ids present, ascending.
+    fn list(dir: &Path) -> Result<Vec<u32>, StoreError> {
+        let mut ids = Vec::new();
+        for entry in fs::read_dir(dir).map_err(io("directory"))? {
+            let entry = entry.map_err(io("directory"))?;
+            if let Some(id) = entry.file_name().to_str().and_then(parse_name) {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        Ok(ids)
+    }
+
+    fn create(dir: &Path, id: u32) -> Result<Active, StoreError> {
+        let file = open_options().create_new(true).open(dir.join(file_name(id))).map_err(io("create"))?;
+        write_at(&file, FILE_HEADER, 0).and_then(|()| file.sync_all()).map_err(io("create"))?;
+        sync_dir(dir)?;
+        Ok(Active { id, file, len: FILE_HEADER.len() as u64, broken: false })
+    }
+
+    fn lock(&self) -> Result<MutexGuard<'_, Active>, StoreError> {
+        self.active.lock().map_err(|_| StoreError::Backend("segment lock poisoned".into()))
+    }
+
+    /// Starts a new segment for the next appends; returns its id.
+    pub(super) fn roll(&self) -> Result<u32, StoreError> {
+        let mut active = self.lock()?;
+        *active = Self::create(&self.dir, active.id + 1)?;
+        Ok(active.id)
+    }
+
+    /// Appends `values` and syncs them to disk; returns where each went.
+    /// Appends are serialized; a value is referenced only once this returns.
+    pub(super) fn append(&self, values: &[&[u8]]) -> Result<Vec<ValueRef>, StoreError> {
+        if values.is_empty() {
+            return Ok(Vec::new());
+        }
+        let total: u64 = values.iter().map(|v| v.len() as u64).sum();
+        if values.iter().any(|v| v.len() as u64 > MAX_VALUE) {
+            return Err(StoreError::Backend("value too large for a segment".into()));
+        }
+        let mut active = self.lock()?;
+        if active.broken || (active.len > FILE_HEADER.len() as u64 && active.len + total > ROLL_AT) {
+            *active = Self::create(&self.dir, active.id + 1)?;
+        }
+        let mut buf = Vec::with_capacity(usize::try_from(total).unwrap_or(0));
+        let mut refs = Vec::with_capacity(values.len());
+        let mut offset = active.len;
+        for v in values {
+            buf.extend_from_slice(v);
+            let len = u32::try_from(v.len()).map_err(|_| StoreError::Backend("value too large".into()))?;
+            refs.push(ValueRef { segment: active.id, offset, len, hash: Sha256::digest(v).into() });
+            offset += u64::from(len);
+        }
+        let written = write_at(&active.file, &buf, active.len).and_then(|()| active.file.sync_data());
+        if let Err(e) = written {
+            active.broken = true;
+            return Err(io("append")(e));
+        }
+        active.len = offset;
+        Ok(refs)
+    }
+
+    fn reader(&self, id: u32) -> Result<Arc<File>, StoreError> {
+        let mut readers =
+            self.readers.lock().map_err(|_| StoreError::Backend("segment lock poisoned".into()))?;
+        if let Some(f) = readers.get(&id) {
+            return Ok(Arc::clone(f));
+        }
+        let f = match File::open(self.dir.join(file_name(id))) {
+            Ok(f) => Arc::new(f),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(StoreError::Corrupt("segment file missing"))
+            }
+            Err(e) => return Err(io("open")(e)),
+        };
+        readers.insert(id, Arc::clone(&f));
+        Ok(f)
+    }
+
+    /// The value `r` points at, checked against its hash.
+    pub(super) fn read(&self, r: &ValueRef) -> Result<Vec<u8>, StoreError> {
+        let f = self.reader(r.segment)?;
+        let size = f.metadata().map_err(io("read"))?.len();
+        let end = r.offset.checked_add(u64::from(r.len));
+        if r.offset < FILE_HEADER.len() as u64 || end.is_none_or(|end| end > size) {
+            return Err(StoreError::Corrupt("segment reference past the end of its segment"));
+        }
+        let mut buf = vec![0; r.len as usize];
+        read_at(&f, &mut buf, r.offset).map_err(io("read"))?;
+        let hash: [u8; 32] = Sha256::digest(&buf).into();
+        if !bool::from(hash[..].ct_eq(&r.hash[..])) {
+            return Err(StoreError::Corrupt("segment value does not match its hash"));
+        }
+        Ok(buf)
+    }
+
+    /// Resolves a reference as sled stores it.
+    pub(super) fn resolve(&self, stored: &[u8]) -> Result<Vec<u8>, StoreError> {
+        self.read(&ValueRef::decode(stored)?)
+    }
+
+    /// Every segment file's id and size, ascending by id.
+    pub(super) fn files(&self) -> Result<Vec<(u32, u64)>, StoreError> {
+        let mut out = Vec::new();
+        for id in Self::list(&self.dir)? {
+            out.push((id, fs::metadata(self.dir.join(file_name(id))).map_err(io("stat"))?.len()));
+        }
+        Ok(out)
+    }
+
+    /// Deletes segment `id` (after a compaction moved every value it held
+    /// that was still referenced). Never the active one.
+    pub(super) fn remove(&self, id: u32) -> Result<(), StoreError> {
+        if self.lock()?.id == id {
+            return Err(StoreError::Backend("refusing to delete the active segment".into()));
+        }
+        self.readers.lock().map_err(|_| StoreError::Backend("segment lock poisoned".into()))?.remove(&id);
+        fs::remove_file(self.dir.join(file_name(id))).map_err(io("remove"))
+    }
+
+    /// Syncs the directory (after removals).
+    pub(super) fn sync(&self) -> Result<(), StoreError> {
+        sync_dir(&self.dir)
+    }
+
+    #[cfg(test)]
+    pub(super) fn path_of(&self, id: u32) -> PathBuf {
+        self.dir.join(file_name(id))
+    }
+}
