@@ -6,10 +6,14 @@
 //! returned `Ok` means the change is on disk.
 //!
 //! The large immutable values (record envelopes `b/`, batch capsules `cp/`,
-//! stored re-encryptions `rd/`) are not kept in sled: sled 0.34's pages are
-//! log-structured and keep superseded versions of every node a value sits
-//! in, and write a large node as a whole new blob file each time it changes,
-//! so its directory grew 2.6–3.6× the live data. The log entries written
+//! stored re-encryptions `rd/`, principals `p/` with their ~300 KB of PRE
+//! public keys) and the record metadata (`r/`) are not kept in sled: sled
+//! 0.34's pages are log-structured and keep superseded versions of every
+//! node a value sits in, and write a large node as a whole new blob file
+//! each time it changes, so its directory grew 2.6–3.6× the live data. A
+//! principal and a record's metadata embed the log index their transaction
+//! assigns, so they are appended under the append lock, after the log plan
+//! (`logged_appending`). The log entries written
 //! with records or served fetches (`l/`, ~230 bytes each, one per record)
 //! go with them; an entry written alone stays in sled (one sync, not two),
 //! and a reader tells the two apart by the value's magic. They are appended to
@@ -52,7 +56,8 @@ const LOG_SIZE: &[u8] = b"m/log_size";
 /// The segment files, inside the sled directory.
 const SEGMENTS_DIR: &str = "segments";
 /// The prefixes whose values live in segment files (sled holds a
-/// reference): record envelopes, batch capsules, stored re-encryptions.
+/// reference): record envelopes, batch capsules, stored re-encryptions,
+/// principals, record metadata.
 /// Log entries (`l/`) written with records or served fetches are kept there
 /// too (an entry written alone stays in sled: one sync, not two).
 const SEGMENTED: [&[u8]; 6] = [b"b/", b"cp/", b"rd/", b"l/", b"p/", b"r/"];
@@ -237,7 +242,7 @@ fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
-    /// The large immutable values (`b/`, `cp/`, `rd/`, bulk `l/`); sled
+    /// The large immutable values (`b/`, `cp/`, `rd/`, `p/`, `r/`, bulk `l/`); sled
     /// holds their references.
     segs: Arc<Segments>,
     /// Held shared by every store and read of a segmented value, and
