@@ -13,8 +13,8 @@ use super::segment::{Segments, ValueRef};
 use super::{key, SledStore, SEGMENTS_DIR};
 use crate::store::tests::{ev, grant, meta, opening, principal};
 use crate::store::{Enrollment, EnrollmentUse};
-use medrelay_wire::Role;
 use crate::store::{Store, StoreError};
+use medrelay_wire::Role;
 
 const OWNER: [u8; 32] = [9; 32];
 
