@@ -6,10 +6,14 @@
 //! returned `Ok` means the change is on disk.
 //!
 //! The large immutable values (record envelopes `b/`, batch capsules `cp/`,
-//! stored re-encryptions `rd/`) are not kept in sled: sled 0.34's pages are
-//! log-structured and keep superseded versions of every node a value sits
-//! in, and write a large node as a whole new blob file each time it changes,
-//! so its directory grew 2.6–3.6× the live data. The log entries written
+//! stored re-encryptions `rd/`, principals `p/` with their ~300 KB of PRE
+//! public keys) and the record metadata (`r/`) are not kept in sled: sled
+//! 0.34's pages are log-structured and keep superseded versions of every
+//! node a value sits in, and write a large node as a whole new blob file
+//! each time it changes, so its directory grew 2.6–3.6× the live data. A
+//! principal and a record's metadata embed the log index their transaction
+//! assigns, so they are appended under the append lock, after the log plan
+//! (`logged_appending`). The log entries written
 //! with records or served fetches (`l/`, ~230 bytes each, one per record)
 //! go with them; an entry written alone stays in sled (one sync, not two),
 //! and a reader tells the two apart by the value's magic. They are appended to
@@ -52,10 +56,11 @@ const LOG_SIZE: &[u8] = b"m/log_size";
 /// The segment files, inside the sled directory.
 const SEGMENTS_DIR: &str = "segments";
 /// The prefixes whose values live in segment files (sled holds a
-/// reference): record envelopes, batch capsules, stored re-encryptions.
+/// reference): record envelopes, batch capsules, stored re-encryptions,
+/// principals, record metadata.
 /// Log entries (`l/`) written with records or served fetches are kept there
 /// too (an entry written alone stays in sled: one sync, not two).
-const SEGMENTED: [&[u8]; 4] = [b"b/", b"cp/", b"rd/", b"l/"];
+const SEGMENTED: [&[u8]; 6] = [b"b/", b"cp/", b"rd/", b"l/", b"p/", b"r/"];
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>());
@@ -237,7 +242,7 @@ fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
-    /// The large immutable values (`b/`, `cp/`, `rd/`, bulk `l/`); sled
+    /// The large immutable values (`b/`, `cp/`, `rd/`, `p/`, `r/`, bulk `l/`); sled
     /// holds their references.
     segs: Arc<Segments>,
     /// Held shared by every store and read of a segmented value, and
@@ -344,6 +349,47 @@ impl SledStore {
             .transaction(|tx| {
                 let idxs = tx_apply_log_placed(tx, &plan, events, placed)?;
                 change(tx, &idxs)
+            })
+            .map_err(from_tx)?;
+        drop(guard);
+        self.durable()?;
+        Ok(out)
+    }
+
+    /// [`Self::logged`] for a change that stores segment values, some of
+    /// which embed the log index the transaction assigns (a principal's or
+    /// a record's `log_index`). Under the append lock, after the log plan,
+    /// `indexed` builds those values from the first new entry's index (or
+    /// refuses, before anything is appended); `fixed`, then the indexed
+    /// values, then the events' openings if `log_in_segment` (else they stay
+    /// in sled) are appended and synced in one write, and the transaction
+    /// stores their references: `change` gets the entries' indices and the
+    /// references of `fixed` and of the indexed values. The caller holds the
+    /// segment gate.
+    fn logged_appending<T>(
+        &self,
+        events: &[&LogAppend],
+        log_in_segment: bool,
+        fixed: &[&[u8]],
+        indexed: impl FnOnce(u64) -> Result<Vec<Vec<u8>>, StoreError>,
+        change: impl Fn(&TransactionalTree, &[u64], &[segment::ValueRef], &[segment::ValueRef]) -> TxResult<T>,
+    ) -> Result<T, StoreError> {
+        let guard = self.lock()?;
+        let plan = self.plan(events)?;
+        let indexed = indexed(plan.start)?;
+        let openings: Vec<Vec<u8>> =
+            if log_in_segment { events.iter().map(|e| e.opening.to_bytes()).collect() } else { Vec::new() };
+        let mut values: Vec<&[u8]> = fixed.to_vec();
+        values.extend(indexed.iter().map(Vec::as_slice));
+        values.extend(openings.iter().map(Vec::as_slice));
+        let appended = self.segs.append(&values)?;
+        let (fixed_refs, rest) = appended.split_at(fixed.len());
+        let (indexed_refs, log_refs) = rest.split_at(indexed.len());
+        let out = self
+            .db
+            .transaction(|tx| {
+                let idxs = tx_apply_log_placed(tx, &plan, events, log_refs)?;
+                change(tx, &idxs, fixed_refs, indexed_refs)
             })
             .map_err(from_tx)?;
         drop(guard);
@@ -462,31 +508,55 @@ impl Store for SledStore {
         event: &LogAppend,
     ) -> Result<u64, StoreError> {
         let pkey = key(b"p/", &[principal.id().as_bytes()]);
-        self.logged(&[event], |tx, idxs| {
-            if tx.get(&pkey)?.is_some() {
-                return abort(StoreError::AlreadyExists("principal"));
+        let ekey = enrollment.as_ref().map(|u| key(b"e/", &[&u.token_hash]));
+        // Checks the enrollment and that the id is free, against sled as it
+        // is (`tx` inside the transaction, the tree before the append).
+        let check = |taken: bool, enrollment_value: Option<&[u8]>| -> Result<(), StoreError> {
+            if taken {
+                return Err(StoreError::AlreadyExists("principal"));
             }
             if let Some(u) = &enrollment {
-                let ekey = key(b"e/", &[&u.token_hash]);
-                let Some(raw) = tx.remove(ekey)? else {
-                    return abort(StoreError::InvalidEnrollment);
-                };
-                match Enrollment::decode(&raw) {
+                let raw = enrollment_value.ok_or(StoreError::InvalidEnrollment)?;
+                match Enrollment::decode(raw) {
                     Ok(en) if en.role == u.role && u.now < en.expires_at => {}
-                    Ok(_) => return abort(StoreError::InvalidEnrollment),
-                    Err(e) => return abort(e),
+                    Ok(_) => return Err(StoreError::InvalidEnrollment),
+                    Err(e) => return Err(e),
                 }
             }
-            let idx = idxs[0];
-            let mut p = principal.clone();
-            p.log_index = idx;
-            tx.insert(pkey.as_slice(), p.encode())?;
-            Ok(idx)
-        })
+            Ok(())
+        };
+        // The principal (its PRE public keys are ~300 KB) goes to a segment;
+        // sled holds its reference. It embeds its log index, so it is
+        // appended under the append lock; a refusal is found before the
+        // append where it can be (only a race leaves unreferenced bytes).
+        let _gate = self.gate_read()?;
+        self.logged_appending(
+            &[event],
+            false,
+            &[],
+            |idx| {
+                let enrolled = ekey.as_ref().map(|k| self.get(k)).transpose()?.flatten();
+                check(self.get(&pkey)?.is_some(), enrolled.as_deref())?;
+                let mut p = principal.clone();
+                p.log_index = idx;
+                Ok(vec![p.encode()])
+            },
+            |tx, idxs, _, refs| {
+                let enrolled = match &ekey {
+                    Some(k) => tx.remove(k.as_slice())?,
+                    None => None,
+                };
+                if let Err(e) = check(tx.get(&pkey)?.is_some(), enrolled.as_deref()) {
+                    return abort(e);
+                }
+                tx.insert(pkey.as_slice(), refs[0].encode())?;
+                Ok(idxs[0])
+            },
+        )
     }
 
     fn get_principal(&self, id: &PrincipalId) -> Result<Option<StoredPrincipal>, StoreError> {
-        self.get(&key(b"p/", &[id.as_bytes()]))?.map(|v| StoredPrincipal::decode(&v)).transpose()
+        self.get_segmented(&key(b"p/", &[id.as_bytes()]))?.map(|v| StoredPrincipal::decode(&v)).transpose()
     }
 
     fn suspend_principal(&self, id: &PrincipalId, event: &LogAppend) -> Result<(u64, u64), StoreError> {
@@ -550,7 +620,9 @@ impl Store for SledStore {
         // The values go to the segment (synced) first; the transaction then
         // stores their references. A capsule already stored is not appended
         // again (one stored by a concurrent batch meanwhile is, and stays
-        // unreferenced garbage for the compaction).
+        // unreferenced garbage for the compaction). The record metadata
+        // embeds each record's log index, so the append happens under the
+        // append lock, after the log plan.
         let _gate = self.gate_read()?;
         let mut new_capsules = Vec::with_capacity(capsules.len());
         for (id, bytes) in capsules {
@@ -558,35 +630,34 @@ impl Store for SledStore {
                 new_capsules.push((id, bytes));
             }
         }
-        let openings: Vec<Vec<u8>> = events.iter().map(|e| e.opening.to_bytes()).collect();
-        let mut values: Vec<&[u8]> = new_capsules.iter().map(|(_, b)| b.as_slice()).collect();
-        values.extend(records.iter().map(|(_, env)| env.as_slice()));
-        values.extend(openings.iter().map(Vec::as_slice));
-        let placed = self.segs.append(&values)?;
-        let (capsule_refs, rest) = placed.split_at(new_capsules.len());
-        let (envelope_refs, log_refs) = rest.split_at(records.len());
-        self.logged_placed(&refs, log_refs, |tx, idxs| {
+        let mut fixed: Vec<&[u8]> = new_capsules.iter().map(|(_, b)| b.as_slice()).collect();
+        fixed.extend(records.iter().map(|(_, env)| env.as_slice()));
+        let metas = |start: u64| {
+            Ok(records
+                .iter()
+                .zip(start..)
+                .map(|((meta, _), idx)| {
+                    let mut m = meta.clone();
+                    m.log_index = idx;
+                    m.encode()
+                })
+                .collect())
+        };
+        self.logged_appending(&refs, true, &fixed, metas, |tx, idxs, fixed_refs, meta_refs| {
+            let (capsule_refs, envelope_refs) = fixed_refs.split_at(new_capsules.len());
             for ((id, _), r) in new_capsules.iter().zip(capsule_refs) {
                 let k = key(b"cp/", &[id.as_bytes()]);
                 if tx.get(&k)?.is_none() {
                     tx.insert(k, r.encode())?;
                 }
             }
-            for (meta, _) in records {
-                if tx.get(key(b"r/", &[meta.record_id().as_bytes()]))?.is_some() {
-                    return abort(StoreError::AlreadyExists("record"));
-                }
-            }
-            for (((meta, _), r), idx) in records.iter().zip(envelope_refs).zip(idxs) {
+            for (((meta, _), env), m) in records.iter().zip(envelope_refs).zip(meta_refs) {
                 let rid = &meta.record_id().as_bytes().to_owned();
                 if tx.get(key(b"r/", &[rid]))?.is_some() {
                     return abort(StoreError::AlreadyExists("record"));
                 }
-                let idx = *idx;
-                let mut m = meta.clone();
-                m.log_index = idx;
                 tx.insert(key(b"r/", &[rid]), m.encode())?;
-                tx.insert(key(b"b/", &[rid]), r.encode())?;
+                tx.insert(key(b"b/", &[rid]), env.encode())?;
                 tx.insert(key(b"o/", &[meta.owner().as_bytes(), rid]), &[][..])?;
             }
             Ok(idxs.to_vec())
@@ -663,7 +734,7 @@ impl Store for SledStore {
     }
 
     fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError> {
-        let Some(meta) = self.get(&key(b"r/", &[id.as_bytes()]))? else {
+        let Some(meta) = self.get_segmented(&key(b"r/", &[id.as_bytes()]))? else {
             return Ok(None);
         };
         let meta = RecordMeta::decode(&meta)?;
@@ -696,7 +767,7 @@ impl Store for SledStore {
         };
         let mut out = Vec::new();
         for id in ids {
-            let raw = self.get(&key(b"r/", &[&id]))?.ok_or(StoreError::Corrupt("record index"))?;
+            let raw = self.get_segmented(&key(b"r/", &[&id]))?.ok_or(StoreError::Corrupt("record index"))?;
             out.push(RecordMeta::decode(&raw)?);
         }
         Ok(out)

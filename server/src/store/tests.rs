@@ -11,7 +11,7 @@ use rand_chacha::rand_core::SeedableRng;
 
 use super::*;
 
-fn principal(seed: u64, role: Role) -> StoredPrincipal {
+pub(crate) fn principal(seed: u64, role: Role) -> StoredPrincipal {
     let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(seed);
     let sk = SigningKey::generate(&mut rng);
     StoredPrincipal {

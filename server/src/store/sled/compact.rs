@@ -3,9 +3,11 @@
 //! Segment bytes stop being referenced when a grant is revoked (its stored
 //! re-encryptions are deleted), when a request fails or the server crashes
 //! after its values were appended, and when a capsule is uploaded twice by
-//! concurrent batches. Records, capsules and log entries are never deleted
-//! or replaced (a record id is stored once: a second upload of it fails
-//! whole, and its appended bytes are of the failed-request kind). [`SledStore::compact_segments`]
+//! concurrent batches. Records, capsules, principals and log entries are
+//! never deleted or replaced (a record id or principal id is stored once: a
+//! second upload of it fails whole, and its appended bytes are of the
+//! failed-request kind; a registration refused for a taken id or a bad
+//! enrollment is found before anything is appended). [`SledStore::compact_segments`]
 //! copies every referenced value into a new segment, repoints sled at the
 //! copies and deletes the old segment files.
 

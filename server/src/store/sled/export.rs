@@ -52,7 +52,7 @@ impl SledStore {
             sink(Row::Enrollment(arr(&k)?, v))?;
         }
         for kv in scan(b"p/") {
-            sink(Row::Principal(kv?.1))?;
+            sink(Row::Principal(self.segs.resolve(&kv?.1)?))?;
         }
         for kv in scan(b"su/") {
             let (k, v) = kv?;
@@ -65,6 +65,7 @@ impl SledStore {
         for kv in scan(b"r/") {
             let (k, meta) = kv?;
             // The values themselves, not their segment references.
+            let meta = self.segs.resolve(&meta)?;
             let env =
                 self.get_segmented(&key(b"b/", &[&k]))?.ok_or(StoreError::Corrupt("record envelope"))?;
             sink(Row::Record(meta, env))?;

@@ -1,5 +1,6 @@
 //! Segment files: where the sled store keeps its large immutable values
-//! (record envelopes, batch capsules, stored re-encryptions), so that the
+//! (record envelopes and metadata, batch capsules, stored re-encryptions,
+//! principals, bulk log entries), so that the
 //! bytes on disk track the live data instead of sled's log-structured
 //! pages, which keep superseded versions of every node a large value sits in.
 //!

@@ -7,12 +7,14 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use medrelay_crypto::{CapsuleId, PrincipalId, RecordId};
+use medrelay_crypto::{CapsuleId, PrincipalId, RecordId, Timestamp};
 
 use super::segment::{Segments, ValueRef};
 use super::{key, SledStore, SEGMENTS_DIR};
-use crate::store::tests::{ev, grant, meta, opening};
+use crate::store::tests::{ev, grant, meta, opening, principal};
+use crate::store::{Enrollment, EnrollmentUse};
 use crate::store::{Store, StoreError};
+use medrelay_wire::Role;
 
 const OWNER: [u8; 32] = [9; 32];
 
@@ -72,7 +74,78 @@ fn values_live_in_segments_and_sled_holds_references() {
     assert_eq!(usage.prefixes["cp/"].segment_bytes, 500);
     assert_eq!(usage.prefixes["l/"].segment_bytes, 2 * opening(1).to_bytes().len() as u64);
     assert!(super::segment::is_ref(&s.raw_db().get(key(b"l/", &[&0u64.to_be_bytes()])).unwrap().unwrap()));
+    // The record metadata too, with the log index the batch was given.
+    assert!(super::segment::is_ref(&s.raw_db().get(key(b"r/", &[&[2; 16]])).unwrap().unwrap()));
+    let (m, _) = s.get_record(&RecordId::from_bytes([2; 16])).unwrap().unwrap();
+    assert_eq!(m.log_index, 1);
+    assert_eq!(usage.prefixes["r/"].segment_bytes, 2 * m.encode().len() as u64);
+    assert_eq!(s.list_records(&owner(), None, 10).unwrap().len(), 2);
     assert_eq!(usage.segment_garbage(), super::segment::FILE_HEADER_LEN, "only the header");
+}
+
+#[test]
+fn principals_live_in_segments_with_their_log_index() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    put(&s, &[1], 7);
+    let mut p = principal(1, Role::Patient);
+    p.pre_public_keys = vec![0x5a; 300_000];
+    assert_eq!(s.register_principal(&p, None, &ev(2, &[p.id()])).unwrap(), 1);
+    let in_sled = s.raw_db().get(key(b"p/", &[p.id().as_bytes()])).unwrap().unwrap();
+    assert_eq!(in_sled.len(), super::segment::REF_LEN, "sled holds a reference, not the keys");
+    let got = s.get_principal(&p.id()).unwrap().unwrap();
+    assert_eq!(got.log_index, 1);
+    assert_eq!(got.pre_public_keys, p.pre_public_keys);
+    // A registration's log entry is written alone: it stays in sled.
+    assert!(!super::segment::is_ref(&s.raw_db().get(key(b"l/", &[&1u64.to_be_bytes()])).unwrap().unwrap()));
+    let usage = s.storage_usage().unwrap();
+    assert_eq!(usage.prefixes["p/"].segment_bytes, got.encode().len() as u64);
+    assert_eq!(usage.segment_garbage(), super::segment::FILE_HEADER_LEN);
+    // The keys are not rewritten when other principals register next to it.
+    let r = ValueRef::decode(&in_sled).unwrap();
+    for seed in 2..6 {
+        let q = principal(seed, Role::Doctor);
+        s.register_principal(&q, None, &ev(10 + seed as u8, &[q.id()])).unwrap();
+    }
+    let still = s.raw_db().get(key(b"p/", &[p.id().as_bytes()])).unwrap().unwrap();
+    assert_eq!(ValueRef::decode(&still).unwrap(), r);
+    drop(s);
+    let s = reopen(dir.path());
+    assert_eq!(s.get_principal(&p.id()).unwrap(), Some(got));
+    // The suspension check finds it through its reference.
+    s.suspend_principal(&p.id(), &ev(30, &[p.id()])).unwrap();
+    assert!(s.is_suspended(&p.id()).unwrap());
+}
+
+#[test]
+fn a_refused_registration_appends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let mut p = principal(1, Role::Patient);
+    p.pre_public_keys = vec![0x5a; 100_000];
+    s.register_principal(&p, None, &ev(1, &[p.id()])).unwrap();
+    let files = segment_files(dir.path());
+    let en = Enrollment { role: Role::Doctor, name: "Dr".into(), expires_at: Timestamp(100) };
+    s.put_enrollment(&[5; 32], &en).unwrap();
+    let mut d = principal(2, Role::Doctor);
+    d.pre_public_keys = vec![0x6b; 100_000];
+    let expired = EnrollmentUse { token_hash: [5; 32], role: Role::Doctor, now: Timestamp(100) };
+    assert!(matches!(
+        s.register_principal(&d, Some(expired), &ev(2, &[])),
+        Err(StoreError::InvalidEnrollment)
+    ));
+    assert!(matches!(
+        s.register_principal(&p, None, &ev(3, &[p.id()])),
+        Err(StoreError::AlreadyExists("principal"))
+    ));
+    assert_eq!(segment_files(dir.path()), files, "no bytes appended for a refusal");
+    assert_eq!(s.log_size().unwrap(), 1);
+    assert!(s.get_principal(&d.id()).unwrap().is_none());
+    // The token was not consumed.
+    let valid = EnrollmentUse { token_hash: [5; 32], role: Role::Doctor, now: Timestamp(50) };
+    s.register_principal(&d, Some(valid), &ev(4, &[])).unwrap();
+    assert_eq!(s.get_principal(&d.id()).unwrap().unwrap().pre_public_keys, d.pre_public_keys);
+    assert_eq!(s.storage_usage().unwrap().segment_garbage(), super::segment::FILE_HEADER_LEN);
 }
 
 #[cfg(unix)]
@@ -161,6 +234,10 @@ fn compaction_reclaims_revoked_reencryptions_and_failed_writes() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(dir.path()).unwrap();
     let (p, d) = (owner(), PrincipalId::from_bytes([2; 32]));
+    let mut doctor = principal(2, Role::Doctor);
+    doctor.pre_public_keys = vec![0x6b; 20_000];
+    s.register_principal(&doctor, None, &ev(19, &[doctor.id()])).unwrap();
+    let doctor = s.get_principal(&doctor.id()).unwrap().unwrap();
     put(&s, &[1, 2], 7);
     let (g, kept) = (grant(4, p, d), grant(5, p, d));
     s.put_grant(&g, b"rekeys", &ev(20, &[p, d])).unwrap();
@@ -177,10 +254,11 @@ fn compaction_reclaims_revoked_reencryptions_and_failed_writes() {
     let usage = s.storage_usage().unwrap();
     assert!(usage.segment_garbage() >= 9000, "{usage:?}");
     let done = s.compact_segments().unwrap();
-    // Two envelopes, a capsule, the kept re-encryption, and the log entries
-    // of the two records and the two fetches (the grants' and the
-    // revocation's entries are kept in sled).
-    assert_eq!(done.values, 8);
+    // A principal, two envelopes and their metadata, a capsule, the kept
+    // re-encryption, and the log entries of the two records and the two
+    // fetches (the registration's, the grants' and the revocation's entries
+    // are kept in sled).
+    assert_eq!(done.values, 11);
     assert_eq!(done.segments_removed, 1);
     assert_eq!(
         done.bytes_before - done.bytes_after,
@@ -198,8 +276,11 @@ fn compaction_reclaims_revoked_reencryptions_and_failed_writes() {
     assert_eq!(s.get_capsule(&c).unwrap(), Some(vec![7; 500]));
     assert_eq!(s.get_delivered(&kept.grant_id, &c).unwrap(), Some(vec![41; 5000]));
     assert_eq!(s.get_delivered(&g.grant_id, &c).unwrap(), None);
+    assert_eq!(s.get_principal(&doctor.id()).unwrap(), Some(doctor));
+    let metas = s.list_records(&owner(), None, 10).unwrap();
+    assert_eq!(metas.iter().map(|m| m.log_index).collect::<Vec<_>>(), vec![1, 2]);
     let log = s.log_entries(0, 100).unwrap();
-    let tags: Vec<u8> = [1, 2, 20, 21, 22, 23, 25].to_vec();
+    let tags: Vec<u8> = [19, 1, 2, 20, 21, 22, 23, 25].to_vec();
     assert_eq!(
         log.into_iter().map(|(_, o)| o).collect::<Vec<_>>(),
         tags.iter().map(|&t| opening(t)).collect::<Vec<_>>()
