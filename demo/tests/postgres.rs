@@ -60,32 +60,26 @@ fn the_demo_tells_the_whole_story_on_postgresql_with_two_replicas() {
 
     // The database holds the whole log: a replica started again from the
     // kept data directory serves it.
-    let a = LocalServer::start_replica(
-        &keep.join("replica-a"),
-        &database,
-        "medrelay.demo/log",
-        1,
-        Quotas::default(),
-        None,
-    )
-    .unwrap();
-    assert_eq!(a.state().store().log_size().unwrap(), outcome.log_entries);
-    a.stop().unwrap();
+    let kept_log_size = || {
+        let a = LocalServer::start_replica(
+            &keep.join("replica-a"),
+            &database,
+            "medrelay.demo/log",
+            1,
+            Quotas::default(),
+            None,
+        )
+        .unwrap();
+        let size = a.state().store().log_size().unwrap();
+        a.stop().unwrap();
+        size
+    };
+    assert_eq!(kept_log_size(), outcome.log_entries);
 
     // A second demo on the same database is refused (it would add a second
     // log signing key to its log), and changes nothing there.
     let again = DemoOptions { data: Some(dir.path().join("again")), ..opts };
     let err = run(&again, &mut Vec::new()).unwrap_err();
     assert!(err.message.contains("already holds a log"), "{err}");
-    let a = LocalServer::start_replica(
-        &keep.join("replica-a"),
-        &database,
-        "medrelay.demo/log",
-        1,
-        Quotas::default(),
-        None,
-    )
-    .unwrap();
-    assert_eq!(a.state().store().log_size().unwrap(), outcome.log_entries);
-    a.stop().unwrap();
+    assert_eq!(kept_log_size(), outcome.log_entries);
 }

@@ -394,21 +394,12 @@ pub fn enroll_operator(
 ) -> Result<(Zeroizing<String>, EnrolledVia), ServeError> {
     check_enroll_args(role, name)?;
     #[cfg(unix)]
-    {
-        let default = crate::ops::admin::admin_socket_path(data);
-        let live = match socket {
-            Some(s) => Some(s.to_path_buf()),
-            None => crate::ops::admin::admin_socket_live(&default).then_some(default),
-        };
-        if let Some(path) = live {
-            let token = crate::ops::admin::enroll_via_socket(&path, role, name)?;
-            return Ok((token, EnrolledVia::AdminSocket(path)));
-        }
+    if let Some(path) = crate::ops::admin::operator_socket(data, socket)? {
+        let token = crate::ops::admin::enroll_via_socket(&path, role, name)?;
+        return Ok((token, EnrolledVia::AdminSocket(path)));
     }
     #[cfg(not(unix))]
-    if socket.is_some() {
-        return Err(ServeError::Argument("admin sockets need a Unix system".into()));
-    }
+    crate::ops::admin::operator_socket(data, socket)?;
     Ok((enroll(data, role, name, clock)?, EnrolledVia::Database))
 }
 

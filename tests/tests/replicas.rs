@@ -124,6 +124,26 @@ fn at(user: &User, server: &Replica, args: &[&str]) -> Out {
     user.run(&all)
 }
 
+/// `patient` grants `doctor` the laboratory results for 30 days through
+/// `server`: the CLI's JSON receipt.
+fn grant_labs(patient: &User, server: &Replica, doctor: &PrincipalId) -> serde_json::Value {
+    at(
+        patient,
+        server,
+        &[
+            "grant",
+            &doctor.to_string(),
+            "--scope",
+            "Observation?category=laboratory",
+            "--expires",
+            "30d",
+            "--yes",
+            "--json",
+        ],
+    )
+    .json()
+}
+
 /// `init` on `database` and two replicas serving it (`ROOT/a`, and `ROOT/b`,
 /// a copy of the data directory: the one log signing key).
 fn two_replicas(root: &Path, database: &str) -> (Replica, Replica) {
@@ -224,21 +244,7 @@ fn two_replicas_on_one_database_behave_as_one_server() {
     }
 
     // Granted through A, read through B.
-    let g = at(
-        &patient,
-        &a,
-        &[
-            "grant",
-            &did.to_string(),
-            "--scope",
-            "Observation?category=laboratory",
-            "--expires",
-            "30d",
-            "--yes",
-            "--json",
-        ],
-    )
-    .json();
+    let g = grant_labs(&patient, &a, &did);
     let grant_id = g["grant_id"].as_str().unwrap().to_owned();
     let shared = at(&doctor, &b, &["shared", "--json"]).json();
     assert_eq!(shared[0]["records"].as_array().unwrap().len(), 3, "{shared}");
@@ -396,21 +402,7 @@ fn fetches_racing_a_revocation_at_the_other_replica_are_served_only_before_it() 
     let out = patient.run(&["import", data("fhir-patient-alpha.json").to_str().unwrap()]).ok();
     assert!(out.contains("uploaded"), "{out}");
     let (pid, did) = (id_of(&patient), id_of(&doctor));
-    let grant = at(
-        &patient,
-        &a,
-        &[
-            "grant",
-            &did.to_string(),
-            "--scope",
-            "Observation?category=laboratory",
-            "--expires",
-            "30d",
-            "--yes",
-            "--json",
-        ],
-    )
-    .json();
+    let grant = grant_labs(&patient, &a, &did);
     let grant_id = grant["grant_id"].as_str().unwrap().parse().unwrap();
     let labs: Vec<_> = ["alpha-hba1c", "alpha-glucose", "alpha-ldl"]
         .iter()

@@ -226,6 +226,28 @@ pub fn admin_socket_live(socket: &Path) -> bool {
     std::os::unix::net::UnixStream::connect(socket).is_ok()
 }
 
+/// The admin socket an operator command goes through: `socket` if given,
+/// else `DATA`'s when a server answers on it; `None` means "change the
+/// database directly" (no server is running). A given socket needs Unix.
+pub fn operator_socket(data: &Path, socket: Option<&Path>) -> Result<Option<PathBuf>, ServeError> {
+    #[cfg(unix)]
+    {
+        let default = admin_socket_path(data);
+        Ok(match socket {
+            Some(s) => Some(s.to_path_buf()),
+            None => admin_socket_live(&default).then_some(default),
+        })
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = data;
+        match socket {
+            Some(_) => Err(ServeError::Argument("admin sockets need a Unix system".into())),
+            None => Ok(None),
+        }
+    }
+}
+
 /// One request to the admin socket; the raw answer (status line, headers
 /// and body), which may hold a secret.
 #[cfg(unix)]

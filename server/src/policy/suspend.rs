@@ -92,21 +92,12 @@ pub fn set_suspended(
     clock: &Clock,
 ) -> Result<(SuspensionReceipt, ChangedVia), ServeError> {
     #[cfg(unix)]
-    {
-        let default = crate::ops::admin::admin_socket_path(data);
-        let live = match socket {
-            Some(s) => Some(s.to_path_buf()),
-            None => crate::ops::admin::admin_socket_live(&default).then_some(default),
-        };
-        if let Some(path) = live {
-            let r = crate::ops::admin::set_suspended_via_socket(&path, principal, suspend)?;
-            return Ok((r, ChangedVia::AdminSocket(path)));
-        }
+    if let Some(path) = crate::ops::admin::operator_socket(data, socket)? {
+        let r = crate::ops::admin::set_suspended_via_socket(&path, principal, suspend)?;
+        return Ok((r, ChangedVia::AdminSocket(path)));
     }
     #[cfg(not(unix))]
-    if socket.is_some() {
-        return Err(ServeError::Argument("admin sockets need a Unix system".into()));
-    }
+    crate::ops::admin::operator_socket(data, socket)?;
     load_log_key(data)?;
     let store = crate::serve::open_offline(data)?;
     let r = set_suspended_in(&*store, principal, suspend, clock).map_err(|e| match e {

@@ -374,61 +374,45 @@ pub(crate) fn suspension_is_logged_and_reinstatement_ends_old_sessions<S: Store>
     assert_eq!(s.log_indices_for(&d.id(), 0, 10).unwrap(), vec![0, 2, 3]);
 }
 
-macro_rules! sled_conformance {
+/// For each named conformance check, a module of two `#[test]`s: `sled`
+/// on a fresh sled database, and `postgres` on a fresh database of the test
+/// binary's throwaway PostgreSQL cluster (skipped, loudly, if it cannot
+/// start, except under `CI=true`, where that fails). One list, so no check
+/// runs on one backend only.
+macro_rules! on_both_backends {
     ($($name:ident),* $(,)?) => {$(
-        #[test]
-        fn $name() {
-            let dir = tempfile::tempdir().unwrap();
-            super::$name(SledStore::open(dir.path()).unwrap());
+        mod $name {
+            #[test]
+            fn sled() {
+                let dir = tempfile::tempdir().unwrap();
+                super::$name(crate::store::SledStore::open(dir.path()).unwrap());
+            }
+
+            #[test]
+            fn postgres() {
+                let Some(url) = crate::store::postgres::testing::fresh_database() else { return };
+                super::$name(crate::store::PgStore::open_with(&url, 4).unwrap());
+            }
         }
     )*};
 }
 
-/// One `#[test]` per named conformance check, each on a fresh database of
-/// the test binary's throwaway PostgreSQL cluster (skipped, loudly, if it
-/// cannot start, except under `CI=true`, where that fails).
-macro_rules! pg_conformance {
-    ($($name:ident),* $(,)?) => {$(
-        #[test]
-        fn $name() {
-            let Some(url) = crate::store::postgres::testing::fresh_database() else { return };
-            super::$name(crate::store::PgStore::open_with(&url, 4).unwrap());
-        }
-    )*};
-}
-
-mod pg_backend {
-    pg_conformance!(
-        challenges_are_single_use,
-        sessions_round_trip,
-        registration_is_atomic_with_its_log_entry,
-        enrollment_tokens_are_one_time_role_bound_and_expire,
-        record_batches_are_all_or_nothing,
-        revocation_deletes_rekeys_atomically,
-        capsules_and_stored_reencryptions,
-        log_ranges_and_subject_index,
-        merkle_tree_tracks_the_log_atomically,
-        expired_secrets_are_swept_and_live_ones_kept,
-        suspension_is_logged_and_reinstatement_ends_old_sessions,
-    );
-}
+on_both_backends!(
+    challenges_are_single_use,
+    sessions_round_trip,
+    registration_is_atomic_with_its_log_entry,
+    enrollment_tokens_are_one_time_role_bound_and_expire,
+    record_batches_are_all_or_nothing,
+    revocation_deletes_rekeys_atomically,
+    capsules_and_stored_reencryptions,
+    log_ranges_and_subject_index,
+    merkle_tree_tracks_the_log_atomically,
+    expired_secrets_are_swept_and_live_ones_kept,
+    suspension_is_logged_and_reinstatement_ends_old_sessions,
+);
 
 mod sled_backend {
     use super::*;
-
-    sled_conformance!(
-        challenges_are_single_use,
-        sessions_round_trip,
-        registration_is_atomic_with_its_log_entry,
-        enrollment_tokens_are_one_time_role_bound_and_expire,
-        record_batches_are_all_or_nothing,
-        revocation_deletes_rekeys_atomically,
-        capsules_and_stored_reencryptions,
-        log_ranges_and_subject_index,
-        merkle_tree_tracks_the_log_atomically,
-        expired_secrets_are_swept_and_live_ones_kept,
-        suspension_is_logged_and_reinstatement_ends_old_sessions,
-    );
 
     #[test]
     fn data_survives_reopen() {

@@ -130,26 +130,16 @@ pub(crate) fn concurrent_charges_never_overspend<S: Store>(s: S) {
     assert_eq!(s.log_size().unwrap(), 2 + 5);
 }
 
-mod pg_backend {
-    pg_conformance!(
-        schemas_are_installed_once_with_their_log_entry,
-        summaries_replace_withdraw_and_need_a_schema,
-        charges_debit_durably_and_refuse_overspend,
-        set_budget_keeps_spending_and_needs_a_schema,
-        concurrent_charges_never_overspend,
-    );
-}
+on_both_backends!(
+    schemas_are_installed_once_with_their_log_entry,
+    summaries_replace_withdraw_and_need_a_schema,
+    charges_debit_durably_and_refuse_overspend,
+    set_budget_keeps_spending_and_needs_a_schema,
+    concurrent_charges_never_overspend,
+);
 
 mod sled_backend {
     use super::*;
-
-    sled_conformance!(
-        schemas_are_installed_once_with_their_log_entry,
-        summaries_replace_withdraw_and_need_a_schema,
-        charges_debit_durably_and_refuse_overspend,
-        set_budget_keeps_spending_and_needs_a_schema,
-        concurrent_charges_never_overspend,
-    );
 
     #[test]
     fn ledgers_and_summaries_survive_reopen() {

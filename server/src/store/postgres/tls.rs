@@ -525,15 +525,16 @@ fn client_config(policy: &Policy) -> Result<ClientConfig, StoreError> {
     let provider = provider();
     let tls_err = |e: rustls::Error| StoreError::Backend(format!("postgres TLS configuration: {e}"));
     let verifier: Arc<dyn ServerCertVerifier> = match (&policy.roots, policy.mode) {
-        (None, _) => Arc::new(UnverifiedServer { provider: provider.clone() }),
+        (None, _) => Arc::new(BelowVerifyFull { roots: None, provider: provider.clone() }),
         (Some(roots), SslMode::VerifyFull) => {
             WebPkiServerVerifier::builder_with_provider(Arc::new(load_roots(roots)?), provider.clone())
                 .build()
                 .map_err(|e| StoreError::Backend(format!("postgres TLS roots ({roots}): {e}")))?
         }
-        (Some(roots), _) => {
-            Arc::new(ChainOnly { roots: Arc::new(load_roots(roots)?), provider: provider.clone() })
-        }
+        (Some(roots), _) => Arc::new(BelowVerifyFull {
+            roots: Some(Arc::new(load_roots(roots)?)),
+            provider: provider.clone(),
+        }),
     };
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
@@ -601,15 +602,20 @@ fn read_pem_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>, St
     Ok(certs)
 }
 
-/// `verify-ca` (and `prefer`/`require` with `sslrootcert`): the server's
-/// certificate must chain to a trusted root; its names are not checked.
+/// The verifier below `verify-full`: with `roots` (`verify-ca`, and
+/// `prefer`/`require` with `sslrootcert`) the server's certificate must
+/// chain to a trusted root, its names unchecked; without (`prefer` and
+/// `require` without `sslrootcert`, as in libpq) any certificate is
+/// accepted, so the link is encrypted but the server is not authenticated.
+/// Either way the handshake's signatures are checked against the
+/// certificate presented.
 #[derive(Debug)]
-struct ChainOnly {
-    roots: Arc<RootCertStore>,
+struct BelowVerifyFull {
+    roots: Option<Arc<RootCertStore>>,
     provider: Arc<CryptoProvider>,
 }
 
-impl ServerCertVerifier for ChainOnly {
+impl ServerCertVerifier for BelowVerifyFull {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -618,58 +624,16 @@ impl ServerCertVerifier for ChainOnly {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &self.roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-/// `prefer` and `require` without `sslrootcert`, as in libpq: any
-/// certificate is accepted, so the link is encrypted but the server is not
-/// authenticated. (The handshake's signatures are still checked against
-/// the certificate presented.)
-#[derive(Debug)]
-struct UnverifiedServer {
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for UnverifiedServer {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
+        if let Some(roots) = &self.roots {
+            let cert = ParsedCertificate::try_from(end_entity)?;
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )?;
+        }
         Ok(ServerCertVerified::assertion())
     }
 
