@@ -271,14 +271,17 @@ impl Segments {
 
     /// The value `r` points at, checked against its hash.
     pub(super) fn read(&self, r: &ValueRef) -> Result<Vec<u8>, StoreError> {
-        let f = self.reader(r.segment)?;
-        let size = f.metadata().map_err(io("read"))?.len();
-        let end = r.offset.checked_add(u64::from(r.len));
-        if r.offset < FILE_HEADER.len() as u64 || end.is_none_or(|end| end > size) {
-            return Err(StoreError::Corrupt("segment reference past the end of its segment"));
+        const PAST_END: StoreError = StoreError::Corrupt("segment reference past the end of its segment");
+        if r.offset < FILE_HEADER.len() as u64 || r.offset.checked_add(u64::from(r.len)).is_none() {
+            return Err(PAST_END);
         }
+        let f = self.reader(r.segment)?;
         let mut buf = vec![0; r.len as usize];
-        read_at(&f, &mut buf, r.offset).map_err(io("read"))?;
+        // A short read is a reference past the end (no `stat` per read).
+        read_at(&f, &mut buf, r.offset).map_err(|e| match e.kind() {
+            std::io::ErrorKind::UnexpectedEof => PAST_END,
+            _ => io("read")(e),
+        })?;
         let hash: [u8; 32] = Sha256::digest(&buf).into();
         if !bool::from(hash[..].ct_eq(&r.hash[..])) {
             return Err(StoreError::Corrupt("segment value does not match its hash"));
