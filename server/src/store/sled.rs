@@ -24,6 +24,7 @@
 //! failed requests) are reclaimed by [`SledStore::compact_segments`]
 //! (`medrelay-server compact`).
 
+use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -31,7 +32,8 @@ use std::time::{Duration, Instant};
 
 use medrelay_crypto::{CapsuleId, GrantId, PrincipalId, RecordId, Timestamp};
 use medrelay_policy::{
-    ConsistencyProof, InclusionProof, LeafOpening, MerkleHash, MerkleTree, NodeId, NodeStore, TreeError,
+    hash_children, ConsistencyProof, InclusionProof, LeafOpening, MerkleHash, MerkleTree, NodeId, NodeStore,
+    TreeError,
 };
 use sled::transaction::{ConflictableTransactionError, TransactionError, TransactionalTree};
 
@@ -50,17 +52,24 @@ mod study;
 mod tests;
 
 pub use compact::{Compacted, PrefixUsage, StorageUsage};
-use segment::Segments;
+use segment::{Run, Segments, ValueRef};
 
 const LOG_SIZE: &[u8] = b"m/log_size";
 /// The segment files, inside the sled directory.
 const SEGMENTS_DIR: &str = "segments";
-/// The prefixes whose values live in segment files (sled holds a
-/// reference): record envelopes, batch capsules, stored re-encryptions,
-/// principals, record metadata.
+/// The prefixes whose values live in segment files (sled holds
+/// references): records (`r/`: metadata and envelope, two references under
+/// one key), batch capsules, stored re-encryptions, principals.
 /// Log entries (`l/`) written with records or served fetches are kept there
-/// too (an entry written alone stays in sled: one sync, not two).
-const SEGMENTED: [&[u8]; 6] = [b"b/", b"cp/", b"rd/", b"l/", b"p/", b"r/"];
+/// too, as [`Run`]s (an entry written alone stays in sled: one sync, not two).
+const SEGMENTED: [&[u8]; 5] = [b"cp/", b"rd/", b"l/", b"p/", b"r/"];
+/// Merkle nodes below this level are not stored: each is recomputed from
+/// the (at most 8) leaf hashes under it, read from the log entries. The
+/// nodes sled keeps drop from two per entry to one per eight; an inclusion
+/// proof reads the up to 16 entries around its leaf (one run).
+const STORED_FROM_LEVEL: u8 = 4;
+/// Held shared by whoever reads or stores a segment value.
+type Gate<'a> = RwLockReadGuard<'a, ()>;
 
 fn key(prefix: &[u8], parts: &[&[u8]]) -> Vec<u8> {
     let mut k = Vec::with_capacity(prefix.len() + parts.iter().map(|p| p.len()).sum::<usize>());
@@ -131,10 +140,31 @@ fn ledger_err(e: DpError) -> StoreError {
 /// planned but not yet committed. Planning happens under the store's append
 /// lock and the plan is committed in the same transaction as the change the
 /// events record, so entries, nodes and size move together or not at all.
+/// Nodes below [`STORED_FROM_LEVEL`] are recomputed from leaf hashes.
 struct Overlay<'a> {
-    db: &'a sled::Db,
+    store: &'a SledStore,
+    /// Leaves are read from segments: the gate is held while this lives.
+    _gate: &'a Gate<'a>,
     size: u64,
+    /// Leaves committed in sled when the overlay was made.
+    committed: u64,
     pending: BTreeMap<NodeId, MerkleHash>,
+    /// Leaf hashes read so far (a run is read whole).
+    leaves: RefCell<BTreeMap<u64, MerkleHash>>,
+}
+
+impl Overlay<'_> {
+    /// The hash of committed leaf `i`.
+    fn committed_leaf(&self, i: u64) -> Result<MerkleHash, StoreError> {
+        if let Some(h) = self.leaves.borrow().get(&i) {
+            return Ok(*h);
+        }
+        let mut leaves = self.leaves.borrow_mut();
+        for (j, raw) in self.store.raw_entries(self._gate, i, i + 1)? {
+            leaves.insert(j, parse_opening(&raw)?.leaf_hash());
+        }
+        leaves.get(&i).copied().ok_or(StoreError::Corrupt("log entry missing"))
+    }
 }
 
 impl NodeStore for Overlay<'_> {
@@ -148,10 +178,35 @@ impl NodeStore for Overlay<'_> {
         if let Some(h) = self.pending.get(&id) {
             return Ok(Some(*h));
         }
-        match self.db.get(node_key(id)).map_err(backend)? {
-            Some(v) => MerkleHash::from_slice(&v).map(Some).map_err(|_| StoreError::Corrupt("merkle node")),
-            None => Ok(None),
+        if id.level >= STORED_FROM_LEVEL {
+            return match self.store.db.get(node_key(id)).map_err(backend)? {
+                Some(v) => {
+                    MerkleHash::from_slice(&v).map(Some).map_err(|_| StoreError::Corrupt("merkle node"))
+                }
+                None => Ok(None),
+            };
         }
+        // The perfect subtree over leaves [first, end), if they all exist.
+        let width = 1u64 << id.level;
+        let Some(end) = id.index.checked_mul(width).and_then(|f| f.checked_add(width)) else {
+            return Ok(None);
+        };
+        if end > self.size {
+            return Ok(None);
+        }
+        let mut level = Vec::with_capacity(width as usize);
+        for i in end - width..end {
+            let h = match self.pending.get(&NodeId { level: 0, index: i }) {
+                Some(h) => *h,
+                None if i < self.committed => self.committed_leaf(i)?,
+                None => return Err(StoreError::Corrupt("merkle leaf missing")),
+            };
+            level.push(h);
+        }
+        while level.len() > 1 {
+            level = level.chunks(2).map(|p| hash_children(&p[0], &p[1])).collect();
+        }
+        Ok(level.pop())
     }
 
     fn put_nodes(&mut self, nodes: &[(NodeId, MerkleHash)], new_size: u64) -> Result<(), StoreError> {
@@ -159,6 +214,20 @@ impl NodeStore for Overlay<'_> {
         self.size = new_size;
         Ok(())
     }
+}
+
+fn parse_opening(raw: &[u8]) -> Result<LeafOpening, StoreError> {
+    LeafOpening::from_bytes(raw).map_err(|_| StoreError::Corrupt("log entry"))
+}
+
+/// The openings of log entries, `MAX_RUN` to a segment value.
+fn run_values(openings: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    openings.chunks(segment::MAX_RUN).map(|c| c.concat()).collect()
+}
+
+/// The [`Run`]s of `openings`, once [`run_values`] of them were appended at `refs`.
+fn runs_of(openings: &[Vec<u8>], refs: &[ValueRef]) -> Result<Vec<Run>, StoreError> {
+    openings.chunks(segment::MAX_RUN).zip(refs).map(|(c, r)| Run::new(c, *r)).collect()
 }
 
 fn tree_err(e: TreeError<StoreError>) -> StoreError {
@@ -184,13 +253,16 @@ fn tx_apply_log(tx: &TransactionalTree, plan: &LogPlan, events: &[&LogAppend]) -
     tx_apply_log_placed(tx, plan, events, &[])
 }
 
-/// [`tx_apply_log`] for entries whose openings were appended to a segment
-/// (`placed[i]` for `events[i]`; entries past `placed` are stored in sled).
+/// [`tx_apply_log`] for entries whose openings were appended to segments
+/// as `runs` (covering `events` in order; none: the openings are stored in
+/// sled, one key each). A run is stored under its first entry's index, and
+/// each subject's consecutive entries as one `ls/` key (subject, first
+/// index) whose value is their count (empty for one).
 fn tx_apply_log_placed(
     tx: &TransactionalTree,
     plan: &LogPlan,
     events: &[&LogAppend],
-    placed: &[segment::ValueRef],
+    runs: &[Run],
 ) -> TxResult<Vec<u64>> {
     let size = match tx.get(LOG_SIZE)? {
         Some(v) => match read_u64(&v) {
@@ -202,25 +274,57 @@ fn tx_apply_log_placed(
     if size != plan.start {
         return abort(StoreError::Backend("log size changed under the append lock".into()));
     }
-    let mut out = Vec::with_capacity(events.len());
-    for (i, event) in events.iter().enumerate() {
-        let idx = plan.start + i as u64;
-        let ib = idx.to_be_bytes();
-        let value = match placed.get(i) {
-            Some(r) => r.encode(),
-            None => event.opening.to_bytes(),
-        };
-        tx.insert(key(b"l/", &[&ib]), value)?;
-        for s in &event.subjects {
-            tx.insert(key(b"ls/", &[s.as_bytes(), &ib]), &[][..])?;
+    let idxs: Vec<u64> = (plan.start..).take(events.len()).collect();
+    if runs.is_empty() {
+        for (event, idx) in events.iter().zip(&idxs) {
+            tx.insert(key(b"l/", &[&idx.to_be_bytes()]), event.opening.to_bytes())?;
         }
-        out.push(idx);
+    } else {
+        if runs.iter().map(Run::len).sum::<u64>() != events.len() as u64 {
+            return abort(StoreError::Backend("log runs do not cover the events".into()));
+        }
+        let mut at = plan.start;
+        for run in runs {
+            tx.insert(key(b"l/", &[&at.to_be_bytes()]), run.encode())?;
+            at += run.len();
+        }
+    }
+    // Subject runs: (subject, first index, count), open while consecutive.
+    let mut open: Vec<(PrincipalId, u64, u64)> = Vec::new();
+    let mut closed = Vec::new();
+    for (event, &idx) in events.iter().zip(&idxs) {
+        let (keep, done): (Vec<_>, Vec<_>) = open.into_iter().partition(|r| event.subjects.contains(&r.0));
+        open = keep;
+        closed.extend(done);
+        for s in &event.subjects {
+            match open.iter_mut().find(|r| r.0 == *s) {
+                Some(r) if r.1 + r.2 == idx => r.2 += 1,
+                Some(_) => {} // listed twice in one event
+                None => open.push((*s, idx, 1)),
+            }
+        }
+    }
+    closed.extend(open);
+    for (subject, first, count) in closed {
+        let value = if count == 1 { Vec::new() } else { count.to_be_bytes().to_vec() };
+        tx.insert(key(b"ls/", &[subject.as_bytes(), &first.to_be_bytes()]), value)?;
     }
     for (id, h) in &plan.nodes {
-        tx.insert(node_key(*id), &h.as_bytes()[..])?;
+        if id.level >= STORED_FROM_LEVEL {
+            tx.insert(node_key(*id), &h.as_bytes()[..])?;
+        }
     }
     tx.insert(LOG_SIZE, &plan.new_size.to_be_bytes()[..])?;
-    Ok(out)
+    Ok(idxs)
+}
+
+/// The number of entries an `ls/` value stands for.
+fn subject_run_len(v: &[u8]) -> Result<u64, StoreError> {
+    if v.is_empty() {
+        Ok(1)
+    } else {
+        read_u64(v).map_err(|_| StoreError::Corrupt("log subject run"))
+    }
 }
 
 /// Refuses a database whose log predates leaf commitments (its entries are
@@ -228,7 +332,7 @@ fn tx_apply_log_placed(
 fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
     match db.get(key(b"l/", &[&0u64.to_be_bytes()])).map_err(backend)? {
         // An entry in a segment is of this format (older ones never were).
-        Some(first) if !first.starts_with(b"MRLO") && !segment::is_ref(&first) => Err(StoreError::Backend(
+        Some(first) if !first.starts_with(b"MRLO") && !segment::is_run(&first) => Err(StoreError::Backend(
             "this database holds an audit log in the old format, whose leaves are the events \
              themselves; this version cannot serve it without publishing them: start from a new \
              data directory"
@@ -306,13 +410,22 @@ impl SledStore {
         self.append_lock.lock().map_err(|_| StoreError::Backend("log append lock poisoned".into()))
     }
 
-    fn tree(&self) -> Result<MerkleTree<Overlay<'_>>, StoreError> {
-        Ok(MerkleTree::new(Overlay { db: &self.db, size: self.log_size()?, pending: BTreeMap::new() }))
+    /// The log's Merkle tree as committed (the caller holds the gate).
+    fn tree<'a>(&'a self, gate: &'a Gate<'a>) -> Result<MerkleTree<Overlay<'a>>, StoreError> {
+        let size = self.log_size()?;
+        Ok(MerkleTree::new(Overlay {
+            store: self,
+            _gate: gate,
+            size,
+            committed: size,
+            pending: BTreeMap::new(),
+            leaves: RefCell::new(BTreeMap::new()),
+        }))
     }
 
     /// Plans appending `events` to the committed log (call under the lock).
-    fn plan(&self, events: &[&LogAppend]) -> Result<LogPlan, StoreError> {
-        let mut tree = self.tree()?;
+    fn plan(&self, gate: &Gate<'_>, events: &[&LogAppend]) -> Result<LogPlan, StoreError> {
+        let mut tree = self.tree(gate)?;
         let start = tree.size().map_err(tree_err)?;
         for e in events {
             tree.append_leaf_hash(e.opening.leaf_hash()).map_err(tree_err)?;
@@ -331,23 +444,25 @@ impl SledStore {
         events: &[&LogAppend],
         change: impl Fn(&TransactionalTree, &[u64]) -> TxResult<T>,
     ) -> Result<T, StoreError> {
-        self.logged_placed(events, &[], change)
+        let gate = self.gate_read()?;
+        self.logged_placed(&gate, events, &[], change)
     }
 
-    /// [`Self::logged`] for events whose openings were appended to a
-    /// segment already (`placed`, in order).
+    /// [`Self::logged`] for events whose openings were appended to segments
+    /// already (`runs`, in order), under `gate`.
     fn logged_placed<T>(
         &self,
+        gate: &Gate<'_>,
         events: &[&LogAppend],
-        placed: &[segment::ValueRef],
+        runs: &[Run],
         change: impl Fn(&TransactionalTree, &[u64]) -> TxResult<T>,
     ) -> Result<T, StoreError> {
         let guard = self.lock()?;
-        let plan = self.plan(events)?;
+        let plan = self.plan(gate, events)?;
         let out = self
             .db
             .transaction(|tx| {
-                let idxs = tx_apply_log_placed(tx, &plan, events, placed)?;
+                let idxs = tx_apply_log_placed(tx, &plan, events, runs)?;
                 change(tx, &idxs)
             })
             .map_err(from_tx)?;
@@ -361,34 +476,36 @@ impl SledStore {
     /// a record's `log_index`). Under the append lock, after the log plan,
     /// `indexed` builds those values from the first new entry's index (or
     /// refuses, before anything is appended); `fixed`, then the indexed
-    /// values, then the events' openings if `log_in_segment` (else they stay
-    /// in sled) are appended and synced in one write, and the transaction
-    /// stores their references: `change` gets the entries' indices and the
-    /// references of `fixed` and of the indexed values. The caller holds the
-    /// segment gate.
+    /// values, then the events' openings if `log_in_segment` (as runs; else
+    /// they stay in sled) are appended and synced in one write, and the
+    /// transaction stores their references: `change` gets the entries'
+    /// indices and the references of `fixed` and of the indexed values.
     fn logged_appending<T>(
         &self,
+        gate: &Gate<'_>,
         events: &[&LogAppend],
         log_in_segment: bool,
         fixed: &[&[u8]],
         indexed: impl FnOnce(u64) -> Result<Vec<Vec<u8>>, StoreError>,
-        change: impl Fn(&TransactionalTree, &[u64], &[segment::ValueRef], &[segment::ValueRef]) -> TxResult<T>,
+        change: impl Fn(&TransactionalTree, &[u64], &[ValueRef], &[ValueRef]) -> TxResult<T>,
     ) -> Result<T, StoreError> {
         let guard = self.lock()?;
-        let plan = self.plan(events)?;
+        let plan = self.plan(gate, events)?;
         let indexed = indexed(plan.start)?;
         let openings: Vec<Vec<u8>> =
             if log_in_segment { events.iter().map(|e| e.opening.to_bytes()).collect() } else { Vec::new() };
+        let run_values = run_values(&openings);
         let mut values: Vec<&[u8]> = fixed.to_vec();
         values.extend(indexed.iter().map(Vec::as_slice));
-        values.extend(openings.iter().map(Vec::as_slice));
+        values.extend(run_values.iter().map(Vec::as_slice));
         let appended = self.segs.append(&values)?;
         let (fixed_refs, rest) = appended.split_at(fixed.len());
-        let (indexed_refs, log_refs) = rest.split_at(indexed.len());
+        let (indexed_refs, run_refs) = rest.split_at(indexed.len());
+        let runs = runs_of(&openings, run_refs)?;
         let out = self
             .db
             .transaction(|tx| {
-                let idxs = tx_apply_log_placed(tx, &plan, events, log_refs)?;
+                let idxs = tx_apply_log_placed(tx, &plan, events, &runs)?;
                 change(tx, &idxs, fixed_refs, indexed_refs)
             })
             .map_err(from_tx)?;
@@ -410,27 +527,79 @@ impl SledStore {
         self.db.get(k).map_err(backend)
     }
 
-    /// Log entry `i`'s opening, from sled or its segment.
-    fn opening_at(&self, i: u64) -> Result<LeafOpening, StoreError> {
-        let v =
-            self.get(&key(b"l/", &[&i.to_be_bytes()]))?.ok_or(StoreError::Corrupt("log entry missing"))?;
-        let bytes = if segment::is_ref(&v) {
-            let _gate = self.gate_read()?;
-            // Re-read under the gate: a compaction may have moved it.
-            let v = self
-                .get(&key(b"l/", &[&i.to_be_bytes()]))?
-                .ok_or(StoreError::Corrupt("log entry missing"))?;
-            self.segs.resolve(&v)?
-        } else {
-            v.to_vec()
+    /// The raw openings of every stored item (an entry kept in sled, or a
+    /// [`Run`]) that holds one of the log entries `[start, end)`, in index
+    /// order: a run's entries outside the range come too. Fails if an
+    /// entry of the range is missing.
+    fn raw_entries(&self, _gate: &Gate<'_>, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+        const MISSING: StoreError = StoreError::Corrupt("log entry missing");
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        // The item holding `start` is the last one stored at or before it.
+        let from = match self.db.range(key(b"l/", &[])..=key(b"l/", &[&start.to_be_bytes()])).next_back() {
+            Some(item) => item.map_err(backend)?.0,
+            None => return Err(MISSING),
         };
-        LeafOpening::from_bytes(&bytes).map_err(|_| StoreError::Corrupt("log entry"))
+        let mut need = start;
+        for item in self.db.range(from..) {
+            if need >= end {
+                break;
+            }
+            let (k, v) = item.map_err(backend)?;
+            let Some(ib) = k.strip_prefix(b"l/") else { break };
+            let first = read_u64(ib)?;
+            if first > need {
+                return Err(MISSING);
+            }
+            if segment::is_run(&v) {
+                let run = Run::decode(&v)?;
+                let parts = run.split(&self.segs.read(&run.value)?)?;
+                out.extend((first..).zip(parts));
+                need = need.max(first + run.len());
+            } else {
+                out.push((first, v.to_vec()));
+                need = need.max(first + 1);
+            }
+        }
+        if need < end {
+            return Err(MISSING);
+        }
+        Ok(out)
+    }
+
+    /// Log entries `[start, end)` (all present).
+    fn openings(&self, start: u64, end: u64) -> Result<Vec<(u64, LeafOpening)>, StoreError> {
+        let gate = self.gate_read()?;
+        self.raw_entries(&gate, start, end)?
+            .into_iter()
+            .filter(|(i, _)| (start..end).contains(i))
+            .map(|(i, raw)| Ok((i, parse_opening(&raw)?)))
+            .collect()
     }
 
     /// A value kept in a segment: sled holds its reference under `k`.
     fn get_segmented(&self, k: &[u8]) -> Result<Option<Vec<u8>>, StoreError> {
         let _gate = self.gate_read()?;
         self.get(k)?.map(|r| self.segs.resolve(&r)).transpose()
+    }
+
+    /// A record's two references (metadata, envelope), under the gate.
+    fn record_refs(&self, id: &[u8]) -> Result<Option<(ValueRef, ValueRef)>, StoreError> {
+        let Some(v) = self.get(&key(b"r/", &[id]))? else {
+            return Ok(None);
+        };
+        match segment::refs_in(&v)?[..] {
+            [meta, envelope] => Ok(Some((meta, envelope))),
+            _ => Err(StoreError::Corrupt("record reference")),
+        }
+    }
+
+    /// A record's metadata.
+    fn record_meta(&self, id: &[u8]) -> Result<Option<RecordMeta>, StoreError> {
+        let _gate = self.gate_read()?;
+        self.record_refs(id)?.map(|(meta, _)| RecordMeta::decode(&self.segs.read(&meta)?)).transpose()
     }
 
     fn scan_ids<const N: usize>(&self, prefix: &[u8], limit: usize) -> Result<Vec<[u8; N]>, StoreError> {
@@ -529,8 +698,9 @@ impl Store for SledStore {
         // sled holds its reference. It embeds its log index, so it is
         // appended under the append lock; a refusal is found before the
         // append where it can be (only a race leaves unreferenced bytes).
-        let _gate = self.gate_read()?;
+        let gate = self.gate_read()?;
         self.logged_appending(
+            &gate,
             &[event],
             false,
             &[],
@@ -623,7 +793,7 @@ impl Store for SledStore {
         // unreferenced garbage for the compaction). The record metadata
         // embeds each record's log index, so the append happens under the
         // append lock, after the log plan.
-        let _gate = self.gate_read()?;
+        let gate = self.gate_read()?;
         let mut new_capsules = Vec::with_capacity(capsules.len());
         for (id, bytes) in capsules {
             if self.get(&key(b"cp/", &[id.as_bytes()]))?.is_none() {
@@ -643,7 +813,7 @@ impl Store for SledStore {
                 })
                 .collect())
         };
-        self.logged_appending(&refs, true, &fixed, metas, |tx, idxs, fixed_refs, meta_refs| {
+        self.logged_appending(&gate, &refs, true, &fixed, metas, |tx, idxs, fixed_refs, meta_refs| {
             let (capsule_refs, envelope_refs) = fixed_refs.split_at(new_capsules.len());
             for ((id, _), r) in new_capsules.iter().zip(capsule_refs) {
                 let k = key(b"cp/", &[id.as_bytes()]);
@@ -656,8 +826,8 @@ impl Store for SledStore {
                 if tx.get(key(b"r/", &[rid]))?.is_some() {
                     return abort(StoreError::AlreadyExists("record"));
                 }
-                tx.insert(key(b"r/", &[rid]), m.encode())?;
-                tx.insert(key(b"b/", &[rid]), env.encode())?;
+                // One key for both (sled's file grows with the keys written).
+                tx.insert(key(b"r/", &[rid]), segment::encode_refs(&[*m, *env]))?;
                 tx.insert(key(b"o/", &[meta.owner().as_bytes(), rid]), &[][..])?;
             }
             Ok(idxs.to_vec())
@@ -682,7 +852,7 @@ impl Store for SledStore {
         // Appended and synced before the transaction references them; one
         // already stored (or whose grant is revoked meanwhile) stays
         // unreferenced.
-        let _gate = self.gate_read()?;
+        let gate = self.gate_read()?;
         let mut fresh = Vec::with_capacity(delivered.len());
         for (i, (grant, capsule, _)) in delivered.iter().enumerate() {
             if self.get(&key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]))?.is_none() {
@@ -690,15 +860,17 @@ impl Store for SledStore {
             }
         }
         let openings: Vec<Vec<u8>> = events.iter().map(|e| e.opening.to_bytes()).collect();
+        let run_values = run_values(&openings);
         let mut values: Vec<&[u8]> = fresh.iter().map(|&i| delivered[i].2.as_slice()).collect();
-        values.extend(openings.iter().map(Vec::as_slice));
+        values.extend(run_values.iter().map(Vec::as_slice));
         let appended = self.segs.append(&values)?;
-        let (delivered_refs, log_refs) = appended.split_at(fresh.len());
+        let (delivered_refs, run_refs) = appended.split_at(fresh.len());
+        let runs = runs_of(&openings, run_refs)?;
         let mut placed: Vec<Option<segment::ValueRef>> = vec![None; delivered.len()];
         for (&i, r) in fresh.iter().zip(delivered_refs) {
             placed[i] = Some(*r);
         }
-        self.logged_placed(&refs, log_refs, |tx, idxs| {
+        self.logged_placed(&gate, &refs, &runs, |tx, idxs| {
             for grant in grants {
                 if tx.get(key(b"k/", &[grant.as_bytes()]))?.is_none() {
                     return abort(StoreError::AlreadyRevoked);
@@ -734,14 +906,11 @@ impl Store for SledStore {
     }
 
     fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError> {
-        let Some(meta) = self.get_segmented(&key(b"r/", &[id.as_bytes()]))? else {
+        let _gate = self.gate_read()?;
+        let Some((meta, env)) = self.record_refs(id.as_bytes())? else {
             return Ok(None);
         };
-        let meta = RecordMeta::decode(&meta)?;
-        let env = self
-            .get_segmented(&key(b"b/", &[id.as_bytes()]))?
-            .ok_or(StoreError::Corrupt("record envelope"))?;
-        Ok(Some((meta, env)))
+        Ok(Some((RecordMeta::decode(&self.segs.read(&meta)?)?, self.segs.read(&env)?)))
     }
 
     fn list_records(
@@ -767,8 +936,7 @@ impl Store for SledStore {
         };
         let mut out = Vec::new();
         for id in ids {
-            let raw = self.get_segmented(&key(b"r/", &[&id]))?.ok_or(StoreError::Corrupt("record index"))?;
-            out.push(RecordMeta::decode(&raw)?);
+            out.push(self.record_meta(&id)?.ok_or(StoreError::Corrupt("record index"))?);
         }
         Ok(out)
     }
@@ -857,18 +1025,13 @@ impl Store for SledStore {
     }
 
     fn log_entries(&self, start: u64, end: u64) -> Result<Vec<(u64, LeafOpening)>, StoreError> {
-        let end = end.min(self.log_size()?);
-        let mut out = Vec::new();
-        for i in start..end {
-            out.push((i, self.opening_at(i)?));
-        }
-        Ok(out)
+        self.openings(start, end.min(self.log_size()?))
     }
 
     fn log_leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, MerkleHash)>, StoreError> {
-        let tree = self.tree()?;
-        let end = end.min(tree.size().map_err(tree_err)?);
-        (start..end).map(|i| Ok((i, tree.leaf_hash(i).map_err(tree_err)?))).collect()
+        // From the entries themselves (level 0 is not stored), a run at a time.
+        let end = end.min(self.log_size()?);
+        Ok(self.openings(start, end)?.into_iter().map(|(i, o)| (i, o.leaf_hash())).collect())
     }
 
     fn log_indices_for(
@@ -877,29 +1040,41 @@ impl Store for SledStore {
         from: u64,
         limit: usize,
     ) -> Result<Vec<u64>, StoreError> {
+        // Keys are (subject, first index) runs; the one covering `from`
+        // may start before it.
         let prefix = key(b"ls/", &[subject.as_bytes()]);
         let start = key(&prefix, &[&from.to_be_bytes()]);
+        let before = match self.db.range(prefix.clone()..start.clone()).next_back() {
+            Some(item) => Some(item.map_err(backend)?),
+            None => None,
+        };
         let mut out = Vec::new();
-        for item in self.db.range(start..).take(limit) {
-            let (k, _) = item.map_err(backend)?;
-            if !k.starts_with(&prefix) {
+        for item in before.into_iter().map(Ok).chain(self.db.range(start..)) {
+            let (k, v) = item.map_err(backend)?;
+            let Some(first) = k.strip_prefix(prefix.as_slice()) else { break };
+            let first = read_u64(first)?;
+            let run = first..first.saturating_add(subject_run_len(&v)?);
+            out.extend(run.filter(|i| *i >= from).take(limit - out.len()));
+            if out.len() >= limit {
                 break;
             }
-            out.push(read_u64(&k[prefix.len()..])?);
         }
         Ok(out)
     }
 
     fn log_root(&self, tree_size: u64) -> Result<MerkleHash, StoreError> {
-        self.tree()?.root_at(tree_size).map_err(tree_err)
+        let gate = self.gate_read()?;
+        self.tree(&gate)?.root_at(tree_size).map_err(tree_err)
     }
 
     fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<InclusionProof, StoreError> {
-        self.tree()?.inclusion_proof(index, tree_size).map_err(tree_err)
+        let gate = self.gate_read()?;
+        self.tree(&gate)?.inclusion_proof(index, tree_size).map_err(tree_err)
     }
 
     fn consistency_proof(&self, old_size: u64, new_size: u64) -> Result<ConsistencyProof, StoreError> {
-        self.tree()?.consistency_proof(old_size, new_size).map_err(tree_err)
+        let gate = self.gate_read()?;
+        self.tree(&gate)?.consistency_proof(old_size, new_size).map_err(tree_err)
     }
 
     fn flush(&self) -> Result<(), StoreError> {

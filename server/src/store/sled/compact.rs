@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use super::segment::ValueRef;
+use super::segment::{refs_in, with_refs};
 use super::{backend, SledStore, SEGMENTED};
 use crate::store::StoreError;
 
@@ -50,7 +50,7 @@ pub struct PrefixUsage {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct StorageUsage {
-    /// Live keys and values by prefix (`b/`, `r/`, `l/`, …).
+    /// Live keys and values by prefix (`r/`, `l/`, `n/`, …).
     pub prefixes: BTreeMap<String, PrefixUsage>,
     /// Segment files.
     pub segment_files: u64,
@@ -83,8 +83,8 @@ impl SledStore {
             u.entries += 1;
             u.key_bytes += k.len() as u64;
             u.value_bytes += v.len() as u64;
-            if SEGMENTED.contains(&&k[..end]) && super::segment::is_ref(&v) {
-                u.segment_bytes += u64::from(ValueRef::decode(&v)?.len);
+            if SEGMENTED.contains(&&k[..end]) {
+                u.segment_bytes += refs_in(&v)?.iter().map(|r| u64::from(r.len)).sum::<u64>();
             }
         }
         let files = self.segs.files()?;
@@ -114,18 +114,18 @@ impl SledStore {
             return Ok(out);
         }
         self.segs.roll()?;
-        let mut pending: Vec<(sled::IVec, sled::IVec, Vec<u8>)> = Vec::new();
+        let mut pending: Vec<(sled::IVec, sled::IVec, Vec<Vec<u8>>)> = Vec::new();
         let mut pending_bytes = 0;
         for prefix in SEGMENTED {
             for item in self.db.scan_prefix(prefix) {
                 let (k, v) = item.map_err(backend)?;
-                if !super::segment::is_ref(&v) {
-                    // A log entry written alone, kept in sled.
+                // None for a log entry written alone, kept in sled.
+                let values = refs_in(&v)?.iter().map(|r| self.segs.read(r)).collect::<Result<Vec<_>, _>>()?;
+                if values.is_empty() {
                     continue;
                 }
-                let value = self.segs.resolve(&v)?;
-                pending_bytes += value.len();
-                pending.push((k, v, value));
+                pending_bytes += values.iter().map(Vec::len).sum::<usize>();
+                pending.push((k, v, values));
                 if pending_bytes >= CHUNK {
                     out.values += self.move_values(&mut pending)?;
                     pending_bytes = 0;
@@ -151,16 +151,22 @@ impl SledStore {
     }
 
     /// Appends the values of `pending` (synced) and swaps each key from its
-    /// old reference to the new one, unless the key changed meanwhile (a
-    /// revocation removing a stored re-encryption).
-    fn move_values(&self, pending: &mut Vec<(sled::IVec, sled::IVec, Vec<u8>)>) -> Result<u64, StoreError> {
-        let values: Vec<&[u8]> = pending.iter().map(|(_, _, v)| v.as_slice()).collect();
-        let refs = self.segs.append(&values)?;
+    /// old references to the new ones, unless the key changed meanwhile (a
+    /// revocation removing a stored re-encryption). Returns the values moved.
+    #[allow(clippy::type_complexity)]
+    fn move_values(
+        &self,
+        pending: &mut Vec<(sled::IVec, sled::IVec, Vec<Vec<u8>>)>,
+    ) -> Result<u64, StoreError> {
+        let values: Vec<&[u8]> = pending.iter().flat_map(|(_, _, v)| v.iter().map(Vec::as_slice)).collect();
+        let mut refs = self.segs.append(&values)?.into_iter();
         let mut moved = 0;
-        for ((k, old, _), r) in pending.iter().zip(refs) {
-            let swapped = self.db.compare_and_swap(k, Some(old), Some(r.encode())).map_err(backend)?;
+        for (k, old, vs) in pending.iter() {
+            let new: Vec<_> = refs.by_ref().take(vs.len()).collect();
+            let swapped =
+                self.db.compare_and_swap(k, Some(old), Some(with_refs(old, &new)?)).map_err(backend)?;
             if swapped.is_ok() {
-                moved += 1;
+                moved += vs.len() as u64;
             }
         }
         pending.clear();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use medrelay_crypto::{CapsuleId, GrantId, PrincipalId};
 
-use super::{backend, key, read_u64, SledStore};
+use super::{backend, read_u64, subject_run_len, SledStore};
 use crate::store::dump::Row;
 use crate::store::{LogAppend, Store, StoreError};
 
@@ -63,12 +63,10 @@ impl SledStore {
             sink(Row::Capsule(CapsuleId::from_bytes(arr(&k)?), self.segs.resolve(&v)?))?;
         }
         for kv in scan(b"r/") {
-            let (k, meta) = kv?;
+            let (k, _) = kv?;
             // The values themselves, not their segment references.
-            let meta = self.segs.resolve(&meta)?;
-            let env =
-                self.get_segmented(&key(b"b/", &[&k]))?.ok_or(StoreError::Corrupt("record envelope"))?;
-            sink(Row::Record(meta, env))?;
+            let (meta, env) = self.record_refs(&k)?.ok_or(StoreError::Corrupt("record reference"))?;
+            sink(Row::Record(self.segs.read(&meta)?, self.segs.read(&env)?))?;
         }
         for kv in scan(b"g/") {
             sink(Row::Grant(kv?.1))?;
@@ -92,17 +90,24 @@ impl SledStore {
         // The log: subjects are an index by subject; regroup them by entry.
         let mut subjects: BTreeMap<u64, Vec<PrincipalId>> = BTreeMap::new();
         for kv in scan(b"ls/") {
-            let (k, _) = kv?;
+            let (k, v) = kv?;
             if k.len() != 40 {
                 return Err(StoreError::Corrupt("log subject key"));
             }
-            subjects.entry(read_u64(&k[32..])?).or_default().push(PrincipalId::from_bytes(arr(&k[..32])?));
+            let (subject, first) = (PrincipalId::from_bytes(arr(&k[..32])?), read_u64(&k[32..])?);
+            for i in first..first.saturating_add(subject_run_len(&v)?) {
+                subjects.entry(i).or_default().push(subject);
+            }
         }
         let size = self.log_size()?;
-        for i in 0..size {
-            let opening = self.opening_at(i)?;
-            let subjects = subjects.remove(&i).unwrap_or_default();
-            sink(Row::LogEntry(i, LogAppend { opening, subjects }))?;
+        let mut at = 0;
+        while at < size {
+            let end = size.min(at + 1024);
+            for (i, opening) in self.openings(at, end)? {
+                let subjects = subjects.remove(&i).unwrap_or_default();
+                sink(Row::LogEntry(i, LogAppend { opening, subjects }))?;
+            }
+            at = end;
         }
         for kv in scan(b"dsc/") {
             sink(Row::Schema(kv?.1))?;

@@ -48,10 +48,116 @@ fn io(what: &'static str) -> impl Fn(std::io::Error) -> StoreError {
     move |e| StoreError::Backend(format!("segment {what}: {e}"))
 }
 
-/// Whether a value stored in sled is a segment reference (a log entry may
-/// be either; other prefixes are always one or never).
-pub(super) fn is_ref(stored: &[u8]) -> bool {
-    stored.len() == REF_LEN && stored.starts_with(REF_MAGIC)
+const RUN_MAGIC: &[u8; 4] = b"MSVN";
+const RUN_V1: u8 = 1;
+/// Most entries in one [`Run`] (a reader of one entry reads its whole run:
+/// 64 log entries are ~15 KB).
+pub(super) const MAX_RUN: usize = 64;
+
+/// Whether a value stored in sled is a [`Run`].
+pub(super) fn is_run(stored: &[u8]) -> bool {
+    stored.starts_with(RUN_MAGIC)
+}
+
+/// Consecutive log entries appended together, stored under the first
+/// one's key: one segment value (their openings back to back, one hash)
+/// and each entry's length. One sled key for up to [`MAX_RUN`] entries
+/// instead of one each: sled's file grows with the number of keys a
+/// request writes, not only with their bytes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(super) struct Run {
+    pub(super) lens: Vec<u32>,
+    pub(super) value: ValueRef,
+}
+
+impl Run {
+    /// The run for `entries` (at most [`MAX_RUN`]), once their
+    /// concatenation is appended at `value`.
+    pub(super) fn new(entries: &[Vec<u8>], value: ValueRef) -> Result<Self, StoreError> {
+        let lens = entries
+            .iter()
+            .map(|e| u32::try_from(e.len()).map_err(|_| StoreError::Backend("log entry too large".into())))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { lens, value })
+    }
+
+    pub(super) fn encode(&self) -> Vec<u8> {
+        let mut e = Encoder::new(RUN_MAGIC, RUN_V1);
+        e.u32(self.lens.len() as u32);
+        for l in &self.lens {
+            e.u32(*l);
+        }
+        e.fixed(&self.value.encode());
+        e.finish()
+    }
+
+    pub(super) fn decode(b: &[u8]) -> Result<Self, StoreError> {
+        let parsed = (|| -> Result<Option<Self>, medrelay_crypto::DecodeError> {
+            let mut d = Decoder::open(b, RUN_MAGIC, &[RUN_V1], 5 + 4 + 4 * MAX_RUN + REF_LEN)?;
+            let n = d.u32()? as usize;
+            if n == 0 || n > MAX_RUN {
+                return Ok(None);
+            }
+            let lens = (0..n).map(|_| d.u32()).collect::<Result<Vec<_>, _>>()?;
+            let value: [u8; REF_LEN] = d.array()?;
+            d.finish()?;
+            Ok(ValueRef::decode(&value).ok().map(|value| Self { lens, value }))
+        })();
+        parsed.ok().flatten().ok_or(StoreError::Corrupt("log run"))
+    }
+
+    /// Number of entries.
+    pub(super) fn len(&self) -> u64 {
+        self.lens.len() as u64
+    }
+
+    /// Splits the run's value (read and checked) into its entries.
+    pub(super) fn split(&self, value: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
+        let total: u64 = self.lens.iter().map(|l| u64::from(*l)).sum();
+        if total != value.len() as u64 {
+            return Err(StoreError::Corrupt("log run lengths"));
+        }
+        let mut out = Vec::with_capacity(self.lens.len());
+        let mut at = 0;
+        for l in &self.lens {
+            out.push(value[at..at + *l as usize].to_vec());
+            at += *l as usize;
+        }
+        Ok(out)
+    }
+}
+
+/// Every segment reference a value stored in sled holds, in order: one
+/// for a plain reference, several for a list of them (a record's metadata
+/// and envelope), the run's one for a [`Run`], none for a value kept in
+/// sled itself.
+pub(super) fn refs_in(stored: &[u8]) -> Result<Vec<ValueRef>, StoreError> {
+    if is_run(stored) {
+        return Ok(vec![Run::decode(stored)?.value]);
+    }
+    if stored.is_empty() || stored.len() % REF_LEN != 0 || !stored.starts_with(REF_MAGIC) {
+        return Ok(Vec::new());
+    }
+    stored.chunks(REF_LEN).map(ValueRef::decode).collect()
+}
+
+/// `stored` with its references (as [`refs_in`] lists them) replaced by
+/// `new`, one for one.
+pub(super) fn with_refs(stored: &[u8], new: &[ValueRef]) -> Result<Vec<u8>, StoreError> {
+    if refs_in(stored)?.len() != new.len() {
+        return Err(StoreError::Backend("reference count changed".into()));
+    }
+    if is_run(stored) {
+        let mut run = Run::decode(stored)?;
+        run.value = new[0];
+        return Ok(run.encode());
+    }
+    Ok(encode_refs(new))
+}
+
+/// A list of references, as sled stores it.
+pub(super) fn encode_refs(refs: &[ValueRef]) -> Vec<u8> {
+    refs.iter().flat_map(ValueRef::encode).collect()
 }
 
 /// Where a value lives in the segment files, and its hash.

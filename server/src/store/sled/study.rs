@@ -68,13 +68,14 @@ impl SledStore {
         decide: impl FnOnce(&sled::Db) -> Result<Decided<P, T>, StoreError>,
         apply: impl Fn(&TransactionalTree, &P, &[u64]) -> TxResult<T>,
     ) -> Result<T, StoreError> {
+        let gate = self.gate_read()?;
         let guard = self.lock()?;
         let (events, data) = match decide(&self.db)? {
             Decided::Skip(t) => return Ok(t),
             Decided::Write(events, data) => (events, data),
         };
         let refs: Vec<&LogAppend> = events.iter().collect();
-        let plan = self.plan(&refs)?;
+        let plan = self.plan(&gate, &refs)?;
         let out = self
             .db
             .transaction(|tx| {

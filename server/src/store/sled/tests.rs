@@ -53,8 +53,20 @@ fn record(s: &SledStore, id: u8) -> Result<Option<Vec<u8>>, StoreError> {
     s.get_record(&RecordId::from_bytes([id; 16])).map(|r| r.map(|(_, env)| env))
 }
 
+/// Record `id`'s references in sled: metadata, envelope.
+fn record_refs(s: &SledStore, id: u8) -> Vec<ValueRef> {
+    super::segment::refs_in(&s.raw_db().get(key(b"r/", &[&[id; 16]])).unwrap().unwrap()).unwrap()
+}
+
+/// Record `id`'s envelope reference.
 fn value_ref(s: &SledStore, id: u8) -> ValueRef {
-    ValueRef::decode(&s.raw_db().get(key(b"b/", &[&[id; 16]])).unwrap().unwrap()).unwrap()
+    record_refs(s, id)[1]
+}
+
+/// Points record `id`'s envelope reference at `v` (raw bytes in sled).
+fn set_envelope_ref(s: &SledStore, id: u8, v: &[u8]) {
+    let meta = record_refs(s, id)[0].encode();
+    s.raw_db().insert(key(b"r/", &[&[id; 16]]), [meta.as_slice(), v].concat()).unwrap();
 }
 
 #[test]
@@ -62,23 +74,32 @@ fn values_live_in_segments_and_sled_holds_references() {
     let dir = tempfile::tempdir().unwrap();
     let s = SledStore::open(dir.path()).unwrap();
     put(&s, &[1, 2], 7);
-    let in_sled = s.raw_db().get(key(b"b/", &[&[1; 16]])).unwrap().unwrap();
-    assert_eq!(in_sled.len(), super::segment::REF_LEN, "sled holds a reference, not the envelope");
+    let in_sled = s.raw_db().get(key(b"r/", &[&[1; 16]])).unwrap().unwrap();
+    assert_eq!(in_sled.len(), 2 * super::segment::REF_LEN, "sled holds two references, not the record");
     assert_eq!(record(&s, 1).unwrap(), Some(envelope(1)));
     assert_eq!(s.get_capsule(&CapsuleId::from_bytes([7; 32])).unwrap(), Some(vec![7; 500]));
     let files = segment_files(dir.path());
     assert_eq!(files.len(), 1);
     assert!(files[0].1.windows(301).any(|w| w == envelope(1).as_slice()), "the envelope is in the segment");
     let usage = s.storage_usage().unwrap();
-    assert_eq!(usage.prefixes["b/"].segment_bytes, (envelope(1).len() + envelope(2).len()) as u64);
     assert_eq!(usage.prefixes["cp/"].segment_bytes, 500);
+    // The batch's two log entries are one run: one key, one segment value.
+    assert_eq!(usage.prefixes["l/"].entries, 1);
     assert_eq!(usage.prefixes["l/"].segment_bytes, 2 * opening(1).to_bytes().len() as u64);
-    assert!(super::segment::is_ref(&s.raw_db().get(key(b"l/", &[&0u64.to_be_bytes()])).unwrap().unwrap()));
-    // The record metadata too, with the log index the batch was given.
-    assert!(super::segment::is_ref(&s.raw_db().get(key(b"r/", &[&[2; 16]])).unwrap().unwrap()));
+    assert!(super::segment::is_run(&s.raw_db().get(key(b"l/", &[&0u64.to_be_bytes()])).unwrap().unwrap()));
+    // Their subject too: one key (owner, first index) for both.
+    assert_eq!(usage.prefixes["ls/"].entries, 1);
+    assert_eq!(s.log_indices_for(&owner(), 0, 10).unwrap(), vec![0, 1]);
+    // The record metadata, with the log index the batch was given, and the
+    // envelope: two references under the record's one key.
     let (m, _) = s.get_record(&RecordId::from_bytes([2; 16])).unwrap().unwrap();
     assert_eq!(m.log_index, 1);
-    assert_eq!(usage.prefixes["r/"].segment_bytes, 2 * m.encode().len() as u64);
+    assert_eq!(usage.prefixes["r/"].entries, 2);
+    assert_eq!(
+        usage.prefixes["r/"].segment_bytes,
+        (2 * m.encode().len() + envelope(1).len() + envelope(2).len()) as u64
+    );
+    assert!(!usage.prefixes.contains_key("b/"));
     assert_eq!(s.list_records(&owner(), None, 10).unwrap().len(), 2);
     assert_eq!(usage.segment_garbage(), super::segment::FILE_HEADER_LEN, "only the header");
 }
@@ -97,7 +118,7 @@ fn principals_live_in_segments_with_their_log_index() {
     assert_eq!(got.log_index, 1);
     assert_eq!(got.pre_public_keys, p.pre_public_keys);
     // A registration's log entry is written alone: it stays in sled.
-    assert!(!super::segment::is_ref(&s.raw_db().get(key(b"l/", &[&1u64.to_be_bytes()])).unwrap().unwrap()));
+    assert!(!super::segment::is_run(&s.raw_db().get(key(b"l/", &[&1u64.to_be_bytes()])).unwrap().unwrap()));
     let usage = s.storage_usage().unwrap();
     assert_eq!(usage.prefixes["p/"].segment_bytes, got.encode().len() as u64);
     assert_eq!(usage.segment_garbage(), super::segment::FILE_HEADER_LEN);
@@ -220,13 +241,15 @@ fn a_corrupted_value_is_a_clear_error_and_nothing_else_changes() {
 
     // A reference pointing past its segment, or at a missing one.
     let past = ValueRef { offset: r.offset + 1_000_000, ..r };
-    s.raw_db().insert(key(b"b/", &[&[2; 16]]), past.encode()).unwrap();
+    set_envelope_ref(&s, 2, &past.encode());
     assert!(matches!(record(&s, 2), Err(StoreError::Corrupt(_))));
     let missing = ValueRef { segment: 77, ..r };
-    s.raw_db().insert(key(b"b/", &[&[2; 16]]), missing.encode()).unwrap();
+    set_envelope_ref(&s, 2, &missing.encode());
     assert!(matches!(record(&s, 2), Err(StoreError::Corrupt("segment file missing"))));
-    s.raw_db().insert(key(b"b/", &[&[2; 16]]), &b"not a reference"[..]).unwrap();
-    assert!(matches!(record(&s, 2), Err(StoreError::Corrupt("segment reference"))));
+    set_envelope_ref(&s, 2, &[]);
+    assert!(matches!(record(&s, 2), Err(StoreError::Corrupt("record reference"))));
+    s.raw_db().insert(key(b"r/", &[&[2; 16]]), &b"not a reference"[..]).unwrap();
+    assert!(matches!(record(&s, 2), Err(StoreError::Corrupt("record reference"))));
 }
 
 #[test]
@@ -255,10 +278,10 @@ fn compaction_reclaims_revoked_reencryptions_and_failed_writes() {
     assert!(usage.segment_garbage() >= 9000, "{usage:?}");
     let done = s.compact_segments().unwrap();
     // A principal, two envelopes and their metadata, a capsule, the kept
-    // re-encryption, and the log entries of the two records and the two
-    // fetches (the registration's, the grants' and the revocation's entries
-    // are kept in sled).
-    assert_eq!(done.values, 11);
+    // re-encryption, and three log runs: the two records' (one batch) and
+    // each fetch's (the registration's, the grants' and the revocation's
+    // entries are kept in sled).
+    assert_eq!(done.values, 10);
     assert_eq!(done.segments_removed, 1);
     assert_eq!(
         done.bytes_before - done.bytes_after,
