@@ -38,7 +38,7 @@ fn dir_bytes(p: &Path) -> u64 {
 
 /// Where the data directory's bytes are: each file (or directory) of the
 /// sled database (`segments/` holds the segment files), and the live keys
-/// and values by key prefix (the store's namespaces, `r/`, `b/`, `l/`, `n/`,
+/// and values by key prefix (the store's namespaces, `r/`, `l/`, `n/`,
 /// …), split into what sled holds and what the segment files hold, from the
 /// store reopened after the server stopped.
 fn storage_breakdown(data: &Path, plain: u64) {

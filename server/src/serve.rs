@@ -627,9 +627,22 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
     use super::*;
 
+    /// A temporary data directory, private whatever the umask (`init`
+    /// refuses a directory others can read; `tempfile` follows the umask,
+    /// which the server's own start-up sets to 077 only in its process).
+    fn private_tempdir() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        dir
+    }
+
     #[test]
     fn init_creates_a_private_key_once_and_load_checks_it() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         assert!(matches!(load_log_key(dir.path()), Err(ServeError::Init(_))));
         let vk = init(dir.path()).unwrap();
         assert_eq!(load_log_key(dir.path()).unwrap().verifying_key(), vk);
@@ -655,7 +668,7 @@ mod tests {
 
     #[test]
     fn enroll_refuses_patients_bad_names_and_uninitialized_dirs() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let clock = Clock::manual(1);
         assert!(matches!(enroll(dir.path(), Role::Doctor, "Dr A", &clock), Err(ServeError::Init(_))));
         init(dir.path()).unwrap();
@@ -667,7 +680,7 @@ mod tests {
 
     #[test]
     fn bad_tls_material_is_a_clear_error() {
-        let dir = tempfile::tempdir().unwrap();
+        let dir = private_tempdir();
         let cert = dir.path().join("cert.pem");
         let key = dir.path().join("key.pem");
         assert!(matches!(tls_config(&cert, &key), Err(ServeError::Tls(_))));

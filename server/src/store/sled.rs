@@ -5,24 +5,38 @@
 //! nothing). Every write is followed by `flush` before the call returns, so a
 //! returned `Ok` means the change is on disk.
 //!
-//! The large immutable values (record envelopes `b/`, batch capsules `cp/`,
-//! stored re-encryptions `rd/`, principals `p/` with their ~300 KB of PRE
-//! public keys) and the record metadata (`r/`) are not kept in sled: sled
-//! 0.34's pages are log-structured and keep superseded versions of every
-//! node a value sits in, and write a large node as a whole new blob file
-//! each time it changes, so its directory grew 2.6–3.6× the live data. A
-//! principal and a record's metadata embed the log index their transaction
-//! assigns, so they are appended under the append lock, after the log plan
-//! (`logged_appending`). The log entries written
-//! with records or served fetches (`l/`, ~230 bytes each, one per record)
-//! go with them; an entry written alone stays in sled (one sync, not two),
-//! and a reader tells the two apart by the value's magic. They are appended to
+//! The large immutable values (record envelopes and metadata `r/`, batch
+//! capsules `cp/`, stored re-encryptions `rd/`, principals `p/` with their
+//! ~300 KB of PRE public keys) are not kept in sled: sled 0.34's pages are
+//! log-structured and keep superseded versions of every node a value sits
+//! in, and write a large node as a whole new blob file each time it
+//! changes, so its directory grew 2.6–3.6× the live data. A principal and
+//! a record's metadata embed the log index their transaction assigns, so
+//! they are appended under the append lock, after the log plan
+//! (`logged_appending`). The log entries written with records or served
+//! fetches (`l/`, ~230 bytes each, one per record) go with them; an entry
+//! written alone stays in sled (one sync, not two). They are appended to
 //! segment files (`segments/NNNNNN.seg` inside the sled directory, see
 //! [`segment`]), synced before the transaction that stores their
-//! references under the same keys commits; reads check each value's
-//! SHA-256. Unreferenced segment bytes (a revoked grant's re-encryptions,
-//! failed requests) are reclaimed by [`SledStore::compact_segments`]
-//! (`medrelay-server compact`).
+//! references commits; reads check each value's SHA-256. Unreferenced
+//! segment bytes (a revoked grant's re-encryptions, failed requests) are
+//! reclaimed by [`SledStore::compact_segments`] (`medrelay-server compact`).
+//!
+//! sled's own file grows with the number of keys a request writes (each
+//! insert is a logged page fragment, and a page is rewritten whole every
+//! few fragments), so the index keeps few keys per record:
+//!
+//! | key | value | per |
+//! |---|---|---|
+//! | `r/` record id | references to its metadata and its envelope | record |
+//! | `o/` owner, record id | (empty: the owner's listing, by id) | record |
+//! | `l/` first index | a [`segment::Run`] of up to 64 entries, or one entry's opening | request |
+//! | `ls/` subject, first index | count of consecutive entries (empty: one) | request and subject |
+//! | `n/` level, index | Merkle node, level ≥ [`STORED_FROM_LEVEL`] only | 8 entries |
+//!
+//! Measured on a 1,111-resource chart, the import grew the directory 1.32×
+//! its plaintext with this layout, against 2.45× with one key per entry,
+//! subject, envelope and Merkle node (`docs/BENCHMARKS.md`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -52,7 +66,7 @@ mod study;
 mod tests;
 
 pub use compact::{Compacted, PrefixUsage, StorageUsage};
-use segment::{Run, Segments, ValueRef};
+use segment::{Run, Segments, StoredEntry, ValueRef};
 
 const LOG_SIZE: &[u8] = b"m/log_size";
 /// The segment files, inside the sled directory.
@@ -154,14 +168,14 @@ struct Overlay<'a> {
 }
 
 impl Overlay<'_> {
-    /// The hash of committed leaf `i`.
+    /// The stored hash of committed leaf `i`.
     fn committed_leaf(&self, i: u64) -> Result<MerkleHash, StoreError> {
         if let Some(h) = self.leaves.borrow().get(&i) {
             return Ok(*h);
         }
         let mut leaves = self.leaves.borrow_mut();
-        for (j, raw) in self.store.raw_entries(self._gate, i, i + 1)? {
-            leaves.insert(j, parse_opening(&raw)?.leaf_hash());
+        for (j, (_, leaf)) in self.store.raw_entries(self._gate, i, i + 1)? {
+            leaves.insert(j, leaf_hash(&leaf)?);
         }
         leaves.get(&i).copied().ok_or(StoreError::Corrupt("log entry missing"))
     }
@@ -220,14 +234,28 @@ fn parse_opening(raw: &[u8]) -> Result<LeafOpening, StoreError> {
     LeafOpening::from_bytes(raw).map_err(|_| StoreError::Corrupt("log entry"))
 }
 
-/// The openings of log entries, `MAX_RUN` to a segment value.
-fn run_values(openings: &[Vec<u8>]) -> Vec<Vec<u8>> {
-    openings.chunks(segment::MAX_RUN).map(|c| c.concat()).collect()
+fn leaf_hash(raw: &[u8; 32]) -> Result<MerkleHash, StoreError> {
+    MerkleHash::from_slice(raw).map_err(|_| StoreError::Corrupt("leaf hash"))
 }
 
-/// The [`Run`]s of `openings`, once [`run_values`] of them were appended at `refs`.
-fn runs_of(openings: &[Vec<u8>], refs: &[ValueRef]) -> Result<Vec<Run>, StoreError> {
-    openings.chunks(segment::MAX_RUN).zip(refs).map(|(c, r)| Run::new(c, *r)).collect()
+/// Log entries as stored: opening and leaf hash.
+fn stored_entries(events: &[&LogAppend]) -> Vec<StoredEntry> {
+    events.iter().map(|e| (e.opening.to_bytes(), *e.opening.leaf_hash().as_bytes())).collect()
+}
+
+/// An entry kept in sled itself: its opening, then its leaf hash.
+fn inline_entry(e: &LogAppend) -> Vec<u8> {
+    [e.opening.to_bytes().as_slice(), e.opening.leaf_hash().as_bytes()].concat()
+}
+
+/// The segment values of log entries, `MAX_RUN` to a value.
+fn run_values(entries: &[StoredEntry]) -> Vec<Vec<u8>> {
+    entries.chunks(segment::MAX_RUN).map(Run::value_of).collect()
+}
+
+/// The [`Run`]s of `entries`, once [`run_values`] of them were appended at `refs`.
+fn runs_of(entries: &[StoredEntry], refs: &[ValueRef]) -> Result<Vec<Run>, StoreError> {
+    entries.chunks(segment::MAX_RUN).zip(refs).map(|(c, r)| Run::new(c, *r)).collect()
 }
 
 fn tree_err(e: TreeError<StoreError>) -> StoreError {
@@ -277,7 +305,7 @@ fn tx_apply_log_placed(
     let idxs: Vec<u64> = (plan.start..).take(events.len()).collect();
     if runs.is_empty() {
         for (event, idx) in events.iter().zip(&idxs) {
-            tx.insert(key(b"l/", &[&idx.to_be_bytes()]), event.opening.to_bytes())?;
+            tx.insert(key(b"l/", &[&idx.to_be_bytes()]), inline_entry(event))?;
         }
     } else {
         if runs.iter().map(Run::len).sum::<u64>() != events.len() as u64 {
@@ -346,7 +374,7 @@ fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
-    /// The large immutable values (`b/`, `cp/`, `rd/`, `p/`, `r/`, bulk `l/`); sled
+    /// The large immutable values (`r/`, `cp/`, `rd/`, `p/`, bulk `l/`); sled
     /// holds their references.
     segs: Arc<Segments>,
     /// Held shared by every store and read of a segmented value, and
@@ -492,16 +520,15 @@ impl SledStore {
         let guard = self.lock()?;
         let plan = self.plan(gate, events)?;
         let indexed = indexed(plan.start)?;
-        let openings: Vec<Vec<u8>> =
-            if log_in_segment { events.iter().map(|e| e.opening.to_bytes()).collect() } else { Vec::new() };
-        let run_values = run_values(&openings);
+        let entries = if log_in_segment { stored_entries(events) } else { Vec::new() };
+        let run_values = run_values(&entries);
         let mut values: Vec<&[u8]> = fixed.to_vec();
         values.extend(indexed.iter().map(Vec::as_slice));
         values.extend(run_values.iter().map(Vec::as_slice));
         let appended = self.segs.append(&values)?;
         let (fixed_refs, rest) = appended.split_at(fixed.len());
         let (indexed_refs, run_refs) = rest.split_at(indexed.len());
-        let runs = runs_of(&openings, run_refs)?;
+        let runs = runs_of(&entries, run_refs)?;
         let out = self
             .db
             .transaction(|tx| {
@@ -531,7 +558,7 @@ impl SledStore {
     /// [`Run`]) that holds one of the log entries `[start, end)`, in index
     /// order: a run's entries outside the range come too. Fails if an
     /// entry of the range is missing.
-    fn raw_entries(&self, _gate: &Gate<'_>, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>, StoreError> {
+    fn raw_entries(&self, _gate: &Gate<'_>, start: u64, end: u64) -> Result<Vec<(u64, StoredEntry)>, StoreError> {
         const MISSING: StoreError = StoreError::Corrupt("log entry missing");
         let mut out = Vec::new();
         if start >= end {
@@ -559,7 +586,9 @@ impl SledStore {
                 out.extend((first..).zip(parts));
                 need = need.max(first + run.len());
             } else {
-                out.push((first, v.to_vec()));
+                let at = v.len().checked_sub(32).ok_or(StoreError::Corrupt("log entry"))?;
+                let leaf: [u8; 32] = v[at..].try_into().map_err(|_| StoreError::Corrupt("log entry"))?;
+                out.push((first, (v[..at].to_vec(), leaf)));
                 need = need.max(first + 1);
             }
         }
@@ -575,7 +604,7 @@ impl SledStore {
         self.raw_entries(&gate, start, end)?
             .into_iter()
             .filter(|(i, _)| (start..end).contains(i))
-            .map(|(i, raw)| Ok((i, parse_opening(&raw)?)))
+            .map(|(i, (raw, _))| Ok((i, parse_opening(&raw)?)))
             .collect()
     }
 
@@ -859,13 +888,13 @@ impl Store for SledStore {
                 fresh.push(i);
             }
         }
-        let openings: Vec<Vec<u8>> = events.iter().map(|e| e.opening.to_bytes()).collect();
-        let run_values = run_values(&openings);
+        let entries = stored_entries(&refs);
+        let run_values = run_values(&entries);
         let mut values: Vec<&[u8]> = fresh.iter().map(|&i| delivered[i].2.as_slice()).collect();
         values.extend(run_values.iter().map(Vec::as_slice));
         let appended = self.segs.append(&values)?;
         let (delivered_refs, run_refs) = appended.split_at(fresh.len());
-        let runs = runs_of(&openings, run_refs)?;
+        let runs = runs_of(&entries, run_refs)?;
         let mut placed: Vec<Option<segment::ValueRef>> = vec![None; delivered.len()];
         for (&i, r) in fresh.iter().zip(delivered_refs) {
             placed[i] = Some(*r);
@@ -1029,9 +1058,14 @@ impl Store for SledStore {
     }
 
     fn log_leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, MerkleHash)>, StoreError> {
-        // From the entries themselves (level 0 is not stored), a run at a time.
+        // Stored with the entries (level 0 is not a node key), a run at a time.
         let end = end.min(self.log_size()?);
-        Ok(self.openings(start, end)?.into_iter().map(|(i, o)| (i, o.leaf_hash())).collect())
+        let gate = self.gate_read()?;
+        self.raw_entries(&gate, start, end)?
+            .into_iter()
+            .filter(|(i, _)| (start..end).contains(i))
+            .map(|(i, (_, leaf))| Ok((i, leaf_hash(&leaf)?)))
+            .collect()
     }
 
     fn log_indices_for(

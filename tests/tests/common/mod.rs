@@ -246,26 +246,41 @@ impl User {
 }
 
 /// Flips the last byte of log entry `index` in a stopped server's sled store,
-/// as someone with write access to its disk could. An entry kept in a
-/// segment file (sled holds its reference: `MSVR`, version, segment u32,
-/// offset u64, length u32, SHA-256) is changed there, and its reference is
-/// rewritten with the new bytes' hash, so only the Merkle log can tell.
+/// as someone with write access to its disk could. Entries written with
+/// records or fetches are kept in segment files as runs: sled holds, under
+/// the run's first index, `MSVN`, version, count u32, each entry's length
+/// u32, then the reference to the run's bytes (`MSVR`, version, segment u32,
+/// offset u64, length u32, SHA-256): the openings back to back, then their
+/// leaf hashes. The opening is changed in the segment and
+/// the reference rewritten with the new bytes' hash, so only the Merkle log
+/// can tell.
 pub fn tamper_log_entry(data_dir: &Path, index: u64) {
     use sha2::Digest as _;
     let db = sled::Config::new().path(data_dir.join("db")).open().unwrap();
-    let key = [&b"l/"[..], &index.to_be_bytes()].concat();
-    let mut value = db.get(&key).unwrap().expect("the log entry").to_vec();
-    if value.len() == 53 && value.starts_with(b"MSVR") {
-        let segment = u32::from_be_bytes(value[5..9].try_into().unwrap());
-        let offset = u64::from_be_bytes(value[9..17].try_into().unwrap()) as usize;
-        let len = u32::from_be_bytes(value[17..21].try_into().unwrap()) as usize;
+    let upto = [&b"l/"[..], &index.to_be_bytes()].concat();
+    let (key, value) = db.range(&b"l/"[..]..=&upto[..]).next_back().expect("the log entry").unwrap();
+    let first = u64::from_be_bytes(key[2..].try_into().unwrap());
+    let mut value = value.to_vec();
+    if value.starts_with(b"MSVN") {
+        let u32_at = |v: &[u8], at: usize| u32::from_be_bytes(v[at..at + 4].try_into().unwrap()) as usize;
+        let count = u32_at(&value, 5);
+        let lens: Vec<usize> = (0..count).map(|i| u32_at(&value, 9 + 4 * i)).collect();
+        let nth = usize::try_from(index - first).unwrap();
+        assert!(nth < count, "the log entry");
+        let r = 9 + 4 * count;
+        let segment = u32_at(&value, r + 5);
+        let offset = u64::from_be_bytes(value[r + 9..r + 17].try_into().unwrap()) as usize;
+        let len = u32_at(&value, r + 17);
         let path = data_dir.join("db/segments").join(format!("{segment:06}.seg"));
         let mut bytes = std::fs::read(&path).unwrap();
-        bytes[offset + len - 1] ^= 0x01;
+        let end_of_entry: usize = offset + lens[..=nth].iter().sum::<usize>();
+        bytes[end_of_entry - 1] ^= 0x01;
         std::fs::write(&path, &bytes).unwrap();
-        value[21..].copy_from_slice(&sha2::Sha256::digest(&bytes[offset..offset + len]));
+        value[r + 21..].copy_from_slice(&sha2::Sha256::digest(&bytes[offset..offset + len]));
     } else {
-        let last = value.len() - 1;
+        // Kept in sled: the opening, then its 32-byte leaf hash.
+        assert_eq!(first, index, "the log entry");
+        let last = value.len() - 33;
         value[last] ^= 0x01;
     }
     db.insert(&key, value).unwrap();

@@ -7,7 +7,9 @@
 //! A segment is an append-only file `NNNNNN.seg` in the store's
 //! `segments/` directory (0700; files 0600). A value is appended as it is,
 //! with nothing around it; sled keeps, under the value's own key, a small
-//! [`ValueRef`]: segment, offset, length and the value's SHA-256. A read
+//! [`ValueRef`]: segment, offset, length and the value's SHA-256 (a record
+//! keeps two under its one key, metadata and envelope; consecutive log
+//! entries are one value, a [`Run`], under the first one's key). A read
 //! checks the hash and fails with [`StoreError::Corrupt`] on a mismatch.
 //!
 //! Crash safety rests on an order: a request's values are written and
@@ -59,9 +61,15 @@ pub(super) fn is_run(stored: &[u8]) -> bool {
     stored.starts_with(RUN_MAGIC)
 }
 
+/// A log entry's opening and its leaf hash, as stored.
+pub(super) type StoredEntry = (Vec<u8>, [u8; 32]);
+
 /// Consecutive log entries appended together, stored under the first
-/// one's key: one segment value (their openings back to back, one hash)
-/// and each entry's length. One sled key for up to [`MAX_RUN`] entries
+/// one's key: one segment value (their openings back to back, then their
+/// leaf hashes, 32 bytes each; one SHA-256 for the value) and each
+/// opening's length. The leaf hashes are kept, not recomputed: the Merkle
+/// nodes below level 4 are computed from them, so an opening altered on
+/// disk fails its own inclusion check only, as when every leaf was stored. One sled key for up to [`MAX_RUN`] entries
 /// instead of one each: sled's file grows with the number of keys a
 /// request writes, not only with their bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -71,12 +79,18 @@ pub(super) struct Run {
 }
 
 impl Run {
-    /// The run for `entries` (at most [`MAX_RUN`]), once their
-    /// concatenation is appended at `value`.
-    pub(super) fn new(entries: &[Vec<u8>], value: ValueRef) -> Result<Self, StoreError> {
+    /// The segment value of `entries` (at most [`MAX_RUN`]).
+    pub(super) fn value_of(entries: &[StoredEntry]) -> Vec<u8> {
+        let mut v: Vec<u8> = entries.iter().flat_map(|(o, _)| o.iter().copied()).collect();
+        v.extend(entries.iter().flat_map(|(_, h)| h.iter().copied()));
+        v
+    }
+
+    /// The run for `entries`, once [`Run::value_of`] them is appended at `value`.
+    pub(super) fn new(entries: &[StoredEntry], value: ValueRef) -> Result<Self, StoreError> {
         let lens = entries
             .iter()
-            .map(|e| u32::try_from(e.len()).map_err(|_| StoreError::Backend("log entry too large".into())))
+            .map(|(e, _)| u32::try_from(e.len()).map_err(|_| StoreError::Backend("log entry too large".into())))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { lens, value })
     }
@@ -112,16 +126,18 @@ impl Run {
     }
 
     /// Splits the run's value (read and checked) into its entries.
-    pub(super) fn split(&self, value: &[u8]) -> Result<Vec<Vec<u8>>, StoreError> {
-        let total: u64 = self.lens.iter().map(|l| u64::from(*l)).sum();
-        if total != value.len() as u64 {
+    pub(super) fn split(&self, value: &[u8]) -> Result<Vec<StoredEntry>, StoreError> {
+        let openings: u64 = self.lens.iter().map(|l| u64::from(*l)).sum();
+        if openings + 32 * self.len() != value.len() as u64 {
             return Err(StoreError::Corrupt("log run lengths"));
         }
+        let (mut at, mut leaf) = (0, openings as usize);
         let mut out = Vec::with_capacity(self.lens.len());
-        let mut at = 0;
         for l in &self.lens {
-            out.push(value[at..at + *l as usize].to_vec());
+            let hash: [u8; 32] = value[leaf..leaf + 32].try_into().map_err(|_| StoreError::Corrupt("log run"))?;
+            out.push((value[at..at + *l as usize].to_vec(), hash));
             at += *l as usize;
+            leaf += 32;
         }
         Ok(out)
     }

@@ -85,7 +85,7 @@ fn values_live_in_segments_and_sled_holds_references() {
     assert_eq!(usage.prefixes["cp/"].segment_bytes, 500);
     // The batch's two log entries are one run: one key, one segment value.
     assert_eq!(usage.prefixes["l/"].entries, 1);
-    assert_eq!(usage.prefixes["l/"].segment_bytes, 2 * opening(1).to_bytes().len() as u64);
+    assert_eq!(usage.prefixes["l/"].segment_bytes, 2 * (opening(1).to_bytes().len() + 32) as u64);
     assert!(super::segment::is_run(&s.raw_db().get(key(b"l/", &[&0u64.to_be_bytes()])).unwrap().unwrap()));
     // Their subject too: one key (owner, first index) for both.
     assert_eq!(usage.prefixes["ls/"].entries, 1);
@@ -332,4 +332,134 @@ fn segments_reopen_after_an_empty_or_headerless_file() {
     assert_eq!(segs.read(&r1[1]).unwrap(), b"two");
     assert_eq!(segs.read(&r2[0]).unwrap(), b"three");
     assert!(segs.path_of(3).exists());
+}
+
+/// The index keeps few keys: log entries in runs, subjects in runs, Merkle
+/// nodes from level 4 up. Whatever the layout, every read must match a
+/// plain in-memory tree over the same leaves: entries, ranges that start
+/// and end inside runs, subject histories from inside a run, roots,
+/// inclusion and consistency proofs at every size, before and after a
+/// reopen.
+#[test]
+fn runs_and_recomputed_nodes_read_like_a_plain_log() {
+    use medrelay_policy::{MemoryNodeStore, MerkleTree};
+
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let (o, d) = (owner(), PrincipalId::from_bytes([2; 32]));
+    let doctor = principal(2, Role::Doctor);
+    let mut tags: Vec<(u8, Vec<PrincipalId>)> = Vec::new();
+    // An entry written alone (kept in sled), a batch of 70 records (runs
+    // of 64 and 6), an entry about two subjects, a batch of 5, a fetch of 3.
+    s.register_principal(&doctor, None, &ev(200, &[doctor.id()])).unwrap();
+    tags.push((200, vec![doctor.id()]));
+    let records: Vec<_> = (1..=70).map(|i| (meta(i, o), envelope(i))).collect();
+    let events: Vec<_> = (1..=70).map(|i| ev(i, &[o])).collect();
+    s.put_batch(&[(CapsuleId::from_bytes([7; 32]), vec![7; 500])], &records, &events).unwrap();
+    tags.extend((1..=70).map(|i| (i, vec![o])));
+    s.append_log(&ev(100, &[o, d])).unwrap();
+    tags.push((100, vec![o, d]));
+    let records: Vec<_> = (71..=75).map(|i| (meta(i, o), envelope(i))).collect();
+    let events: Vec<_> = (71..=75).map(|i| ev(i, &[o])).collect();
+    s.put_batch(&[(CapsuleId::from_bytes([7; 32]), vec![7; 500])], &records, &events).unwrap();
+    tags.extend((71..=75).map(|i| (i, vec![o])));
+    let g = grant(4, o, d);
+    s.put_grant(&g, b"rekeys", &ev(101, &[o, d])).unwrap();
+    tags.push((101, vec![o, d]));
+    let fetch: Vec<_> = (110..113).map(|t| ev(t, &[d])).collect();
+    s.put_served(&[g.grant_id], &[], &fetch).unwrap();
+    tags.extend((110..113).map(|t| (t, vec![d])));
+
+    let mut mem = MerkleTree::new(MemoryNodeStore::new());
+    for (t, _) in &tags {
+        mem.append_leaf_hash(opening(*t).leaf_hash()).unwrap();
+    }
+    let n = tags.len() as u64;
+    let check = |s: &SledStore| {
+        assert_eq!(s.log_size().unwrap(), n);
+        let all = s.log_entries(0, n + 10).unwrap();
+        assert_eq!(all.len() as u64, n);
+        for (i, ((idx, got), (t, _))) in all.iter().zip(&tags).enumerate() {
+            assert_eq!((*idx, got), (i as u64, &opening(*t)));
+        }
+        for (a, b) in [(1, 2), (60, 70), (63, 66), (64, 65), (70, 74), (72, 80), (0, n)] {
+            let got = s.log_entries(a, b).unwrap();
+            assert_eq!(got.iter().map(|(i, _)| *i).collect::<Vec<_>>(), (a..b).collect::<Vec<_>>());
+            let hashes = s.log_leaf_hashes(a, b).unwrap();
+            let want: Vec<_> = (a..b).map(|i| (i, mem.leaf_hash(i).unwrap())).collect();
+            assert_eq!(hashes, want);
+        }
+        for who in [o, d, doctor.id()] {
+            let want: Vec<u64> =
+                tags.iter().enumerate().filter(|(_, (_, subj))| subj.contains(&who)).map(|(i, _)| i as u64).collect();
+            for from in [0, 1, 30, 64, 65, 71, 72, 77, 80, n] {
+                for limit in [1, 5, 100] {
+                    let got = s.log_indices_for(&who, from, limit).unwrap();
+                    let exp: Vec<u64> = want.iter().copied().filter(|i| *i >= from).take(limit).collect();
+                    assert_eq!(got, exp, "subject history from {from}, limit {limit}");
+                }
+            }
+        }
+        for size in 1..=n {
+            assert_eq!(s.log_root(size).unwrap(), mem.root_at(size).unwrap(), "root at {size}");
+            for i in [0, size / 2, size - 1] {
+                assert_eq!(s.inclusion_proof(i, size).unwrap(), mem.inclusion_proof(i, size).unwrap());
+            }
+            for old in [1, size / 3, size - 1] {
+                if old >= 1 && old <= size {
+                    assert_eq!(
+                        s.consistency_proof(old, size).unwrap(),
+                        mem.consistency_proof(old, size).unwrap()
+                    );
+                }
+            }
+        }
+    };
+    check(&s);
+
+    // What sled holds: six log keys (one entry alone, runs of 64 and 6, one
+    // entry alone, a run of 5, the grant's entry alone, a run of 3), subject
+    // runs, no Merkle node below level 4.
+    let usage = s.storage_usage().unwrap();
+    assert_eq!(usage.prefixes["l/"].entries, 7);
+    // doctor (1); owner: 1..=70, 71 (with d), 72..=76, 77 (with d): 4 runs,
+    // as each request writes its own; d: 71, 77, 78..=80.
+    assert_eq!(usage.prefixes["ls/"].entries, 1 + 4 + 3);
+    for item in s.raw_db().scan_prefix(b"n/") {
+        let (k, _) = item.unwrap();
+        assert!(k[2] >= super::STORED_FROM_LEVEL, "node at level {} is stored", k[2]);
+    }
+    assert_eq!(usage.prefixes["n/"].entries, n / 16 + n / 32 + n / 64);
+
+    drop(s);
+    let s = reopen(dir.path());
+    check(&s);
+    // And after a compaction moved the runs.
+    s.put_batch(&[], &[(meta(1, o), vec![1; 10])], &[ev(1, &[o])]).unwrap_err();
+    assert!(s.compact_segments().unwrap().segments_removed > 0);
+    check(&s);
+}
+
+#[test]
+fn a_corrupt_log_run_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    put(&s, &[1, 2, 3], 7);
+    let k = key(b"l/", &[&0u64.to_be_bytes()]);
+    let good = s.raw_db().get(&k).unwrap().unwrap();
+    let mut run = super::segment::Run::decode(&good).unwrap();
+    // Lengths that do not add up to the value.
+    run.lens[0] += 1;
+    s.raw_db().insert(&k, run.encode()).unwrap();
+    assert!(matches!(s.log_entries(0, 3), Err(StoreError::Corrupt("log run lengths"))));
+    // Not a run at all, and a run that stops short of the log's size.
+    s.raw_db().insert(&k, &b"MSVN\x01junk"[..]).unwrap();
+    assert!(matches!(s.log_entries(1, 2), Err(StoreError::Corrupt("log run"))));
+    let mut short = super::segment::Run::decode(&good).unwrap();
+    short.lens.pop();
+    s.raw_db().insert(&k, short.encode()).unwrap();
+    assert!(matches!(s.log_entries(2, 3), Err(StoreError::Corrupt(_))));
+    assert!(matches!(s.inclusion_proof(2, 3), Err(StoreError::Corrupt(_))));
+    s.raw_db().insert(&k, good).unwrap();
+    assert_eq!(s.log_entries(0, 3).unwrap().len(), 3);
 }
