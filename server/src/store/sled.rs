@@ -7,7 +7,8 @@
 //!
 //! The large immutable values (record envelopes and metadata `r/`, batch
 //! capsules `cp/`, stored re-encryptions `rd/`, principals `p/` with their
-//! ~300 KB of PRE public keys) are not kept in sled: sled 0.34's pages are
+//! ~300 KB of PRE public keys, a grant's re-encryption keys `k/`, ~1.5 MiB
+//! per key class) are not kept in sled: sled 0.34's pages are
 //! log-structured and keep superseded versions of every node a value sits
 //! in, and write a large node as a whole new blob file each time it
 //! changes, so its directory grew 2.6–3.6× the live data. A principal and
@@ -73,10 +74,11 @@ const LOG_SIZE: &[u8] = b"m/log_size";
 const SEGMENTS_DIR: &str = "segments";
 /// The prefixes whose values live in segment files (sled holds
 /// references): records (`r/`: metadata and envelope, two references under
-/// one key), batch capsules, stored re-encryptions, principals.
+/// one key), batch capsules, stored re-encryptions, principals, a grant's
+/// re-encryption keys (`k/`, removed at revocation).
 /// Log entries (`l/`) written with records or served fetches are kept there
 /// too, as [`Run`]s (an entry written alone stays in sled: one sync, not two).
-const SEGMENTED: [&[u8]; 5] = [b"cp/", b"rd/", b"l/", b"p/", b"r/"];
+const SEGMENTED: [&[u8]; 6] = [b"cp/", b"rd/", b"l/", b"p/", b"r/", b"k/"];
 /// Merkle nodes below this level are not stored: each is recomputed from
 /// the (at most 8) leaf hashes under it, read from the log entries. The
 /// nodes sled keeps drop from two per entry to one per eight; an inclusion
@@ -558,7 +560,12 @@ impl SledStore {
     /// [`Run`]) that holds one of the log entries `[start, end)`, in index
     /// order: a run's entries outside the range come too. Fails if an
     /// entry of the range is missing.
-    fn raw_entries(&self, _gate: &Gate<'_>, start: u64, end: u64) -> Result<Vec<(u64, StoredEntry)>, StoreError> {
+    fn raw_entries(
+        &self,
+        _gate: &Gate<'_>,
+        start: u64,
+        end: u64,
+    ) -> Result<Vec<(u64, StoredEntry)>, StoreError> {
         const MISSING: StoreError = StoreError::Corrupt("log entry missing");
         let mut out = Vec::new();
         if start >= end {
@@ -972,17 +979,33 @@ impl Store for SledStore {
 
     fn put_grant(&self, grant: &StoredGrant, rekeys: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
         let gid = grant.grant_id.as_bytes();
-        self.logged(&[event], |tx, idxs| {
-            if tx.get(key(b"g/", &[gid]))?.is_some() {
-                return abort(StoreError::AlreadyExists("grant"));
+        // The re-encryption keys (~1.5 MiB per key class) go to a segment,
+        // sled holds their reference; a taken id is refused before the append.
+        let gate = self.gate_read()?;
+        let taken = || -> Result<(), StoreError> {
+            match self.get(&key(b"g/", &[gid]))? {
+                Some(_) => Err(StoreError::AlreadyExists("grant")),
+                None => Ok(()),
             }
-            let idx = idxs[0];
-            tx.insert(key(b"g/", &[gid]), grant.encode())?;
-            tx.insert(key(b"k/", &[gid]), rekeys)?;
-            tx.insert(key(b"gp/", &[grant.patient.as_bytes(), gid]), &[][..])?;
-            tx.insert(key(b"gd/", &[grant.doctor.as_bytes(), gid]), &[][..])?;
-            Ok(idx)
-        })
+        };
+        self.logged_appending(
+            &gate,
+            &[event],
+            false,
+            &[rekeys],
+            |_| taken().map(|()| Vec::new()),
+            |tx, idxs, refs, _| {
+                if tx.get(key(b"g/", &[gid]))?.is_some() {
+                    return abort(StoreError::AlreadyExists("grant"));
+                }
+                let idx = idxs[0];
+                tx.insert(key(b"g/", &[gid]), grant.encode())?;
+                tx.insert(key(b"k/", &[gid]), refs[0].encode())?;
+                tx.insert(key(b"gp/", &[grant.patient.as_bytes(), gid]), &[][..])?;
+                tx.insert(key(b"gd/", &[grant.doctor.as_bytes(), gid]), &[][..])?;
+                Ok(idx)
+            },
+        )
     }
 
     fn revoke_grant(&self, id: &GrantId, revocation: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
@@ -1026,7 +1049,7 @@ impl Store for SledStore {
     }
 
     fn get_rekeys(&self, id: &GrantId) -> Result<Option<Vec<u8>>, StoreError> {
-        Ok(self.get(&key(b"k/", &[id.as_bytes()]))?.map(|v| v.to_vec()))
+        self.get_segmented(&key(b"k/", &[id.as_bytes()]))
     }
 
     fn list_grants_by_patient(

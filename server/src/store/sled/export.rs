@@ -73,7 +73,7 @@ impl SledStore {
         }
         for kv in scan(b"k/") {
             let (k, v) = kv?;
-            sink(Row::Rekeys(GrantId::from_bytes(arr(&k)?), v))?;
+            sink(Row::Rekeys(GrantId::from_bytes(arr(&k)?), self.segs.resolve(&v)?))?;
         }
         // After the grants (the copy's stored re-encryptions reference them).
         for kv in scan(b"rd/") {

@@ -90,7 +90,9 @@ impl Run {
     pub(super) fn new(entries: &[StoredEntry], value: ValueRef) -> Result<Self, StoreError> {
         let lens = entries
             .iter()
-            .map(|(e, _)| u32::try_from(e.len()).map_err(|_| StoreError::Backend("log entry too large".into())))
+            .map(|(e, _)| {
+                u32::try_from(e.len()).map_err(|_| StoreError::Backend("log entry too large".into()))
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self { lens, value })
     }
@@ -134,7 +136,8 @@ impl Run {
         let (mut at, mut leaf) = (0, openings as usize);
         let mut out = Vec::with_capacity(self.lens.len());
         for l in &self.lens {
-            let hash: [u8; 32] = value[leaf..leaf + 32].try_into().map_err(|_| StoreError::Corrupt("log run"))?;
+            let hash: [u8; 32] =
+                value[leaf..leaf + 32].try_into().map_err(|_| StoreError::Corrupt("log run"))?;
             out.push((value[at..at + *l as usize].to_vec(), hash));
             at += *l as usize;
             leaf += 32;

@@ -278,10 +278,11 @@ fn compaction_reclaims_revoked_reencryptions_and_failed_writes() {
     assert!(usage.segment_garbage() >= 9000, "{usage:?}");
     let done = s.compact_segments().unwrap();
     // A principal, two envelopes and their metadata, a capsule, the kept
+    // grant's re-encryption keys (the revoked one's are garbage), the kept
     // re-encryption, and three log runs: the two records' (one batch) and
     // each fetch's (the registration's, the grants' and the revocation's
     // entries are kept in sled).
-    assert_eq!(done.values, 10);
+    assert_eq!(done.values, 11);
     assert_eq!(done.segments_removed, 1);
     assert_eq!(
         done.bytes_before - done.bytes_after,
@@ -299,6 +300,8 @@ fn compaction_reclaims_revoked_reencryptions_and_failed_writes() {
     assert_eq!(s.get_capsule(&c).unwrap(), Some(vec![7; 500]));
     assert_eq!(s.get_delivered(&kept.grant_id, &c).unwrap(), Some(vec![41; 5000]));
     assert_eq!(s.get_delivered(&g.grant_id, &c).unwrap(), None);
+    assert_eq!(s.get_rekeys(&kept.grant_id).unwrap().as_deref(), Some(&b"rekeys"[..]));
+    assert_eq!(s.get_rekeys(&g.grant_id).unwrap(), None);
     assert_eq!(s.get_principal(&doctor.id()).unwrap(), Some(doctor));
     let metas = s.list_records(&owner(), None, 10).unwrap();
     assert_eq!(metas.iter().map(|m| m.log_index).collect::<Vec<_>>(), vec![1, 2]);
@@ -390,8 +393,12 @@ fn runs_and_recomputed_nodes_read_like_a_plain_log() {
             assert_eq!(hashes, want);
         }
         for who in [o, d, doctor.id()] {
-            let want: Vec<u64> =
-                tags.iter().enumerate().filter(|(_, (_, subj))| subj.contains(&who)).map(|(i, _)| i as u64).collect();
+            let want: Vec<u64> = tags
+                .iter()
+                .enumerate()
+                .filter(|(_, (_, subj))| subj.contains(&who))
+                .map(|(i, _)| i as u64)
+                .collect();
             for from in [0, 1, 30, 64, 65, 71, 72, 77, 80, n] {
                 for limit in [1, 5, 100] {
                     let got = s.log_indices_for(&who, from, limit).unwrap();
@@ -462,4 +469,29 @@ fn a_corrupt_log_run_is_a_clear_error() {
     assert!(matches!(s.inclusion_proof(2, 3), Err(StoreError::Corrupt(_))));
     s.raw_db().insert(&k, good).unwrap();
     assert_eq!(s.log_entries(0, 3).unwrap().len(), 3);
+}
+
+#[test]
+fn a_grants_keys_live_in_a_segment_and_a_refused_grant_appends_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = SledStore::open(dir.path()).unwrap();
+    let (p, d) = (owner(), PrincipalId::from_bytes([2; 32]));
+    let g = grant(4, p, d);
+    let keys = vec![0x3c; 200_000];
+    s.put_grant(&g, &keys, &ev(20, &[p, d])).unwrap();
+    let in_sled = s.raw_db().get(key(b"k/", &[g.grant_id.as_bytes()])).unwrap().unwrap();
+    assert_eq!(in_sled.len(), super::segment::REF_LEN, "sled holds a reference, not the keys");
+    assert_eq!(s.get_rekeys(&g.grant_id).unwrap(), Some(keys.clone()));
+    let files = segment_files(dir.path());
+    let again = s.put_grant(&g, &[0x11; 1000], &ev(21, &[p, d]));
+    assert!(matches!(again, Err(StoreError::AlreadyExists("grant"))), "{again:?}");
+    assert_eq!(segment_files(dir.path()), files, "no bytes appended for a refusal");
+    assert_eq!(s.log_size().unwrap(), 1);
+    // Revoked: the keys are gone, and a compaction reclaims their bytes.
+    s.revoke_grant(&g.grant_id, b"rev", &ev(22, &[p])).unwrap();
+    assert_eq!(s.get_rekeys(&g.grant_id).unwrap(), None);
+    assert!(s.storage_usage().unwrap().segment_garbage() >= keys.len() as u64);
+    s.compact_segments().unwrap();
+    assert_eq!(s.storage_usage().unwrap().segment_garbage(), super::segment::FILE_HEADER_LEN);
+    assert_eq!(s.get_grant(&g.grant_id).unwrap().unwrap().revocation.as_deref(), Some(&b"rev"[..]));
 }
