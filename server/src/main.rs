@@ -157,10 +157,11 @@ enum Command {
         #[arg(long, env = "MEDRELAY_DATABASE", hide_env_values = true)]
         to: DatabaseUrl,
     },
-    /// Reclaim the sled store's unreferenced segment bytes (a revoked
-    /// grant's stored re-encryptions, values of failed requests): copies
-    /// every referenced value into a new segment file and deletes the old
-    /// ones (server stopped).
+    /// Reclaim all of the sled store's unreferenced segment bytes (a
+    /// revoked grant's keys and stored re-encryptions, values of failed
+    /// requests): copies every referenced value into a new segment file and
+    /// deletes the old ones (server stopped; a running server compacts the
+    /// files that are half unreferenced by itself).
     Compact {
         /// Data directory.
         #[arg(long, env = "MEDRELAY_DATA")]

@@ -1,6 +1,7 @@
 //! Periodic maintenance: removes expired bearer-token sessions,
-//! authentication challenges and enrollment tokens from the store, and drops
-//! expired grants' keys from the re-encryption key cache.
+//! authentication challenges and enrollment tokens from the store, drops
+//! expired grants' keys from the re-encryption key cache, and gives back
+//! the store's unreferenced space (`Store::reclaim_space`).
 //!
 //! # Threat model
 //!
@@ -32,6 +33,13 @@ pub async fn sweep_expired(state: &AppState) -> Result<Swept, ApiError> {
     let now = state.clock().now();
     let swept = state.with_store(move |s| s.remove_expired(now)).await?;
     let grants = state.rekey_cache().0.evict_expired(now);
+    // Space no longer referenced (a revoked grant's keys): given back once
+    // there is enough of it (sled); a failure is logged, not fatal.
+    match state.with_store(|s| s.reclaim_space()).await {
+        Ok(0) => {}
+        Ok(bytes) => tracing::info!(bytes, "store space reclaimed"),
+        Err(e) => tracing::warn!(error = ?e, "reclaiming store space failed"),
+    }
     state.metrics().expired_removed(swept.total());
     if swept.total() > 0 || grants > 0 {
         tracing::info!(

@@ -25,7 +25,7 @@ mod tests;
 mod tests_dp;
 
 pub use self::postgres::PgStore;
-pub use self::sled::{Compacted, PrefixUsage, SledStore, StorageUsage};
+pub use self::sled::{Compacted, PrefixUsage, SledStore, StorageUsage, RECLAIM_MIN_BYTES};
 pub use codec::{Challenge, Enrollment, RecordMeta, Session, StoredGrant, StoredPrincipal};
 pub use dp::{decode_summary, encode_summary, StoredSchema};
 pub use study::{
@@ -275,6 +275,13 @@ pub trait Store: Send + Sync + 'static {
     /// Removes every session, challenge and enrollment token whose expiry
     /// is at or before `now` (they are refused from that second on), durably.
     fn remove_expired(&self, now: Timestamp) -> Result<Swept, StoreError>;
+
+    /// Gives back space the store keeps for data no longer referenced (a
+    /// revoked grant's keys and re-encryptions, failed requests' values);
+    /// returns the bytes freed. sled: compacts its sparse segment files
+    /// ([`SledStore::compact_sparse_segments`]); PostgreSQL: nothing, its
+    /// autovacuum does this.
+    fn reclaim_space(&self) -> Result<u64, StoreError>;
 
     // ------------------------------------------------ differential privacy
 

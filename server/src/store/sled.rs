@@ -66,7 +66,7 @@ mod study;
 #[cfg(test)]
 mod tests;
 
-pub use compact::{Compacted, PrefixUsage, StorageUsage};
+pub use compact::{Compacted, PrefixUsage, StorageUsage, RECLAIM_MIN_BYTES};
 use segment::{Run, Segments, StoredEntry, ValueRef};
 
 const LOG_SIZE: &[u8] = b"m/log_size";
@@ -379,6 +379,11 @@ pub struct SledStore {
     /// The large immutable values (`r/`, `cp/`, `rd/`, `p/`, bulk `l/`); sled
     /// holds their references.
     segs: Arc<Segments>,
+    /// Unreferenced bytes per segment file, as far as this process knows:
+    /// `None` until the first [`SledStore::compact_sparse_segments`] counts them with
+    /// a scan, then kept up to date as references are dropped (see
+    /// [`compact`]).
+    garbage: Arc<Mutex<Option<std::collections::HashMap<u32, u64>>>>,
     /// Held shared by every store and read of a segmented value, and
     /// exclusively by a compaction, which moves them.
     gate: Arc<RwLock<()>>,
@@ -410,6 +415,7 @@ impl SledStore {
                         segs,
                         gate: Arc::new(RwLock::new(())),
                         append_lock: Arc::new(Mutex::new(())),
+                        garbage: Arc::new(Mutex::new(None)),
                     });
                 }
                 Err(sled::Error::Io(e))
@@ -537,7 +543,8 @@ impl SledStore {
                 let idxs = tx_apply_log_placed(tx, &plan, events, &runs)?;
                 change(tx, &idxs, fixed_refs, indexed_refs)
             })
-            .map_err(from_tx)?;
+            .map_err(from_tx)
+            .inspect_err(|_| self.note_garbage(&appended))?;
         drop(guard);
         self.durable()?;
         Ok(out)
@@ -906,7 +913,7 @@ impl Store for SledStore {
         for (&i, r) in fresh.iter().zip(delivered_refs) {
             placed[i] = Some(*r);
         }
-        self.logged_placed(&gate, &refs, &runs, |tx, idxs| {
+        let out = self.logged_placed(&gate, &refs, &runs, |tx, idxs| {
             for grant in grants {
                 if tx.get(key(b"k/", &[grant.as_bytes()]))?.is_none() {
                     return abort(StoreError::AlreadyRevoked);
@@ -938,7 +945,24 @@ impl Store for SledStore {
                 }
             }
             Ok((idxs.to_vec(), stored))
-        })
+        });
+        // What the transaction did not reference (all of it, if it failed).
+        let kept = |(i, r): (&usize, &ValueRef)| -> Result<bool, StoreError> {
+            let (grant, capsule, _) = &delivered[*i];
+            let k = key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]);
+            Ok(out.is_ok() && self.get(&k)?.is_some_and(|v| v.as_ref() == r.encode().as_slice()))
+        };
+        let mut unreferenced = Vec::new();
+        for (i, r) in fresh.iter().zip(delivered_refs) {
+            if !kept((i, r))? {
+                unreferenced.push(*r);
+            }
+        }
+        if out.is_err() {
+            unreferenced.extend_from_slice(run_refs);
+        }
+        self.note_garbage(&unreferenced);
+        out
     }
 
     fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError> {
@@ -1010,6 +1034,7 @@ impl Store for SledStore {
 
     fn revoke_grant(&self, id: &GrantId, revocation: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
         let gkey = key(b"g/", &[id.as_bytes()]);
+        let keys = self.get(&key(b"k/", &[id.as_bytes()]))?;
         self.logged(&[event], |tx, idxs| {
             let Some(raw) = tx.get(&gkey)? else {
                 return abort(StoreError::NotFound("grant"));
@@ -1028,13 +1053,20 @@ impl Store for SledStore {
             Ok(idx)
         })
         .and_then(|idx| {
-            // The capsule re-encryptions made under the grant: useless
-            // without the doctor's key, and never served again.
+            // The grant's keys (removed with the revocation, read before:
+            // nothing else changes them) and the capsule re-encryptions
+            // made under it, useless without the doctor's key and never
+            // served again, are segment garbage now.
+            if let Some(keys) = keys {
+                self.note_garbage(&segment::refs_in(&keys)?);
+            }
             let prefix = key(b"rd/", &[id.as_bytes()]);
             let mut removed = false;
             for item in self.db.scan_prefix(&prefix) {
                 let (k, _) = item.map_err(backend)?;
-                self.db.remove(k).map_err(backend)?;
+                if let Some(old) = self.db.remove(k).map_err(backend)? {
+                    self.note_garbage(&segment::refs_in(&old)?);
+                }
                 removed = true;
             }
             if removed {
@@ -1136,6 +1168,11 @@ impl Store for SledStore {
 
     fn flush(&self) -> Result<(), StoreError> {
         self.durable()
+    }
+
+    fn reclaim_space(&self) -> Result<u64, StoreError> {
+        let c = self.compact_sparse_segments()?;
+        Ok(c.bytes_before.saturating_sub(c.bytes_after))
     }
 
     fn remove_expired(&self, now: Timestamp) -> Result<Swept, StoreError> {

@@ -456,7 +456,11 @@ impl Link {
                     "the server's certificate is not valid for the host name {} (it names {}): connect \
                      by a name the certificate holds, or use sslmode=verify-ca to check the CA only",
                     server_name(expected),
-                    if presented.is_empty() { "no host".to_owned() } else { presented.join(", ") },
+                    if presented.is_empty() {
+                        "no host".to_owned()
+                    } else {
+                        presented.iter().map(|p| presented_name(p)).collect::<Vec<_>>().join(", ")
+                    },
                 )
             }
             rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => {
@@ -470,6 +474,15 @@ impl Link {
             other => format!("the TLS handshake failed: {other}"),
         }
     }
+}
+
+/// A name the certificate presents, as a person writes it: the TLS
+/// library gives `DnsName("db.example")` and `IpAddress(10.0.0.5)`.
+fn presented_name(p: &str) -> &str {
+    p.strip_prefix("DnsName(\"")
+        .and_then(|r| r.strip_suffix("\")"))
+        .or_else(|| p.strip_prefix("IpAddress(").and_then(|r| r.strip_suffix(')')))
+        .unwrap_or(p)
 }
 
 fn server_name(n: &ServerName<'_>) -> String {

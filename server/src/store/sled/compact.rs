@@ -11,9 +11,9 @@
 //! copies every referenced value into a new segment, repoints sled at the
 //! copies and deletes the old segment files.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
-use super::segment::{refs_in, with_refs};
+use super::segment::{refs_in, with_refs, ValueRef};
 use super::{backend, SledStore, SEGMENTED};
 use crate::store::StoreError;
 
@@ -70,6 +70,19 @@ impl StorageUsage {
 /// Largest run of values copied in one append during a compaction.
 const CHUNK: usize = 8 << 20;
 
+/// A key whose values a compaction moves: its old stored value, the
+/// references in it, and the bytes of those in a file being compacted.
+struct Pending {
+    key: sled::IVec,
+    old: sled::IVec,
+    refs: Vec<ValueRef>,
+    values: Vec<Option<Vec<u8>>>,
+}
+
+/// [`SledStore::compact_sparse_segments`] leaves a segment file alone until this
+/// many of its bytes are unreferenced (and half of it).
+pub const RECLAIM_MIN_BYTES: u64 = 4 << 20;
+
 impl SledStore {
     /// The live keys and values by prefix (the text up to and including the
     /// first `/`), and the segment files' sizes.
@@ -97,7 +110,9 @@ impl SledStore {
 
     /// Copies every referenced segment value into new segments, repoints
     /// sled at the copies (durably), then deletes the old segment files.
-    /// Does nothing if no segment byte is unreferenced.
+    /// Does nothing if no segment byte is unreferenced. This is
+    /// `medrelay-server compact` (server stopped); a running server
+    /// reclaims sparse segments by itself ([`SledStore::compact_sparse_segments`]).
     ///
     /// Every value is checked against its hash on the way; a mismatch stops
     /// the compaction with [`StoreError::Corrupt`] before anything is
@@ -106,26 +121,109 @@ impl SledStore {
     /// run again finishes the job. Stores and reads wait while it runs.
     pub fn compact_segments(&self) -> Result<Compacted, StoreError> {
         let usage = self.storage_usage()?;
-        let _gate = self.gate_write()?;
-        let old = self.segs.files()?;
-        let mut out = Compacted { bytes_before: usage.segment_file_bytes, ..Compacted::default() };
+        let old: Vec<u32> = self.segs.files()?.into_iter().map(|(id, _)| id).collect();
         if usage.segment_garbage() <= old.len() as u64 * super::segment::FILE_HEADER_LEN {
-            out.bytes_after = out.bytes_before;
-            return Ok(out);
+            let bytes = usage.segment_file_bytes;
+            return Ok(Compacted { bytes_before: bytes, bytes_after: bytes, ..Compacted::default() });
         }
-        self.segs.roll()?;
-        let mut pending: Vec<(sled::IVec, sled::IVec, Vec<Vec<u8>>)> = Vec::new();
+        self.compact_only(&old)
+    }
+
+    /// What a running server calls from its periodic maintenance: compacts
+    /// the segment files (the one being appended to included) whose
+    /// unreferenced bytes are at least [`RECLAIM_MIN_BYTES`] and at least
+    /// half the file, so segment space stays within about twice the live
+    /// data plus a few MiB per file, with no operator action (a revoked
+    /// whole-chart grant leaves ~8 MB of keys). The first call counts each
+    /// file's unreferenced bytes with a scan of the index (readers and
+    /// writers go on meanwhile); later ones use the counts kept as
+    /// references are dropped. A compaction holds stores and reads for as
+    /// long as it scans the index and copies the sparse files' live values.
+    pub fn compact_sparse_segments(&self) -> Result<Compacted, StoreError> {
+        let files = self.segs.files()?;
+        let garbage = self.garbage_counts(&files)?;
+        let victims: Vec<u32> = files
+            .iter()
+            .filter(|(id, size)| {
+                let g = garbage.get(id).copied().unwrap_or(0);
+                g >= RECLAIM_MIN_BYTES && 2 * g >= *size
+            })
+            .map(|(id, _)| *id)
+            .collect();
+        if victims.is_empty() {
+            let bytes = files.iter().map(|(_, n)| n).sum();
+            return Ok(Compacted { bytes_before: bytes, bytes_after: bytes, ..Compacted::default() });
+        }
+        self.compact_only(&victims)
+    }
+
+    /// Counts `bytes` of segment values as unreferenced (their last
+    /// reference was dropped, or the request that appended them failed).
+    pub(super) fn note_garbage(&self, dropped: &[ValueRef]) {
+        if let Ok(mut g) = self.garbage.lock() {
+            if let Some(map) = g.as_mut() {
+                for r in dropped {
+                    *map.entry(r.segment).or_default() += u64::from(r.len);
+                }
+            }
+        }
+    }
+
+    /// Unreferenced bytes per segment file (headers included); counted by
+    /// a scan the first time.
+    fn garbage_counts(&self, files: &[(u32, u64)]) -> Result<HashMap<u32, u64>, StoreError> {
+        let lock = || self.garbage.lock().map_err(|_| StoreError::Backend("garbage counts poisoned".into()));
+        if let Some(map) = lock()?.as_ref() {
+            return Ok(map.clone());
+        }
+        let mut live: HashMap<u32, u64> = HashMap::new();
+        {
+            let _gate = self.gate_read()?;
+            for prefix in SEGMENTED {
+                for item in self.db.scan_prefix(prefix) {
+                    let (_, v) = item.map_err(backend)?;
+                    for r in refs_in(&v)? {
+                        *live.entry(r.segment).or_default() += u64::from(r.len);
+                    }
+                }
+            }
+        }
+        let counted: HashMap<u32, u64> = files
+            .iter()
+            .map(|(id, size)| (*id, size.saturating_sub(live.get(id).copied().unwrap_or(0))))
+            .collect();
+        let mut g = lock()?;
+        Ok(g.get_or_insert(counted).clone())
+    }
+
+    /// Moves every value referenced from the segment files `victims` into
+    /// the segment being appended to (a new one, if it is a victim),
+    /// repoints sled at the copies (durably), then deletes the victims.
+    fn compact_only(&self, victims: &[u32]) -> Result<Compacted, StoreError> {
+        let _gate = self.gate_write()?;
+        let bytes_before = self.segs.files()?.iter().map(|(_, n)| n).sum();
+        let mut out = Compacted { bytes_before, ..Compacted::default() };
+        if victims.contains(&self.segs.active_id()?) {
+            self.segs.roll()?;
+        }
+        let mut pending: Vec<Pending> = Vec::new();
         let mut pending_bytes = 0;
         for prefix in SEGMENTED {
             for item in self.db.scan_prefix(prefix) {
-                let (k, v) = item.map_err(backend)?;
+                let (key, old) = item.map_err(backend)?;
                 // None for a log entry written alone, kept in sled.
-                let values = refs_in(&v)?.iter().map(|r| self.segs.read(r)).collect::<Result<Vec<_>, _>>()?;
-                if values.is_empty() {
+                let refs = refs_in(&old)?;
+                if !refs.iter().any(|r| victims.contains(&r.segment)) {
                     continue;
                 }
-                pending_bytes += values.iter().map(Vec::len).sum::<usize>();
-                pending.push((k, v, values));
+                // Only the values in a victim move (a record's metadata and
+                // envelope may be in two files).
+                let values = refs
+                    .iter()
+                    .map(|r| victims.contains(&r.segment).then(|| self.segs.read(r)).transpose())
+                    .collect::<Result<Vec<_>, _>>()?;
+                pending_bytes += values.iter().flatten().map(Vec::len).sum::<usize>();
+                pending.push(Pending { key, old, refs, values });
                 if pending_bytes >= CHUNK {
                     out.values += self.move_values(&mut pending)?;
                     pending_bytes = 0;
@@ -134,11 +232,18 @@ impl SledStore {
         }
         out.values += self.move_values(&mut pending)?;
         self.db.flush().map_err(backend)?;
-        for (id, _) in &old {
+        for id in victims {
             self.segs.remove(*id)?;
             out.segments_removed += 1;
         }
         self.segs.sync()?;
+        if let Ok(mut g) = self.garbage.lock() {
+            if let Some(map) = g.as_mut() {
+                for id in victims {
+                    map.remove(id);
+                }
+            }
+        }
         out.bytes_after = self.segs.files()?.iter().map(|(_, n)| n).sum();
         tracing::info!(
             values = out.values,
@@ -153,20 +258,26 @@ impl SledStore {
     /// Appends the values of `pending` (synced) and swaps each key from its
     /// old references to the new ones, unless the key changed meanwhile (a
     /// revocation removing a stored re-encryption). Returns the values moved.
-    #[allow(clippy::type_complexity)]
-    fn move_values(
-        &self,
-        pending: &mut Vec<(sled::IVec, sled::IVec, Vec<Vec<u8>>)>,
-    ) -> Result<u64, StoreError> {
-        let values: Vec<&[u8]> = pending.iter().flat_map(|(_, _, v)| v.iter().map(Vec::as_slice)).collect();
-        let mut refs = self.segs.append(&values)?.into_iter();
+    fn move_values(&self, pending: &mut Vec<Pending>) -> Result<u64, StoreError> {
+        let values: Vec<&[u8]> =
+            pending.iter().flat_map(|p| p.values.iter().flatten().map(Vec::as_slice)).collect();
+        let mut copies = self.segs.append(&values)?.into_iter();
         let mut moved = 0;
-        for (k, old, vs) in pending.iter() {
-            let new: Vec<_> = refs.by_ref().take(vs.len()).collect();
-            let swapped =
-                self.db.compare_and_swap(k, Some(old), Some(with_refs(old, &new)?)).map_err(backend)?;
+        for p in pending.iter() {
+            let mut new = p.refs.clone();
+            let mut n = 0;
+            for (r, v) in new.iter_mut().zip(&p.values) {
+                if v.is_some() {
+                    *r = copies.next().ok_or(StoreError::Backend("compaction lost a copy".into()))?;
+                    n += 1;
+                }
+            }
+            let swapped = self
+                .db
+                .compare_and_swap(&p.key, Some(&p.old), Some(with_refs(&p.old, &new)?))
+                .map_err(backend)?;
             if swapped.is_ok() {
-                moved += vs.len() as u64;
+                moved += n;
             }
         }
         pending.clear();

@@ -154,7 +154,7 @@ pub(super) fn refs_in(stored: &[u8]) -> Result<Vec<ValueRef>, StoreError> {
     if is_run(stored) {
         return Ok(vec![Run::decode(stored)?.value]);
     }
-    if stored.is_empty() || stored.len() % REF_LEN != 0 || !stored.starts_with(REF_MAGIC) {
+    if stored.is_empty() || !stored.len().is_multiple_of(REF_LEN) || !stored.starts_with(REF_MAGIC) {
         return Ok(Vec::new());
     }
     stored.chunks(REF_LEN).map(ValueRef::decode).collect()
@@ -336,6 +336,11 @@ impl Segments {
 
     fn lock(&self) -> Result<MutexGuard<'_, Active>, StoreError> {
         self.active.lock().map_err(|_| StoreError::Backend("segment lock poisoned".into()))
+    }
+
+    /// The segment being appended to.
+    pub(super) fn active_id(&self) -> Result<u32, StoreError> {
+        Ok(self.lock()?.id)
     }
 
     /// Starts a new segment for the next appends; returns its id.

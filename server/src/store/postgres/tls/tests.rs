@@ -321,7 +321,8 @@ fn verify_full_refuses_a_host_name_the_certificate_lacks_and_verify_ca_does_not_
     let err = open_err(&tls.url("127.0.0.1", &format!("sslmode=verify-full&sslrootcert={ca}")));
     assert!(err.contains("cannot connect with sslmode=verify-full"), "{err}");
     assert!(err.contains("not valid for the host name 127.0.0.1"), "{err}");
-    assert!(err.contains(SERVER_NAME), "the names the certificate holds: {err}");
+    assert!(err.contains(&format!("(it names {SERVER_NAME}")), "the names the certificate holds: {err}");
+    assert!(!err.contains("DnsName"), "names as a person writes them: {err}");
     let store = store_works(&tls.url("127.0.0.1", &format!("sslmode=verify-ca&sslrootcert={ca}")));
     assert!(encrypted(&store));
 }
@@ -386,4 +387,13 @@ fn a_connection_failure_says_why_without_the_password() {
     ));
     assert!(err.contains("cannot connect with sslmode=disable: error connecting to server"), "{err}");
     assert!(err.to_lowercase().contains("refused"), "the cause is shown: {err}");
+}
+
+#[test]
+fn presented_names_read_as_written() {
+    use super::presented_name;
+    assert_eq!(presented_name("DnsName(\"db.example.org\")"), "db.example.org");
+    assert_eq!(presented_name("IpAddress(10.0.0.5)"), "10.0.0.5");
+    assert_eq!(presented_name("DirectoryName"), "DirectoryName");
+    assert_eq!(presented_name("DnsName(\"unterminated"), "DnsName(\"unterminated");
 }
