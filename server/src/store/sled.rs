@@ -20,8 +20,10 @@
 //! segment files (`segments/NNNNNN.seg` inside the sled directory, see
 //! [`segment`]), synced before the transaction that stores their
 //! references commits; reads check each value's SHA-256. Unreferenced
-//! segment bytes (a revoked grant's re-encryptions, failed requests) are
-//! reclaimed by [`SledStore::compact_segments`] (`medrelay-server compact`).
+//! segment bytes (a revoked grant's keys and re-encryptions, failed
+//! requests) are reclaimed by the running server's periodic sweep once a
+//! file is half garbage ([`SledStore::compact_sparse_segments`]), and all
+//! at once by [`SledStore::compact_segments`] (`medrelay-server compact`).
 //!
 //! sled's own file grows with the number of keys a request writes (each
 //! insert is a logged page fragment, and a page is rewritten whole every
@@ -35,9 +37,13 @@
 //! | `ls/` subject, first index | count of consecutive entries (empty: one) | request and subject |
 //! | `n/` level, index | Merkle node, level ≥ [`STORED_FROM_LEVEL`] only | 8 entries |
 //!
-//! Measured on a 1,111-resource chart, the import grew the directory 1.32×
-//! its plaintext with this layout, against 2.45× with one key per entry,
-//! subject, envelope and Merkle node (`docs/BENCHMARKS.md`).
+//! A log entry's leaf hash is stored with it (after the opening inline,
+//! after the run's openings in a segment), so the nodes below level 4 come
+//! from stored hashes, not from the openings: an opening altered on disk
+//! fails its own inclusion check only. Measured on a 1,111-resource chart,
+//! the import grew the directory 1.3× its plaintext with this layout,
+//! against 2.45× with one key per entry, subject, envelope and Merkle node
+//! (`docs/BENCHMARKS.md`).
 
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -80,9 +86,9 @@ const SEGMENTS_DIR: &str = "segments";
 /// too, as [`Run`]s (an entry written alone stays in sled: one sync, not two).
 const SEGMENTED: [&[u8]; 6] = [b"cp/", b"rd/", b"l/", b"p/", b"r/", b"k/"];
 /// Merkle nodes below this level are not stored: each is recomputed from
-/// the (at most 8) leaf hashes under it, read from the log entries. The
+/// the (at most 8) leaf hashes under it, stored with the log entries. The
 /// nodes sled keeps drop from two per entry to one per eight; an inclusion
-/// proof reads the up to 16 entries around its leaf (one run).
+/// proof reads the 16 entries around its leaf (one or two runs).
 const STORED_FROM_LEVEL: u8 = 4;
 /// Held shared by whoever reads or stores a segment value.
 type Gate<'a> = RwLockReadGuard<'a, ()>;
@@ -376,13 +382,12 @@ fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
 #[derive(Debug, Clone)]
 pub struct SledStore {
     db: sled::Db,
-    /// The large immutable values (`r/`, `cp/`, `rd/`, `p/`, bulk `l/`); sled
+    /// The large immutable values (`r/`, `cp/`, `rd/`, `p/`, `k/`, bulk `l/`); sled
     /// holds their references.
     segs: Arc<Segments>,
     /// Unreferenced bytes per segment file, as far as this process knows:
-    /// `None` until the first [`SledStore::compact_sparse_segments`] counts them with
-    /// a scan, then kept up to date as references are dropped (see
-    /// [`compact`]).
+    /// `None` until the first [`SledStore::compact_sparse_segments`] counts
+    /// them with a scan, then kept up to date as references are dropped.
     garbage: Arc<Mutex<Option<std::collections::HashMap<u32, u64>>>>,
     /// Held shared by every store and read of a segmented value, and
     /// exclusively by a compaction, which moves them.
