@@ -617,14 +617,24 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Log entries `[start, end)` (all present).
-    fn openings(&self, start: u64, end: u64) -> Result<Vec<(u64, LeafOpening)>, StoreError> {
+    /// `read` of each of the log entries `[start, end)` (all present).
+    fn entries_in<T>(
+        &self,
+        start: u64,
+        end: u64,
+        read: impl Fn(&StoredEntry) -> Result<T, StoreError>,
+    ) -> Result<Vec<(u64, T)>, StoreError> {
         let gate = self.gate_read()?;
         self.raw_entries(&gate, start, end)?
             .into_iter()
             .filter(|(i, _)| (start..end).contains(i))
-            .map(|(i, (raw, _))| Ok((i, parse_opening(&raw)?)))
+            .map(|(i, e)| Ok((i, read(&e)?)))
             .collect()
+    }
+
+    /// Log entries `[start, end)` (all present).
+    fn openings(&self, start: u64, end: u64) -> Result<Vec<(u64, LeafOpening)>, StoreError> {
+        self.entries_in(start, end, |(raw, _)| parse_opening(raw))
     }
 
     /// A value kept in a segment: sled holds its reference under `k`.
@@ -1119,13 +1129,7 @@ impl Store for SledStore {
 
     fn log_leaf_hashes(&self, start: u64, end: u64) -> Result<Vec<(u64, MerkleHash)>, StoreError> {
         // Stored with the entries (level 0 is not a node key), a run at a time.
-        let end = end.min(self.log_size()?);
-        let gate = self.gate_read()?;
-        self.raw_entries(&gate, start, end)?
-            .into_iter()
-            .filter(|(i, _)| (start..end).contains(i))
-            .map(|(i, (_, leaf))| Ok((i, leaf_hash(&leaf)?)))
-            .collect()
+        self.entries_in(start, end.min(self.log_size()?), |(_, leaf)| leaf_hash(leaf))
     }
 
     fn log_indices_for(
