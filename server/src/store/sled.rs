@@ -76,6 +76,10 @@ pub use compact::{Compacted, PrefixUsage, StorageUsage, RECLAIM_MIN_BYTES};
 use segment::{Run, Segments, StoredEntry, ValueRef};
 
 const LOG_SIZE: &[u8] = b"m/log_size";
+/// The key layout this version writes (the table in the module docs),
+/// stored at creation and checked at every open.
+const LAYOUT_KEY: &[u8] = b"m/layout";
+const LAYOUT: &[u8] = b"medrelay sled layout 2";
 /// The segment files, inside the sled directory.
 const SEGMENTS_DIR: &str = "segments";
 /// The prefixes whose values live in segment files (sled holds
@@ -363,6 +367,27 @@ fn subject_run_len(v: &[u8]) -> Result<u64, StoreError> {
     }
 }
 
+/// Marks a new database with [`LAYOUT`]; refuses one written with another
+/// key layout (records under two keys, log entries one key each, without
+/// their leaf hashes) rather than misread it. Nothing is deployed with an
+/// older layout, so there is no migration.
+fn check_layout(db: &sled::Db) -> Result<(), StoreError> {
+    match db.get(LAYOUT_KEY).map_err(backend)? {
+        Some(v) if v.as_ref() == LAYOUT => Ok(()),
+        None if db.is_empty() => {
+            db.insert(LAYOUT_KEY, LAYOUT).map_err(backend)?;
+            db.flush().map(drop).map_err(backend)
+        }
+        found => Err(StoreError::Backend(format!(
+            "this data directory was written by another version of medrelay (store layout {}, this version \
+             reads \"{}\"): start from a new data directory, or copy it with the version that wrote it \
+             (`medrelay-server migrate` to PostgreSQL)",
+            found.map_or_else(|| "1".to_owned(), |v| format!("\"{}\"", String::from_utf8_lossy(&v))),
+            String::from_utf8_lossy(LAYOUT)
+        ))),
+    }
+}
+
 /// Refuses a database whose log predates leaf commitments (its entries are
 /// bare events, published as leaf data): serving it would publish them.
 fn check_log_format(db: &sled::Db) -> Result<(), StoreError> {
@@ -413,6 +438,7 @@ impl SledStore {
         loop {
             match sled::Config::new().path(dir).mode(sled::Mode::HighThroughput).open() {
                 Ok(db) => {
+                    check_layout(&db)?;
                     check_log_format(&db)?;
                     let segs = Arc::new(Segments::open(&dir.join(SEGMENTS_DIR))?);
                     return Ok(Self {

@@ -553,3 +553,28 @@ fn sparse_segments_are_compacted_online_once_enough_is_unreferenced() {
     // Through the trait, as the sweep calls it: nothing left.
     assert_eq!(s.reclaim_space().unwrap(), 0);
 }
+
+#[test]
+fn a_store_of_another_key_layout_is_refused_at_open_and_left_as_it_was() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let s = SledStore::open(dir.path()).unwrap();
+        put(&s, &[1], 7);
+        // What a store written before this layout looks like: no marker.
+        s.raw_db().remove(super::LAYOUT_KEY).unwrap();
+        s.raw_db().flush().unwrap();
+    }
+    let files = segment_files(dir.path());
+    let err = SledStore::open_waiting(dir.path(), Duration::from_secs(30)).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("another version of medrelay (store layout 1"), "{msg}");
+    assert!(msg.contains("start from a new data directory"), "{msg}");
+    assert_eq!(segment_files(dir.path()), files);
+    // Still refused, and still not marked, on a second try.
+    assert!(SledStore::open_waiting(dir.path(), Duration::from_secs(30)).is_err());
+    // A new store is marked, and opens again.
+    let fresh = tempfile::tempdir().unwrap();
+    drop(SledStore::open(fresh.path()).unwrap());
+    let s = reopen(fresh.path());
+    assert_eq!(s.raw_db().get(super::LAYOUT_KEY).unwrap().unwrap().as_ref(), super::LAYOUT);
+}
