@@ -92,7 +92,8 @@ enum Command {
         #[arg(long, env = "MEDRELAY_DP_CACHE_ROWS", default_value_t = DEFAULT_DP_CACHE_ROWS)]
         dp_cache_rows: usize,
         /// Seconds between sweeps of expired sessions, challenges and
-        /// enrollment tokens.
+        /// enrollment tokens (each sweep also compacts a segment file once
+        /// half of it is unreferenced).
         #[arg(long, env = "MEDRELAY_SWEEP_INTERVAL_SECS", default_value_t = 60,
               value_parser = clap::value_parser!(u64).range(1..=86_400))]
         sweep_interval_secs: u64,

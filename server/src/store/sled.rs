@@ -414,9 +414,12 @@ pub struct SledStore {
     /// `None` until the first [`SledStore::compact_sparse_segments`] counts
     /// them with a scan, then kept up to date as references are dropped.
     garbage: Arc<Mutex<Option<std::collections::HashMap<u32, u64>>>>,
-    /// Held shared by every store and read of a segmented value, and
-    /// exclusively by a compaction, which moves them.
+    /// Held shared by every store and read of a segmented value (from
+    /// before its append to after its commit), and exclusively by a
+    /// compaction to start and to swap references and delete files.
     gate: Arc<RwLock<()>>,
+    /// One compaction at a time.
+    compacting: Arc<Mutex<()>>,
     /// Serializes log appends (planning + commit). sled admits one process,
     /// so an in-process lock is enough.
     append_lock: Arc<Mutex<()>>,
@@ -447,6 +450,7 @@ impl SledStore {
                         gate: Arc::new(RwLock::new(())),
                         append_lock: Arc::new(Mutex::new(())),
                         garbage: Arc::new(Mutex::new(None)),
+                        compacting: Arc::new(Mutex::new(())),
                     });
                 }
                 Err(sled::Error::Io(e))

@@ -79,6 +79,15 @@ struct Pending {
     values: Vec<Option<Vec<u8>>>,
 }
 
+/// A key whose values were copied: the stored value to swap in, if the
+/// key still holds `old`, and the copies.
+struct Copied {
+    key: sled::IVec,
+    old: sled::IVec,
+    new: Vec<u8>,
+    copies: Vec<ValueRef>,
+}
+
 /// [`SledStore::compact_sparse_segments`] leaves a segment file alone until this
 /// many of its bytes are unreferenced (and half of it).
 pub const RECLAIM_MIN_BYTES: u64 = 4 << 20;
@@ -199,38 +208,65 @@ impl SledStore {
     /// Moves every value referenced from the segment files `victims` into
     /// the segment being appended to (a new one, if it is a victim),
     /// repoints sled at the copies (durably), then deletes the victims.
+    ///
+    /// Stores and reads wait only at the two ends: while the gate is taken
+    /// exclusively to start (no request is then between its append and its
+    /// commit, and appends move past a victim), and to swap the references
+    /// and delete the files. The scan and the copies run beside them:
+    /// nothing new can reference a victim (appends go to the active file,
+    /// and a stored value is referenced by its one key only), and a key
+    /// changed meanwhile (a revocation removing it) keeps its change, its
+    /// copy counted as garbage.
     fn compact_only(&self, victims: &[u32]) -> Result<Compacted, StoreError> {
-        let _gate = self.gate_write()?;
-        let bytes_before = self.segs.files()?.iter().map(|(_, n)| n).sum();
+        let _one =
+            self.compacting.lock().map_err(|_| StoreError::Backend("compaction lock poisoned".into()))?;
+        let bytes_before = {
+            let _gate = self.gate_write()?;
+            let before = self.segs.files()?.iter().map(|(_, n)| n).sum();
+            if victims.contains(&self.segs.active_id()?) {
+                self.segs.roll()?;
+            }
+            before
+        };
         let mut out = Compacted { bytes_before, ..Compacted::default() };
-        if victims.contains(&self.segs.active_id()?) {
-            self.segs.roll()?;
-        }
-        let mut pending: Vec<Pending> = Vec::new();
-        let mut pending_bytes = 0;
-        for prefix in SEGMENTED {
-            for item in self.db.scan_prefix(prefix) {
-                let (key, old) = item.map_err(backend)?;
-                // None for a log entry written alone, kept in sled.
-                let refs = refs_in(&old)?;
-                if !refs.iter().any(|r| victims.contains(&r.segment)) {
-                    continue;
-                }
-                // Only the values in a victim move (a record's metadata and
-                // envelope may be in two files).
-                let values = refs
-                    .iter()
-                    .map(|r| victims.contains(&r.segment).then(|| self.segs.read(r)).transpose())
-                    .collect::<Result<Vec<_>, _>>()?;
-                pending_bytes += values.iter().flatten().map(Vec::len).sum::<usize>();
-                pending.push(Pending { key, old, refs, values });
-                if pending_bytes >= CHUNK {
-                    out.values += self.move_values(&mut pending)?;
-                    pending_bytes = 0;
+        let mut copied: Vec<Copied> = Vec::new();
+        {
+            let _gate = self.gate_read()?;
+            let mut pending: Vec<Pending> = Vec::new();
+            let mut pending_bytes = 0;
+            for prefix in SEGMENTED {
+                for item in self.db.scan_prefix(prefix) {
+                    let (key, old) = item.map_err(backend)?;
+                    // None for a log entry written alone, kept in sled.
+                    let refs = refs_in(&old)?;
+                    if !refs.iter().any(|r| victims.contains(&r.segment)) {
+                        continue;
+                    }
+                    // Only the values in a victim move (a record's metadata
+                    // and envelope may be in two files).
+                    let values = refs
+                        .iter()
+                        .map(|r| victims.contains(&r.segment).then(|| self.segs.read(r)).transpose())
+                        .collect::<Result<Vec<_>, _>>()?;
+                    pending_bytes += values.iter().flatten().map(Vec::len).sum::<usize>();
+                    pending.push(Pending { key, old, refs, values });
+                    if pending_bytes >= CHUNK {
+                        copied.extend(self.copy_values(&mut pending)?);
+                        pending_bytes = 0;
+                    }
                 }
             }
+            copied.extend(self.copy_values(&mut pending)?);
         }
-        out.values += self.move_values(&mut pending)?;
+        let _gate = self.gate_write()?;
+        for c in &copied {
+            let swapped =
+                self.db.compare_and_swap(&c.key, Some(&c.old), Some(c.new.as_slice())).map_err(backend)?;
+            match swapped {
+                Ok(()) => out.values += c.copies.len() as u64,
+                Err(_) => self.note_garbage(&c.copies),
+            }
+        }
         self.db.flush().map_err(backend)?;
         for id in victims {
             self.segs.remove(*id)?;
@@ -255,32 +291,24 @@ impl SledStore {
         Ok(out)
     }
 
-    /// Appends the values of `pending` (synced) and swaps each key from its
-    /// old references to the new ones, unless the key changed meanwhile (a
-    /// revocation removing a stored re-encryption). Returns the values moved.
-    fn move_values(&self, pending: &mut Vec<Pending>) -> Result<u64, StoreError> {
+    /// Appends the values of `pending` (synced) and returns, for each key,
+    /// the stored value that points at the copies.
+    fn copy_values(&self, pending: &mut Vec<Pending>) -> Result<Vec<Copied>, StoreError> {
         let values: Vec<&[u8]> =
             pending.iter().flat_map(|p| p.values.iter().flatten().map(Vec::as_slice)).collect();
-        let mut copies = self.segs.append(&values)?.into_iter();
-        let mut moved = 0;
-        for p in pending.iter() {
-            let mut new = p.refs.clone();
-            let mut n = 0;
-            for (r, v) in new.iter_mut().zip(&p.values) {
+        let mut fresh = self.segs.append(&values)?.into_iter();
+        let mut out = Vec::with_capacity(pending.len());
+        for p in pending.drain(..) {
+            let mut refs = p.refs.clone();
+            let mut copies = Vec::new();
+            for (r, v) in refs.iter_mut().zip(&p.values) {
                 if v.is_some() {
-                    *r = copies.next().ok_or(StoreError::Backend("compaction lost a copy".into()))?;
-                    n += 1;
+                    *r = fresh.next().ok_or(StoreError::Backend("compaction lost a copy".into()))?;
+                    copies.push(*r);
                 }
             }
-            let swapped = self
-                .db
-                .compare_and_swap(&p.key, Some(&p.old), Some(with_refs(&p.old, &new)?))
-                .map_err(backend)?;
-            if swapped.is_ok() {
-                moved += n;
-            }
+            out.push(Copied { new: with_refs(&p.old, &refs)?, key: p.key, old: p.old, copies });
         }
-        pending.clear();
-        Ok(moved)
+        Ok(out)
     }
 }
