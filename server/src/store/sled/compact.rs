@@ -127,7 +127,7 @@ impl SledStore {
     /// the compaction with [`StoreError::Corrupt`] before anything is
     /// deleted. A crash at any point leaves every reference valid (old
     /// segments go only after sled points at the copies); a compaction
-    /// run again finishes the job. Stores and reads wait while it runs.
+    /// run again finishes the job. Stores and reads wait only while it starts and while it swaps.
     pub fn compact_segments(&self) -> Result<Compacted, StoreError> {
         let usage = self.storage_usage()?;
         let old: Vec<u32> = self.segs.files()?.into_iter().map(|(id, _)| id).collect();
@@ -146,8 +146,9 @@ impl SledStore {
     /// whole-chart grant leaves ~8 MB of keys). The first call counts each
     /// file's unreferenced bytes with a scan of the index (readers and
     /// writers go on meanwhile); later ones use the counts kept as
-    /// references are dropped. A compaction holds stores and reads for as
-    /// long as it scans the index and copies the sparse files' live values.
+    /// references are dropped. A compaction holds stores and reads only
+    /// while it starts and while it swaps references and deletes files
+    /// (see `compact_only`).
     pub fn compact_sparse_segments(&self) -> Result<Compacted, StoreError> {
         let files = self.segs.files()?;
         let garbage = self.garbage_counts(&files)?;
