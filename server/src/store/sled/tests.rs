@@ -434,7 +434,7 @@ fn runs_and_recomputed_nodes_read_like_a_plain_log() {
     assert_eq!(usage.prefixes["ls/"].entries, 1 + 4 + 3);
     for item in s.raw_db().scan_prefix(b"n/") {
         let (k, _) = item.unwrap();
-        assert!(k[2] >= super::STORED_FROM_LEVEL, "node at level {} is stored", k[2]);
+        assert!(k[2] >= super::log::STORED_FROM_LEVEL, "node at level {} is stored", k[2]);
     }
     assert_eq!(usage.prefixes["n/"].entries, n / 16 + n / 32 + n / 64);
 
