@@ -121,13 +121,15 @@ impl SledStore {
     /// sled at the copies (durably), then deletes the old segment files.
     /// Does nothing if no segment byte is unreferenced. This is
     /// `medrelay-server compact` (server stopped); a running server
-    /// reclaims sparse segments by itself ([`SledStore::compact_sparse_segments`]).
+    /// reclaims sparse segments by itself
+    /// ([`SledStore::compact_sparse_segments`]).
     ///
     /// Every value is checked against its hash on the way; a mismatch stops
     /// the compaction with [`StoreError::Corrupt`] before anything is
     /// deleted. A crash at any point leaves every reference valid (old
     /// segments go only after sled points at the copies); a compaction
-    /// run again finishes the job. Stores and reads wait only while it starts and while it swaps.
+    /// run again finishes the job. Stores and reads wait only while it
+    /// starts and while it swaps.
     pub fn compact_segments(&self) -> Result<Compacted, StoreError> {
         let usage = self.storage_usage()?;
         let old: Vec<u32> = self.segs.files()?.into_iter().map(|(id, _)| id).collect();

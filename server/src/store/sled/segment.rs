@@ -69,9 +69,10 @@ pub(super) type StoredEntry = (Vec<u8>, [u8; 32]);
 /// leaf hashes, 32 bytes each; one SHA-256 for the value) and each
 /// opening's length. The leaf hashes are kept, not recomputed: the Merkle
 /// nodes below level 4 are computed from them, so an opening altered on
-/// disk fails its own inclusion check only, as when every leaf was stored. One sled key for up to [`MAX_RUN`] entries
-/// instead of one each: sled's file grows with the number of keys a
-/// request writes, not only with their bytes.
+/// disk fails its own inclusion check only, as when every leaf was stored.
+/// One sled key for up to [`MAX_RUN`] entries instead of one each: sled's
+/// file grows with the number of keys a request writes, not only with
+/// their bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(super) struct Run {
     pub(super) lens: Vec<u32>,
