@@ -168,7 +168,10 @@ fn check_layout(db: &sled::Db) -> Result<(), StoreError> {
             "this data directory was written by another version of medrelay (store layout {}, this version \
              reads \"{}\"): start from a new data directory, or copy it with the version that wrote it \
              (`medrelay-server migrate` to PostgreSQL)",
-            found.map_or_else(|| "1".to_owned(), |v| format!("\"{}\"", String::from_utf8_lossy(&v))),
+            found.map_or_else(
+                || "1".to_owned(),
+                |v| format!("\"{}\"", String::from_utf8_lossy(&v[..v.len().min(64)]))
+            ),
             String::from_utf8_lossy(LAYOUT)
         ))),
     }
@@ -658,6 +661,7 @@ impl Store for SledStore {
                 }
             }
             let mut stored = Vec::with_capacity(delivered.len());
+            let mut kept = Vec::new();
             for ((grant, capsule, bytes), appended) in delivered.iter().zip(&placed) {
                 let k = key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]);
                 if tx.get(key(b"k/", &[grant.as_bytes()]))?.is_none() {
@@ -674,6 +678,7 @@ impl Store for SledStore {
                     (None, Some(r)) => {
                         tx.insert(k, r.encode())?;
                         stored.push(bytes.clone());
+                        kept.push(*r);
                     }
                     (None, None) => {
                         // Stored when checked above, removed since (a
@@ -682,25 +687,21 @@ impl Store for SledStore {
                     }
                 }
             }
-            Ok((idxs.to_vec(), stored))
+            Ok((idxs.to_vec(), stored, kept))
         });
         // What the transaction did not reference (all of it, if it failed).
-        let kept = |(i, r): (&usize, &ValueRef)| -> Result<bool, StoreError> {
-            let (grant, capsule, _) = &delivered[*i];
-            let k = key(b"rd/", &[grant.as_bytes(), capsule.as_bytes()]);
-            Ok(out.is_ok() && self.get(&k)?.is_some_and(|v| v.as_ref() == r.encode().as_slice()))
-        };
-        let mut unreferenced = Vec::new();
-        for (i, r) in fresh.iter().zip(delivered_refs) {
-            if !kept((i, r))? {
-                unreferenced.push(*r);
+        match out {
+            Ok((idxs, stored, kept)) => {
+                let dropped: Vec<ValueRef> =
+                    delivered_refs.iter().filter(|r| !kept.contains(r)).copied().collect();
+                self.note_garbage(&dropped);
+                Ok((idxs, stored))
+            }
+            Err(e) => {
+                self.note_garbage(&appended);
+                Err(e)
             }
         }
-        if out.is_err() {
-            unreferenced.extend_from_slice(run_refs);
-        }
-        self.note_garbage(&unreferenced);
-        out
     }
 
     fn get_record(&self, id: &RecordId) -> Result<Option<(RecordMeta, Vec<u8>)>, StoreError> {
@@ -772,7 +773,6 @@ impl Store for SledStore {
 
     fn revoke_grant(&self, id: &GrantId, revocation: &[u8], event: &LogAppend) -> Result<u64, StoreError> {
         let gkey = key(b"g/", &[id.as_bytes()]);
-        let keys = self.get(&key(b"k/", &[id.as_bytes()]))?;
         self.logged(&[event], |tx, idxs| {
             let Some(raw) = tx.get(&gkey)? else {
                 return abort(StoreError::NotFound("grant"));
@@ -785,16 +785,14 @@ impl Store for SledStore {
                 return abort(StoreError::AlreadyRevoked);
             }
             g.revocation = Some(revocation.to_vec());
-            let idx = idxs[0];
             tx.insert(gkey.as_slice(), g.encode())?;
-            tx.remove(key(b"k/", &[id.as_bytes()]))?;
-            Ok(idx)
+            let keys = tx.remove(key(b"k/", &[id.as_bytes()]))?;
+            Ok((idxs[0], keys))
         })
-        .and_then(|idx| {
-            // The grant's keys (removed with the revocation, read before:
-            // nothing else changes them) and the capsule re-encryptions
-            // made under it, useless without the doctor's key and never
-            // served again, are segment garbage now.
+        .and_then(|(idx, keys)| {
+            // The grant's keys, removed with the revocation, and the capsule
+            // re-encryptions made under it, useless without the doctor's key
+            // and never served again, are segment garbage now.
             if let Some(keys) = keys {
                 self.note_garbage(&segment::refs_in(&keys)?);
             }
