@@ -441,10 +441,7 @@ impl Http {
 /// Checks a DP schema name before it goes into a URL path: 1-64 characters
 /// from `[a-z0-9_-]` (the rule the server and `medrelay_dp::Schema` apply).
 pub fn check_schema_name(name: &str) -> Result<(), ClientError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
+    if medrelay_dp::is_valid_name(name) {
         Ok(())
     } else {
         Err(ClientError::Invalid(format!(

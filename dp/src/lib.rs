@@ -95,7 +95,7 @@ pub use query::{
     MAX_CANDIDATES, MAX_FILTERS, MAX_QUERY_BYTES,
 };
 pub use schema::{
-    CodeMatch, Derivation, Field, FieldType, Schema, HEALTH_BASICS_JSON, MAX_CATEGORIES, MAX_CODES,
-    MAX_FIELDS, MAX_SCHEMA_BYTES,
+    is_valid_name, CodeMatch, Derivation, Field, FieldType, Schema, HEALTH_BASICS_JSON, MAX_CATEGORIES,
+    MAX_CODES, MAX_FIELDS, MAX_SCHEMA_BYTES,
 };
 pub use summary::{FieldValue, Summary, SummaryDoc, MAX_SUMMARY_BYTES};

@@ -239,11 +239,16 @@ impl Schema {
     }
 }
 
-fn check_name(name: &str) -> Result<(), SchemaError> {
-    let ok = !name.is_empty()
+/// Whether `name` is a valid schema, study or field name: 1-64 characters
+/// from `[a-z0-9_-]` (safe in a URL path and a store key).
+pub fn is_valid_name(name: &str) -> bool {
+    !name.is_empty()
         && name.len() <= MAX_NAME
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
+}
+
+fn check_name(name: &str) -> Result<(), SchemaError> {
+    if is_valid_name(name) {
         Ok(())
     } else {
         Err(SchemaError::InvalidName { name: name.chars().take(MAX_NAME).collect() })

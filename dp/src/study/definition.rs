@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::budget::Privacy;
+use crate::schema::is_valid_name;
 use crate::study::error::StudyError;
 
 /// Largest study document accepted, in bytes.
@@ -191,13 +192,6 @@ fn hex32(s: &str) -> Option<[u8; 32]> {
     s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)).then_some(out)
 }
 
-/// A name of `[a-z0-9_-]`, 1-64 characters (schema, study and field names).
-pub(crate) fn valid_name(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
-}
-
 impl StudyDefinition {
     /// Parses and validates a study document (at most [`MAX_STUDY_BYTES`];
     /// unknown keys refused).
@@ -214,13 +208,13 @@ impl StudyDefinition {
     }
 
     fn validate(d: StudyDoc) -> Result<Self, StudyError> {
-        if !valid_name(&d.name) {
+        if !is_valid_name(&d.name) {
             return Err(invalid("name", "use 1-64 characters from [a-z0-9_-]"));
         }
         if d.description.len() > 4096 {
             return Err(invalid("description", "longer than 4096 bytes"));
         }
-        if !valid_name(&d.schema) {
+        if !is_valid_name(&d.schema) {
             return Err(invalid("schema", "not a schema name"));
         }
         if hex32(&d.schema_sha256).is_none() {

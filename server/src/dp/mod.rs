@@ -158,10 +158,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
 /// Checks a schema name from a path: 1-64 characters from `[a-z0-9_-]`
 /// (the rule `medrelay_dp::Schema` enforces).
 pub(crate) fn check_schema_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
+    if medrelay_dp::is_valid_name(name) {
         Ok(())
     } else {
         Err(ApiError::InvalidParameter("schema name must be 1-64 characters from [a-z0-9_-]".into()))

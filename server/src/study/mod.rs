@@ -247,10 +247,7 @@ pub(crate) fn par_map<T: Sync, U: Send>(items: &[T], f: impl Fn(&T) -> U + Sync)
 
 /// Checks a study name from a path: 1-64 characters from `[a-z0-9_-]`.
 pub(crate) fn check_study_name(name: &str) -> Result<(), ApiError> {
-    let ok = !name.is_empty()
-        && name.len() <= 64
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
-    if ok {
+    if medrelay_dp::is_valid_name(name) {
         Ok(())
     } else {
         Err(ApiError::InvalidParameter("study name must be 1-64 characters from [a-z0-9_-]".into()))
