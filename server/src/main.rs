@@ -498,8 +498,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if !db.is_dir() {
                 anyhow::bail!("{} holds no sled store", data.display());
             }
-            let store = medrelay_server::store::SledStore::open(&db)
-                .context("opening the store (a running server holds it: stop it first)")?;
+            let store = medrelay_server::store::SledStore::open(&db).context("opening the store")?;
             let c = store.compact_segments().context("compact")?;
             println!(
                 "moved {} values; removed {} segment files; segments {} -> {} bytes",

@@ -242,9 +242,14 @@ impl SledStore {
                         compacting: Arc::new(Mutex::new(())),
                     });
                 }
-                Err(sled::Error::Io(e))
-                    if e.to_string().starts_with("could not acquire lock") && Instant::now() < deadline =>
-                {
+                Err(sled::Error::Io(e)) if e.to_string().starts_with("could not acquire lock") => {
+                    if Instant::now() >= deadline {
+                        return Err(StoreError::Backend(format!(
+                            "the store in {} is in use by another process (a running medrelay-server?): stop \
+                             it first",
+                            dir.display()
+                        )));
+                    }
                     std::thread::sleep(Duration::from_millis(20));
                 }
                 Err(e) => return Err(backend(e)),

@@ -658,3 +658,15 @@ fn compaction_beside_writers_and_readers_loses_nothing() {
     }
     assert_eq!(s.log_root(n).unwrap(), mem.root_at(n).unwrap());
 }
+
+#[test]
+fn a_store_held_by_another_handle_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let held = SledStore::open(dir.path()).unwrap();
+    // sled's lock is per process and file; a second open in this process
+    // meets it as another process would.
+    let err = SledStore::open_waiting(dir.path(), Duration::from_millis(50)).unwrap_err().to_string();
+    assert!(err.contains("is in use by another process (a running medrelay-server?): stop it first"), "{err}");
+    assert!(err.contains(&dir.path().display().to_string()), "{err}");
+    drop(held);
+}
