@@ -666,7 +666,10 @@ fn a_store_held_by_another_handle_is_a_clear_error() {
     // sled's lock is per process and file; a second open in this process
     // meets it as another process would.
     let err = SledStore::open_waiting(dir.path(), Duration::from_millis(50)).unwrap_err().to_string();
-    assert!(err.contains("is in use by another process (a running medrelay-server?): stop it first"), "{err}");
+    assert!(
+        err.contains("is in use by another process (a running medrelay-server?): stop it first"),
+        "{err}"
+    );
     assert!(err.contains(&dir.path().display().to_string()), "{err}");
     drop(held);
 }
